@@ -1,0 +1,197 @@
+//! Body types: requests stream to the endpoint, responses stream to the client, and
+//! nothing buffers a whole body.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::upstream::PooledConn;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body was larger than the route allows.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+/// A client's request body on its way to the endpoint, cut off at the route's limit.
+pub enum RequestBody {
+    Empty,
+    Streaming {
+        inner: Incoming,
+        limit: Option<u64>,
+        seen: u64,
+    },
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
+        if inner.is_end_stream() {
+            RequestBody::Empty
+        } else {
+            RequestBody::Streaming { inner, limit, seen: 0 }
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Streaming { inner, limit, seen } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        *seen += data.len() as u64;
+                        if let Some(limit) = *limit
+                            && *seen > limit
+                        {
+                            return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Streaming { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Streaming { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Runs when a response is done: fully sent, or abandoned by the client.
+pub trait OnComplete: Send + Sync {
+    /// `bytes` is how much of the body reached hyper's write side.
+    fn complete(&mut self, bytes: u64);
+}
+
+/// A response on its way to the client: either one the proxy made, or an endpoint's
+/// streamed through. When an endpoint's body ends, its connection goes back to the
+/// shared pool; the completion hook (metrics, access log) runs exactly once.
+pub struct ResponseBody {
+    kind: Kind,
+    sent: u64,
+    done: Option<Box<dyn OnComplete>>,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream { inner: Incoming, conn: Option<PooledConn> },
+}
+
+impl ResponseBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let b = bytes.into();
+        ResponseBody {
+            kind: Kind::Full((!b.is_empty()).then_some(b)),
+            sent: 0,
+            done: None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        ResponseBody {
+            kind: Kind::Full(None),
+            sent: 0,
+            done: None,
+        }
+    }
+
+    /// Streams an endpoint's body; `conn` returns to the pool once the body has ended.
+    pub fn upstream(inner: Incoming, conn: Option<PooledConn>) -> Self {
+        let mut body = ResponseBody {
+            kind: Kind::Upstream { inner, conn },
+            sent: 0,
+            done: None,
+        };
+        body.release_if_ended();
+        body
+    }
+
+    pub fn on_complete(mut self, hook: Box<dyn OnComplete>) -> Self {
+        self.done = Some(hook);
+        self
+    }
+
+    fn release_if_ended(&mut self) {
+        if let Kind::Upstream { inner, conn } = &mut self.kind
+            && inner.is_end_stream()
+            && let Some(c) = conn.take()
+        {
+            c.release();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.release_if_ended();
+        if let Some(mut hook) = self.done.take() {
+            hook.complete(self.sent);
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.sent += d.len() as u64;
+                }
+                this.release_if_ended();
+            }
+            Poll::Ready(None) => this.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(d) => d.is_none(),
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

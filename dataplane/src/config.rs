@@ -1,0 +1,47 @@
+//! Proxy limits and timeouts, with the defaults the README documents.
+
+use std::time::Duration;
+
+/// Limits and timeouts for the whole proxy. Per-route settings live in
+/// [`crate::table::RoutePolicy`].
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Time to establish a TCP connection to an endpoint (nginx `proxy_connect_timeout`).
+    /// Default 5 s: a pod that does not accept in 5 s is not coming back soon, and the
+    /// request still has time for its one retry on another endpoint.
+    pub connect_timeout: Duration,
+    /// Time from sending the request to receiving the response headers (nginx
+    /// `proxy_read_timeout`, default 60 s). Exceeded: 504.
+    pub upstream_response_timeout: Duration,
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection is kept open waiting for the next one (nginx
+    /// `client_header_timeout`, 60 s).
+    pub client_header_timeout: Duration,
+    /// Largest request head (request line and headers) accepted; larger gets 431.
+    /// 16 KiB holds nginx's default of four 8 KiB header buffers' worth of real headers.
+    pub max_header_size: usize,
+    /// Idle upstream connections kept per endpoint and protocol.
+    pub pool_max_idle_per_endpoint: usize,
+    /// How long an idle upstream connection is kept (below the 60-120 s most servers use,
+    /// so the proxy closes first and never reuses a connection the backend just closed).
+    pub pool_idle_timeout: Duration,
+    /// How long SIGTERM waits for in-flight requests before closing what is left.
+    pub drain_timeout: Duration,
+    /// One JSON access-log line per request.
+    pub access_log: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            client_header_timeout: Duration::from_secs(60),
+            max_header_size: 16 * 1024,
+            pool_max_idle_per_endpoint: 256,
+            pool_idle_timeout: Duration::from_secs(55),
+            drain_timeout: Duration::from_secs(30),
+            access_log: true,
+        }
+    }
+}

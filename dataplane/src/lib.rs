@@ -1,0 +1,22 @@
+//! Portico's dataplane: the routing table the controller compiles, and the proxy that
+//! serves traffic by it.
+//!
+//! ```text
+//!  controller ──Arc<RoutingTable>──▶ watch channel ──▶ server (listeners, HTTP/1.1, HTTP/2)
+//!                                                          │
+//!                                        proxy: route ─▶ upstream request ─▶ upstream response ─▶ log
+//!                                                          │
+//!                                                 upstream::Pool (shared by every thread)
+//! ```
+
+pub mod body;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod table;
+pub mod upstream;
+
+pub use config::ProxyConfig;
+pub use proxy::Proxy;
+pub use server::Server;

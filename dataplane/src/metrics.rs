@@ -1,0 +1,137 @@
+//! Prometheus metrics, registered in the process's default registry so the controller's
+//! own metrics appear on the same `/metrics` page.
+//!
+//! Request metrics carry the labels ingress-nginx users already chart: `namespace`,
+//! `ingress`, `service`, `host` and `path` name the rule that matched (never the raw URL,
+//! which would explode the series count), plus `method` and `status`.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets,
+};
+use std::sync::OnceLock;
+
+const ROUTE_LABELS: [&str; 7] = ["namespace", "ingress", "service", "host", "path", "method", "status"];
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_response_duration: HistogramVec,
+    pub request_size: HistogramVec,
+    pub response_size: HistogramVec,
+    pub downstream_connections: IntGauge,
+    pub downstream_connections_total: IntCounter,
+    pub upstream_connections_opened: IntCounter,
+    pub upstream_connections_reused: IntCounter,
+    pub upstream_connect_errors: IntCounter,
+    pub table_reloads: IntCounter,
+    pub table_last_reload: prometheus::Gauge,
+    pub table_routes: IntGauge,
+    pub table_generation: IntGauge,
+    pub upgraded_connections: IntGauge,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    // Registration fails only for a duplicate name, which `Metrics::get` rules out by
+    // registering once; a second registry (tests) still gets usable collectors.
+    let _ = registry.register(Box::new(c.clone()));
+    c
+}
+
+impl Metrics {
+    /// The process-wide metrics, registered on first use.
+    pub fn get() -> &'static Metrics {
+        static METRICS: OnceLock<Metrics> = OnceLock::new();
+        METRICS.get_or_init(|| Metrics::new(prometheus::default_registry()))
+    }
+
+    fn new(r: &Registry) -> Metrics {
+        let secs = || exponential_buckets(0.0005, 2.0, 16).unwrap_or_default();
+        let bytes = || exponential_buckets(64.0, 4.0, 10).unwrap_or_default();
+        let hist = |name: &str, help: &str, buckets: Vec<f64>| {
+            register(
+                r,
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &ROUTE_LABELS)
+                    .unwrap_or_else(|e| panic!("metric {name}: {e}")),
+            )
+        };
+        let counter = |name: &str, help: &str| {
+            register(
+                r,
+                IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}")),
+            )
+        };
+        let gauge = |name: &str, help: &str| {
+            register(
+                r,
+                IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}")),
+            )
+        };
+        Metrics {
+            requests: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new("portico_requests_total", "Requests served, by the rule that matched."),
+                    &ROUTE_LABELS,
+                )
+                .unwrap_or_else(|e| panic!("metric: {e}")),
+            ),
+            request_duration: hist(
+                "portico_request_duration_seconds",
+                "Time from request received to response fully sent.",
+                secs(),
+            ),
+            upstream_response_duration: hist(
+                "portico_upstream_response_duration_seconds",
+                "Time from sending the request upstream to receiving its response headers.",
+                secs(),
+            ),
+            request_size: hist(
+                "portico_request_size_bytes",
+                "Request size: head plus declared body length.",
+                bytes(),
+            ),
+            response_size: hist(
+                "portico_response_size_bytes",
+                "Response body bytes sent to the client.",
+                bytes(),
+            ),
+            downstream_connections: gauge("portico_downstream_connections", "Client connections open now."),
+            downstream_connections_total: counter(
+                "portico_downstream_connections_total",
+                "Client connections accepted.",
+            ),
+            upstream_connections_opened: counter(
+                "portico_upstream_connections_opened_total",
+                "Connections opened to endpoints (compare with reused: each open is a TCP handshake).",
+            ),
+            upstream_connections_reused: counter(
+                "portico_upstream_connections_reused_total",
+                "Requests sent on an already open endpoint connection from the shared pool.",
+            ),
+            upstream_connect_errors: counter(
+                "portico_upstream_connect_errors_total",
+                "Failed connection attempts to endpoints.",
+            ),
+            table_reloads: counter("portico_table_reloads_total", "Routing tables swapped in."),
+            table_last_reload: register(
+                r,
+                prometheus::Gauge::new(
+                    "portico_table_last_reload_timestamp_seconds",
+                    "Unix time of the last routing table swap.",
+                )
+                .unwrap_or_else(|e| panic!("metric: {e}")),
+            ),
+            table_routes: gauge("portico_table_routes", "Path rules in the live routing table."),
+            table_generation: gauge("portico_table_generation", "Generation of the live routing table."),
+            upgraded_connections: gauge("portico_upgraded_connections", "Upgraded (WebSocket) tunnels open now."),
+        }
+    }
+}
+
+/// Renders every registered metric in the Prometheus text format.
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}

@@ -1,0 +1,253 @@
+//! Listeners: accept, pick HTTP/1.1 or HTTP/2, serve through the [`Proxy`], and drain
+//! on shutdown. Also the admin listener (`/metrics`, `/healthz`, `/readyz`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::body::ResponseBody;
+use crate::metrics::{self, Metrics};
+use crate::proxy::{ConnInfo, Proxy};
+use crate::table::RoutingTable;
+
+/// HTTP/2's connection preface starts with a method no HTTP/1 client sends.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// The listeners of one process, bound and ready to run.
+pub struct Server {
+    proxy: Arc<Proxy>,
+    http: TcpListener,
+    admin: TcpListener,
+    ready: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Binds every listener first, so a port in use fails start-up with a clear error.
+    pub async fn bind(proxy: Arc<Proxy>, http: SocketAddr, admin: SocketAddr) -> std::io::Result<Server> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{what} listener on {addr}: {e}")))
+        };
+        Ok(Server {
+            proxy,
+            http: bind(http, "http").await?,
+            admin: bind(admin, "admin").await?,
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
+    }
+
+    /// Serves until `shutdown` resolves, swapping in each table published on `tables`.
+    /// Then stops accepting, reports not-ready, lets in-flight requests finish for up to
+    /// the drain timeout, and returns.
+    pub async fn run(self, mut tables: watch::Receiver<Arc<RoutingTable>>, shutdown: impl Future<Output = ()>) {
+        let Server {
+            proxy,
+            http,
+            admin,
+            ready,
+        } = self;
+        let (drain_tx, drain_rx) = watch::channel(false);
+
+        let feeder = {
+            let proxy = proxy.clone();
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                loop {
+                    let table = tables.borrow_and_update().clone();
+                    // Generation 0 is the empty table a channel starts with, not a configuration.
+                    if table.generation > 0 {
+                        proxy.swap_table(table);
+                        ready.store(true, Ordering::Release);
+                    }
+                    if tables.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let admin_task = tokio::spawn(serve_admin(admin, ready.clone()));
+        let accept = accept_loop(http, proxy.clone(), drain_rx);
+        tokio::select! {
+            _ = accept => {}
+            _ = shutdown => {}
+        }
+        // The accept loop (and its listener) is gone: no new connections from here on.
+        ready.store(false, Ordering::Release);
+        tracing::info!(timeout = ?proxy.config().drain_timeout, "shutting down: draining in-flight requests");
+        let _ = drain_tx.send(true);
+        // Every connection task holds a receiver; `closed` resolves when the last is gone.
+        match tokio::time::timeout(proxy.config().drain_timeout, drain_tx.closed()).await {
+            Ok(()) => tracing::info!("drained"),
+            Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
+        }
+        feeder.abort();
+        admin_task.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, drain: watch::Receiver<bool>) {
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let info = ConnInfo {
+                    peer,
+                    local_port,
+                    tls: false,
+                };
+                tokio::spawn(serve_connection(stream, info, proxy.clone(), drain.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+struct ConnGauge;
+
+impl ConnGauge {
+    fn open() -> ConnGauge {
+        let m = Metrics::get();
+        m.downstream_connections.inc();
+        m.downstream_connections_total.inc();
+        ConnGauge
+    }
+}
+
+impl Drop for ConnGauge {
+    fn drop(&mut self) {
+        Metrics::get().downstream_connections.dec();
+    }
+}
+
+async fn serve_connection(stream: TcpStream, info: ConnInfo, proxy: Arc<Proxy>, mut drain: watch::Receiver<bool>) {
+    let _gauge = ConnGauge::open();
+    let _ = stream.set_nodelay(true);
+    // Allocate no protocol state until the client sends its first bytes: a connection
+    // that is opened and left idle costs only its socket and this small task.
+    let cfg = proxy.config();
+    let first_bytes = tokio::select! {
+        r = tokio::time::timeout(cfg.client_header_timeout, stream.readable()) => matches!(r, Ok(Ok(()))),
+        _ = drain.changed() => false,
+    };
+    if !first_bytes {
+        return;
+    }
+    let h2 = is_h2_preface(&stream).await;
+    let timeout = cfg.client_header_timeout;
+    let max_header = cfg.max_header_size;
+    let io = TokioIo::new(stream);
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
+    });
+    let result = if h2 {
+        let conn = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(max_header as u32)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = drain.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    } else {
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout)
+            .max_buf_size(max_header.max(8192))
+            .serve_connection(io, svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = drain.changed() => {
+                // Finishes the request in flight, then closes instead of keeping alive.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client = %info.peer, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Peeks (without consuming) whether the client opened with the HTTP/2 preface.
+async fn is_h2_preface(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    for _ in 0..20 {
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if buf[..n] != H2_PREFACE[..n] => return false,
+            Ok(n) if n == H2_PREFACE.len() => return true,
+            // A prefix of the preface so far: wait for the rest.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    false
+}
+
+async fn serve_admin(listener: TcpListener, ready: Arc<AtomicBool>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let ready = ready.load(Ordering::Acquire);
+                async move { Ok::<_, Infallible>(admin_response(req.uri().path(), ready)) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn admin_response(path: &str, ready: bool) -> Response<ResponseBody> {
+    let (status, body, ctype) = match path {
+        "/metrics" => (StatusCode::OK, metrics::render(), "text/plain; version=0.0.4"),
+        "/healthz" => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
+        "/readyz" if ready => (StatusCode::OK, "ready\n".to_string(), "text/plain"),
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no routing table loaded yet\n".to_string(),
+            "text/plain",
+        ),
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_string(), "text/plain"),
+    };
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    resp
+}

@@ -1,0 +1,282 @@
+//! The routing table: what the controller produces and the proxy reads.
+//!
+//! A [`RoutingTable`] is immutable. The controller builds a whole new one with a
+//! [`TableBuilder`] off the hot path and publishes it through a channel; a request
+//! clones one `Arc` and never takes a lock to find its route.
+//!
+//! Lookup picks one host block (exact host, then single-label wildcard, then the
+//! rules without a host) and then the best path inside it:
+//!
+//! ```text
+//!  Host ──▶ exact map ──miss──▶ wildcard map ──miss──▶ catch-all block
+//!                │                    │                      │
+//!                ▼                    ▼                      ▼
+//!   path ─▶ Exact (hash) + Prefix (segment trie) + ImplementationSpecific (byte trie)
+//!                └── longest rule path wins; at equal length Exact > Prefix > ImplSpecific
+//! ```
+//!
+//! Every step costs at most one hash lookup per path segment or one trie step per byte,
+//! whatever the number of hosts and routes in the table.
+
+mod host;
+mod path;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use host::{HostMatch, InvalidHost, normalize_host};
+pub use path::{InvalidPath, PathKind};
+
+use path::PathIndex;
+
+/// How the proxy speaks to a backend's endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2 with prior knowledge, cleartext (gRPC, `appProtocol: kubernetes.io/h2c`).
+    H2c,
+}
+
+/// One ready endpoint of a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+}
+
+/// A Service port resolved to its ready endpoints.
+#[derive(Debug)]
+pub struct Backend {
+    /// `namespace/service:port`, for logs and errors.
+    pub name: String,
+    pub protocol: UpstreamProtocol,
+    pub endpoints: Vec<Endpoint>,
+    next: AtomicUsize,
+}
+
+impl Backend {
+    pub fn new(name: impl Into<String>, protocol: UpstreamProtocol, endpoints: Vec<Endpoint>) -> Self {
+        Backend {
+            name: name.into(),
+            protocol,
+            endpoints,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Round-robin over the ready endpoints; `None` when there are none.
+    ///
+    /// `skip` is an endpoint already tried by this request, avoided when another exists.
+    pub fn pick(&self, skip: Option<SocketAddr>) -> Option<&Endpoint> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| Some(e.addr) != skip)
+    }
+}
+
+/// Per-route limits and switches, with the proxy's defaults filled in by the controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// Largest request body accepted, in bytes; larger gets 413. `None` means no limit.
+    pub max_body_size: Option<u64>,
+}
+
+impl Default for RoutePolicy {
+    fn default() -> Self {
+        RoutePolicy {
+            max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
+        }
+    }
+}
+
+/// 1 MiB, ingress-nginx's `proxy-body-size` default, so Ingresses that relied on it keep
+/// the same behaviour; raise it per Ingress with the same annotation or globally.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 1024 * 1024;
+
+/// Where a matched route came from: the labels metrics and logs carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteMeta {
+    pub namespace: String,
+    /// The Ingress (or Route) name.
+    pub ingress: String,
+    pub service: String,
+    /// The rule's host as written (`*.example.com`, or empty for no host).
+    pub host: String,
+    /// The rule's path as written, never the request's URL.
+    pub path: String,
+}
+
+/// What a request that matched is sent to.
+#[derive(Debug)]
+pub struct Route {
+    pub meta: RouteMeta,
+    pub backend: Arc<Backend>,
+    pub policy: RoutePolicy,
+}
+
+/// A route rule before it is placed in a table.
+#[derive(Clone, Debug)]
+pub struct RouteRule {
+    pub host: HostMatch,
+    pub path: String,
+    pub kind: PathKind,
+    pub route: Arc<Route>,
+}
+
+/// Why a rule could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error(transparent)]
+    Path(#[from] InvalidPath),
+    #[error("{kind} path {path:?} on host {host:?} is already routed by {owner_namespace}/{owner}")]
+    Duplicate {
+        host: String,
+        path: String,
+        kind: PathKind,
+        owner_namespace: String,
+        owner: String,
+    },
+}
+
+#[derive(Debug, Default)]
+struct HostBlock {
+    paths: PathIndex,
+    /// Serves paths no rule matched (an Ingress's `spec.defaultBackend` for its hosts).
+    fallback: Option<Arc<Route>>,
+}
+
+impl HostBlock {
+    fn lookup(&self, path: &str) -> Option<&Arc<Route>> {
+        self.paths.lookup(path).or(self.fallback.as_ref())
+    }
+}
+
+/// The immutable table the proxy routes by.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    exact: HashMap<Box<str>, HostBlock>,
+    /// Keyed by the suffix after `*.`: `*.example.com` is stored as `example.com`.
+    wildcard: HashMap<Box<str>, HostBlock>,
+    any: HostBlock,
+    routes: usize,
+    /// Increases with every table the controller publishes.
+    pub generation: u64,
+}
+
+impl RoutingTable {
+    /// Finds the route for a request's host (`Host` or `:authority`, any case, port
+    /// allowed) and URL path (without the query).
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        self.block_for(host).lookup(path)
+    }
+
+    fn block_for(&self, host: &str) -> &HostBlock {
+        let host = normalize_host(host);
+        if let Some(block) = self.exact.get(host.as_ref()) {
+            return block;
+        }
+        if let Some((_, parent)) = host.split_once('.')
+            && let Some(block) = self.wildcard.get(parent)
+        {
+            return block;
+        }
+        &self.any
+    }
+
+    /// Number of path rules in the table (fallbacks not counted).
+    pub fn route_count(&self) -> usize {
+        self.routes
+    }
+
+    /// Every backend the table references, each once.
+    pub fn backends(&self) -> Vec<Arc<Backend>> {
+        let mut seen = std::collections::HashSet::new();
+        let blocks = self
+            .exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(std::iter::once(&self.any));
+        let mut out = Vec::new();
+        for block in blocks {
+            for route in block.paths.routes().chain(block.fallback.iter()) {
+                if seen.insert(Arc::as_ptr(&route.backend)) {
+                    out.push(route.backend.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Builds a [`RoutingTable`]. Add rules in precedence order for ties: the first rule
+/// for a (host, path, kind) wins and later ones are refused as duplicates.
+#[derive(Debug, Default)]
+pub struct TableBuilder {
+    table: RoutingTable,
+}
+
+impl TableBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn block_mut(&mut self, host: &HostMatch) -> &mut HostBlock {
+        match host {
+            HostMatch::Exact(h) => self.table.exact.entry(h.as_str().into()).or_default(),
+            HostMatch::Wildcard(suffix) => self.table.wildcard.entry(suffix.as_str().into()).or_default(),
+            HostMatch::Any => &mut self.table.any,
+        }
+    }
+
+    /// Adds one rule; a duplicate (same host, path and kind) is refused and names the
+    /// rule that keeps the path.
+    pub fn add(&mut self, rule: RouteRule) -> Result<(), RuleError> {
+        let block = self.block_mut(&rule.host);
+        if let Some(existing) = block.paths.insert(&rule.path, rule.kind, rule.route.clone())? {
+            return Err(RuleError::Duplicate {
+                host: rule.host.to_string(),
+                path: rule.path,
+                kind: rule.kind,
+                owner_namespace: existing.meta.namespace.clone(),
+                owner: existing.meta.ingress.clone(),
+            });
+        }
+        self.table.routes += 1;
+        Ok(())
+    }
+
+    /// Sets the route for paths no rule of `host` matches, unless one is already set.
+    /// Returns false when an earlier fallback keeps the host.
+    pub fn fallback(&mut self, host: &HostMatch, route: Arc<Route>) -> bool {
+        let block = self.block_mut(host);
+        if block.fallback.is_some() {
+            return false;
+        }
+        block.fallback = Some(route);
+        true
+    }
+
+    /// Whether any rule or fallback has been added for `host`.
+    pub fn has_host(&self, host: &HostMatch) -> bool {
+        match host {
+            HostMatch::Exact(h) => self.table.exact.contains_key(h.as_str()),
+            HostMatch::Wildcard(s) => self.table.wildcard.contains_key(s.as_str()),
+            HostMatch::Any => true,
+        }
+    }
+
+    pub fn build(mut self, generation: u64) -> RoutingTable {
+        self.table.generation = generation;
+        self.table
+    }
+}
+
+#[cfg(test)]
+mod tests;

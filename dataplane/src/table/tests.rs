@@ -1,0 +1,283 @@
+//! Matching rules, one test per rule.
+
+use super::*;
+
+fn route(name: &str) -> Arc<Route> {
+    Arc::new(Route {
+        meta: RouteMeta {
+            namespace: "default".into(),
+            ingress: name.into(),
+            ..Default::default()
+        },
+        backend: Arc::new(Backend::new(name, UpstreamProtocol::Http1, vec![])),
+        policy: RoutePolicy::default(),
+    })
+}
+
+fn table(rules: &[(&str, &str, PathKind, &str)]) -> RoutingTable {
+    let mut b = TableBuilder::new();
+    for (host, path, kind, name) in rules {
+        b.add(RouteRule {
+            host: HostMatch::parse(host).unwrap(),
+            path: path.to_string(),
+            kind: *kind,
+            route: route(name),
+        })
+        .unwrap();
+    }
+    b.build(1)
+}
+
+fn hit(t: &RoutingTable, host: &str, path: &str) -> Option<String> {
+    t.lookup(host, path).map(|r| r.meta.ingress.clone())
+}
+
+use PathKind::{Exact, ImplementationSpecific as Impl, Prefix};
+
+/// Exact paths match byte for byte: no trailing-slash or case folding.
+#[test]
+fn exact_path_is_byte_exact() {
+    let t = table(&[("a.com", "/foo", Exact, "x")]);
+    assert_eq!(hit(&t, "a.com", "/foo").as_deref(), Some("x"));
+    assert_eq!(hit(&t, "a.com", "/foo/"), None);
+    assert_eq!(hit(&t, "a.com", "/FOO"), None);
+    assert_eq!(hit(&t, "a.com", "/foo/bar"), None);
+}
+
+/// Prefix matches whole path elements: /foo matches /foo, /foo/, /foo/bar, not /foobar.
+#[test]
+fn prefix_is_element_wise() {
+    let t = table(&[("a.com", "/foo", Prefix, "x")]);
+    for p in ["/foo", "/foo/", "/foo/bar", "/foo//bar/baz"] {
+        assert_eq!(hit(&t, "a.com", p).as_deref(), Some("x"), "{p}");
+    }
+    assert_eq!(hit(&t, "a.com", "/foobar"), None);
+    assert_eq!(hit(&t, "a.com", "/"), None);
+}
+
+/// A trailing slash on a Prefix rule is ignored: /foo/ matches /foo.
+#[test]
+fn prefix_trailing_slash_ignored() {
+    let t = table(&[("a.com", "/foo/", Prefix, "x")]);
+    assert_eq!(hit(&t, "a.com", "/foo").as_deref(), Some("x"));
+    assert_eq!(hit(&t, "a.com", "/foo/bar").as_deref(), Some("x"));
+}
+
+/// Prefix / matches every path.
+#[test]
+fn prefix_root_matches_everything() {
+    let t = table(&[("a.com", "/", Prefix, "x")]);
+    for p in ["/", "/a", "/a/b/c"] {
+        assert_eq!(hit(&t, "a.com", p).as_deref(), Some("x"), "{p}");
+    }
+}
+
+/// ImplementationSpecific is ingress-nginx's plain string prefix: /foo matches /foobar.
+#[test]
+fn implementation_specific_is_string_prefix() {
+    let t = table(&[("a.com", "/foo", Impl, "x")]);
+    for p in ["/foo", "/foobar", "/foo/bar"] {
+        assert_eq!(hit(&t, "a.com", p).as_deref(), Some("x"), "{p}");
+    }
+    assert_eq!(hit(&t, "a.com", "/fo"), None);
+}
+
+/// The longest rule path wins, whatever order the rules came in.
+#[test]
+fn longest_path_wins() {
+    let t = table(&[
+        ("a.com", "/", Prefix, "root"),
+        ("a.com", "/api/v1", Prefix, "v1"),
+        ("a.com", "/api", Prefix, "api"),
+    ]);
+    assert_eq!(hit(&t, "a.com", "/api/v1/users").as_deref(), Some("v1"));
+    assert_eq!(hit(&t, "a.com", "/api/v2").as_deref(), Some("api"));
+    assert_eq!(hit(&t, "a.com", "/other").as_deref(), Some("root"));
+}
+
+/// At equal length an Exact rule beats a Prefix rule, which beats ImplementationSpecific.
+#[test]
+fn exact_before_prefix_at_equal_length() {
+    let t = table(&[
+        ("a.com", "/foo", Prefix, "prefix"),
+        ("a.com", "/foo", Exact, "exact"),
+        ("a.com", "/foo", Impl, "impl"),
+    ]);
+    assert_eq!(hit(&t, "a.com", "/foo").as_deref(), Some("exact"));
+    assert_eq!(hit(&t, "a.com", "/foo/x").as_deref(), Some("prefix"));
+    assert_eq!(hit(&t, "a.com", "/foox").as_deref(), Some("impl"));
+}
+
+/// A longer ImplementationSpecific rule beats a shorter Prefix rule.
+#[test]
+fn longer_string_prefix_beats_shorter_prefix() {
+    let t = table(&[("a.com", "/api", Prefix, "prefix"), ("a.com", "/api/v", Impl, "impl")]);
+    assert_eq!(hit(&t, "a.com", "/api/v2").as_deref(), Some("impl"));
+    assert_eq!(hit(&t, "a.com", "/api/x").as_deref(), Some("prefix"));
+}
+
+/// Hosts match case-insensitively with the port and a trailing dot stripped.
+#[test]
+fn host_is_case_insensitive_and_port_stripped() {
+    let t = table(&[("Foo.Example.com", "/", Prefix, "x")]);
+    for h in [
+        "foo.example.com",
+        "FOO.EXAMPLE.COM:8080",
+        "foo.example.com.",
+        "foo.example.com:443",
+    ] {
+        assert_eq!(hit(&t, h, "/").as_deref(), Some("x"), "{h}");
+    }
+    assert_eq!(hit(&t, "bar.example.com", "/"), None);
+}
+
+/// A wildcard host matches exactly one extra label.
+#[test]
+fn wildcard_matches_one_label() {
+    let t = table(&[("*.example.com", "/", Prefix, "wild")]);
+    assert_eq!(hit(&t, "a.example.com", "/").as_deref(), Some("wild"));
+    assert_eq!(hit(&t, "A.Example.COM:80", "/").as_deref(), Some("wild"));
+    assert_eq!(hit(&t, "a.b.example.com", "/"), None);
+    assert_eq!(hit(&t, "example.com", "/"), None);
+}
+
+/// An exact host is chosen over a wildcard that also covers it.
+#[test]
+fn exact_host_before_wildcard() {
+    let t = table(&[
+        ("*.example.com", "/", Prefix, "wild"),
+        ("a.example.com", "/", Prefix, "exact"),
+    ]);
+    assert_eq!(hit(&t, "a.example.com", "/x").as_deref(), Some("exact"));
+    assert_eq!(hit(&t, "b.example.com", "/x").as_deref(), Some("wild"));
+}
+
+/// Once a host block is chosen, its paths alone decide: no fall-through to other blocks.
+#[test]
+fn matched_host_does_not_fall_through() {
+    let t = table(&[("a.com", "/api", Prefix, "api"), ("", "/", Prefix, "catchall")]);
+    assert_eq!(hit(&t, "a.com", "/web"), None);
+    assert_eq!(hit(&t, "b.com", "/web").as_deref(), Some("catchall"));
+}
+
+/// Rules without a host serve requests whose host no rule names, and requests with no host.
+#[test]
+fn no_host_rules_catch_unknown_hosts() {
+    let t = table(&[("", "/", Prefix, "any")]);
+    assert_eq!(hit(&t, "whatever.io", "/").as_deref(), Some("any"));
+    assert_eq!(hit(&t, "", "/").as_deref(), Some("any"));
+    assert_eq!(hit(&t, "10.0.0.1:8080", "/").as_deref(), Some("any"));
+}
+
+/// The second rule for the same host, path and type is refused and names the owner.
+#[test]
+fn duplicate_rule_refused() {
+    let mut b = TableBuilder::new();
+    let rule = |name| RouteRule {
+        host: HostMatch::parse("a.com").unwrap(),
+        path: "/x/".into(),
+        kind: Prefix,
+        route: route(name),
+    };
+    b.add(rule("first")).unwrap();
+    let mut second = rule("second");
+    second.path = "/x".into();
+    let err = b.add(second).unwrap_err();
+    assert!(err.to_string().contains("default/first"), "{err}");
+    let t = b.build(1);
+    assert_eq!(hit(&t, "a.com", "/x").as_deref(), Some("first"));
+    assert_eq!(t.route_count(), 1);
+}
+
+/// A host's fallback serves paths none of its rules match.
+#[test]
+fn fallback_serves_unmatched_paths() {
+    let mut b = TableBuilder::new();
+    let host = HostMatch::parse("a.com").unwrap();
+    b.add(RouteRule {
+        host: host.clone(),
+        path: "/api".into(),
+        kind: Prefix,
+        route: route("api"),
+    })
+    .unwrap();
+    assert!(b.fallback(&host, route("default")));
+    assert!(!b.fallback(&host, route("later")));
+    let t = b.build(1);
+    assert_eq!(hit(&t, "a.com", "/api/x").as_deref(), Some("api"));
+    assert_eq!(hit(&t, "a.com", "/web").as_deref(), Some("default"));
+}
+
+/// Paths that are not absolute or carry '..' are refused with a reason.
+#[test]
+fn invalid_paths_refused() {
+    let mut b = TableBuilder::new();
+    for (p, k) in [("foo", Prefix), ("/a/../b", Exact), ("/a b", Impl), ("/a//b", Prefix)] {
+        let r = b.add(RouteRule {
+            host: HostMatch::Any,
+            path: p.into(),
+            kind: k,
+            route: route("x"),
+        });
+        assert!(matches!(r, Err(RuleError::Path(_))), "{p}: {r:?}");
+    }
+}
+
+/// Hosts that are not DNS names are refused; wildcards only as the whole first label.
+#[test]
+fn invalid_hosts_refused() {
+    for h in [
+        "foo.*.com",
+        "*",
+        "a..b",
+        "-a.com",
+        "10.0.0.1",
+        "a_b.com",
+        "*.",
+        "bad host",
+    ] {
+        assert!(HostMatch::parse(h).is_err(), "{h}");
+    }
+    assert_eq!(HostMatch::parse("*.A.com"), Ok(HostMatch::Wildcard("a.com".into())));
+}
+
+/// Round robin visits every endpoint in turn, and a retry avoids the endpoint that failed.
+#[test]
+fn round_robin_and_retry_skip() {
+    let eps: Vec<Endpoint> = (1..=3)
+        .map(|i| Endpoint {
+            addr: format!("10.0.0.{i}:80").parse().unwrap(),
+        })
+        .collect();
+    let b = Backend::new("b", UpstreamProtocol::Http1, eps.clone());
+    let picked: Vec<_> = (0..6).map(|_| b.pick(None).unwrap().addr).collect();
+    assert_eq!(&picked[..3], &picked[3..]);
+    let mut uniq = picked[..3].to_vec();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 3);
+    for _ in 0..5 {
+        assert_ne!(b.pick(Some(eps[0].addr)).unwrap().addr, eps[0].addr);
+    }
+    let single = Backend::new("s", UpstreamProtocol::Http1, vec![eps[0].clone()]);
+    assert!(single.pick(Some(eps[0].addr)).is_none());
+    assert!(Backend::new("e", UpstreamProtocol::Http1, vec![]).pick(None).is_none());
+}
+
+/// A table of 100,000 hosts still finds the one host and path asked for, and nothing else.
+#[test]
+fn lookup_in_a_table_of_100k_hosts() {
+    let mut b = TableBuilder::new();
+    for i in 0..100_000 {
+        b.add(RouteRule {
+            host: HostMatch::parse(&format!("h{i}.example.com")).unwrap(),
+            path: format!("/p{i}"),
+            kind: Prefix,
+            route: route("x"),
+        })
+        .unwrap();
+    }
+    let t = b.build(1);
+    assert_eq!(hit(&t, "h99999.example.com", "/p99999/x").as_deref(), Some("x"));
+    assert_eq!(hit(&t, "h99999.example.com", "/p1"), None);
+}

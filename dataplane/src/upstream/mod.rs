@@ -1,0 +1,7 @@
+//! Connections to endpoints: one pool shared by every thread, Pingora's lesson. A
+//! connection opened on one worker thread is reused by a request on any other, so the
+//! number of upstream connections tracks concurrency, not thread count.
+
+mod pool;
+
+pub use pool::{Pool, PooledConn, SendError, UpstreamConn};

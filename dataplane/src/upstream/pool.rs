@@ -1,0 +1,272 @@
+//! The shared upstream connection pool.
+//!
+//! HTTP/1.1 connections are keyed by endpoint address; an idle one is checked out by
+//! one request at a time and returns when that request's response body has ended.
+//! HTTP/2 (h2c) connections are shared: one per endpoint carries every concurrent
+//! request as a stream. Idle connections are bounded per endpoint and closed after an
+//! idle timeout by a reaper task, so the pool never holds a connection the endpoint
+//! is about to close.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+use crate::metrics::Metrics;
+use crate::table::UpstreamProtocol;
+
+const SHARDS: usize = 16;
+
+/// Why no request could be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("connect to {addr} timed out")]
+    ConnectTimeout { addr: SocketAddr },
+    #[error("connect to {addr}: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("handshake with {addr}: {source}")]
+    Handshake { addr: SocketAddr, source: hyper::Error },
+}
+
+struct Idle {
+    tx: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Shard {
+    h1: HashMap<SocketAddr, Vec<Idle>>,
+    h2: HashMap<SocketAddr, http2::SendRequest<RequestBody>>,
+}
+
+/// The pool. Cheap to share: wrap in an `Arc` once per process.
+pub struct Pool {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    max_idle: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// A connection for one request.
+pub enum UpstreamConn {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+/// An HTTP/1.1 connection checked out of the pool; [`PooledConn::release`] returns it.
+pub struct PooledConn {
+    pool: Arc<Pool>,
+    addr: SocketAddr,
+    tx: http1::SendRequest<RequestBody>,
+}
+
+impl PooledConn {
+    /// Returns the connection for the next request. Call only once the response body
+    /// has been read to its end; a connection with unread body is dropped instead.
+    pub fn release(self) {
+        self.pool.put_h1(self.addr, self.tx);
+    }
+}
+
+impl Pool {
+    pub fn new(max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: Default::default(),
+            max_idle,
+            idle_timeout,
+            connect_timeout,
+        });
+        let weak = Arc::downgrade(&pool);
+        // The reaper closes connections idle past the timeout even when no request comes
+        // to notice them; it ends with the pool.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let mut tick = tokio::time::interval(idle_timeout / 4 + Duration::from_millis(1));
+                loop {
+                    tick.tick().await;
+                    match weak.upgrade() {
+                        Some(pool) => pool.reap(),
+                        None => return,
+                    }
+                }
+            });
+        }
+        pool
+    }
+
+    fn shard(&self, addr: &SocketAddr) -> std::sync::MutexGuard<'_, Shard> {
+        let mut h = self.hasher.build_hasher();
+        addr.hash(&mut h);
+        let i = h.finish() as usize % self.shards.len();
+        // A panic while holding a shard lock cannot leave it inconsistent (each critical
+        // section is a single map operation), so a poisoned lock is still usable.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put_h1(&self, addr: SocketAddr, tx: http1::SendRequest<RequestBody>) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut shard = self.shard(&addr);
+        let idle = shard.h1.entry(addr).or_default();
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn take_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<RequestBody>> {
+        let now = Instant::now();
+        let mut shard = self.shard(&addr);
+        let idle = shard.h1.get_mut(&addr)?;
+        // Most recently used first: it is the warmest and the least likely to have
+        // been closed by the endpoint.
+        while let Some(conn) = idle.pop() {
+            if !conn.tx.is_closed() && now.duration_since(conn.since) < self.idle_timeout {
+                return Some(conn.tx);
+            }
+        }
+        None
+    }
+
+    fn reap(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.h1.retain(|_, idle| {
+                idle.retain(|c| !c.tx.is_closed() && now.duration_since(c.since) < self.idle_timeout);
+                !idle.is_empty()
+            });
+            shard.h2.retain(|_, tx| !tx.is_closed());
+        }
+    }
+
+    /// Idle HTTP/1.1 connections held now (for tests and debugging).
+    pub fn idle_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .h1
+                    .values()
+                    .map(Vec::len)
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// A connection to `addr`: a pooled one when there is one, else a new one.
+    /// `fresh` skips the pool (for upgrades, which take the connection for good).
+    pub async fn get(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        proto: UpstreamProtocol,
+        fresh: bool,
+    ) -> Result<(UpstreamConn, bool), SendError> {
+        let m = Metrics::get();
+        match proto {
+            UpstreamProtocol::Http1 => {
+                if !fresh {
+                    while let Some(mut tx) = self.take_h1(addr) {
+                        // Ready means the previous exchange is fully done; an error means the
+                        // endpoint closed it meanwhile: try the next idle one.
+                        if tx.ready().await.is_ok() {
+                            m.upstream_connections_reused.inc();
+                            return Ok((UpstreamConn::H1(tx), true));
+                        }
+                    }
+                }
+                let io = self.connect(addr).await?;
+                let (tx, conn) = http1::Builder::new()
+                    .handshake(io)
+                    .await
+                    .map_err(|source| SendError::Handshake { addr, source })?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(%addr, error = %e, "upstream connection ended");
+                    }
+                });
+                m.upstream_connections_opened.inc();
+                Ok((UpstreamConn::H1(tx), false))
+            }
+            UpstreamProtocol::H2c => {
+                let existing = self.shard(&addr).h2.get(&addr).filter(|tx| !tx.is_closed()).cloned();
+                if let Some(tx) = existing {
+                    m.upstream_connections_reused.inc();
+                    return Ok((UpstreamConn::H2(tx), true));
+                }
+                let io = self.connect(addr).await?;
+                let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Duration::from_secs(30))
+                    .handshake(io)
+                    .await
+                    .map_err(|source| SendError::Handshake { addr, source })?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%addr, error = %e, "upstream h2 connection ended");
+                    }
+                });
+                m.upstream_connections_opened.inc();
+                self.shard(&addr).h2.insert(addr, tx.clone());
+                Ok((UpstreamConn::H2(tx), false))
+            }
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<TokioIo<TcpStream>, SendError> {
+        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(source)) => {
+                Metrics::get().upstream_connect_errors.inc();
+                return Err(SendError::Connect { addr, source });
+            }
+            Err(_) => {
+                Metrics::get().upstream_connect_errors.inc();
+                return Err(SendError::ConnectTimeout { addr });
+            }
+        };
+        // Small requests and responses must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
+
+    pub fn pooled(self: &Arc<Self>, addr: SocketAddr, tx: http1::SendRequest<RequestBody>) -> PooledConn {
+        PooledConn {
+            pool: self.clone(),
+            addr,
+            tx,
+        }
+    }
+}
+
+impl UpstreamConn {
+    /// Sends a request. `Err(Ok(req))` hands the request back unsent (the connection
+    /// closed before taking it), so it can go out on another connection.
+    pub async fn send(
+        &mut self,
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, Result<Request<RequestBody>, hyper::Error>> {
+        let result = match self {
+            UpstreamConn::H1(tx) => tx.try_send_request(req).await,
+            UpstreamConn::H2(tx) => tx.try_send_request(req).await,
+        };
+        result.map_err(|mut e| match e.take_message() {
+            Some(req) => Ok(req),
+            None => Err(e.into_error()),
+        })
+    }
+}
