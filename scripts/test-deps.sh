@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs what the integration tests (tests/integration/) need on a fresh Debian
+# machine, and does nothing (quickly) when it is all there already:
+#
+#   - Debian packages: curl, h2load (nghttp2-client), openssl, ss (iproute2).
+#     `apt-get update` runs only when something has to be installed.
+#   - A Python virtualenv with pinned pytest, websockets and grpcio, at
+#     ${PORTICO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portico}/venv
+#
+# Prints the venv's python on the last line of stdout, so callers can do
+#   PY=$(scripts/test-deps.sh | tail -n1)
+# Everything else goes to stderr.
+set -euo pipefail
+
+PORTICO_CACHE="${PORTICO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portico}"
+VENV="$PORTICO_CACHE/venv"
+
+# Pinned Python packages. Changing this list rebuilds the venv's contents.
+PY_REQUIREMENTS=(
+	"pytest==9.2.0"
+	"websockets==17.4"
+	"grpcio==1.85.1"
+)
+
+log() { printf 'test-deps: %s\n' "$*" >&2; }
+
+# Debian package that provides each command the tests run.
+declare -A APT_FOR=(
+	[curl]=curl
+	[h2load]=nghttp2-client
+	[openssl]=openssl
+	[ss]=iproute2
+)
+
+missing=()
+for cmd in "${!APT_FOR[@]}"; do
+	if ! command -v "$cmd" >/dev/null 2>&1; then
+		missing+=("${APT_FOR[$cmd]}")
+	fi
+done
+
+if ((${#missing[@]})); then
+	as_root=()
+	if ((EUID != 0)); then
+		command -v sudo >/dev/null 2>&1 || {
+			log "need root (or sudo) to install: ${missing[*]}"
+			exit 1
+		}
+		as_root=(sudo)
+	fi
+	log "installing Debian packages: ${missing[*]}"
+	"${as_root[@]}" apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+	log "Debian packages present (curl, h2load, openssl, ss)"
+fi
+
+# The venv is keyed by the requirement list and the interpreter's version, so an
+# edit to either rebuilds it and an unchanged setup is a no-op.
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null 2>&1 || {
+	log "no $python on PATH"
+	exit 1
+}
+want="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])') ${PY_REQUIREMENTS[*]}"
+stamp="$VENV/.portico-requirements"
+if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+	log "python venv up to date: $VENV"
+else
+	log "creating python venv at $VENV with: ${PY_REQUIREMENTS[*]}"
+	mkdir -p "$PORTICO_CACHE"
+	if ! "$python" -m venv --clear "$VENV" >&2; then
+		# Debian's own python3 ships venv support separately.
+		log "python venv module missing; installing python3-venv"
+		as_root=()
+		((EUID == 0)) || as_root=(sudo)
+		"${as_root[@]}" apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq python3-venv >&2
+		"$python" -m venv --clear "$VENV" >&2
+	fi
+	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_REQUIREMENTS[@]}" >&2
+	printf '%s' "$want" >"$stamp"
+	log "python venv ready"
+fi
+
+printf '%s\n' "$VENV/bin/python"
