@@ -1,0 +1,85 @@
+//! The ingress-nginx annotations Portico understands, parsed into typed values.
+//!
+//! Annotation values are user input: each is parsed with limits into a typed value and
+//! never passed on as text. An annotation that does not parse leaves the default in
+//! place and produces an `InvalidAnnotation` diagnostic; an ingress-nginx annotation
+//! Portico does not implement produces `UnsupportedAnnotation`, so nobody migrating
+//! from ingress-nginx silently loses a rewrite or a redirect they relied on.
+
+use std::collections::BTreeMap;
+
+use portico_dataplane::table::RoutePolicy;
+
+use super::CompileOptions;
+use super::diagnostics::{Problem, Problems, reason};
+
+const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// `nginx.ingress.kubernetes.io/proxy-body-size`: largest request body, nginx size syntax.
+pub const PROXY_BODY_SIZE: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
+
+/// The ingress-nginx annotations that have an effect.
+const SUPPORTED: &[&str] = &[PROXY_BODY_SIZE];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid size {value:?}: {reason}")]
+pub struct InvalidSize {
+    pub value: String,
+    pub reason: &'static str,
+}
+
+/// Parses an nginx size (`0`, `1024`, `512k`, `8m`, `1g`; suffixes in either case, powers
+/// of 1024). `0` means no limit, as in nginx's `client_max_body_size`, and gives `None`.
+pub fn parse_size(value: &str) -> Result<Option<u64>, InvalidSize> {
+    let bad = |reason| InvalidSize {
+        value: value.to_string(),
+        reason,
+    };
+    let trimmed = value.trim();
+    let (digits, multiplier) = match trimmed.as_bytes().last() {
+        Some(b'k' | b'K') => (&trimmed[..trimmed.len() - 1], 1u64 << 10),
+        Some(b'm' | b'M') => (&trimmed[..trimmed.len() - 1], 1 << 20),
+        Some(b'g' | b'G') => (&trimmed[..trimmed.len() - 1], 1 << 30),
+        _ => (trimmed, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad(
+            "expected a whole number with an optional k, m or g suffix, like 8m",
+        ));
+    }
+    let n: u64 = digits.parse().map_err(|_| bad("too large"))?;
+    let bytes = n.checked_mul(multiplier).ok_or_else(|| bad("too large"))?;
+    Ok((bytes != 0).then_some(bytes))
+}
+
+/// The route policy an Ingress's annotations ask for, with the defaults from `opts`.
+pub(super) fn route_policy(
+    annotations: Option<&BTreeMap<String, String>>,
+    opts: &CompileOptions,
+    problems: &mut Problems,
+) -> RoutePolicy {
+    let mut policy = RoutePolicy {
+        max_body_size: opts.max_body_size,
+    };
+    let Some(annotations) = annotations else {
+        return policy;
+    };
+    if let Some(value) = annotations.get(PROXY_BODY_SIZE) {
+        match parse_size(value) {
+            Ok(size) => policy.max_body_size = size,
+            Err(e) => problems.push(Problem::warning(
+                reason::INVALID_ANNOTATION,
+                format!("{PROXY_BODY_SIZE}: {e}; using the default"),
+            )),
+        }
+    }
+    for key in annotations.keys() {
+        if key.starts_with(NGINX_PREFIX) && !SUPPORTED.contains(&key.as_str()) {
+            problems.push(Problem::warning(
+                reason::UNSUPPORTED_ANNOTATION,
+                format!("annotation {key} is not supported and has no effect"),
+            ));
+        }
+    }
+    policy
+}

@@ -1,0 +1,223 @@
+//! From an Ingress's Service reference to a [`Backend`] of ready endpoints.
+//!
+//! ```text
+//!  backend.service {name, port: number | name}
+//!        │ same namespace as the Ingress
+//!        ▼
+//!  Service ── spec.ports[] ──▶ the ServicePort (its name, its appProtocol)
+//!        │ label kubernetes.io/service-name=<name>
+//!        ▼
+//!  EndpointSlices ── ports[] with the ServicePort's name ──▶ target port number
+//!                 └─ endpoints[] not marked unready ──▶ addresses ──▶ Endpoint
+//! ```
+//!
+//! Traffic goes straight to the pod addresses, never through the Service's cluster IP,
+//! so readiness is honoured per endpoint and connections are pooled per pod.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::IngressServiceBackend;
+use portico_dataplane::table::{Backend, Endpoint, UpstreamProtocol};
+
+use super::diagnostics::{Problem, reason};
+use super::namespace_of;
+
+/// The label the EndpointSlice controller puts on every slice of a Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// `appProtocol` values that mean "speak HTTP/2 without TLS": the standard
+/// `kubernetes.io/h2c`, and the short forms people write for gRPC services.
+const H2C_APP_PROTOCOLS: &[&str] = &["kubernetes.io/h2c", "h2c", "grpc"];
+
+/// A resolved backend and what, if anything, is wrong with it.
+pub(super) struct Resolved {
+    pub backend: Arc<Backend>,
+    pub problem: Option<Problem>,
+}
+
+/// Resolves Service references against one snapshot.
+///
+/// Each Service port becomes one shared `Arc<Backend>` whichever way it is referenced
+/// (by number or by name, from one Ingress or many), because the round-robin position
+/// lives in the backend: separate copies would each start at the first endpoint.
+pub(super) struct Backends<'a> {
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    resolved: HashMap<(&'a str, &'a str, i32), Arc<Backend>>,
+    /// Backends that cannot resolve, by their display name; they have no endpoints.
+    unresolved: HashMap<String, Arc<Backend>>,
+}
+
+#[derive(Debug)]
+enum PortRef<'a> {
+    Number(i32),
+    Name(&'a str),
+}
+
+impl std::fmt::Display for PortRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl<'a> Backends<'a> {
+    pub fn new(services: &'a [Service], slices: &'a [EndpointSlice]) -> Self {
+        let services = services
+            .iter()
+            .filter_map(|s| Some(((namespace_of(&s.metadata), s.metadata.name.as_deref()?), s)))
+            .collect();
+        let mut by_service: HashMap<_, Vec<_>> = HashMap::new();
+        for slice in slices {
+            let labels = slice.metadata.labels.as_ref();
+            if let Some(service) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
+                by_service
+                    .entry((namespace_of(&slice.metadata), service.as_str()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
+        Backends {
+            services,
+            slices: by_service,
+            resolved: HashMap::new(),
+            unresolved: HashMap::new(),
+        }
+    }
+
+    /// Resolves `service` in `namespace`. Always returns a backend: one that cannot
+    /// resolve has no endpoints, so its paths answer 503 (see `ingress.rs` for why).
+    pub fn resolve(&mut self, namespace: &'a str, service: &'a IngressServiceBackend) -> Resolved {
+        let name = service.name.as_str();
+        let port = match port_ref(service) {
+            Ok(port) => port,
+            Err(why) => {
+                let problem = Problem::warning(reason::INVALID_BACKEND, format!("backend service {name:?} {why}"));
+                return self.unresolved(namespace, name, "?", problem);
+            }
+        };
+        let Some(svc) = self.services.get(&(namespace, name)).copied() else {
+            let problem = Problem::warning(reason::SERVICE_NOT_FOUND, format!("service {name:?} not found"));
+            return self.unresolved(namespace, name, &port.to_string(), problem);
+        };
+        let spec = svc.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            let problem = Problem::warning(
+                reason::UNSUPPORTED_BACKEND,
+                format!("service {name:?} is of type ExternalName; ExternalName services are not supported yet"),
+            );
+            return self.unresolved(namespace, name, &port.to_string(), problem);
+        }
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let found = match port {
+            PortRef::Number(n) => ports.iter().find(|p| p.port == n),
+            PortRef::Name(want) => ports.iter().find(|p| p.name.as_deref() == Some(want)),
+        };
+        let Some(service_port) = found else {
+            let message = match port {
+                PortRef::Number(n) => format!("service {name:?} has no port {n}"),
+                PortRef::Name(want) => format!("service {name:?} has no port named {want:?}"),
+            };
+            let problem = Problem::warning(reason::PORT_NOT_FOUND, message);
+            return self.unresolved(namespace, name, &port.to_string(), problem);
+        };
+
+        let slices = &self.slices;
+        let backend = self
+            .resolved
+            .entry((namespace, name, service_port.port))
+            .or_insert_with(|| {
+                let port_name = service_port.name.as_deref().unwrap_or_default();
+                let slices = slices.get(&(namespace, name)).map(Vec::as_slice).unwrap_or_default();
+                Arc::new(Backend::new(
+                    format!("{namespace}/{name}:{}", service_port.port),
+                    protocol(service_port.app_protocol.as_deref()),
+                    ready_endpoints(slices, port_name),
+                ))
+            })
+            .clone();
+        let problem = backend.endpoints.is_empty().then(|| {
+            Problem::normal(
+                reason::NO_READY_ENDPOINTS,
+                format!("service {name:?} port {} has no ready endpoints", service_port.port),
+            )
+        });
+        Resolved { backend, problem }
+    }
+
+    fn unresolved(&mut self, namespace: &str, name: &str, port: &str, problem: Problem) -> Resolved {
+        let display = format!("{namespace}/{name}:{port}");
+        let backend = self
+            .unresolved
+            .entry(display.clone())
+            .or_insert_with(|| Arc::new(Backend::new(display, UpstreamProtocol::Http1, Vec::new())))
+            .clone();
+        Resolved {
+            backend,
+            problem: Some(problem),
+        }
+    }
+}
+
+fn port_ref(service: &IngressServiceBackend) -> Result<PortRef<'_>, &'static str> {
+    let port = service.port.as_ref();
+    let number = port.and_then(|p| p.number);
+    let name = port.and_then(|p| p.name.as_deref()).filter(|n| !n.is_empty());
+    match (number, name) {
+        (Some(n), None) => Ok(PortRef::Number(n)),
+        (None, Some(name)) => Ok(PortRef::Name(name)),
+        (Some(_), Some(_)) => Err("sets both port.number and port.name; set exactly one"),
+        (None, None) => Err("has no port; set port.number or port.name"),
+    }
+}
+
+fn protocol(app_protocol: Option<&str>) -> UpstreamProtocol {
+    match app_protocol {
+        Some(p) if H2C_APP_PROTOCOLS.contains(&p) => UpstreamProtocol::H2c,
+        _ => UpstreamProtocol::Http1,
+    }
+}
+
+/// The ready addresses of a Service port across all its slices, sorted and unique.
+///
+/// Slice ports are matched by name because that is the one thing a slice port shares
+/// with its Service port (an unnamed Service port has a slice port named `""`). Each
+/// slice carries its own port number: during a rollout that changes `targetPort`, old
+/// and new slices differ. An endpoint counts unless `conditions.ready` is explicitly
+/// false; the API defines a missing value as ready.
+fn ready_endpoints(slices: &[&EndpointSlice], port_name: &str) -> Vec<Endpoint> {
+    let mut addrs = Vec::new();
+    for slice in slices {
+        let port = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref().unwrap_or_default() == port_name)
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0);
+        let Some(port) = port else { continue };
+        for endpoint in &slice.endpoints {
+            if endpoint.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            // FQDN slices carry names, not addresses; they fail to parse and are skipped.
+            addrs.extend(
+                endpoint
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<IpAddr>().ok())
+                    .map(|ip| SocketAddr::new(ip, port)),
+            );
+        }
+    }
+    addrs.sort_unstable();
+    addrs.dedup();
+    addrs.into_iter().map(|addr| Endpoint { addr }).collect()
+}

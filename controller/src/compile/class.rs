@@ -1,0 +1,83 @@
+//! Which Ingresses are Portico's.
+//!
+//! In order, the first that applies decides:
+//!
+//! 1. The legacy `kubernetes.io/ingress.class` annotation, when present, must equal
+//!    the configured class name. It wins over `spec.ingressClassName`, as in
+//!    ingress-nginx, because clusters that still carry it set it on purpose.
+//! 2. `spec.ingressClassName` names an IngressClass: ours when that object's
+//!    `spec.controller` is our controller name. When no IngressClass of that name
+//!    exists, ours when the name equals the configured class name, so file mode and
+//!    small clusters work without creating the IngressClass object.
+//! 3. No class at all: ours when an IngressClass with our controller carries the
+//!    `ingressclass.kubernetes.io/is-default-class: "true"` annotation.
+//!
+//! Ingresses that are not ours are skipped without a diagnostic: they belong to
+//! another controller, which reports on them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+use super::CompileOptions;
+
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+
+pub(super) struct Classes<'a> {
+    /// IngressClass name to whether its controller is ours.
+    by_name: BTreeMap<&'a str, bool>,
+    /// An IngressClass of ours is marked as the cluster default.
+    default_is_ours: bool,
+    opts: &'a CompileOptions,
+}
+
+impl<'a> Classes<'a> {
+    pub fn new(classes: &'a [IngressClass], opts: &'a CompileOptions) -> Self {
+        let mut by_name = BTreeMap::new();
+        let mut default_is_ours = false;
+        for class in classes {
+            let Some(name) = class.metadata.name.as_deref() else {
+                continue;
+            };
+            let controller = class.spec.as_ref().and_then(|s| s.controller.as_deref());
+            let ours = controller == Some(opts.controller_name.as_str());
+            by_name.insert(name, ours);
+            let is_default = class
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                .is_some_and(|v| v == "true");
+            default_is_ours |= ours && is_default;
+        }
+        Classes {
+            by_name,
+            default_is_ours,
+            opts,
+        }
+    }
+
+    pub fn owns(&self, ingress: &Ingress) -> bool {
+        let legacy = ingress
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
+        if let Some(class) = legacy {
+            return *class == self.opts.ingress_class;
+        }
+        let class_name = ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref())
+            .filter(|name| !name.is_empty());
+        match class_name {
+            Some(name) => match self.by_name.get(name) {
+                Some(&ours) => ours,
+                None => name == self.opts.ingress_class,
+            },
+            None => self.default_is_ours,
+        }
+    }
+}

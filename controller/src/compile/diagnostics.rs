@@ -1,0 +1,147 @@
+//! What the compile step has to say about an object it could not route as written.
+
+use std::fmt;
+
+/// Reasons, in the CamelCase Kubernetes uses for Event reasons and condition reasons.
+///
+/// They are a contract with whoever reads Events or alerts on the
+/// `portico_diagnostics` metric: add new ones, never rename.
+pub mod reason {
+    /// The backend Service does not exist in the Ingress's namespace.
+    pub const SERVICE_NOT_FOUND: &str = "ServiceNotFound";
+    /// The Service has no port with the number or name the backend asks for.
+    pub const PORT_NOT_FOUND: &str = "PortNotFound";
+    /// The Service port resolved but none of its endpoints is ready (informational).
+    pub const NO_READY_ENDPOINTS: &str = "NoReadyEndpoints";
+    /// A backend that is neither a usable Service reference nor a resource.
+    pub const INVALID_BACKEND: &str = "InvalidBackend";
+    /// A backend Portico cannot serve: a `resource` backend or an ExternalName Service.
+    pub const UNSUPPORTED_BACKEND: &str = "UnsupportedBackend";
+    /// A rule path that is not a valid path for its `pathType`, or an unknown `pathType`.
+    pub const INVALID_PATH: &str = "InvalidPath";
+    /// A rule host that is not a DNS name or a single leading wildcard.
+    pub const INVALID_HOST: &str = "InvalidHost";
+    /// The same host, path and `pathType` (or a host's defaultBackend) is already
+    /// claimed by an older Ingress, or earlier in the same one.
+    pub const DUPLICATE_RULE: &str = "DuplicateRule";
+    /// A supported annotation whose value does not parse.
+    pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
+    /// An ingress-nginx annotation Portico does not implement; it has no effect.
+    pub const UNSUPPORTED_ANNOTATION: &str = "UnsupportedAnnotation";
+
+    /// Every reason, so metrics can report zero for the ones that currently have none.
+    pub const ALL: &[&str] = &[
+        SERVICE_NOT_FOUND,
+        PORT_NOT_FOUND,
+        NO_READY_ENDPOINTS,
+        INVALID_BACKEND,
+        UNSUPPORTED_BACKEND,
+        INVALID_PATH,
+        INVALID_HOST,
+        DUPLICATE_RULE,
+        INVALID_ANNOTATION,
+        UNSUPPORTED_ANNOTATION,
+    ];
+}
+
+/// How loud a diagnostic is; named after the Kubernetes Event types it becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    /// Worth knowing, nothing to fix in the object (a Service scaled to zero).
+    Normal,
+    /// Part of the object was left out or serves 503 until the object is fixed.
+    Warning,
+}
+
+/// One problem found in one object while compiling.
+///
+/// `reason` and `message` are written to read well as a Kubernetes Event on the
+/// object: the message names the offending part and never repeats the object's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The object's kind: `"Ingress"`.
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    /// One of [`reason`].
+    pub reason: &'static str,
+    pub message: String,
+    pub severity: Severity,
+}
+
+impl Diagnostic {
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}/{}: {}: {}",
+            self.kind, self.namespace, self.name, self.reason, self.message
+        )
+    }
+}
+
+/// A problem not yet tied to an object: backends are shared by every Ingress that
+/// names them, and each of those Ingresses gets its own copy of the diagnostic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+    pub severity: Severity,
+}
+
+impl Problem {
+    pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            reason,
+            message: message.into(),
+            severity: Severity::Warning,
+        }
+    }
+
+    pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            reason,
+            message: message.into(),
+            severity: Severity::Normal,
+        }
+    }
+}
+
+/// The problems of one object, each distinct one once: ten paths to the same missing
+/// Service make one Event, not ten.
+#[derive(Debug, Default)]
+pub(super) struct Problems(Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, problem: Problem) {
+        if !self.0.contains(&problem) {
+            self.0.push(problem);
+        }
+    }
+
+    pub fn warning(&mut self, reason: &'static str, message: impl Into<String>) {
+        self.push(Problem::warning(reason, message));
+    }
+
+    pub fn extend(&mut self, problems: impl IntoIterator<Item = Problem>) {
+        for problem in problems {
+            self.push(problem);
+        }
+    }
+
+    pub fn into_diagnostics(self, kind: &'static str, namespace: &str, name: &str) -> impl Iterator<Item = Diagnostic> {
+        self.0.into_iter().map(move |p| Diagnostic {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            reason: p.reason,
+            message: p.message,
+            severity: p.severity,
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! One Ingress's rules and defaultBackend into the table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
+use portico_dataplane::table::{HostMatch, PathKind, Route, RouteMeta, RoutePolicy, RouteRule, RuleError};
+
+use super::backend::Resolved;
+use super::diagnostics::{Problems, reason};
+use super::{Compiler, annotations, namespace_of};
+
+/// Who an Ingress is, for route labels and diagnostics.
+#[derive(Clone, Copy)]
+struct Owner<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl<'a> Compiler<'a> {
+    /// Adds one owned Ingress. Ingresses must come oldest first: every rule and fallback
+    /// is first come, first served.
+    ///
+    /// A broken part never takes the rest down: an invalid host skips that rule, an
+    /// invalid path skips that path, and the other rules of the same Ingress still
+    /// compile.
+    ///
+    /// A path whose Service or port is missing still gets a route, to a backend with no
+    /// endpoints, so it answers 503. Leaving it out would let the request fall through
+    /// to a shorter path or the catch-all, quietly sending traffic meant for one
+    /// application to another.
+    pub(super) fn add_ingress(&mut self, ingress: &'a Ingress) {
+        let owner = Owner {
+            namespace: namespace_of(&ingress.metadata),
+            name: ingress.metadata.name.as_deref().unwrap_or_default(),
+        };
+        let mut problems = Problems::default();
+        let policy = annotations::route_policy(ingress.metadata.annotations.as_ref(), self.opts, &mut problems);
+        let spec = ingress.spec.as_ref();
+        let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
+
+        // Every host the Ingress declares, as first written, for its defaultBackend.
+        let mut hosts: BTreeMap<HostMatch, &str> = BTreeMap::new();
+        for rule in rules {
+            let written = rule.host.as_deref().unwrap_or_default();
+            let host = match HostMatch::parse(written) {
+                Ok(host) => host,
+                Err(e) => {
+                    problems.warning(reason::INVALID_HOST, format!("{e}; the rule is skipped"));
+                    continue;
+                }
+            };
+            hosts.entry(host.clone()).or_insert(written);
+            // A host without `http` only declares the host: its defaultBackend serves it.
+            let Some(http) = &rule.http else { continue };
+            for path in &http.paths {
+                self.add_path(owner, &host, written, path, &policy, &mut problems);
+            }
+        }
+        if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {
+            self.add_default_backend(owner, &hosts, rules.is_empty(), backend, &policy, &mut problems);
+        }
+        self.diagnostics
+            .extend(problems.into_diagnostics("Ingress", owner.namespace, owner.name));
+    }
+
+    fn add_path(
+        &mut self,
+        owner: Owner<'a>,
+        host: &HostMatch,
+        written_host: &str,
+        rule: &'a HTTPIngressPath,
+        policy: &RoutePolicy,
+        problems: &mut Problems,
+    ) {
+        let written_path = rule.path.as_deref().unwrap_or_default();
+        // The API server fills in a missing pathType; a hand-written file may not have
+        // one, and ingress-nginx users expect its behaviour then.
+        let kind = match rule.path_type.as_str() {
+            "Exact" => PathKind::Exact,
+            "Prefix" => PathKind::Prefix,
+            "ImplementationSpecific" | "" => PathKind::ImplementationSpecific,
+            other => {
+                problems.warning(
+                    reason::INVALID_PATH,
+                    format!(
+                        "unknown pathType {other:?} on path {written_path:?}; expected Exact, Prefix or ImplementationSpecific; the path is skipped"
+                    ),
+                );
+                return;
+            }
+        };
+        // As in ingress-nginx, an ImplementationSpecific rule without a path serves "/".
+        let path = match (written_path, kind) {
+            ("", PathKind::ImplementationSpecific) => "/",
+            _ => written_path,
+        };
+        let Some((service, resolved)) = self.resolve(owner, &rule.backend, problems) else {
+            return;
+        };
+        let route = Arc::new(Route {
+            meta: meta(owner, service, written_host, written_path),
+            backend: resolved.backend,
+            policy: policy.clone(),
+        });
+        match self.builder.add(RouteRule {
+            host: host.clone(),
+            path: path.to_string(),
+            kind,
+            route,
+        }) {
+            // Backend problems are reported only for paths that made it into the table.
+            Ok(()) => problems.extend(resolved.problem),
+            Err(RuleError::Path(e)) => problems.warning(reason::INVALID_PATH, format!("{e}; the path is skipped")),
+            Err(e @ RuleError::Duplicate { .. }) => {
+                problems.warning(reason::DUPLICATE_RULE, format!("{e}; this rule is ignored"))
+            }
+        }
+    }
+
+    /// `spec.defaultBackend` serves the paths no rule matches on each host this Ingress
+    /// declares, and, for the oldest Ingress that has one, every request that matches
+    /// no host and no path at all (the catch-all). A host's defaultBackend, like its
+    /// paths, belongs to the oldest Ingress that declares one for it.
+    fn add_default_backend(
+        &mut self,
+        owner: Owner<'a>,
+        hosts: &BTreeMap<HostMatch, &str>,
+        only_default_backend: bool,
+        backend: &'a IngressBackend,
+        policy: &RoutePolicy,
+        problems: &mut Problems,
+    ) {
+        let Some((service, resolved)) = self.resolve(owner, backend, problems) else {
+            return;
+        };
+        let route = |host: &str| {
+            Arc::new(Route {
+                meta: meta(owner, service, host, ""),
+                backend: resolved.backend.clone(),
+                policy: policy.clone(),
+            })
+        };
+        let mut used = false;
+        for (host, written) in hosts.iter().filter(|(h, _)| **h != HostMatch::Any) {
+            match self.claim_fallback(host, route(written), owner) {
+                Ok(()) => used = true,
+                Err(holder) => problems.warning(
+                    reason::DUPLICATE_RULE,
+                    format!(
+                        "defaultBackend for host {written:?} is already set by {holder}; it is ignored for that host"
+                    ),
+                ),
+            }
+        }
+        match self.claim_fallback(&HostMatch::Any, route(""), owner) {
+            Ok(()) => used = true,
+            // Only an Ingress whose sole purpose is the catch-all is told it lost it;
+            // the others still serve their own hosts.
+            Err(holder) if only_default_backend => problems.warning(
+                reason::DUPLICATE_RULE,
+                format!(
+                    "the catch-all defaultBackend is already set by {holder}, the oldest Ingress with a defaultBackend; this one has no effect"
+                ),
+            ),
+            Err(_) => {}
+        }
+        if used {
+            problems.extend(resolved.problem);
+        }
+    }
+
+    /// Sets a host's fallback, or names the Ingress that already holds it.
+    fn claim_fallback(&mut self, host: &HostMatch, route: Arc<Route>, owner: Owner<'_>) -> Result<(), String> {
+        if self.builder.fallback(host, route) {
+            self.fallback_owners
+                .insert(host.clone(), format!("{}/{}", owner.namespace, owner.name));
+            Ok(())
+        } else {
+            Err(self.fallback_owners.get(host).cloned().unwrap_or_default())
+        }
+    }
+
+    /// The Service a backend names, resolved; `None` (with a diagnostic) for backends
+    /// that are not Services, which get no route.
+    fn resolve(
+        &mut self,
+        owner: Owner<'a>,
+        backend: &'a IngressBackend,
+        problems: &mut Problems,
+    ) -> Option<(&'a str, Resolved)> {
+        match (&backend.service, &backend.resource) {
+            (Some(service), _) => Some((service.name.as_str(), self.backends.resolve(owner.namespace, service))),
+            (None, Some(resource)) => {
+                let group = resource
+                    .api_group
+                    .as_deref()
+                    .map(|g| format!(".{g}"))
+                    .unwrap_or_default();
+                problems.warning(
+                    reason::UNSUPPORTED_BACKEND,
+                    format!(
+                        "resource backend {}{group} {:?} is not supported, only Service backends are; the rule is skipped",
+                        resource.kind, resource.name
+                    ),
+                );
+                None
+            }
+            (None, None) => {
+                problems.warning(
+                    reason::INVALID_BACKEND,
+                    "backend names neither a service nor a resource; the rule is skipped",
+                );
+                None
+            }
+        }
+    }
+}
+
+fn meta(owner: Owner<'_>, service: &str, host: &str, path: &str) -> RouteMeta {
+    RouteMeta {
+        namespace: owner.namespace.to_string(),
+        ingress: owner.name.to_string(),
+        service: service.to_string(),
+        host: host.to_string(),
+        path: path.to_string(),
+    }
+}
