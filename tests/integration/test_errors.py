@@ -153,3 +153,29 @@ def test_proxy_keeps_serving_after_errors(portico, echo):
         assert p.get("/", host=HOST).status == 200
     status, _ = p.admin("/healthz")
     assert status == 200
+
+
+def test_proxy_body_size_annotation_sets_the_limit_per_ingress(portico, echo):
+    """ingress-nginx's proxy-body-size annotation raises the limit for its own
+    Ingress only; `0` lifts it."""
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.ingress("default-limit", rules=[rule(HOST, path("/", "web"))])
+    cfg.ingress(
+        "uploads",
+        rules=[rule("upload.example.com", path("/", "web"))],
+        annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "3m"},
+    )
+    cfg.ingress(
+        "unlimited",
+        rules=[rule("nolimit.example.com", path("/", "web"))],
+        annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "0"},
+    )
+    p = portico(cfg)
+    body = b"u" * (2 * 1024 * 1024)
+    assert p.get("/", host=HOST, data=body).status == 413
+    r = p.get("/", host="upload.example.com", data=body)
+    assert r.status == 200
+    assert r.json()["body_length"] == len(body)
+    assert p.get("/", host="upload.example.com", data=body * 2).status == 413
+    assert p.get("/", host="nolimit.example.com", data=body * 4).status == 200
