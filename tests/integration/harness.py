@@ -296,10 +296,12 @@ class Response:
         return "<Response %s %s %r>" % (self.status, self.version, self.body[:300])
 
 
-def curl(url, *args, host=None, headers=(), data=None, timeout=30, stdin=None, resolve_port=None):
+def curl(url, *args, host=None, headers=(), data=None, chunked=False, timeout=30):
     """Runs curl once. `host` sends that Host header (the name goes into the URL and
     --resolve points it at 127.0.0.1, as a real client resolving DNS would);
-    `headers` are extra 'Name: value' strings."""
+    `headers` are extra 'Name: value' strings; `data` is a POST body, or with
+    `chunked` a PUT body streamed from stdin without a Content-Length (curl -T -)."""
+    stdin = None
     argv = ["curl", "-sS", "--max-time", str(timeout)]
     if host is not None:
         m = re.match(r"http://([^/:]+):(\d+)(.*)", url)
@@ -316,7 +318,7 @@ def curl(url, *args, host=None, headers=(), data=None, timeout=30, stdin=None, r
     for h in headers:
         argv += ["-H", h]
     if data is not None:
-        argv += ["--data-binary", "@-"]
+        argv += ["-T", "-"] if chunked else ["--data-binary", "@-"]
         stdin = data
     with tempfile.TemporaryDirectory() as d:
         hdr = os.path.join(d, "h")

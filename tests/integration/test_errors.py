@@ -98,11 +98,11 @@ def test_body_over_limit_streamed_chunked_is_413(portico, backends):
     """A chunked body (no Content-Length) is cut off once it passes the limit."""
     be = backends.echo("limit")
     p = portico(one_route(endpoints=[be]), "--max-body-size", "1m")
-    ok = p.get("/", "-T", "-", host=HOST, data=b"y" * (512 * 1024))
+    ok = p.get("/", host=HOST, data=b"y" * (512 * 1024), chunked=True)
     assert ok.status == 200
     assert ok.json()["chunked"] is True
     assert ok.json()["body_length"] == 512 * 1024
-    r = p.get("/", "-T", "-", host=HOST, data=b"y" * (3 * 1024 * 1024))
+    r = p.get("/", host=HOST, data=b"y" * (3 * 1024 * 1024), chunked=True)
     assert r.status == 413, (r, r.stderr)
 
 
