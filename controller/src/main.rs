@@ -1,1 +1,288 @@
-fn main() {}
+//! `portico`: the ingress controller and its dataplane in one process.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use portico_controller::compile::CompileOptions;
+use portico_dataplane::table::RoutingTable;
+use portico_dataplane::{Proxy, ProxyConfig, Server};
+use tokio::sync::watch;
+
+/// Kubernetes ingress controller: routes HTTP traffic by Ingress objects.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Serve the Kubernetes objects in this multi-document YAML file instead of a
+    /// cluster's, and follow edits to it.
+    #[arg(long, value_name = "FILE")]
+    from_file: Option<PathBuf>,
+
+    /// Kubeconfig for cluster mode (default: in-cluster config, then KUBECONFIG).
+    #[arg(long, value_name = "FILE", conflicts_with = "from_file")]
+    kubeconfig: Option<PathBuf>,
+
+    /// `namespace/name` of the Service whose load-balancer address is written to the
+    /// status of every served Ingress.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    publish_service: Option<String>,
+
+    /// Addresses written to the status of every served Ingress (comma separated), when
+    /// there is no --publish-service.
+    #[arg(long, value_delimiter = ',')]
+    publish_status_address: Vec<String>,
+
+    /// Name of the Lease that elects the one replica writing status and Events.
+    #[arg(long, default_value = "portico-leader")]
+    election_id: String,
+
+    /// Namespace of that Lease (default: this pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    election_namespace: String,
+
+    /// This replica's identity in the Lease (default: the pod name, else host name and PID).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    /// IngressClass name this controller serves.
+    #[arg(long, default_value = "portico")]
+    ingress_class: String,
+
+    /// `spec.controller` value of IngressClasses this controller serves.
+    #[arg(long, default_value = "portico.dev/ingress-controller")]
+    controller_name: String,
+
+    /// Only serve Ingresses in this namespace (default: all).
+    #[arg(long)]
+    watch_namespace: Option<String>,
+
+    /// Address the listeners bind to.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+
+    /// Plain HTTP listener port.
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
+
+    /// HTTPS listener port.
+    #[arg(long, default_value_t = 8443)]
+    https_port: u16,
+
+    /// Admin listener port: /metrics, /healthz, /readyz.
+    #[arg(long, default_value_t = 10254)]
+    admin_port: u16,
+
+    /// Largest request body accepted, nginx size syntax (`1m`, `512k`, `0` = no limit).
+    /// Per Ingress: the `nginx.ingress.kubernetes.io/proxy-body-size` annotation.
+    #[arg(long, default_value = "1m", value_parser = parse_size)]
+    max_body_size: BodyLimit,
+
+    /// Time allowed to connect to an endpoint.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+
+    /// Time allowed from sending a request to an endpoint to its response headers.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    upstream_timeout: Duration,
+
+    /// Time a client has to send request headers; also the idle keep-alive timeout.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    client_header_timeout: Duration,
+
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: Duration,
+
+    /// One JSON access-log line per request.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    access_log: bool,
+
+    /// Log format: `json` or `text`.
+    #[arg(long, default_value = "json")]
+    log_format: String,
+
+    /// Worker threads (default: one per CPU).
+    #[arg(long)]
+    worker_threads: Option<usize>,
+}
+
+/// A body size limit; `None` is no limit.
+#[derive(Clone, Debug)]
+struct BodyLimit(Option<u64>);
+
+fn parse_size(s: &str) -> Result<BodyLimit, String> {
+    portico_controller::compile::parse_size(s)
+        .map(BodyLimit)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s
+        .trim()
+        .split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 5s, 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("invalid duration {s:?}: unit must be ms, s or m")),
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.worker_threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portico: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "portico stopped");
+            eprintln!("portico: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let cfg = ProxyConfig {
+        connect_timeout: args.connect_timeout,
+        upstream_response_timeout: args.upstream_timeout,
+        client_header_timeout: args.client_header_timeout,
+        drain_timeout: args.drain_timeout,
+        access_log: args.access_log,
+        ..ProxyConfig::default()
+    };
+    let opts = CompileOptions {
+        ingress_class: args.ingress_class.clone(),
+        controller_name: args.controller_name.clone(),
+        watch_namespace: args.watch_namespace.clone(),
+        max_body_size: args.max_body_size.0,
+        generation: 0,
+    };
+    let proxy = Proxy::new(cfg);
+    let server = Server::bind(
+        proxy,
+        SocketAddr::new(args.bind_address, args.http_port),
+        SocketAddr::new(args.bind_address, args.admin_port),
+    )
+    .await?;
+    tracing::info!(http = %server.http_addr(), admin = %server.admin_addr(), "listening");
+
+    let (tx, rx) = watch::channel(Arc::new(RoutingTable::default()));
+    let source = async {
+        match &args.from_file {
+            Some(path) => portico_controller::file::run(path.clone(), opts, tx)
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error>),
+            None => run_cluster(&args, opts, tx).await,
+        }
+    };
+    let serve = server.run(rx, shutdown_signal());
+    tokio::pin!(serve);
+    tokio::select! {
+        () = &mut serve => Ok(()),
+        res = source => match res {
+            // The source only returns on a fatal error; a clean return would leave the
+            // table frozen, so keep serving it until told to stop.
+            Ok(()) => { serve.await; Ok(()) }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+async fn kube_client(args: &Args) -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no cluster configuration (in-cluster or KUBECONFIG) and no --from-file: {e}"))?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run_cluster(
+    args: &Args,
+    opts: CompileOptions,
+    tx: watch::Sender<Arc<RoutingTable>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use portico_controller::{k8s, status};
+    let client = kube_client(args).await?;
+    let version = client
+        .apiserver_version()
+        .await
+        .map_err(|e| format!("cannot reach the API server: {e}"))?;
+    tracing::info!(version = %version.git_version, "connected to the Kubernetes API server");
+    let publish_service = match &args.publish_service {
+        Some(s) => Some(
+            s.split_once('/')
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+                .ok_or_else(|| format!("--publish-service {s:?}: expected NAMESPACE/NAME"))?,
+        ),
+        None => None,
+    };
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let status_opts = status::StatusOptions {
+        publish_service,
+        publish_status_address: args.publish_status_address.clone(),
+        lease_namespace: args.election_namespace.clone(),
+        lease_name: args.election_id.clone(),
+        identity,
+        lease_duration: Duration::from_secs(15),
+    };
+    let (compiled_tx, compiled_rx) = watch::channel(k8s::Compiled::default());
+    tokio::spawn(status::run(client.clone(), status_opts, opts.clone(), compiled_rx));
+    k8s::run(client, opts, k8s::Coalesce::default(), tx, compiled_tx).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("received shutdown signal");
+}
