@@ -8,7 +8,7 @@
 //! is about to close.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,9 +105,7 @@ impl Pool {
     }
 
     fn shard(&self, addr: &SocketAddr) -> std::sync::MutexGuard<'_, Shard> {
-        let mut h = self.hasher.build_hasher();
-        addr.hash(&mut h);
-        let i = h.finish() as usize % self.shards.len();
+        let i = self.hasher.hash_one(addr) as usize % self.shards.len();
         // A panic while holding a shard lock cannot leave it inconsistent (each critical
         // section is a single map operation), so a poisoned lock is still usable.
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
