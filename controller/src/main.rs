@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use portico_controller::compile::CompileOptions;
 use portico_dataplane::table::RoutingTable;
+use portico_dataplane::server::Addresses;
 use portico_dataplane::{Proxy, ProxyConfig, Server};
 use tokio::sync::watch;
 
@@ -67,9 +68,28 @@ struct Args {
     #[arg(long, default_value_t = 8080)]
     http_port: u16,
 
-    /// HTTPS listener port.
+    /// HTTPS listener port (0: no HTTPS listener).
     #[arg(long, default_value_t = 8443)]
     https_port: u16,
+
+    /// Port named in HTTP-to-HTTPS redirects (default: 443 when --https-port is the
+    /// default 8443, which a Service maps to 443; else --https-port).
+    #[arg(long)]
+    https_redirect_port: Option<u16>,
+
+    /// `namespace/name` of the TLS Secret served when no host certificate matches the
+    /// client's SNI (default: a self-signed certificate generated at start).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    default_ssl_certificate: Option<String>,
+
+    /// Redirect plain-HTTP requests for hosts with TLS to HTTPS (308). Per Ingress:
+    /// `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    ssl_redirect: bool,
+
+    /// Send `Strict-Transport-Security` on HTTPS responses of hosts with TLS.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    hsts: bool,
 
     /// Admin listener port: /metrics, /healthz, /readyz.
     #[arg(long, default_value_t = 10254)]
@@ -149,6 +169,7 @@ fn init_logging(format: &str) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    portico_dataplane::tls::install_crypto_provider();
     init_logging(&args.log_format);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
@@ -179,7 +200,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         client_header_timeout: args.client_header_timeout,
         drain_timeout: args.drain_timeout,
         access_log: args.access_log,
+        https_redirect_port: args.https_redirect_port.unwrap_or(if args.https_port == 8443 { 443 } else { args.https_port }),
         ..ProxyConfig::default()
+    };
+    let default_ssl_certificate = match &args.default_ssl_certificate {
+        Some(s) => Some(
+            s.split_once('/')
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+                .ok_or_else(|| format!("--default-ssl-certificate {s:?}: expected NAMESPACE/NAME"))?,
+        ),
+        None => None,
     };
     let opts = CompileOptions {
         ingress_class: args.ingress_class.clone(),
@@ -187,15 +217,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         watch_namespace: args.watch_namespace.clone(),
         max_body_size: args.max_body_size.0,
         generation: 0,
+        ssl_redirect: args.ssl_redirect,
+        hsts: args.hsts,
+        default_ssl_certificate,
+        now: 0,
     };
     let proxy = Proxy::new(cfg);
-    let server = Server::bind(
-        proxy,
-        SocketAddr::new(args.bind_address, args.http_port),
-        SocketAddr::new(args.bind_address, args.admin_port),
-    )
-    .await?;
-    tracing::info!(http = %server.http_addr(), admin = %server.admin_addr(), "listening");
+    let addrs = Addresses {
+        http: SocketAddr::new(args.bind_address, args.http_port),
+        https: (args.https_port != 0).then(|| SocketAddr::new(args.bind_address, args.https_port)),
+        admin: SocketAddr::new(args.bind_address, args.admin_port),
+    };
+    let server = Server::bind(proxy, addrs).await?;
+    tracing::info!(http = %server.http_addr(), https = ?server.https_addr(), admin = %server.admin_addr(), "listening");
 
     let (tx, rx) = watch::channel(Arc::new(RoutingTable::default()));
     let source = async {

@@ -95,7 +95,7 @@ async fn campaign(leases: &Api<Lease>, opts: &StatusOptions) -> Result<bool, kub
     let mine = |acquire: Option<MicroTime>, transitions: i32| LeaseSpec {
         holder_identity: Some(opts.identity.clone()),
         lease_duration_seconds: Some(duration_secs),
-        acquire_time: acquire.or_else(|| Some(MicroTime(now))),
+        acquire_time: acquire.or(Some(MicroTime(now))),
         renew_time: Some(MicroTime(now)),
         lease_transitions: Some(transitions),
         ..Default::default()

@@ -29,6 +29,12 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     /// One JSON access-log line per request.
     pub access_log: bool,
+    /// Port named in HTTP-to-HTTPS redirects: the one clients reach HTTPS on (443 behind
+    /// a Service mapping 443 to the container's 8443), omitted from the URL when 443.
+    pub https_redirect_port: u16,
+    /// `Strict-Transport-Security` value sent on HTTPS responses of routes with HSTS on.
+    /// ingress-nginx's default: one year, subdomains included.
+    pub hsts_header: http::HeaderValue,
 }
 
 impl Default for ProxyConfig {
@@ -42,6 +48,8 @@ impl Default for ProxyConfig {
             pool_idle_timeout: Duration::from_secs(55),
             drain_timeout: Duration::from_secs(30),
             access_log: true,
+            https_redirect_port: 443,
+            hsts_header: http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod table;
+pub mod tls;
 pub mod upstream;
 
 pub use config::ProxyConfig;

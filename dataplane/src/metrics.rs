@@ -28,6 +28,9 @@ pub struct Metrics {
     pub table_routes: IntGauge,
     pub table_generation: IntGauge,
     pub upgraded_connections: IntGauge,
+    pub tls_handshakes: IntCounter,
+    pub tls_handshake_errors: IntCounterVec,
+    pub ssl_expire_time: prometheus::GaugeVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -124,6 +127,20 @@ impl Metrics {
             table_routes: gauge("portico_table_routes", "Path rules in the live routing table."),
             table_generation: gauge("portico_table_generation", "Generation of the live routing table."),
             upgraded_connections: gauge("portico_upgraded_connections", "Upgraded (WebSocket) tunnels open now."),
+            tls_handshakes: counter("portico_tls_handshakes_total", "TLS handshakes completed."),
+            tls_handshake_errors: register(
+                r,
+                IntCounterVec::new(Opts::new("portico_tls_handshake_errors_total", "TLS handshakes failed, by reason."), &["reason"])
+                    .unwrap_or_else(|e| panic!("metric: {e}")),
+            ),
+            ssl_expire_time: register(
+                r,
+                prometheus::GaugeVec::new(
+                    Opts::new("portico_ssl_expire_time_seconds", "Expiry (Unix time) of each certificate served, by host and Secret."),
+                    &["host", "secret"],
+                )
+                .unwrap_or_else(|e| panic!("metric: {e}")),
+            ),
         }
     }
 }

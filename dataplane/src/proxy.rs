@@ -116,6 +116,10 @@ impl Proxy {
         let m = Metrics::get();
         m.table_routes.set(table.route_count() as i64);
         m.table_generation.set(table.generation as i64);
+        m.ssl_expire_time.reset();
+        for (host, cert) in table.certificates() {
+            m.ssl_expire_time.with_label_values(&[host.as_str(), cert.source.as_str()]).set(cert.not_after as f64);
+        }
         self.table.store(table);
         m.table_reloads.inc();
         if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
@@ -155,7 +159,7 @@ impl Proxy {
             request_size: request_size(&req),
             access_log: self.cfg.access_log,
         };
-        let resp = match self.proxy(req, conn, &mut log).await {
+        let mut resp = match self.proxy(req, conn, &mut log).await {
             Ok(resp) => resp,
             Err(e) => {
                 if !matches!(e, ProxyError::NoRoute) {
@@ -164,6 +168,9 @@ impl Proxy {
                 e.response()
             }
         };
+        if conn.tls && log.route.as_ref().is_some_and(|r| r.policy.hsts) {
+            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, self.cfg.hsts_header.clone());
+        }
         log.status = resp.status();
         let (parts, body) = resp.into_parts();
         Response::from_parts(parts, body.on_complete(Box::new(log)))
@@ -179,6 +186,9 @@ impl Proxy {
         let route = Self::route(&table, &log.host, req.uri().path())?;
         log.route = Some(route.clone());
         drop(table);
+        if !conn.tls && route.policy.ssl_redirect {
+            return Ok(self.redirect_to_https(&log.host, req.uri()));
+        }
 
         if let (Some(limit), Some(len)) = (route.policy.max_body_size, content_length(req.headers()))
             && len > limit
@@ -196,6 +206,24 @@ impl Proxy {
     /// Phase 1: the route for this host and path, from the table the request started with.
     pub fn route(table: &RoutingTable, host: &str, path: &str) -> Result<Arc<Route>, ProxyError> {
         table.lookup(host, path).cloned().ok_or(ProxyError::NoRoute)
+    }
+
+    /// The 308 that sends a plain-HTTP request for a TLS host to HTTPS, method and body
+    /// kept (as ingress-nginx does for `ssl-redirect`).
+    fn redirect_to_https(&self, host: &str, uri: &Uri) -> Response<ResponseBody> {
+        let name = crate::table::normalize_host(host);
+        let port = match self.cfg.https_redirect_port {
+            443 => String::new(),
+            p => format!(":{p}"),
+        };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = format!("https://{name}{port}{path}");
+        let mut resp = Response::new(ResponseBody::empty());
+        *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp
     }
 
     /// Phase 2: the request as the endpoint should see it.

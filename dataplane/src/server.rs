@@ -20,6 +20,8 @@ use crate::body::ResponseBody;
 use crate::metrics::{self, Metrics};
 use crate::proxy::{ConnInfo, Proxy};
 use crate::table::RoutingTable;
+use crate::tls::{self, Certificate};
+use tokio_rustls::TlsAcceptor;
 
 /// HTTP/2's connection preface starts with a method no HTTP/1 client sends.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -28,24 +30,47 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 pub struct Server {
     proxy: Arc<Proxy>,
     http: TcpListener,
+    https: Option<(TcpListener, TlsAcceptor)>,
     admin: TcpListener,
     ready: Arc<AtomicBool>,
 }
 
+/// Where the listeners bind.
+#[derive(Clone, Copy, Debug)]
+pub struct Addresses {
+    pub http: SocketAddr,
+    /// `None` runs without an HTTPS listener.
+    pub https: Option<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
 impl Server {
     /// Binds every listener first, so a port in use fails start-up with a clear error.
-    pub async fn bind(proxy: Arc<Proxy>, http: SocketAddr, admin: SocketAddr) -> std::io::Result<Server> {
+    pub async fn bind(proxy: Arc<Proxy>, addrs: Addresses) -> std::io::Result<Server> {
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr)
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{what} listener on {addr}: {e}")))
         };
+        let https = match addrs.https {
+            Some(addr) => {
+                let default = Certificate::generate_default().map_err(std::io::Error::other)?;
+                let config = tls::server_config(proxy.clone(), Arc::new(default)).map_err(std::io::Error::other)?;
+                Some((bind(addr, "https").await?, TlsAcceptor::from(config)))
+            }
+            None => None,
+        };
         Ok(Server {
             proxy,
-            http: bind(http, "http").await?,
-            admin: bind(admin, "admin").await?,
+            http: bind(addrs.http, "http").await?,
+            https,
+            admin: bind(addrs.admin, "admin").await?,
             ready: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -60,12 +85,7 @@ impl Server {
     /// Then stops accepting, reports not-ready, lets in-flight requests finish for up to
     /// the drain timeout, and returns.
     pub async fn run(self, mut tables: watch::Receiver<Arc<RoutingTable>>, shutdown: impl Future<Output = ()>) {
-        let Server {
-            proxy,
-            http,
-            admin,
-            ready,
-        } = self;
+        let Server { proxy, http, https, admin, ready } = self;
         let (drain_tx, drain_rx) = watch::channel(false);
 
         let feeder = {
@@ -86,9 +106,16 @@ impl Server {
             })
         };
         let admin_task = tokio::spawn(serve_admin(admin, ready.clone()));
-        let accept = accept_loop(http, proxy.clone(), drain_rx);
+        let accept = accept_loop(http, None, proxy.clone(), drain_rx.clone());
+        let accept_tls = async {
+            match https {
+                Some((listener, acceptor)) => accept_loop(listener, Some(acceptor), proxy.clone(), drain_rx).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = accept => {}
+            _ = accept_tls => {}
             _ = shutdown => {}
         }
         // The accept loop (and its listener) is gone: no new connections from here on.
@@ -105,17 +132,13 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, drain: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, drain: watch::Receiver<bool>) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let info = ConnInfo {
-                    peer,
-                    local_port,
-                    tls: false,
-                };
-                tokio::spawn(serve_connection(stream, info, proxy.clone(), drain.clone()));
+                let info = ConnInfo { peer, local_port, tls: tls.is_some() };
+                tokio::spawn(serve_connection(stream, tls.clone(), info, proxy.clone(), drain.clone()));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -143,7 +166,13 @@ impl Drop for ConnGauge {
     }
 }
 
-async fn serve_connection(stream: TcpStream, info: ConnInfo, proxy: Arc<Proxy>, mut drain: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    info: ConnInfo,
+    proxy: Arc<Proxy>,
+    mut drain: watch::Receiver<bool>,
+) {
     let _gauge = ConnGauge::open();
     let _ = stream.set_nodelay(true);
     // Allocate no protocol state until the client sends its first bytes: a connection
@@ -156,7 +185,35 @@ async fn serve_connection(stream: TcpStream, info: ConnInfo, proxy: Arc<Proxy>, 
     if !first_bytes {
         return;
     }
-    let h2 = is_h2_preface(&stream).await;
+    let Some(acceptor) = tls else {
+        let h2 = is_h2_preface(&stream).await;
+        return serve_http(stream, h2, info, proxy, drain).await;
+    };
+    let m = Metrics::get();
+    let stream = match tokio::time::timeout(cfg.client_header_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            m.tls_handshake_errors.with_label_values(&[tls::handshake_failure_reason(&e)]).inc();
+            tracing::debug!(client = %info.peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            m.tls_handshake_errors.with_label_values(&["timeout"]).inc();
+            return;
+        }
+    };
+    m.tls_handshakes.inc();
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    serve_http(stream, h2, info, proxy, drain).await
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on an established (plain or TLS) connection until it
+/// closes, or until drain asks it to finish its request in flight and close.
+async fn serve_http<I>(stream: I, h2: bool, info: ConnInfo, proxy: Arc<Proxy>, mut drain: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = proxy.config();
     let timeout = cfg.client_header_timeout;
     let max_header = cfg.max_header_size;
     let io = TokioIo::new(stream);

@@ -52,6 +52,28 @@ pub fn parse_size(value: &str) -> Result<Option<u64>, InvalidSize> {
     Ok((bytes != 0).then_some(bytes))
 }
 
+/// `"false"` keeps plain HTTP working for an Ingress's TLS hosts.
+pub const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+/// `"true"` redirects to HTTPS even for hosts without `spec.tls`.
+pub const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
+
+fn flag(annotations: Option<&BTreeMap<String, String>>, key: &str) -> Option<bool> {
+    match annotations?.get(key)?.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// The policy for a host listed in `spec.tls`: redirect and HSTS unless switched off.
+pub(super) fn tls_policy(base: &RoutePolicy, annotations: Option<&BTreeMap<String, String>>, opts: &CompileOptions) -> RoutePolicy {
+    RoutePolicy {
+        ssl_redirect: flag(annotations, SSL_REDIRECT).unwrap_or(opts.ssl_redirect) || base.ssl_redirect,
+        hsts: opts.hsts,
+        ..base.clone()
+    }
+}
+
 /// The route policy an Ingress's annotations ask for, with the defaults from `opts`.
 pub(super) fn route_policy(
     annotations: Option<&BTreeMap<String, String>>,
@@ -60,7 +82,9 @@ pub(super) fn route_policy(
 ) -> RoutePolicy {
     let mut policy = RoutePolicy {
         max_body_size: opts.max_body_size,
+        ..RoutePolicy::default()
     };
+    policy.ssl_redirect = flag(annotations, FORCE_SSL_REDIRECT).unwrap_or(false);
     let Some(annotations) = annotations else {
         return policy;
     };

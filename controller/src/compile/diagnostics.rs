@@ -28,6 +28,11 @@ pub mod reason {
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
     /// An ingress-nginx annotation Portico does not implement; it has no effect.
     pub const UNSUPPORTED_ANNOTATION: &str = "UnsupportedAnnotation";
+    /// A `spec.tls` Secret that does not exist or is not a `kubernetes.io/tls` Secret.
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// A TLS Secret whose certificate or key cannot be served (bad PEM, mismatched key,
+    /// expired); its hosts get the default certificate.
+    pub const INVALID_CERTIFICATE: &str = "InvalidCertificate";
 
     /// Every reason, so metrics can report zero for the ones that currently have none.
     pub const ALL: &[&str] = &[
@@ -41,6 +46,8 @@ pub mod reason {
         DUPLICATE_RULE,
         INVALID_ANNOTATION,
         UNSUPPORTED_ANNOTATION,
+        SECRET_NOT_FOUND,
+        INVALID_CERTIFICATE,
     ];
 }
 

@@ -36,6 +36,8 @@ impl<'a> Compiler<'a> {
         };
         let mut problems = Problems::default();
         let policy = annotations::route_policy(ingress.metadata.annotations.as_ref(), self.opts, &mut problems);
+        let tls_hosts = self.add_tls(ingress, owner.namespace, &mut problems);
+        let tls_policy = annotations::tls_policy(&policy, ingress.metadata.annotations.as_ref(), self.opts);
         let spec = ingress.spec.as_ref();
         let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
 
@@ -53,8 +55,9 @@ impl<'a> Compiler<'a> {
             hosts.entry(host.clone()).or_insert(written);
             // A host without `http` only declares the host: its defaultBackend serves it.
             let Some(http) = &rule.http else { continue };
+            let host_policy = if tls_hosts.contains(&host) { &tls_policy } else { &policy };
             for path in &http.paths {
-                self.add_path(owner, &host, written, path, &policy, &mut problems);
+                self.add_path(owner, &host, written, path, host_policy, &mut problems);
             }
         }
         if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {

@@ -17,6 +17,7 @@ mod class;
 mod diagnostics;
 mod ingress;
 mod metrics;
+mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +52,17 @@ pub struct CompileOptions {
     pub max_body_size: Option<u64>,
     /// Stamped on the table; the publisher raises it for every table it sends.
     pub generation: u64,
+    /// Plain-HTTP requests to hosts with TLS get a 308 to HTTPS, unless an Ingress says
+    /// `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
+    pub ssl_redirect: bool,
+    /// HTTPS responses of hosts with TLS carry `Strict-Transport-Security`.
+    pub hsts: bool,
+    /// `namespace/name` of the TLS Secret served to handshakes no host certificate
+    /// matches; a certificate generated at start-up otherwise.
+    pub default_ssl_certificate: Option<(String, String)>,
+    /// The time certificates are checked against (Unix seconds). An input, so that
+    /// `compile` stays a pure function: callers stamp it before each compile.
+    pub now: i64,
 }
 
 impl Default for CompileOptions {
@@ -61,6 +73,10 @@ impl Default for CompileOptions {
             watch_namespace: None,
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
             generation: 0,
+            ssl_redirect: true,
+            hsts: true,
+            default_ssl_certificate: None,
+            now: 0,
         }
     }
 }
@@ -79,7 +95,9 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
         backends: Backends::new(&snapshot.services, &snapshot.endpoint_slices),
         fallback_owners: BTreeMap::new(),
         diagnostics: Vec::new(),
+        certificates: tls::Certificates::new(&snapshot.secrets, opts.now),
     };
+    compiler.add_default_certificate();
     for ingress in owned_ingresses(snapshot, opts) {
         compiler.add_ingress(ingress);
     }
@@ -113,6 +131,7 @@ struct Compiler<'a> {
     /// later Ingress asks for the same one.
     fallback_owners: BTreeMap<HostMatch, String>,
     diagnostics: Vec<Diagnostic>,
+    certificates: tls::Certificates<'a>,
 }
 
 /// Kubernetes sets the namespace on every namespaced object it returns; a file may
@@ -130,4 +149,11 @@ fn age_key(meta: &ObjectMeta) -> impl Ord + '_ {
         namespace_of(meta),
         meta.name.as_deref().unwrap_or_default(),
     )
+}
+
+/// The current time for [`CompileOptions::now`].
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

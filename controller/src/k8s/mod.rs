@@ -70,6 +70,7 @@ pub async fn run(
         let started = Instant::now();
         let snapshot = stores.snapshot();
         opts.generation += 1;
+        opts.now = crate::compile::unix_now();
         let (table, diagnostics) = compile(&snapshot, &opts);
         crate::compile::record_diagnostics(&diagnostics);
         tracing::info!(

@@ -31,6 +31,8 @@ pub use path::{InvalidPath, PathKind};
 
 use path::PathIndex;
 
+use crate::tls::Certificate;
+
 /// How the proxy speaks to a backend's endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UpstreamProtocol {
@@ -86,13 +88,15 @@ impl Backend {
 pub struct RoutePolicy {
     /// Largest request body accepted, in bytes; larger gets 413. `None` means no limit.
     pub max_body_size: Option<u64>,
+    /// Plain-HTTP requests get a 308 to HTTPS (hosts with TLS, unless switched off).
+    pub ssl_redirect: bool,
+    /// HTTPS responses carry `Strict-Transport-Security`.
+    pub hsts: bool,
 }
 
 impl Default for RoutePolicy {
     fn default() -> Self {
-        RoutePolicy {
-            max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
-        }
+        RoutePolicy { max_body_size: Some(DEFAULT_MAX_BODY_SIZE), ssl_redirect: false, hsts: false }
     }
 }
 
@@ -158,6 +162,13 @@ impl HostBlock {
     }
 }
 
+#[derive(Debug, Default)]
+struct CertIndex {
+    exact: HashMap<Box<str>, Arc<Certificate>>,
+    wildcard: HashMap<Box<str>, Arc<Certificate>>,
+    default: Option<Arc<Certificate>>,
+}
+
 /// The immutable table the proxy routes by.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
@@ -166,6 +177,7 @@ pub struct RoutingTable {
     wildcard: HashMap<Box<str>, HostBlock>,
     any: HostBlock,
     routes: usize,
+    certs: CertIndex,
     /// Increases with every table the controller publishes.
     pub generation: u64,
 }
@@ -188,6 +200,27 @@ impl RoutingTable {
             return block;
         }
         &self.any
+    }
+
+    /// The certificate for a TLS server name: exact name first, then a wildcard.
+    pub fn certificate(&self, server_name: &str) -> Option<&Arc<Certificate>> {
+        let name = normalize_host(server_name);
+        self.certs.exact.get(name.as_ref()).or_else(|| {
+            let (_, parent) = name.split_once('.')?;
+            self.certs.wildcard.get(parent)
+        })
+    }
+
+    /// The certificate for handshakes no name matches (`--default-ssl-certificate`).
+    pub fn default_certificate(&self) -> Option<&Arc<Certificate>> {
+        self.certs.default.as_ref()
+    }
+
+    /// Every certificate the table serves, with the host it serves it for.
+    pub fn certificates(&self) -> impl Iterator<Item = (String, &Arc<Certificate>)> {
+        let exact = self.certs.exact.iter().map(|(h, c)| (h.to_string(), c));
+        let wild = self.certs.wildcard.iter().map(|(h, c)| (format!("*.{h}"), c));
+        exact.chain(wild)
     }
 
     /// Number of path rules in the table (fallbacks not counted).
@@ -261,6 +294,28 @@ impl TableBuilder {
         }
         block.fallback = Some(route);
         true
+    }
+
+    /// Serves `cert` for TLS handshakes naming `host`, unless a certificate is already
+    /// set for it; returns false when an earlier one keeps the host.
+    pub fn certificate(&mut self, host: &HostMatch, cert: Arc<Certificate>) -> bool {
+        let map = match host {
+            HostMatch::Exact(h) => self.table.certs.exact.entry(h.as_str().into()),
+            HostMatch::Wildcard(s) => self.table.certs.wildcard.entry(s.as_str().into()),
+            HostMatch::Any => return false,
+        };
+        match map {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(cert);
+                true
+            }
+        }
+    }
+
+    /// The certificate for handshakes that name no known host.
+    pub fn default_certificate(&mut self, cert: Arc<Certificate>) {
+        self.table.certs.default = Some(cert);
     }
 
     /// Whether any rule or fallback has been added for `host`.
