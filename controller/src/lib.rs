@@ -1,2 +1,5 @@
 pub mod compile;
+pub mod file;
+pub mod k8s;
 pub mod snapshot;
+pub mod status;

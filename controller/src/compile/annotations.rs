@@ -66,7 +66,11 @@ fn flag(annotations: Option<&BTreeMap<String, String>>, key: &str) -> Option<boo
 }
 
 /// The policy for a host listed in `spec.tls`: redirect and HSTS unless switched off.
-pub(super) fn tls_policy(base: &RoutePolicy, annotations: Option<&BTreeMap<String, String>>, opts: &CompileOptions) -> RoutePolicy {
+pub(super) fn tls_policy(
+    base: &RoutePolicy,
+    annotations: Option<&BTreeMap<String, String>>,
+    opts: &CompileOptions,
+) -> RoutePolicy {
     RoutePolicy {
         ssl_redirect: flag(annotations, SSL_REDIRECT).unwrap_or(opts.ssl_redirect) || base.ssl_redirect,
         hsts: opts.hsts,
@@ -82,9 +86,9 @@ pub(super) fn route_policy(
 ) -> RoutePolicy {
     let mut policy = RoutePolicy {
         max_body_size: opts.max_body_size,
+        ssl_redirect: flag(annotations, FORCE_SSL_REDIRECT).unwrap_or(false),
         ..RoutePolicy::default()
     };
-    policy.ssl_redirect = flag(annotations, FORCE_SSL_REDIRECT).unwrap_or(false);
     let Some(annotations) = annotations else {
         return policy;
     };

@@ -55,7 +55,11 @@ impl<'a> Compiler<'a> {
             hosts.entry(host.clone()).or_insert(written);
             // A host without `http` only declares the host: its defaultBackend serves it.
             let Some(http) = &rule.http else { continue };
-            let host_policy = if tls_hosts.contains(&host) { &tls_policy } else { &policy };
+            let host_policy = if tls_hosts.contains(&host) {
+                &tls_policy
+            } else {
+                &policy
+            };
             for path in &http.paths {
                 self.add_path(owner, &host, written, path, host_policy, &mut problems);
             }

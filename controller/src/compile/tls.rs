@@ -30,26 +30,39 @@ impl<'a> Certificates<'a> {
             .iter()
             .filter_map(|s| Some(((namespace_of(&s.metadata), s.metadata.name.as_deref()?), s)))
             .collect();
-        Certificates { secrets, parsed: HashMap::new(), now }
+        Certificates {
+            secrets,
+            parsed: HashMap::new(),
+            now,
+        }
     }
 
     /// The certificate in Secret `namespace/name`, or the problem to report.
     pub fn get(&mut self, namespace: &str, name: &str) -> Result<Arc<Certificate>, Problem> {
         let key = (namespace.to_string(), name.to_string());
         if let Some(done) = self.parsed.get(&key) {
-            return done.clone().map_err(|m| Problem::warning(reason::INVALID_CERTIFICATE, m));
+            return done
+                .clone()
+                .map_err(|m| Problem::warning(reason::INVALID_CERTIFICATE, m));
         }
         let Some(secret) = self.secrets.get(&(namespace, name)) else {
             return Err(Problem::warning(
                 reason::SECRET_NOT_FOUND,
-                format!("TLS Secret \"{name}\" not found in namespace {namespace:?}; its hosts get the default certificate"),
+                format!(
+                    "TLS Secret \"{name}\" not found in namespace {namespace:?}; its hosts get the default certificate"
+                ),
             ));
         };
         let data = secret.data.as_ref();
         let field = |f: &str| data.and_then(|d| d.get(f)).map(|b| b.0.as_slice()).unwrap_or_default();
-        let result = Certificate::from_pem(format!("{namespace}/{name}"), field("tls.crt"), field("tls.key"), self.now)
-            .map(Arc::new)
-            .map_err(|e| format!("TLS Secret \"{name}\": {e}; its hosts get the default certificate"));
+        let result = Certificate::from_pem(
+            format!("{namespace}/{name}"),
+            field("tls.crt"),
+            field("tls.key"),
+            self.now,
+        )
+        .map(Arc::new)
+        .map_err(|e| format!("TLS Secret \"{name}\": {e}; its hosts get the default certificate"));
         self.parsed.insert(key, result.clone());
         result.map_err(|m| Problem::warning(reason::INVALID_CERTIFICATE, m))
     }
@@ -58,7 +71,9 @@ impl<'a> Certificates<'a> {
 impl<'a> Compiler<'a> {
     /// `--default-ssl-certificate`: the certificate for handshakes no host matches.
     pub(super) fn add_default_certificate(&mut self) {
-        let Some((ns, name)) = self.opts.default_ssl_certificate.clone() else { return };
+        let Some((ns, name)) = self.opts.default_ssl_certificate.clone() else {
+            return;
+        };
         match self.certificates.get(&ns, &name) {
             Ok(cert) => self.builder.default_certificate(cert),
             Err(problem) => {
@@ -70,7 +85,12 @@ impl<'a> Compiler<'a> {
     }
 
     /// Installs the certificates of one Ingress's `spec.tls` and returns its TLS hosts.
-    pub(super) fn add_tls(&mut self, ingress: &'a Ingress, namespace: &str, problems: &mut Problems) -> BTreeSet<HostMatch> {
+    pub(super) fn add_tls(
+        &mut self,
+        ingress: &'a Ingress,
+        namespace: &str,
+        problems: &mut Problems,
+    ) -> BTreeSet<HostMatch> {
         let mut hosts = BTreeSet::new();
         let entries = ingress.spec.as_ref().and_then(|s| s.tls.as_deref()).unwrap_or_default();
         for entry in entries {
@@ -80,7 +100,10 @@ impl<'a> Compiler<'a> {
                 .flatten()
                 .filter_map(|h| match HostMatch::parse(h) {
                     Ok(HostMatch::Any) | Err(_) => {
-                        problems.warning(reason::INVALID_HOST, format!("spec.tls host {h:?} is not a DNS name; ignored"));
+                        problems.warning(
+                            reason::INVALID_HOST,
+                            format!("spec.tls host {h:?} is not a DNS name; ignored"),
+                        );
                         None
                     }
                     Ok(host) => Some(host),

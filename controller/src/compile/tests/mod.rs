@@ -281,7 +281,7 @@ pub const OURS: &str = "portico.dev/ingress-controller";
 
 /// Any object a test puts in the world.
 #[derive(Clone)]
-#[allow(clippy::large_enum_variant)] // a test fixture: clarity over size
+#[expect(clippy::large_enum_variant, reason = "a test fixture: clarity over size")]
 pub enum Object {
     Ingress(Ingress),
     Class(IngressClass),

@@ -1,0 +1,390 @@
+//! Reading the file's text into a [`Snapshot`]: documents, kinds, objects.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::de::{FieldPath, Located, from_value, from_yaml, locate, sanitize, yaml_options};
+use super::{FileError, InvalidDocument};
+use crate::snapshot::Snapshot;
+
+/// Reads every object of a multi-document YAML file into a [`Snapshot`].
+///
+/// Namespaced objects without a namespace get `default`, as with `kubectl apply`. The
+/// first invalid document fails the whole file: a half-read file would publish a table
+/// with some routes silently missing.
+pub fn parse(yaml: &str) -> Result<Snapshot, FileError> {
+    let yaml = yaml.strip_prefix('\u{feff}').unwrap_or(yaml);
+    let mut loader = Loader::default();
+    let documents = split_documents(yaml).into_iter().filter(|d| !is_blank(&d.text));
+    for (index, document) in documents.enumerate() {
+        loader.load(index + 1, &document).map_err(FileError::Invalid)?;
+    }
+    Ok(loader.snapshot)
+}
+
+/// One `---` document: its text, and how many lines of the file come before it.
+struct Document {
+    text: String,
+    lines_before: u64,
+}
+
+impl Document {
+    /// The document's first line with content, from 1: where an error about the
+    /// document as a whole points.
+    fn first_line(&self) -> u64 {
+        let blank = |l: &str| l.trim().is_empty() || l.trim_start().starts_with('#');
+        self.text.lines().take_while(|l| blank(l)).count() as u64 + 1
+    }
+}
+
+/// Splits a YAML stream at its document markers, keeping each document's place in the
+/// file so errors point at lines of the file, not of the document.
+///
+/// A line starting with `---` or `...` followed by a space or the line's end is always a
+/// marker: YAML forbids both at the start of a line inside any content. Content after
+/// `---` on the same line stays in the document, at its own column.
+fn split_documents(yaml: &str) -> Vec<Document> {
+    let is_marker = |line: &str, marker: &str| {
+        line.strip_prefix(marker)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+    };
+    let mut documents = Vec::new();
+    let mut current = Document {
+        text: String::new(),
+        lines_before: 0,
+    };
+    for (index, line) in yaml.split_inclusive('\n').enumerate() {
+        let index = index as u64;
+        if is_marker(line, "---") {
+            let next = Document {
+                text: format!("   {}", &line[3..]),
+                lines_before: index,
+            };
+            documents.push(std::mem::replace(&mut current, next));
+        } else if is_marker(line, "...") {
+            let next = Document {
+                text: String::new(),
+                lines_before: index + 1,
+            };
+            documents.push(std::mem::replace(&mut current, next));
+        } else {
+            current.text.push_str(line);
+        }
+    }
+    documents.push(current);
+    documents
+}
+
+/// Only whitespace, comments and directives: not a document anyone wrote.
+fn is_blank(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#') || l.starts_with('%'))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Ingress,
+    IngressClass,
+    Service,
+    EndpointSlice,
+    Secret,
+}
+
+enum Known {
+    Object(Kind),
+    List,
+}
+
+/// What file mode does with a document of `kind`: `Ok(None)` for kinds it skips,
+/// including same-named kinds of other API groups (a Knative `Service`), and an error
+/// for our kinds at a version that is not served, like `extensions/v1beta1` Ingresses.
+fn classify(api_version: Option<&str>, kind: &str) -> Result<Option<Known>, String> {
+    let (group, known) = match kind {
+        "Ingress" => ("networking.k8s.io", Known::Object(Kind::Ingress)),
+        "IngressClass" => ("networking.k8s.io", Known::Object(Kind::IngressClass)),
+        "Service" => ("", Known::Object(Kind::Service)),
+        "EndpointSlice" => ("discovery.k8s.io", Known::Object(Kind::EndpointSlice)),
+        "Secret" => ("", Known::Object(Kind::Secret)),
+        "List" => ("", Known::List),
+        _ => return Ok(None),
+    };
+    let expected = if group.is_empty() {
+        "v1".to_string()
+    } else {
+        format!("{group}/v1")
+    };
+    let Some(api_version) = api_version else {
+        return Err(format!("missing; a {kind} is {expected}"));
+    };
+    let (actual_group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    // Ingress lived in `extensions` until Kubernetes 1.22; treat it as the same kind.
+    let legacy = kind == "Ingress" && actual_group == "extensions";
+    if actual_group != group && !legacy {
+        return Ok(None);
+    }
+    if version != "v1" || legacy {
+        return Err(format!("{api_version} is not supported for {kind}; use {expected}"));
+    }
+    Ok(Some(known))
+}
+
+impl Kind {
+    fn namespaced(self) -> bool {
+        self != Kind::IngressClass
+    }
+}
+
+/// The fields every object has, read before the kind is known.
+#[derive(Default, Deserialize)]
+#[serde(expecting = "a Kubernetes object: a mapping with apiVersion, kind and metadata")]
+struct Header {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: HeaderMeta,
+}
+
+#[derive(Default, Deserialize)]
+struct HeaderMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+impl Header {
+    /// `Kind namespace/name` as far as known, for error messages.
+    fn describe(&self, kind: Option<Kind>) -> Option<String> {
+        let kind_name = self.kind.as_deref()?;
+        let Some(name) = self.metadata.name.as_deref() else {
+            return Some(kind_name.to_string());
+        };
+        if kind.is_some_and(|k| !k.namespaced()) {
+            return Some(format!("{kind_name} {name}"));
+        }
+        let namespace = self
+            .metadata
+            .namespace
+            .as_deref()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or("default");
+        Some(format!("{kind_name} {namespace}/{name}"))
+    }
+}
+
+#[derive(Deserialize)]
+struct ListDocument {
+    #[serde(default)]
+    items: Vec<Spanned<serde_json::Value>>,
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one at a time, moved straight into the snapshot"
+)]
+enum Object {
+    Ingress(Ingress),
+    IngressClass(IngressClass),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Secret(Secret),
+}
+
+/// Unknown fields are errors, as with `kubectl apply`: a misspelt field (`pathtype`)
+/// would otherwise silently change routing.
+fn deny_unknown((object, unknown): (Object, Vec<FieldPath>)) -> Result<Object, Located> {
+    match unknown.into_iter().next() {
+        Some(field) => Err(Located::new(Some(field), "unknown field")),
+        None => Ok(object),
+    }
+}
+
+fn wrap<T>(
+    parsed: Result<(T, Vec<FieldPath>), Located>,
+    f: fn(T) -> Object,
+) -> Result<(Object, Vec<FieldPath>), Located> {
+    parsed.map(|(object, unknown)| (f(object), unknown))
+}
+
+impl Object {
+    fn from_yaml(kind: Kind, text: &str) -> Result<(Object, Vec<FieldPath>), Located> {
+        match kind {
+            Kind::Ingress => wrap(from_yaml(text), Object::Ingress),
+            Kind::IngressClass => wrap(from_yaml(text), Object::IngressClass),
+            Kind::Service => wrap(from_yaml(text), Object::Service),
+            Kind::EndpointSlice => wrap(from_yaml(text), Object::EndpointSlice),
+            Kind::Secret => wrap(from_yaml(text), Object::Secret),
+        }
+    }
+
+    fn from_value(kind: Kind, value: serde_json::Value) -> Result<(Object, Vec<FieldPath>), Located> {
+        match kind {
+            Kind::Ingress => wrap(from_value(value), Object::Ingress),
+            Kind::IngressClass => wrap(from_value(value), Object::IngressClass),
+            Kind::Service => wrap(from_value(value), Object::Service),
+            Kind::EndpointSlice => wrap(from_value(value), Object::EndpointSlice),
+            Kind::Secret => wrap(from_value(value), Object::Secret),
+        }
+    }
+
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Ingress(o) => &mut o.metadata,
+            Object::IngressClass(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Loader {
+    snapshot: Snapshot,
+    /// Which document defined each object, to name it when another defines it again.
+    defined: HashMap<(Kind, String, String), usize>,
+}
+
+impl Loader {
+    fn load(&mut self, number: usize, document: &Document) -> Result<(), Box<InvalidDocument>> {
+        let place = |e: Located| {
+            let position = match (e.line, &e.field) {
+                (Some(line), _) => Some((line, e.column.unwrap_or(1))),
+                (None, Some(field)) => locate(&document.text, field),
+                (None, None) => None,
+            };
+            let (line, column) = position.unwrap_or((document.first_line(), 1));
+            Box::new(InvalidDocument {
+                file: None,
+                document: number,
+                object: e.object,
+                line: Some(line + document.lines_before),
+                column: Some(column),
+                field: e.field.map(|f| f.to_string()),
+                message: e.message,
+            })
+        };
+        let (header, _) = from_yaml::<Option<Header>>(&document.text).map_err(place)?;
+        // A document that is just `~` or `null`.
+        let Some(header) = header else { return Ok(()) };
+        match self.classify(number, &header, None).map_err(place)? {
+            None => Ok(()),
+            Some(Known::List) => self.load_list(number, document).map_err(place),
+            Some(Known::Object(kind)) => {
+                let object = Object::from_yaml(kind, &document.text)
+                    .and_then(deny_unknown)
+                    .map_err(|e| Located {
+                        object: header.describe(Some(kind)),
+                        ..e
+                    })
+                    .map_err(place)?;
+                self.add(number, kind, &header, object).map_err(place)
+            }
+        }
+    }
+
+    fn classify(&self, number: usize, header: &Header, item: Option<usize>) -> Result<Option<Known>, Located> {
+        let Some(kind) = header.kind.as_deref() else {
+            let message = "kind is missing; every object needs apiVersion and kind";
+            return Err(Located::new(None, message));
+        };
+        let known = classify(header.api_version.as_deref(), kind).map_err(|message| Located {
+            object: header.describe(None),
+            ..Located::new(Some(FieldPath::key("apiVersion")), message)
+        })?;
+        if known.is_none() {
+            tracing::warn!(
+                document = number,
+                item,
+                kind,
+                api_version = header.api_version.as_deref().unwrap_or_default(),
+                name = header.metadata.name.as_deref().unwrap_or_default(),
+                "skipping an object of a kind file mode does not use"
+            );
+        }
+        Ok(known)
+    }
+
+    fn load_list(&mut self, number: usize, document: &Document) -> Result<(), Located> {
+        let list: ListDocument =
+            serde_saphyr::from_str_with_options(&document.text, yaml_options()).map_err(|e| Located::yaml(&e, None))?;
+        for (index, item) in list.items.into_iter().enumerate() {
+            // Items were read as generic values, so their errors have a field but no
+            // position: find the field in the text, or point at the item.
+            let at = |e: Located| {
+                let field = e
+                    .field
+                    .map_or_else(|| FieldPath::default().in_item(index), |f| f.in_item(index));
+                let item_start = (item.referenced.line(), item.referenced.column());
+                let (line, column) = locate(&document.text, &field).unwrap_or(item_start);
+                Located {
+                    line: Some(line),
+                    column: Some(column),
+                    field: Some(field),
+                    ..e
+                }
+            };
+            let header = Header::deserialize(&item.value)
+                .map_err(|e| Located::new(None, sanitize(&e.to_string())))
+                .map_err(at)?;
+            match self.classify(number, &header, Some(index)).map_err(at)? {
+                None => {}
+                Some(Known::List) => return Err(at(Located::new(None, "a List inside a List is not supported"))),
+                Some(Known::Object(kind)) => {
+                    let object = Object::from_value(kind, item.value)
+                        .and_then(deny_unknown)
+                        .map_err(|e| Located {
+                            object: header.describe(Some(kind)),
+                            ..e
+                        })
+                        .map_err(at)?;
+                    self.add(number, kind, &header, object).map_err(at)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, number: usize, kind: Kind, header: &Header, mut object: Object) -> Result<(), Located> {
+        let describe = || header.describe(Some(kind));
+        let meta = object.metadata_mut();
+        let name = meta.name.clone().filter(|n| !n.is_empty());
+        let Some(name) = name else {
+            let missing = Located::new(
+                Some(FieldPath::key("metadata")),
+                "name is missing; every object needs one",
+            );
+            return Err(Located {
+                object: describe(),
+                ..missing
+            });
+        };
+        let namespace = if kind.namespaced() {
+            meta.namespace.get_or_insert_with(|| "default".to_string()).clone()
+        } else {
+            String::new()
+        };
+        if let Some(first) = self.defined.insert((kind, namespace, name), number) {
+            let message = format!("already defined by document {first}; each object may appear once");
+            return Err(Located {
+                object: describe(),
+                ..Located::new(None, message)
+            });
+        }
+        let snapshot = &mut self.snapshot;
+        match object {
+            Object::Ingress(o) => snapshot.ingresses.push(o),
+            Object::IngressClass(o) => snapshot.ingress_classes.push(o),
+            Object::Service(o) => snapshot.services.push(o),
+            Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
+            Object::Secret(o) => snapshot.secrets.push(o),
+        }
+        Ok(())
+    }
+}
