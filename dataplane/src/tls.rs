@@ -105,8 +105,12 @@ impl Certificate {
     /// ingress-nginx's "Fake Certificate"). Clients will not trust it, which is the point:
     /// an unknown name must not look valid.
     pub fn generate_default() -> Result<Self, InvalidCertificate> {
-        let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(vec!["portico.invalid".to_string()])
-            .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?;
+        let bad = |e: rcgen::Error| InvalidCertificate::BadCertificate(e.to_string());
+        let mut params = rcgen::CertificateParams::new(vec!["portico.invalid".to_string()]).map_err(bad)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Portico Default Certificate");
+        let signing_key = rcgen::KeyPair::generate().map_err(bad)?;
+        let cert = params.self_signed(&signing_key).map_err(bad)?;
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         Certificate::from_pem("default", cert.pem().as_bytes(), signing_key.serialize_pem().as_bytes(), now)
     }

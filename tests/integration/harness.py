@@ -201,6 +201,7 @@ class Portico(Process):
         self.file.write_text(config_text)
         self.http_port = free_port()
         self.admin_port = free_port()
+        self.https_port = free_port()
         self.ip = "127.0.0.1"
         binary = portico_bin()
         if not binary.exists():
@@ -213,6 +214,7 @@ class Portico(Process):
             "--from-file", self.file,
             "--http-port", self.http_port,
             "--admin-port", self.admin_port,
+            "--https-port", self.https_port,
             "--bind-address", self.ip,
             *args,
         ]  # fmt: skip

@@ -1,0 +1,262 @@
+"""TLS termination with real clients: openssl s_client, curl and Python's ssl module
+(all OpenSSL), against certificates made at test time by the openssl command."""
+
+import base64
+import datetime
+import re
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from harness import wait_until
+from k8s import Config, path, rule
+
+EXACT = "app.tls.test"
+WILD = "*.wild.test"
+OTHER = "other.tls.test"
+PLAIN = "plain.tls.test"
+
+
+class CA:
+    """A throwaway certificate authority and the leaf certificates it signs."""
+
+    def __init__(self, d):
+        self.d = d
+        self.cert = d / "ca.crt"
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-keyout", d / "ca.key", "-out", self.cert, "-days", "2", "-subj", "/CN=Portico Test CA")  # fmt: skip
+        self.n = 0
+
+    def _run(self, *args):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+    def leaf(self, name, days=1, expired=False):
+        """(cert PEM, key PEM) for DNS name `name`, signed by this CA."""
+        self.n += 1
+        key, csr, crt = (self.d / ("leaf%d.%s" % (self.n, ext)) for ext in ("key", "csr", "crt"))
+        ext = self.d / ("leaf%d.ext" % self.n)
+        ext.write_text("subjectAltName=DNS:%s\n" % name)
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                  "-out", csr, "-subj", "/CN=%s" % name)  # fmt: skip
+        validity = ["-days", str(days)]
+        if expired:
+            # notAfter a day before now: expired by the time any client sees it.
+            validity = ["-days", "-1"]
+        self._run("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.d / "ca.key", "-CAcreateserial",
+                  "-out", crt, "-extfile", ext, *validity)  # fmt: skip
+        return crt.read_bytes(), key.read_bytes()
+
+
+def tls_secret(name, cert, key, namespace="default"):
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64(cert), "tls.key": b64(key)},
+    }
+
+
+def tls_ingress(cfg, name, hosts, secret, annotations=None):
+    ing = cfg.ingress(name, rules=[rule(h, path("/", "web")) for h in hosts], annotations=annotations)
+    ing["spec"]["tls"] = [{"hosts": list(hosts), "secretName": secret}]
+    return ing
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return CA(tmp_path_factory.mktemp("ca"))
+
+
+def config(echo, ca, *, exact_pair=None, other_pair=None):
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.add(tls_secret("exact", *(exact_pair or ca.leaf(EXACT))))
+    cfg.add(tls_secret("wild", *ca.leaf(WILD)))
+    cfg.add(tls_secret("other", *(other_pair or ca.leaf(OTHER))))
+    tls_ingress(cfg, "exact", [EXACT], "exact")
+    tls_ingress(cfg, "wild", [WILD.replace("*", "x"), WILD], "wild")
+    tls_ingress(cfg, "other", [OTHER], "other")
+    cfg.ingress("plain", rules=[rule(PLAIN, path("/", "web"))])
+    return cfg
+
+
+def peer_cert(port, server_name, ca=None):
+    """The leaf certificate the server presents for `server_name`, as a dict (subject
+    CN, SANs) plus its DER bytes; verification off so the default one shows too."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=server_name) as s:
+            der = s.getpeercert(binary_form=True)
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    text = subprocess.run(["openssl", "x509", "-noout", "-subject", "-ext", "subjectAltName", "-serial"],
+                          input=pem.encode(), capture_output=True, check=True).stdout.decode()  # fmt: skip
+    return text
+
+
+def s_client(port, server_name, *args):
+    name = ["-servername", server_name] if server_name else ["-noservername"]
+    p = subprocess.run(
+        ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, *name, *args],
+        input=b"", capture_output=True, timeout=20,
+    )  # fmt: skip
+    return p.returncode, p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+
+
+def https(p, host, ca, *args, url_path="/"):
+    """curl over HTTPS with verification against the test CA; (status, http_version,
+    headers text, curl exit code)."""
+    name = host.split(":")[0]
+    proc = subprocess.run(
+        ["curl", "-sS", "--max-time", "15", "--cacert", str(ca.cert), "--resolve", "%s:%d:127.0.0.1" % (name, p.https_port),
+         "-D", "-", "-o", "/dev/null", "-w", "\n%{http_code} %{http_version}", *args,
+         "https://%s:%d%s" % (name, p.https_port, url_path)],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    out = proc.stdout.decode(errors="replace")
+    last = out.strip().splitlines()[-1] if out.strip() else "0 0"
+    status, version = last.split()
+    return int(status), version, out, proc.returncode
+
+
+def test_exact_sni_gets_its_certificate_and_verifies(portico, echo, ca):
+    p = portico(config(echo, ca))
+    assert "DNS:%s" % EXACT in peer_cert(p.https_port, EXACT)
+    status, _, _, rc = https(p, EXACT, ca)
+    assert (status, rc) == (200, 0)
+
+
+def test_wildcard_certificate_serves_one_label(portico, echo, ca):
+    p = portico(config(echo, ca))
+    assert "DNS:*.wild.test" in peer_cert(p.https_port, "x.wild.test")
+    status, _, _, rc = https(p, "x.wild.test", ca)
+    assert (status, rc) == (200, 0)
+
+
+def test_unknown_sni_gets_the_default_certificate(portico, echo, ca):
+    p = portico(config(echo, ca))
+    for name in ("unknown.example", "a.b.wild.test"):
+        text = peer_cert(p.https_port, name)
+        assert "tls.test" not in text and "wild.test" not in text, text
+    # No SNI at all (an IP literal): still a handshake, with the default certificate.
+    rc, out = s_client(p.https_port, None)
+    assert rc == 0 and "CN = Portico Default Certificate" in out, out[-2000:]
+
+
+def test_alpn_offers_h2_and_curl_speaks_http2(portico, echo, ca):
+    p = portico(config(echo, ca))
+    rc, out = s_client(p.https_port, EXACT, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: h2" in out, out[-2000:]
+    status, version, _, _ = https(p, EXACT, ca, "--http2")
+    assert (status, version) == (200, "2")
+    status, version, _, _ = https(p, EXACT, ca, "--http1.1")
+    assert (status, version) == (200, "1.1")
+
+
+@pytest.mark.parametrize("flag", ["-tls1", "-tls1_1"])
+def test_old_tls_versions_are_refused(portico, echo, ca, flag):
+    p = portico(config(echo, ca))
+    before = p.metrics().get("portico_tls_handshake_errors_total", reason="incompatible_version_or_cipher") or 0
+    # SECLEVEL=0 so the client itself is willing to offer the old version.
+    rc, out = s_client(p.https_port, EXACT, flag, "-cipher", "DEFAULT@SECLEVEL=0")
+    assert rc != 0, out[-2000:]
+    assert "Cipher is (NONE)" in out or "alert" in out.lower() or "no protocols available" in out, out[-2000:]
+    rc, out = s_client(p.https_port, EXACT, "-tls1_2")
+    assert rc == 0 and "TLSv1.2" in out, out[-2000:]
+    wait_until(
+        lambda: (p.metrics().get("portico_tls_handshake_errors_total", reason="incompatible_version_or_cipher") or 0) > before,
+        5, what="handshake failure counted",
+    )  # fmt: skip
+
+
+def test_plain_http_redirects_to_https_and_https_has_hsts(portico, echo, ca):
+    p = portico(config(echo, ca))
+    r = p.get("/some/path?q=1", host=EXACT)
+    assert r.status == 308
+    assert r.header("location") == "https://%s:%d/some/path?q=1" % (EXACT, p.https_port)
+    status, _, headers, _ = https(p, EXACT, ca)
+    assert status == 200
+    assert re.search(r"(?im)^strict-transport-security: max-age=31536000; includeSubDomains", headers), headers
+    # A host without TLS is served on plain HTTP as it is.
+    assert p.get("/", host=PLAIN).status == 200
+
+
+def test_ssl_redirect_false_keeps_plain_http(portico, echo, ca):
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.add(tls_secret("exact", *ca.leaf(EXACT)))
+    tls_ingress(cfg, "exact", [EXACT], "exact", annotations={"nginx.ingress.kubernetes.io/ssl-redirect": "false"})
+    p = portico(cfg)
+    assert p.get("/", host=EXACT).status == 200
+    assert https(p, EXACT, ca)[0] == 200
+
+
+def test_redirect_and_hsts_switch_off_globally(portico, echo, ca):
+    p = portico(config(echo, ca), "--ssl-redirect", "false", "--hsts", "false")
+    assert p.get("/", host=EXACT).status == 200
+    status, _, headers, _ = https(p, EXACT, ca)
+    assert status == 200 and "strict-transport-security" not in headers.lower()
+
+
+def test_broken_secret_falls_back_to_default_and_others_keep_theirs(portico, echo, ca):
+    mismatched = (ca.leaf(EXACT)[0], ca.leaf(EXACT)[1])
+    expired = ca.leaf(OTHER, expired=True)
+    p = portico(config(echo, ca, exact_pair=mismatched, other_pair=expired))
+    for host in (EXACT, OTHER):
+        assert "tls.test" not in peer_cert(p.https_port, host)
+        assert https(p, host, ca)[3] != 0  # curl refuses the default certificate
+    assert "DNS:*.wild.test" in peer_cert(p.https_port, "x.wild.test")
+    assert https(p, "x.wild.test", ca)[0] == 200
+    log = p.log()
+    assert "does not match" in log and "expired" in log, log[-3000:]
+
+
+def test_rotation_applies_to_new_handshakes_and_keeps_open_connections(portico, echo, ca):
+    cfg = config(echo, ca)
+    p = portico(cfg)
+    before = peer_cert(p.https_port, EXACT)
+
+    ctx = ssl.create_default_context(cafile=str(ca.cert))
+    raw = socket.create_connection(("127.0.0.1", p.https_port), timeout=10)
+    conn = ctx.wrap_socket(raw, server_hostname=EXACT)
+    request = ("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % EXACT).encode()
+
+    def exchange():
+        conn.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+        while len(body) < length:
+            body += conn.recv(65536)
+        return int(head.split()[1])
+
+    assert exchange() == 200
+    rotated = Config()
+    rotated.objects = [o for o in cfg.objects if o["metadata"].get("name") != "exact" or o["kind"] != "Secret"]
+    rotated.add(tls_secret("exact", *ca.leaf(EXACT)))
+    t0 = time.monotonic()
+    p.replace_config(rotated.yaml())
+    wait_until(lambda: peer_cert(p.https_port, EXACT) != before, 5, interval=0.05, what="new certificate served")
+    elapsed = time.monotonic() - t0
+    assert elapsed < 1.5, elapsed
+    # The connection opened before the rotation still works, on its old session.
+    assert exchange() == 200
+    conn.close()
+
+
+def test_certificate_expiry_is_exported(portico, echo, ca):
+    pair = ca.leaf(EXACT, days=10)
+    p = portico(config(echo, ca, exact_pair=pair))
+    not_after = subprocess.run(["openssl", "x509", "-noout", "-enddate"], input=pair[0], capture_output=True, check=True)
+    stamp = not_after.stdout.decode().strip().split("=", 1)[1]
+    expected = datetime.datetime.strptime(stamp, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=datetime.timezone.utc).timestamp()
+    got = p.metrics().get("portico_ssl_expire_time_seconds", host=EXACT, secret="default/exact")
+    assert got == expected
