@@ -30,6 +30,8 @@ use tokio::sync::{mpsc, watch};
 mod de;
 mod parse;
 
+pub use parse::parse;
+
 use crate::compile::{CompileOptions, compile, record_diagnostics};
 use crate::snapshot::Snapshot;
 
@@ -37,6 +39,10 @@ use crate::snapshot::Snapshot;
 /// an editor's write-then-rename or a truncate-then-write to finish, short enough that
 /// an edit is live well within a second.
 const SETTLE: Duration = Duration::from_millis(100);
+
+/// The longest a reload waits for quiet, so a busy directory (a log file written next to
+/// the configuration) cannot hold edits back.
+const MAX_SETTLE: Duration = Duration::from_millis(500);
 
 static RELOAD_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     let counter = IntCounter::new(
@@ -119,8 +125,6 @@ impl FileError {
         }
     }
 }
-
-pub use parse::parse;
 
 /// Serves the file: publishes its table on `tables`, then follows edits until every
 /// receiver of `tables` is gone.
@@ -263,16 +267,18 @@ fn is_change(event: &WatchEvent) -> bool {
     }
 }
 
-/// Waits until no change has arrived for [`SETTLE`].
+/// Waits until no change has arrived for [`SETTLE`], or [`MAX_SETTLE`] has passed.
 async fn settle(events: &mut mpsc::UnboundedReceiver<WatchEvent>) {
+    let deadline = tokio::time::Instant::now() + MAX_SETTLE;
     loop {
+        let quiet = (tokio::time::Instant::now() + SETTLE).min(deadline);
         tokio::select! {
             event = events.recv() => match event {
                 Some(event) if is_change(&event) => continue,
                 Some(_) => {}
                 None => return,
             },
-            () = tokio::time::sleep(SETTLE) => return,
+            () = tokio::time::sleep_until(quiet) => return,
         }
     }
 }

@@ -80,7 +80,13 @@ fn reads_every_kind() {
     let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\n  namespace: edge\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: x\n  tls.key: y\n";
     let s = parse(&file(&[SERVICE, SLICE, class, secret, &ingress("a.com")])).unwrap();
     assert_eq!(
-        (s.services.len(), s.endpoint_slices.len(), s.ingress_classes.len(), s.secrets.len(), s.ingresses.len()),
+        (
+            s.services.len(),
+            s.endpoint_slices.len(),
+            s.ingress_classes.len(),
+            s.secrets.len(),
+            s.ingresses.len()
+        ),
         (1, 1, 1, 1, 1)
     );
     assert_eq!(s.ingresses[0].metadata.namespace.as_deref(), Some("default"));
@@ -108,14 +114,21 @@ fn quickstart_example_is_clean() {
 /// the whole file.
 #[test]
 fn syntax_error_names_document_and_line() {
-    let yaml = file(&[SERVICE, SLICE, "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec: [unclosed\n"]);
+    let yaml = file(&[
+        SERVICE,
+        SLICE,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec: [unclosed\n",
+    ]);
     let e = invalid(&yaml);
     assert_eq!(e.document, 3);
     // Documents 1 and 2 take 9 and 14 lines with their markers; the error is in the
     // last line of document 3 or just after it.
     assert!(e.line.is_some_and(|l| l >= 27), "{e}");
     assert!(e.column.is_some(), "{e}");
-    assert!(e.to_string().starts_with(&format!("line {}, column", e.line.unwrap())), "{e}");
+    assert!(
+        e.to_string().starts_with(&format!("line {}, column", e.line.unwrap())),
+        "{e}"
+    );
 }
 
 /// Given a field of the wrong type, the error names the document, the object, the field
@@ -126,7 +139,10 @@ fn field_error_names_object_field_and_line() {
     let e = invalid(&file(&[SERVICE, &bad]));
     assert_eq!(e.document, 2);
     assert_eq!(e.object.as_deref(), Some("Ingress default/web"));
-    assert_eq!(e.field.as_deref(), Some("spec.rules[0].http.paths[0].backend.service.port.number"));
+    assert_eq!(
+        e.field.as_deref(),
+        Some("spec.rules[0].http.paths[0].backend.service.port.number")
+    );
     // The Service takes lines 1-9 with its marker, the Ingress's marker is line 10 and
     // `number:` is the Ingress's 17th line.
     assert_eq!(e.line, Some(27), "{e}");
@@ -203,9 +219,17 @@ fn list_items_are_read() {
         let first = format!("- {}\n", lines.next().unwrap());
         first + &lines.map(|l| format!("  {l}\n")).collect::<String>()
     };
-    let list = format!("apiVersion: v1\nkind: List\nitems:\n{}{}{}", indent(SERVICE), indent(SLICE), indent(&ingress("a.com")));
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n{}{}{}",
+        indent(SERVICE),
+        indent(SLICE),
+        indent(&ingress("a.com"))
+    );
     let s = parse(&list).unwrap();
-    assert_eq!((s.services.len(), s.endpoint_slices.len(), s.ingresses.len()), (1, 1, 1));
+    assert_eq!(
+        (s.services.len(), s.endpoint_slices.len(), s.ingresses.len()),
+        (1, 1, 1)
+    );
 
     let broken = list.replace("port: 80", "port: eighty");
     let e = invalid(&broken);
@@ -224,7 +248,22 @@ fn empty_documents_are_ignored() {
     assert_eq!(parse("").unwrap().services.len(), 0);
     let e = invalid(&format!("---\n# nothing\n---\n{SERVICE}---\nkind: Service\n"));
     assert_eq!((e.document, e.line), (2, Some(13)), "{e}");
-    assert_eq!(e.to_string(), "line 13, column 1: document 2 (Service): apiVersion: missing; a Service is v1");
+    assert_eq!(
+        e.to_string(),
+        "line 13, column 1: document 2 (Service): apiVersion: missing; a Service is v1"
+    );
+}
+
+/// Given Windows line endings and comments or tags after `---`, the file reads the same
+/// and line numbers still match the file.
+#[test]
+fn crlf_and_marker_comments() {
+    let yaml = format!("--- # the service\n{SERVICE}--- !!map\n{SLICE}");
+    assert_eq!(parse(&yaml).unwrap().endpoint_slices.len(), 1);
+    let crlf = yaml.replace('\n', "\r\n");
+    assert_eq!(parse(&crlf).unwrap().services.len(), 1);
+    let e = invalid(&crlf.replace("port: 9001", "port: nine"));
+    assert_eq!((e.document, e.line), (2, Some(20)), "{e}");
 }
 
 /// A path of a file unique to this test run.
@@ -272,7 +311,10 @@ async fn follows_edits() {
     std::fs::write(&path, config("one.com")).unwrap();
     let (tx, mut rx) = watch::channel(Arc::new(RoutingTable::default()));
     let task = tokio::spawn(run(path.clone(), CompileOptions::default(), tx));
-    assert!(routed(&mut rx, "one.com", Duration::from_secs(5)).await.is_some(), "first table not published");
+    assert!(
+        routed(&mut rx, "one.com", Duration::from_secs(5)).await.is_some(),
+        "first table not published"
+    );
     let first = rx.borrow().generation;
     assert!(first > 0);
 
@@ -284,7 +326,11 @@ async fn follows_edits() {
     assert!(good.lookup("one.com", "/").is_none());
 
     let errors = reload_errors();
-    std::fs::write(&path, config("three.com").replace("kind: Ingress", "kind: Ingress\nspec: [oops")).unwrap();
+    std::fs::write(
+        &path,
+        config("three.com").replace("kind: Ingress", "kind: Ingress\nspec: [oops"),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while reload_errors() <= errors {
         assert!(Instant::now() < deadline, "broken edit not reported");
@@ -293,13 +339,22 @@ async fn follows_edits() {
     assert!(Arc::ptr_eq(&rx.borrow(), &good), "a broken edit replaced the table");
 
     replace(&path, &config("four.com"));
-    assert!(routed(&mut rx, "four.com", Duration::from_secs(1)).await.is_some(), "renamed edit not live within a second");
+    assert!(
+        routed(&mut rx, "four.com", Duration::from_secs(1)).await.is_some(),
+        "renamed edit not live within a second"
+    );
     replace(&path, &config("five.com"));
-    assert!(routed(&mut rx, "five.com", Duration::from_secs(1)).await.is_some(), "second rename not followed");
+    assert!(
+        routed(&mut rx, "five.com", Duration::from_secs(1)).await.is_some(),
+        "second rename not followed"
+    );
 
     drop(rx);
     let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
-    assert!(matches!(ended, Ok(Ok(Ok(())))), "run did not end when its receivers were gone: {ended:?}");
+    assert!(
+        matches!(ended, Ok(Ok(Ok(())))),
+        "run did not end when its receivers were gone: {ended:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -326,9 +381,15 @@ async fn follows_configmap_style_symlink_swaps() {
 
     version(2, "two.com");
     std::fs::remove_dir_all(dir.join("..v1")).unwrap();
-    assert!(routed(&mut rx, "two.com", Duration::from_secs(1)).await.is_some(), "symlink swap not followed");
+    assert!(
+        routed(&mut rx, "two.com", Duration::from_secs(1)).await.is_some(),
+        "symlink swap not followed"
+    );
     version(3, "three.com");
-    assert!(routed(&mut rx, "three.com", Duration::from_secs(1)).await.is_some(), "second swap not followed");
+    assert!(
+        routed(&mut rx, "three.com", Duration::from_secs(1)).await.is_some(),
+        "second swap not followed"
+    );
 
     task.abort();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -340,11 +401,18 @@ async fn follows_configmap_style_symlink_swaps() {
 async fn broken_file_at_start_is_an_error() {
     let dir = temp_dir("start");
     let path = dir.join("routes.yaml");
-    std::fs::write(&path, file(&[SERVICE, &ingress("a.com").replace("name: http", "number: http")])).unwrap();
+    std::fs::write(
+        &path,
+        file(&[SERVICE, &ingress("a.com").replace("name: http", "number: http")]),
+    )
+    .unwrap();
     let (tx, rx) = watch::channel(Arc::new(RoutingTable::default()));
     let err = run(path.clone(), CompileOptions::default(), tx).await.unwrap_err();
     let text = err.to_string();
-    assert!(text.starts_with(&format!("{}:27:23: document 2 (Ingress default/web)", path.display())), "{text}");
+    assert!(
+        text.starts_with(&format!("{}:27:23: document 2 (Ingress default/web)", path.display())),
+        "{text}"
+    );
     assert_eq!(rx.borrow().generation, 0, "nothing may be published from a broken file");
 
     let missing = dir.join("missing.yaml");
