@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use portico_controller::compile::CompileOptions;
-use portico_dataplane::table::RoutingTable;
 use portico_dataplane::server::Addresses;
+use portico_dataplane::table::RoutingTable;
 use portico_dataplane::{Proxy, ProxyConfig, Server};
 use tokio::sync::watch;
 
@@ -200,7 +200,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         client_header_timeout: args.client_header_timeout,
         drain_timeout: args.drain_timeout,
         access_log: args.access_log,
-        https_redirect_port: args.https_redirect_port.unwrap_or(if args.https_port == 8443 { 443 } else { args.https_port }),
+        https_redirect_port: args.https_redirect_port.unwrap_or(if args.https_port == 8443 {
+            443
+        } else {
+            args.https_port
+        }),
         ..ProxyConfig::default()
     };
     let default_ssl_certificate = match &args.default_ssl_certificate {

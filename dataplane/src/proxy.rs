@@ -118,7 +118,9 @@ impl Proxy {
         m.table_generation.set(table.generation as i64);
         m.ssl_expire_time.reset();
         for (host, cert) in table.certificates() {
-            m.ssl_expire_time.with_label_values(&[host.as_str(), cert.source.as_str()]).set(cert.not_after as f64);
+            m.ssl_expire_time
+                .with_label_values(&[host.as_str(), cert.source.as_str()])
+                .set(cert.not_after as f64);
         }
         self.table.store(table);
         m.table_reloads.inc();
@@ -169,7 +171,8 @@ impl Proxy {
             }
         };
         if conn.tls && log.route.as_ref().is_some_and(|r| r.policy.hsts) {
-            resp.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, self.cfg.hsts_header.clone());
+            resp.headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, self.cfg.hsts_header.clone());
         }
         log.status = resp.status();
         let (parts, body) = resp.into_parts();

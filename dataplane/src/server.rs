@@ -85,7 +85,13 @@ impl Server {
     /// Then stops accepting, reports not-ready, lets in-flight requests finish for up to
     /// the drain timeout, and returns.
     pub async fn run(self, mut tables: watch::Receiver<Arc<RoutingTable>>, shutdown: impl Future<Output = ()>) {
-        let Server { proxy, http, https, admin, ready } = self;
+        let Server {
+            proxy,
+            http,
+            https,
+            admin,
+            ready,
+        } = self;
         let (drain_tx, drain_rx) = watch::channel(false);
 
         let feeder = {
@@ -137,8 +143,18 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let info = ConnInfo { peer, local_port, tls: tls.is_some() };
-                tokio::spawn(serve_connection(stream, tls.clone(), info, proxy.clone(), drain.clone()));
+                let info = ConnInfo {
+                    peer,
+                    local_port,
+                    tls: tls.is_some(),
+                };
+                tokio::spawn(serve_connection(
+                    stream,
+                    tls.clone(),
+                    info,
+                    proxy.clone(),
+                    drain.clone(),
+                ));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -193,7 +209,9 @@ async fn serve_connection(
     let stream = match tokio::time::timeout(cfg.client_header_timeout, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            m.tls_handshake_errors.with_label_values(&[tls::handshake_failure_reason(&e)]).inc();
+            m.tls_handshake_errors
+                .with_label_values(&[tls::handshake_failure_reason(&e)])
+                .inc();
             tracing::debug!(client = %info.peer, error = %e, "TLS handshake failed");
             return;
         }

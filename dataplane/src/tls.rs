@@ -63,7 +63,12 @@ pub fn install_crypto_provider() {
 impl Certificate {
     /// Parses a Secret's `tls.crt` (leaf first, then its chain) and `tls.key`, and checks
     /// they belong together and that the leaf is valid at `now` (Unix seconds).
-    pub fn from_pem(source: impl Into<String>, cert_pem: &[u8], key_pem: &[u8], now: i64) -> Result<Self, InvalidCertificate> {
+    pub fn from_pem(
+        source: impl Into<String>,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        now: i64,
+    ) -> Result<Self, InvalidCertificate> {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?;
@@ -89,7 +94,10 @@ impl Certificate {
             })
             .unwrap_or_default();
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| InvalidCertificate::NoKey(e.to_string()))?;
-        let signing = provider().key_provider.load_private_key(key).map_err(|e| InvalidCertificate::BadKey(e.to_string()))?;
+        let signing = provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| InvalidCertificate::BadKey(e.to_string()))?;
         let certified = CertifiedKey::new(chain, signing);
         certified.keys_match().map_err(|_| InvalidCertificate::KeyMismatch)?;
         if not_after < now {
@@ -98,7 +106,12 @@ impl Certificate {
         if not_before > now {
             return Err(InvalidCertificate::NotYetValid(not_before));
         }
-        Ok(Certificate { key: Arc::new(certified), source: source.into(), not_after, names })
+        Ok(Certificate {
+            key: Arc::new(certified),
+            source: source.into(),
+            not_after,
+            names,
+        })
     }
 
     /// A self-signed certificate for handshakes no Secret answers, made at start-up (as
@@ -108,11 +121,20 @@ impl Certificate {
         let bad = |e: rcgen::Error| InvalidCertificate::BadCertificate(e.to_string());
         let mut params = rcgen::CertificateParams::new(vec!["portico.invalid".to_string()]).map_err(bad)?;
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "Portico Default Certificate");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Portico Default Certificate");
         let signing_key = rcgen::KeyPair::generate().map_err(bad)?;
         let cert = params.self_signed(&signing_key).map_err(bad)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        Certificate::from_pem("default", cert.pem().as_bytes(), signing_key.serialize_pem().as_bytes(), now)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Certificate::from_pem(
+            "default",
+            cert.pem().as_bytes(),
+            signing_key.serialize_pem().as_bytes(),
+            now,
+        )
     }
 }
 
@@ -125,14 +147,19 @@ pub struct SniResolver {
 
 impl std::fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SniResolver").field("default", &self.default.source).finish()
+        f.debug_struct("SniResolver")
+            .field("default", &self.default.source)
+            .finish()
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let table = self.proxy.table();
-        let cert = hello.server_name().and_then(|sni| table.certificate(sni)).or(table.default_certificate());
+        let cert = hello
+            .server_name()
+            .and_then(|sni| table.certificate(sni))
+            .or(table.default_certificate());
         Some(cert.unwrap_or(&self.default).key.clone())
     }
 }

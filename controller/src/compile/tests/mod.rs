@@ -3,6 +3,7 @@
 mod backends;
 mod classes;
 mod rules;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
