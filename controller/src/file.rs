@@ -143,10 +143,15 @@ pub async fn run(
     let (events_tx, mut events) = mpsc::unbounded_channel();
     // Watching starts before the first read, so an edit made in between is not missed.
     let _watcher = watch_directories(&path, events_tx)?;
-    let mut current = read(&path).await?;
-    let snapshot = parse(&current).map_err(|e| e.in_file(&path))?;
+    let text = read(&path).await?;
+    let snapshot = parse(&text).map_err(|e| e.in_file(&path))?;
     publish(&tables, &snapshot, &opts);
-    tracing::info!(file = %path.display(), "serving the routing table from the file and following its edits");
+    let mut file = Followed {
+        path,
+        good: text,
+        refused: None,
+    };
+    tracing::info!(file = %file.path.display(), "serving the routing table from the file and following its edits");
 
     loop {
         tokio::select! {
@@ -157,7 +162,7 @@ pub async fn run(
                     continue;
                 }
                 settle(&mut events).await;
-                reload(&path, &mut current, &tables, &opts).await;
+                file.reload(&tables, &opts).await;
             }
         }
     }
@@ -170,27 +175,58 @@ async fn read(path: &Path) -> Result<String, FileError> {
     })
 }
 
-async fn reload(path: &Path, current: &mut String, tables: &watch::Sender<Arc<RoutingTable>>, opts: &CompileOptions) {
-    let text = match read(path).await {
-        Ok(text) => text,
-        Err(e) => return refuse(path, &e),
-    };
-    // Directory events also come from other files and from no-op saves.
-    if text == *current {
-        return;
-    }
-    match parse(&text) {
-        Ok(snapshot) => {
-            publish(tables, &snapshot, opts);
-            *current = text;
-        }
-        Err(e) => refuse(path, &e.in_file(path)),
-    }
+/// The file being followed and what became of its last versions.
+struct Followed {
+    path: PathBuf,
+    /// The text of the table being served.
+    good: String,
+    /// What was last refused (the text, or the read error), so it is reported once and
+    /// not again on every unrelated event in the directory. That also keeps a log file
+    /// written next to the configuration from looping: error, log write, event, error.
+    refused: Option<String>,
 }
 
-fn refuse(path: &Path, error: &FileError) {
-    RELOAD_ERRORS.inc();
-    tracing::error!(file = %path.display(), error = %error, "edit refused; the last good routing table keeps serving");
+impl Followed {
+    async fn reload(&mut self, tables: &watch::Sender<Arc<RoutingTable>>, opts: &CompileOptions) {
+        let text = match read(&self.path).await {
+            Ok(text) => text,
+            Err(e) => return self.refuse(e.to_string(), &e),
+        };
+        // Directory events also come from other files and from saves that change nothing.
+        if text == self.good {
+            if self.refused.take().is_some() {
+                tracing::info!(file = %self.path.display(), "the file is back to the configuration being served");
+            }
+            return;
+        }
+        if self.refused.as_ref() == Some(&text) {
+            return;
+        }
+        match parse(&text) {
+            Ok(snapshot) => {
+                publish(tables, &snapshot, opts);
+                self.good = text;
+                self.refused = None;
+            }
+            Err(e) => {
+                let e = e.in_file(&self.path);
+                self.refuse(text, &e);
+            }
+        }
+    }
+
+    fn refuse(&mut self, what: String, error: &FileError) {
+        if self.refused.as_ref() == Some(&what) {
+            return;
+        }
+        self.refused = Some(what);
+        RELOAD_ERRORS.inc();
+        tracing::error!(
+            file = %self.path.display(),
+            error = %error,
+            "edit refused; the last good routing table keeps serving"
+        );
+    }
 }
 
 fn publish(tables: &watch::Sender<Arc<RoutingTable>>, snapshot: &Snapshot, opts: &CompileOptions) {

@@ -303,7 +303,7 @@ fn replace(path: &Path, text: &str) {
 }
 
 /// Given a running file mode: a good edit is live within a second, a broken edit keeps
-/// the last good table and is counted, and a fix (here by rename) is live again.
+/// the last good table and is reported once, and a fix (here by rename) is live again.
 #[tokio::test]
 async fn follows_edits() {
     let dir = temp_dir("edits");
@@ -337,6 +337,15 @@ async fn follows_edits() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(Arc::ptr_eq(&rx.borrow(), &good), "a broken edit replaced the table");
+    // Other files changing in the directory (a log written beside the configuration)
+    // neither report the refused edit again nor touch the table.
+    let reported = reload_errors();
+    for i in 0..3 {
+        std::fs::write(dir.join("portico.log"), format!("line {i}\n")).unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(reload_errors(), reported, "the same refused edit was reported again");
+    assert!(Arc::ptr_eq(&rx.borrow(), &good));
 
     replace(&path, &config("four.com"));
     assert!(
