@@ -6,7 +6,8 @@
 //! - `status.loadBalancer.ingress` of each owned Ingress is set from
 //!   `--publish-service` (that Service's load-balancer status) or
 //!   `--publish-status-address`, and written only when it differs.
-//! - Each compile Diagnostic becomes one Warning Event on the offending object. A
+//! - Each compile Diagnostic becomes one Event (Warning, or Normal for informational
+//!   ones such as a Service without ready endpoints) on the offending object. A
 //!   diagnostic stays "published" while it persists; once fixed and broken again, it is
 //!   published again.
 
@@ -223,7 +224,11 @@ async fn publish_events(recorder: &Recorder, compiled: &Compiled, published: &mu
             continue;
         };
         let event = Event {
-            type_: EventType::Warning,
+            type_: if d.is_warning() {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: d.reason.to_string(),
             note: Some(truncate(&d.message, 1000)),
             action: "Compile".into(),

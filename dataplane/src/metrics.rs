@@ -130,13 +130,22 @@ impl Metrics {
             tls_handshakes: counter("portico_tls_handshakes_total", "TLS handshakes completed."),
             tls_handshake_errors: register(
                 r,
-                IntCounterVec::new(Opts::new("portico_tls_handshake_errors_total", "TLS handshakes failed, by reason."), &["reason"])
-                    .unwrap_or_else(|e| panic!("metric: {e}")),
+                IntCounterVec::new(
+                    Opts::new(
+                        "portico_tls_handshake_errors_total",
+                        "TLS handshakes failed, by reason.",
+                    ),
+                    &["reason"],
+                )
+                .unwrap_or_else(|e| panic!("metric: {e}")),
             ),
             ssl_expire_time: register(
                 r,
                 prometheus::GaugeVec::new(
-                    Opts::new("portico_ssl_expire_time_seconds", "Expiry (Unix time) of each certificate served, by host and Secret."),
+                    Opts::new(
+                        "portico_ssl_expire_time_seconds",
+                        "Expiry (Unix time) of each certificate served, by host and Secret.",
+                    ),
                     &["host", "secret"],
                 )
                 .unwrap_or_else(|e| panic!("metric: {e}")),

@@ -263,7 +263,7 @@ impl Proxy {
 
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         match route.backend.protocol {
-            UpstreamProtocol::Http1 => {
+            UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
                 parts.version = Version::HTTP_11;
                 // HTTP/2 clients send the host as :authority; HTTP/1.1 needs it in Host.
                 if !headers.contains_key(header::HOST) {
@@ -305,7 +305,11 @@ impl Proxy {
                 return Err(ProxyError::NoEndpoint(backend.name.clone()));
             };
             log.upstream = Some(addr);
-            let (mut conn, reused) = match self.pool.get(addr, backend.protocol, upgrade).await {
+            let (mut conn, reused) = match self
+                .pool
+                .get(addr, backend.protocol, backend.tls.as_deref(), upgrade)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     connect_failures += 1;
@@ -322,7 +326,9 @@ impl Proxy {
                 Err(_) => return Err(ProxyError::UpstreamTimeout(self.cfg.upstream_response_timeout)),
                 Ok(Ok(resp)) => {
                     let pooled = match conn {
-                        UpstreamConn::H1(tx) if !upgrade => Some(self.pool.pooled(addr, tx)),
+                        UpstreamConn::H1(tx) if !upgrade => {
+                            Some(self.pool.pooled(addr, backend.protocol == UpstreamProtocol::Https, tx))
+                        }
                         _ => None,
                     };
                     return Ok((resp, pooled));

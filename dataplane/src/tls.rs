@@ -12,9 +12,12 @@
 
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls::{ServerConfig, pki_types::CertificateDer, pki_types::PrivateKeyDer, pki_types::pem::PemObject};
 
 use crate::proxy::Proxy;
@@ -189,5 +192,101 @@ pub fn handshake_failure_reason(e: &std::io::Error) -> &'static str {
         Some(rustls::Error::PeerMisbehaved(_)) => "peer_misbehaved",
         Some(_) => "other_tls_error",
         None => "io_error",
+    }
+}
+
+/// How the proxy speaks TLS to a backend's endpoints (`appProtocol: https`).
+#[derive(Debug)]
+pub struct UpstreamTls {
+    pub config: Arc<ClientConfig>,
+    /// The name the endpoint's certificate must carry (and the SNI sent).
+    pub server_name: ServerName<'static>,
+    /// Whether the endpoint's certificate is checked against a CA bundle.
+    pub verified: bool,
+}
+
+impl UpstreamTls {
+    /// Verifies endpoints against the CA certificates in `ca_pem` for `server_name`.
+    pub fn verified(ca_pem: &[u8], server_name: &str) -> Result<Self, InvalidCertificate> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(InvalidCertificate::NoCertificate);
+        }
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self::new(config, server_name, true)
+    }
+
+    /// Encrypts without checking the endpoint's certificate: what ingress-nginx does for
+    /// `backend-protocol: HTTPS` unless `proxy-ssl-verify` is on. Pods commonly serve
+    /// self-signed certificates; naming a CA bundle turns verification on.
+    pub fn unverified(server_name: &str) -> Result<Self, InvalidCertificate> {
+        let provider = provider();
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth();
+        Self::new(config, server_name, false)
+    }
+
+    fn new(mut config: ClientConfig, server_name: &str, verified: bool) -> Result<Self, InvalidCertificate> {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let server_name = ServerName::try_from(server_name.to_string())
+            .map_err(|_| InvalidCertificate::BadCertificate(format!("{server_name:?} is not a valid server name")))?;
+        Ok(UpstreamTls {
+            config: Arc::new(config),
+            server_name,
+            verified,
+        })
+    }
+}
+
+/// Accepts any endpoint certificate while still checking the handshake's signatures.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -18,10 +18,11 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressServiceBackend;
 use portico_dataplane::table::{Backend, Endpoint, UpstreamProtocol};
+use portico_dataplane::tls::UpstreamTls;
 
 use super::diagnostics::{Problem, reason};
 use super::namespace_of;
@@ -33,11 +34,26 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// `kubernetes.io/h2c`, and the short forms people write for gRPC services.
 const H2C_APP_PROTOCOLS: &[&str] = &["kubernetes.io/h2c", "h2c", "grpc"];
 
+/// `appProtocol` values that mean "speak HTTP/1.1 over TLS".
+const HTTPS_APP_PROTOCOLS: &[&str] = &["https", "kubernetes.io/https"];
+
+/// Service annotation: a `kubernetes.io/tls` Secret in the Service's namespace whose
+/// `ca.crt` (else `tls.crt`) verifies the endpoints of an `https` port. Without it the
+/// connection is encrypted but the endpoint's certificate is not checked, as with
+/// ingress-nginx's `backend-protocol: HTTPS`.
+pub const UPSTREAM_CA_SECRET: &str = "portico.dev/upstream-ca-secret";
+/// Service annotation: the name endpoint certificates must carry (default
+/// `<service>.<namespace>.svc`).
+pub const UPSTREAM_SERVER_NAME: &str = "portico.dev/upstream-server-name";
+
 /// A resolved backend and what, if anything, is wrong with it.
 pub(super) struct Resolved {
     pub backend: Arc<Backend>,
     pub problem: Option<Problem>,
 }
+
+/// A Service port's shared backend and the TLS problem it has, if any.
+type ResolvedPort = (Arc<Backend>, Option<Problem>);
 
 /// Resolves Service references against one snapshot.
 ///
@@ -47,7 +63,10 @@ pub(super) struct Resolved {
 pub(super) struct Backends<'a> {
     services: HashMap<(&'a str, &'a str), &'a Service>,
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    resolved: HashMap<(&'a str, &'a str, i32), Arc<Backend>>,
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    /// Each Service port once, with the TLS problem it has (if any), which every
+    /// Ingress naming it reports.
+    resolved: HashMap<(&'a str, &'a str, i32), ResolvedPort>,
     /// Backends that cannot resolve, by their display name; they have no endpoints.
     unresolved: HashMap<String, Arc<Backend>>,
 }
@@ -68,7 +87,11 @@ impl std::fmt::Display for PortRef<'_> {
 }
 
 impl<'a> Backends<'a> {
-    pub fn new(services: &'a [Service], slices: &'a [EndpointSlice]) -> Self {
+    pub fn new(services: &'a [Service], slices: &'a [EndpointSlice], secrets: &'a [Secret]) -> Self {
+        let secrets = secrets
+            .iter()
+            .filter_map(|s| Some(((namespace_of(&s.metadata), s.metadata.name.as_deref()?), s)))
+            .collect();
         let services = services
             .iter()
             .filter_map(|s| Some(((namespace_of(&s.metadata), s.metadata.name.as_deref()?), s)))
@@ -86,6 +109,7 @@ impl<'a> Backends<'a> {
         Backends {
             services,
             slices: by_service,
+            secrets,
             resolved: HashMap::new(),
             unresolved: HashMap::new(),
         }
@@ -129,24 +153,37 @@ impl<'a> Backends<'a> {
         };
 
         let slices = &self.slices;
-        let backend = self
+        let secrets = &self.secrets;
+        let (backend, tls_problem) = self
             .resolved
             .entry((namespace, name, service_port.port))
             .or_insert_with(|| {
                 let port_name = service_port.name.as_deref().unwrap_or_default();
                 let slices = slices.get(&(namespace, name)).map(Vec::as_slice).unwrap_or_default();
-                Arc::new(Backend::new(
+                let proto = protocol(service_port.app_protocol.as_deref());
+                let backend = Backend::new(
                     format!("{namespace}/{name}:{}", service_port.port),
-                    protocol(service_port.app_protocol.as_deref()),
+                    proto,
                     ready_endpoints(slices, port_name),
-                ))
+                );
+                if proto != UpstreamProtocol::Https {
+                    return (Arc::new(backend), None);
+                }
+                match upstream_tls(svc, namespace, name, secrets) {
+                    Ok(tls) => (Arc::new(backend.with_tls(Arc::new(tls))), None),
+                    // No TLS settings: the proxy refuses to connect (502) rather than
+                    // fall back to an unverified or plain connection.
+                    Err(problem) => (Arc::new(backend), Some(problem)),
+                }
             })
             .clone();
-        let problem = backend.endpoints.is_empty().then(|| {
-            Problem::normal(
-                reason::NO_READY_ENDPOINTS,
-                format!("service {name:?} port {} has no ready endpoints", service_port.port),
-            )
+        let problem = tls_problem.or_else(|| {
+            backend.endpoints.is_empty().then(|| {
+                Problem::normal(
+                    reason::NO_READY_ENDPOINTS,
+                    format!("service {name:?} port {} has no ready endpoints", service_port.port),
+                )
+            })
         });
         Resolved { backend, problem }
     }
@@ -177,9 +214,46 @@ fn port_ref(service: &IngressServiceBackend) -> Result<PortRef<'_>, &'static str
     }
 }
 
+/// The TLS settings for a Service's `https` port, from its annotations.
+fn upstream_tls(
+    svc: &Service,
+    namespace: &str,
+    name: &str,
+    secrets: &HashMap<(&str, &str), &Secret>,
+) -> Result<UpstreamTls, Problem> {
+    let annotations = svc.metadata.annotations.as_ref();
+    let server_name = annotations
+        .and_then(|a| a.get(UPSTREAM_SERVER_NAME))
+        .cloned()
+        .unwrap_or_else(|| format!("{name}.{namespace}.svc"));
+    let invalid = |m: String| Problem::warning(reason::INVALID_CERTIFICATE, m);
+    let Some(ca_secret) = annotations.and_then(|a| a.get(UPSTREAM_CA_SECRET)) else {
+        return UpstreamTls::unverified(&server_name).map_err(|e| invalid(format!("service {name:?}: {e}")));
+    };
+    let Some(secret) = secrets.get(&(namespace, ca_secret.as_str())) else {
+        return Err(Problem::warning(
+            reason::SECRET_NOT_FOUND,
+            format!(
+                "service {name:?}: {UPSTREAM_CA_SECRET} names Secret {ca_secret:?}, which is not a kubernetes.io/tls Secret in {namespace:?}; its HTTPS endpoints are refused"
+            ),
+        ));
+    };
+    let data = secret.data.as_ref();
+    let ca = data
+        .and_then(|d| d.get("ca.crt").or_else(|| d.get("tls.crt")))
+        .map(|b| b.0.as_slice())
+        .unwrap_or_default();
+    UpstreamTls::verified(ca, &server_name).map_err(|e| {
+        invalid(format!(
+            "service {name:?}: CA bundle in Secret {ca_secret:?}: {e}; its HTTPS endpoints are refused"
+        ))
+    })
+}
+
 fn protocol(app_protocol: Option<&str>) -> UpstreamProtocol {
     match app_protocol {
         Some(p) if H2C_APP_PROTOCOLS.contains(&p) => UpstreamProtocol::H2c,
+        Some(p) if HTTPS_APP_PROTOCOLS.contains(&p) => UpstreamProtocol::Https,
         _ => UpstreamProtocol::Http1,
     }
 }

@@ -92,7 +92,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
     let mut compiler = Compiler {
         opts,
         builder: TableBuilder::new(),
-        backends: Backends::new(&snapshot.services, &snapshot.endpoint_slices),
+        backends: Backends::new(&snapshot.services, &snapshot.endpoint_slices, &snapshot.secrets),
         fallback_owners: BTreeMap::new(),
         diagnostics: Vec::new(),
         certificates: tls::Certificates::new(&snapshot.secrets, opts.now),

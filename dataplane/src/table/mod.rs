@@ -40,6 +40,8 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 with prior knowledge, cleartext (gRPC, `appProtocol: kubernetes.io/h2c`).
     H2c,
+    /// HTTP/1.1 over TLS (`appProtocol: https`); see [`Backend::tls`].
+    Https,
 }
 
 /// One ready endpoint of a backend.
@@ -55,6 +57,8 @@ pub struct Backend {
     pub name: String,
     pub protocol: UpstreamProtocol,
     pub endpoints: Vec<Endpoint>,
+    /// How to speak TLS to the endpoints, for [`UpstreamProtocol::Https`].
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
     next: AtomicUsize,
 }
 
@@ -64,8 +68,15 @@ impl Backend {
             name: name.into(),
             protocol,
             endpoints,
+            tls: None,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// Speaks TLS to the endpoints with `tls`.
+    pub fn with_tls(mut self, tls: Arc<crate::tls::UpstreamTls>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Round-robin over the ready endpoints; `None` when there are none.
@@ -96,7 +107,11 @@ pub struct RoutePolicy {
 
 impl Default for RoutePolicy {
     fn default() -> Self {
-        RoutePolicy { max_body_size: Some(DEFAULT_MAX_BODY_SIZE), ssl_redirect: false, hsts: false }
+        RoutePolicy {
+            max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
+            ssl_redirect: false,
+            hsts: false,
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use crate::body::RequestBody;
 use crate::metrics::Metrics;
 use crate::table::UpstreamProtocol;
+use crate::tls::UpstreamTls;
 
 const SHARDS: usize = 16;
 
@@ -34,6 +35,10 @@ pub enum SendError {
     Connect { addr: SocketAddr, source: std::io::Error },
     #[error("handshake with {addr}: {source}")]
     Handshake { addr: SocketAddr, source: hyper::Error },
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls { addr: SocketAddr, source: std::io::Error },
+    #[error("{addr}: backend speaks HTTPS but has no TLS settings")]
+    NoTlsConfig { addr: SocketAddr },
 }
 
 struct Idle {
@@ -43,7 +48,8 @@ struct Idle {
 
 #[derive(Default)]
 struct Shard {
-    h1: HashMap<SocketAddr, Vec<Idle>>,
+    /// Keyed by endpoint and whether the connection is TLS.
+    h1: HashMap<(SocketAddr, bool), Vec<Idle>>,
     h2: HashMap<SocketAddr, http2::SendRequest<RequestBody>>,
 }
 
@@ -65,7 +71,7 @@ pub enum UpstreamConn {
 /// An HTTP/1.1 connection checked out of the pool; [`PooledConn::release`] returns it.
 pub struct PooledConn {
     pool: Arc<Pool>,
-    addr: SocketAddr,
+    key: (SocketAddr, bool),
     tx: http1::SendRequest<RequestBody>,
 }
 
@@ -73,7 +79,7 @@ impl PooledConn {
     /// Returns the connection for the next request. Call only once the response body
     /// has been read to its end; a connection with unread body is dropped instead.
     pub fn release(self) {
-        self.pool.put_h1(self.addr, self.tx);
+        self.pool.put_h1(self.key, self.tx);
     }
 }
 
@@ -111,12 +117,12 @@ impl Pool {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put_h1(&self, addr: SocketAddr, tx: http1::SendRequest<RequestBody>) {
+    fn put_h1(&self, key: (SocketAddr, bool), tx: http1::SendRequest<RequestBody>) {
         if tx.is_closed() {
             return;
         }
-        let mut shard = self.shard(&addr);
-        let idle = shard.h1.entry(addr).or_default();
+        let mut shard = self.shard(&key.0);
+        let idle = shard.h1.entry(key).or_default();
         if idle.len() < self.max_idle {
             idle.push(Idle {
                 tx,
@@ -125,10 +131,10 @@ impl Pool {
         }
     }
 
-    fn take_h1(&self, addr: SocketAddr) -> Option<http1::SendRequest<RequestBody>> {
+    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<http1::SendRequest<RequestBody>> {
         let now = Instant::now();
-        let mut shard = self.shard(&addr);
-        let idle = shard.h1.get_mut(&addr)?;
+        let mut shard = self.shard(&key.0);
+        let idle = shard.h1.get_mut(&key)?;
         // Most recently used first: it is the warmest and the least likely to have
         // been closed by the endpoint.
         while let Some(conn) = idle.pop() {
@@ -172,13 +178,15 @@ impl Pool {
         self: &Arc<Self>,
         addr: SocketAddr,
         proto: UpstreamProtocol,
+        tls: Option<&UpstreamTls>,
         fresh: bool,
     ) -> Result<(UpstreamConn, bool), SendError> {
         let m = Metrics::get();
         match proto {
-            UpstreamProtocol::Http1 => {
+            UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
+                let key = (addr, proto == UpstreamProtocol::Https);
                 if !fresh {
-                    while let Some(mut tx) = self.take_h1(addr) {
+                    while let Some(mut tx) = self.take_h1(key) {
                         // Ready means the previous exchange is fully done; an error means the
                         // endpoint closed it meanwhile: try the next idle one.
                         if tx.ready().await.is_ok() {
@@ -188,15 +196,21 @@ impl Pool {
                     }
                 }
                 let io = self.connect(addr).await?;
-                let (tx, conn) = http1::Builder::new()
-                    .handshake(io)
-                    .await
-                    .map_err(|source| SendError::Handshake { addr, source })?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.with_upgrades().await {
-                        tracing::debug!(%addr, error = %e, "upstream connection ended");
+                let tx = match (proto, tls) {
+                    (UpstreamProtocol::Https, Some(tls)) => {
+                        let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                        let stream = tokio::time::timeout(
+                            self.connect_timeout,
+                            connector.connect(tls.server_name.clone(), io.into_inner()),
+                        )
+                        .await
+                        .map_err(|_| SendError::ConnectTimeout { addr })?
+                        .map_err(|source| SendError::Tls { addr, source })?;
+                        handshake_h1(addr, TokioIo::new(stream)).await?
                     }
-                });
+                    (UpstreamProtocol::Https, None) => return Err(SendError::NoTlsConfig { addr }),
+                    _ => handshake_h1(addr, io).await?,
+                };
                 m.upstream_connections_opened.inc();
                 Ok((UpstreamConn::H1(tx), false))
             }
@@ -242,13 +256,29 @@ impl Pool {
         Ok(TokioIo::new(stream))
     }
 
-    pub fn pooled(self: &Arc<Self>, addr: SocketAddr, tx: http1::SendRequest<RequestBody>) -> PooledConn {
+    pub fn pooled(self: &Arc<Self>, addr: SocketAddr, tls: bool, tx: http1::SendRequest<RequestBody>) -> PooledConn {
         PooledConn {
             pool: self.clone(),
-            addr,
+            key: (addr, tls),
             tx,
         }
     }
+}
+
+async fn handshake_h1<I>(addr: SocketAddr, io: I) -> Result<http1::SendRequest<RequestBody>, SendError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (tx, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|source| SendError::Handshake { addr, source })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(tx)
 }
 
 impl UpstreamConn {

@@ -254,3 +254,62 @@ fn default_ssl_certificate_from_a_secret() {
         [("portico/nope".to_string(), reason::SECRET_NOT_FOUND)]
     );
 }
+
+fn https_world(annotations: &[(&str, &str)]) -> World {
+    let mut svc = service("default", "web").port("https", 443).app_protocol("https");
+    for (k, v) in annotations {
+        annotate(&mut svc.0.metadata, k, v);
+    }
+    world()
+        .with(svc)
+        .with(
+            slice("default", "web", "web-1")
+                .port(Some("https"), 8443)
+                .endpoint("10.0.0.1", Some(true)),
+        )
+        .with(ingress("default", "a").host("a.com").path("/", "Prefix", "web", 443))
+}
+
+/// `appProtocol: https` speaks TLS to the endpoints, unverified without a CA bundle,
+/// checking the Service's cluster DNS name when one is given.
+#[test]
+fn https_app_protocol_speaks_tls_to_endpoints() {
+    let c = https_world(&[]).compile_with(&opts());
+    c.assert_clean();
+    let backend = &c.route("a.com", "/").unwrap().backend;
+    assert_eq!(backend.protocol, portico_dataplane::table::UpstreamProtocol::Https);
+    let tls = backend.tls.as_ref().unwrap();
+    assert!(!tls.verified);
+    assert_eq!(
+        format!("{:?}", tls.server_name),
+        format!("{:?}", rustls_name("web.default.svc"))
+    );
+
+    let ca = pem(&["ca"], false);
+    let c = https_world(&[
+        ("portico.dev/upstream-ca-secret", "ca"),
+        ("portico.dev/upstream-server-name", "web.internal"),
+    ])
+    .secret(secret("default", "ca", ca))
+    .compile_with(&opts());
+    c.assert_clean();
+    let tls = c.route("a.com", "/").unwrap().backend.tls.clone().unwrap();
+    assert!(tls.verified);
+    assert_eq!(
+        format!("{:?}", tls.server_name),
+        format!("{:?}", rustls_name("web.internal"))
+    );
+}
+
+/// A CA bundle Secret that does not exist refuses the endpoints (no silent fallback to
+/// unverified TLS) and says so.
+#[test]
+fn missing_upstream_ca_secret_refuses_endpoints() {
+    let c = https_world(&[("portico.dev/upstream-ca-secret", "nope")]).compile_with(&opts());
+    assert_eq!(c.reasons(), [("default/a".to_string(), reason::SECRET_NOT_FOUND)]);
+    assert!(c.route("a.com", "/").unwrap().backend.tls.is_none());
+}
+
+fn rustls_name(n: &str) -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::try_from(n.to_string()).unwrap()
+}
