@@ -267,8 +267,9 @@ class Portico(Process):
         tmp.write_text(text)
         os.replace(tmp, self.file)
 
-    def get(self, path="/", host=None, **kw):
-        return curl(self.base + path, host=host, **kw)
+    def get(self, path="/", *curl_args, host=None, **kw):
+        """One request through Portico with curl (see `curl`)."""
+        return curl(self.base + path, *curl_args, host=host, **kw)
 
 
 # --- clients ---------------------------------------------------------------------

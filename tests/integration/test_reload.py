@@ -146,3 +146,44 @@ def test_websocket_survives_a_reload(portico, echo, backends):
             time_until_live(p, "/r%d" % i, "b")
             ws.send("after %d" % i)
             assert ws.recv(timeout=10) == "after %d" % i
+
+
+def test_invalid_object_is_left_out_and_the_rest_serves(portico, echo):
+    """One bad path in one Ingress is skipped and reported; every other route, even in
+    the same Ingress, keeps working."""
+    cfg = config(echo, path("/ok", "b"))
+    cfg.ingress("other", rules=[rule("other.example.com", path("/", "b"))])
+    p = portico(cfg)
+    mark = len(p.log())
+    bad = config(echo, path("/ok", "b"), path("/bad", "b", kind="Bogus"), path("/added", "b"))
+    bad.ingress("other", rules=[rule("other.example.com", path("/", "b"))])
+    p.write_config(bad.yaml())
+    assert time_until_live(p, "/added", "b") <= LIVE_WITHIN
+    assert backend_of(p, "/ok") == "b"
+    assert backend_of(p, "/bad") == "a"  # the skipped path falls to "/"
+    r = p.get("/", host="other.example.com")
+    assert r.json()["backend"] == "b"
+    logged = wait_until(lambda: re.search(r".*Bogus.*", new_log(p, mark)), 10, what="the bad path to be logged")
+    assert "site" in logged.group(0), logged.group(0)
+
+
+def test_starting_on_a_broken_file_fails_loudly(tmp_path):
+    """A process started on a file it cannot read exits non-zero and says where the
+    problem is, instead of serving nothing while reporting healthy."""
+    import subprocess
+
+    from harness import free_port, portico_bin
+
+    f = tmp_path / "broken.yaml"
+    f.write_text("---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec: [unclosed\n")
+    out = subprocess.run(
+        [
+            portico_bin(), "--from-file", f,
+            "--http-port", str(free_port()), "--admin-port", str(free_port()),
+            "--bind-address", "127.0.0.1",
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "broken.yaml" in out.stderr
+    assert re.search(r"broken\.yaml:\d+", out.stderr), out.stderr[-2000:]

@@ -8,7 +8,7 @@ requests a second) for the connection-reuse test.
 
     echo.py --port 8080 --name a
 
-Paths:
+Paths (the command may follow any prefix: /app/status/500 is /status/500):
     /                 (any other path too) JSON: backend name, method, target,
                       version, headers, body length and SHA-256
     /ping             "pong", the cheapest answer (for load)
@@ -125,18 +125,21 @@ class Backend:
                 "body_sha256": digest,
                 "chunked": chunked,
             }
-            if path == "/close":
+            # Commands are the path's last segments, so they work behind any route
+            # prefix: /app/status/500 is /status/500.
+            cmd, arg = command(path)
+            if cmd == "close":
                 return False
-            if path == "/stats":
+            if cmd == "stats":
                 await respond_json(writer, 200, self.stats(), keep_alive)
-            elif path.startswith("/status/"):
-                await respond_json(writer, int(path.split("/")[2]), echo, keep_alive)
-            elif path.startswith("/sleep/"):
-                await asyncio.sleep(float(path.split("/")[2]))
+            elif cmd == "status":
+                await respond_json(writer, int(arg), echo, keep_alive)
+            elif cmd == "sleep":
+                await asyncio.sleep(float(arg))
                 await respond_json(writer, 200, echo, keep_alive)
-            elif path.startswith("/bytes/"):
-                await respond_bytes(writer, int(path.split("/")[2]), keep_alive)
-            elif path == "/stream":
+            elif cmd == "bytes":
+                await respond_bytes(writer, int(arg), keep_alive)
+            elif cmd == "stream":
                 await respond_stream(
                     writer,
                     chunks=int(query.get("chunks", ["10"])[0]),
@@ -144,7 +147,7 @@ class Backend:
                     delay=float(query.get("delay", ["0.05"])[0]),
                     keep_alive=keep_alive,
                 )
-            elif path == "/hop":
+            elif cmd == "hop":
                 await respond_json(
                     writer,
                     200,
@@ -171,6 +174,16 @@ class Backend:
             # Not counting the /stats request asking.
             "in_flight": self.in_flight - 1,
         }
+
+
+def command(path):
+    """(command, argument) from the path's last segments, or (None, None)."""
+    parts = path.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[-2] in ("status", "sleep", "bytes"):
+        return parts[-2], parts[-1]
+    if parts[-1] in ("stream", "hop", "close", "stats"):
+        return parts[-1], None
+    return None, None
 
 
 async def read_body(reader, hmap):
