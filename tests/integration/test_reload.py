@@ -180,7 +180,7 @@ def test_starting_on_a_broken_file_fails_loudly(tmp_path):
         [
             portico_bin(), "--from-file", f,
             "--http-port", str(free_port()), "--admin-port", str(free_port()),
-            "--bind-address", "127.0.0.1",
+            "--https-port", str(free_port()), "--bind-address", "127.0.0.1",
         ],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
