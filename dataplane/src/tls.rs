@@ -174,6 +174,9 @@ pub fn server_config(proxy: Arc<Proxy>, default: Arc<Certificate>) -> Result<Arc
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { proxy, default }));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's cipher order (AES-GCM, then ChaCha20) decides, not the client's, so
+    // a client that lists a weaker AEAD first still gets the stronger one.
+    cfg.ignore_client_order = true;
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
     cfg.ticketer = aws_lc_rs::Ticketer::new()?;
     Ok(Arc::new(cfg))
