@@ -200,7 +200,7 @@ async fn write_status(
         let api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
         let patch = serde_json::json!({ "status": { "loadBalancer": { "ingress": desired } } });
         match api
-            .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Merge(&patch))
+            .patch_status(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => tracing::info!(namespace = %ns, name = %name, "Ingress status updated"),
