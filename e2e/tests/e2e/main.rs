@@ -1,0 +1,10 @@
+//! Portico against a real kube-apiserver and etcd: one test binary, so every test
+//! shares one cluster (see the harness in `e2e/src/lib.rs`). Run with `e2e/run.sh`,
+//! or `cargo test -p portico-e2e -- --test-threads=1 --nocapture` (as root).
+
+mod apiserver;
+mod endpoints;
+mod perf;
+mod rbac;
+mod routing;
+mod status;
