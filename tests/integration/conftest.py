@@ -83,8 +83,8 @@ def echo(tmp_path_factory):
 @pytest.fixture
 def portico(tmp_path, request):
     """Factory: `portico(cfg_or_yaml, *args)` starts the binary on `cfg` and waits for
-    /readyz. Every instance is stopped with SIGTERM at teardown; when the test failed,
-    the tail of its log is printed."""
+    /readyz. Every instance is stopped with SIGTERM at teardown and must exit 0; when
+    the test failed, the tail of its log is printed."""
     started = []
 
     def start(cfg, *args, wait_ready=True):
@@ -94,8 +94,13 @@ def portico(tmp_path, request):
         return p
 
     yield start
+    bad_exits = []
     for p in started:
-        p.stop()
-        if _failed(request):
+        code = p.stop()
+        if code != 0:
+            bad_exits.append("portico (log %s) exited with %s on SIGTERM" % (p.log_path, code))
+        if _failed(request) or code != 0:
             print("---- portico log %s (last 6000 chars) ----" % p.log_path)
             print(p.log()[-6000:])
+    # A crash or a hang on shutdown is a failure whatever the test asserted.
+    assert not bad_exits, bad_exits

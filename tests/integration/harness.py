@@ -197,7 +197,12 @@ class Portico(Process):
 
     def __init__(self, config_text, workdir, args=(), wait_ready=True):
         self.workdir = Path(workdir)
-        self.file = self.workdir / "portico.yaml"
+        # The file gets a directory of its own, as in a pod's mounted ConfigMap: Portico
+        # watches the directory, and its own log next to it would be a change a second.
+        n = len(list(self.workdir.glob("portico*.log")))
+        conf = self.workdir / ("conf-%d" % n)
+        conf.mkdir(exist_ok=True)
+        self.file = conf / "portico.yaml"
         self.file.write_text(config_text)
         self.http_port = free_port()
         self.admin_port = free_port()
@@ -220,7 +225,6 @@ class Portico(Process):
         ]  # fmt: skip
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
-        n = len(list(self.workdir.glob("portico*.log")))
         super().__init__(argv, self.workdir / ("portico-%d.log" % n), env=env)
         wait_for_port(self.ip, self.admin_port, proc=self.proc)
         wait_for_port(self.ip, self.http_port, proc=self.proc)

@@ -226,3 +226,38 @@ def test_proxy_body_size_annotation_sets_the_limit_per_ingress(portico, echo):
     assert r.json()["body_length"] == len(body)
     assert p.get("/", host="upload.example.com", data=body * 2).status == 413
     assert p.get("/", host="nolimit.example.com", data=body * 4).status == 200
+
+
+SILENT_CONNECTION_BUG = (
+    "a connection that sends nothing is never closed: server.rs serve_connection's "
+    "stream.readable() wakes at once (a false positive tokio allows), then "
+    "is_h2_preface's stream.peek() waits for data with no timeout, so neither "
+    "--client-header-timeout nor hyper's header_read_timeout ever applies"
+)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(b"", id="silent", marks=pytest.mark.xfail(strict=True, reason=SILENT_CONNECTION_BUG)),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: err.example.com\r\nX-Slow: ", id="partial-head"),
+    ],
+)
+def test_client_too_slow_with_its_head_is_disconnected(portico, backends, sent):
+    """A client that connects and dawdles over its request head (slowloris) is
+    disconnected after --client-header-timeout, and nothing reaches the backend."""
+    be = backends.echo("guarded")
+    p = portico(one_route(endpoints=[be]), "--client-header-timeout", "1s")
+    before = be.stats()["requests"]
+    with socket.create_connection((p.ip, p.http_port), timeout=6) as s:
+        if sent:
+            s.sendall(sent)
+        t = time.monotonic()
+        try:
+            while s.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        took = time.monotonic() - t
+    assert 0.5 < took < 8, "disconnected after %.1fs with a 1s header timeout" % took
+    assert be.stats()["requests"] == before + 1  # the /stats request itself

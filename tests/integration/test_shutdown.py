@@ -5,6 +5,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from harness import port_open, wait_until
 from k8s import Config, path, rule
 
@@ -98,3 +100,24 @@ def test_drain_timeout_bounds_shutdown(portico, backends):
     assert code == 0
     assert took < 6, "shutdown took %.1fs with a 1s drain timeout" % took
     client.communicate(timeout=30)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a connection that has sent nothing sits in server.rs is_h2_preface's "
+    "stream.peek(), which watches neither the drain signal nor a timeout, so SIGTERM "
+    "waits out the whole --drain-timeout for it",
+)
+def test_sigterm_with_silent_connection_exits_promptly(portico, backends):
+    """A client that connected but has not sent a byte yet (a browser's speculative
+    preconnect does this) must not hold shutdown for the drain timeout."""
+    p, _ = start(portico, backends, "--drain-timeout", "8s")
+    s = socket.create_connection((p.ip, p.http_port), timeout=10)
+    wait_until(lambda: p.metrics().get("portico_downstream_connections") >= 1, 5, what="the connection to be accepted")
+    t = time.monotonic()
+    p.signal(15)
+    code = p.proc.wait(20)
+    took = time.monotonic() - t
+    s.close()
+    assert code == 0
+    assert took < 4, "shutdown took %.1fs with one silent connection open" % took
