@@ -111,7 +111,7 @@ def test_drain_timeout_bounds_shutdown(portico, backends):
 def test_sigterm_with_silent_connection_exits_promptly(portico, backends):
     """A client that connected but has not sent a byte yet (a browser's speculative
     preconnect does this) must not hold shutdown for the drain timeout."""
-    p, _ = start(portico, backends, "--drain-timeout", "8s")
+    p, _ = start(portico, backends, "--drain-timeout", "5s")
     s = socket.create_connection((p.ip, p.http_port), timeout=10)
     wait_until(lambda: p.metrics().get("portico_downstream_connections") >= 1, 5, what="the connection to be accepted")
     t = time.monotonic()
@@ -120,4 +120,4 @@ def test_sigterm_with_silent_connection_exits_promptly(portico, backends):
     took = time.monotonic() - t
     s.close()
     assert code == 0
-    assert took < 4, "shutdown took %.1fs with one silent connection open" % took
+    assert took < 3, "shutdown took %.1fs with one silent connection open" % took
