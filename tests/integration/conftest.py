@@ -33,15 +33,16 @@ class Backends:
         self.log_dir = log_dir
         self.procs = []
 
-    def start(self, kind, name, ip="127.0.0.1", port=None):
+    def start(self, kind, name, ip="127.0.0.1", port=None, args=()):
         port = port or free_port((ip,))
-        b = Backend(kind, name, ip, port, self.log_dir)
+        b = Backend(kind, name, ip, port, self.log_dir, args)
         self.procs.append(b)
         return b
 
-    def echo(self, name, ip="127.0.0.1", port=None):
+    def echo(self, name, ip="127.0.0.1", port=None, idle_timeout=None):
         """An HTTP/1.1 echo backend (backends/echo.py)."""
-        return self.start("echo", name, ip, port)
+        args = ("--idle-timeout", str(idle_timeout)) if idle_timeout else ()
+        return self.start("echo", name, ip, port, args)
 
     def ws(self, name, ip="127.0.0.1", port=None):
         """A WebSocket echo backend (backends/ws_echo.py)."""

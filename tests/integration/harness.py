@@ -151,11 +151,11 @@ class Process:
 class Backend(Process):
     """One backend process listening on ip:port."""
 
-    def __init__(self, kind, name, ip, port, log_dir):
+    def __init__(self, kind, name, ip, port, log_dir, args=()):
         script = {"echo": "echo.py", "ws": "ws_echo.py", "grpc": "grpc_echo.py"}[kind]
         self.kind, self.name, self.ip, self.port = kind, name, ip, port
         super().__init__(
-            [sys.executable, BACKENDS / script, "--host", ip, "--port", port, "--name", name],
+            [sys.executable, BACKENDS / script, "--host", ip, "--port", port, "--name", name, *args],
             Path(log_dir) / ("backend-%s-%s-%d.log" % (kind, name, port)),
         )
         wait_for_port(ip, port, proc=self.proc)

@@ -4,6 +4,7 @@ and reuse of upstream connections under keep-alive load."""
 import collections
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -109,3 +110,49 @@ def test_upstream_connections_reused_under_keep_alive_load(portico, backends):
     assert accepted <= REUSE_REQUESTS * 0.001, accepted
     assert reused >= REUSE_REQUESTS - opened
     assert metrics.get("portico_requests_total", status="200", path="/ping") == REUSE_REQUESTS
+
+
+def test_backend_closing_idle_keep_alive_connections_causes_no_errors(portico, backends):
+    """Backends close idle keep-alive connections on their own schedule (here after
+    0.3 s). A request that comes just then must not get a 502 for a pooled
+    connection that died."""
+    be = backends.echo("closer", idle_timeout=0.3)
+    cfg = Config()
+    cfg.backend("web", [be])
+    cfg.ingress("lb", rules=[rule(HOST, path("/", "web"))])
+    p = portico(cfg)
+    statuses = []
+    # Gaps around the backend's idle timeout, so some requests meet a connection the
+    # backend is closing or has just closed.
+    for gap in [0.0, 0.25, 0.29, 0.3, 0.31, 0.33, 0.35, 0.4, 0.5, 0.28, 0.32, 0.3, 0.3, 0.3]:
+        time.sleep(gap)
+        statuses.append(p.get("/", host=HOST).status)
+    assert statuses == [200] * len(statuses), statuses
+    m = p.metrics()
+    print("opened %d, reused %d" % (m.get("portico_upstream_connections_opened_total"), m.get("portico_upstream_connections_reused_total")))
+
+
+def test_pipelined_requests_answered_in_order(portico, echo):
+    """HTTP/1.1 pipelining: three requests written at once get three responses in
+    order on the same connection."""
+    import socket
+
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.ingress("lb", rules=[rule(HOST, path("/", "web"))])
+    p = portico(cfg)
+    reqs = b"".join(
+        ("GET /p%d HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (i, HOST, "Connection: close\r\n" if i == 2 else "")).encode()
+        for i in range(3)
+    )
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        s.sendall(reqs)
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    assert data.count(b"HTTP/1.1 200") == 3, data[:500]
+    order = [data.find(b'"target": "/p%d"' % i) for i in range(3)]
+    assert -1 not in order and order == sorted(order), order

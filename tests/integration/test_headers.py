@@ -108,3 +108,10 @@ def test_backend_status_and_headers_reach_client(p):
         assert r.status == code
         if code != 204:
             assert r.json()["backend"] == "a"
+
+
+def test_repeated_response_headers_all_reach_client(p):
+    """Two Set-Cookie headers stay two headers (logins depend on it)."""
+    r = p.get("/cookies", host=HOST)
+    assert r.status == 200
+    assert r.headers["set-cookie"] == ["a=1; Path=/", "b=2; Path=/; HttpOnly"]

@@ -18,6 +18,7 @@ Paths (the command may follow any prefix: /app/status/500 is /status/500):
     /stream?chunks=N&size=S&delay=D
                       N chunks of S bytes, chunked, D seconds apart
     /hop              a response carrying hop-by-hop headers
+    /cookies          a response with two Set-Cookie headers
     /close            reads the request, then drops the connection unanswered
     /stats            JSON: connections accepted, requests, requests in flight
 
@@ -57,8 +58,9 @@ class BadRequest(Exception):
 
 
 class Backend:
-    def __init__(self, name):
+    def __init__(self, name, idle_timeout=None):
         self.name = name
+        self.idle_timeout = idle_timeout
         self.connections = 0
         self.requests = 0
         self.in_flight = 0
@@ -79,8 +81,10 @@ class Backend:
     async def one_request(self, reader, writer):
         """Serves one request; returns whether the connection stays open."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
+            # A keep-alive connection idle past --idle-timeout is closed, as most
+            # servers do; the proxy must not fail the next request over it.
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_timeout)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError):
             return False
         lines = head[:-4].decode("latin-1").split("\r\n")
         try:
@@ -147,6 +151,14 @@ class Backend:
                     delay=float(query.get("delay", ["0.05"])[0]),
                     keep_alive=keep_alive,
                 )
+            elif cmd == "cookies":
+                await respond_json(
+                    writer,
+                    200,
+                    echo,
+                    keep_alive,
+                    extra=[("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; Path=/; HttpOnly")],
+                )
             elif cmd == "hop":
                 await respond_json(
                     writer,
@@ -181,7 +193,7 @@ def command(path):
     parts = path.rstrip("/").split("/")
     if len(parts) >= 3 and parts[-2] in ("status", "sleep", "bytes"):
         return parts[-2], parts[-1]
-    if parts[-1] in ("stream", "hop", "close", "stats"):
+    if parts[-1] in ("stream", "hop", "close", "stats", "cookies"):
         return parts[-1], None
     return None, None
 
@@ -269,8 +281,9 @@ async def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--name", default="echo")
+    ap.add_argument("--idle-timeout", type=float, default=None, help="close keep-alive connections idle this long")
     args = ap.parse_args()
-    backend = Backend(args.name)
+    backend = Backend(args.name, args.idle_timeout)
     server = await asyncio.start_server(backend.serve, args.host, args.port, limit=1 << 20, backlog=1024)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
