@@ -109,6 +109,7 @@ impl<'a> Compiler<'a> {
             meta: meta(owner, service, written_host, written_path),
             backend: resolved.backend,
             policy: policy.clone(),
+            action: None,
         });
         match self.builder.add(RouteRule {
             host: host.clone(),
@@ -146,6 +147,7 @@ impl<'a> Compiler<'a> {
                 meta: meta(owner, service, host, ""),
                 backend: resolved.backend.clone(),
                 policy: policy.clone(),
+                action: None,
             })
         };
         let mut used = false;

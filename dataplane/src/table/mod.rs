@@ -18,7 +18,9 @@
 //! Every step costs at most one hash lookup per path segment or one trie step per byte,
 //! whatever the number of hosts and routes in the table.
 
+mod action;
 mod host;
+mod matches;
 mod path;
 
 use std::collections::HashMap;
@@ -26,7 +28,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub use action::{HeaderModifier, PathModifier, Redirect, RetryPolicy, RouteAction, Timeouts, UrlRewrite};
 pub use host::{HostMatch, InvalidHost, normalize_host};
+pub use matches::{
+    HeaderCondition, InvalidRegex, MatchConditions, QueryCondition, REGEX_MAX_LEN, RequestView, ValueMatch,
+    full_match_regex, query_pairs,
+};
 pub use path::{InvalidPath, PathKind};
 
 use path::PathIndex;
@@ -60,16 +67,27 @@ pub struct Backend {
     /// How to speak TLS to the endpoints, for [`UpstreamProtocol::Https`].
     pub tls: Option<Arc<crate::tls::UpstreamTls>>,
     next: AtomicUsize,
+    /// Each endpoint's stable hash (consistent hashing, affinity cookies).
+    pub(crate) hashes: Box<[u64]>,
+    /// Requests in flight per endpoint (least request).
+    pub(crate) in_flight: Box<[AtomicUsize]>,
 }
 
 impl Backend {
     pub fn new(name: impl Into<String>, protocol: UpstreamProtocol, endpoints: Vec<Endpoint>) -> Self {
+        let hashes = endpoints
+            .iter()
+            .map(|e| crate::upstream::hash_bytes(e.addr.to_string().as_bytes()))
+            .collect();
+        let in_flight = endpoints.iter().map(|_| AtomicUsize::new(0)).collect();
         Backend {
             name: name.into(),
             protocol,
             endpoints,
             tls: None,
             next: AtomicUsize::new(0),
+            hashes,
+            in_flight,
         }
     }
 
@@ -91,6 +109,24 @@ impl Backend {
         (0..n)
             .map(|i| &self.endpoints[(start + i) % n])
             .find(|e| Some(e.addr) != skip)
+    }
+
+    /// Round-robin, avoiding every endpoint in `tried` (endpoints a request has already
+    /// failed on); `None` when none is left.
+    pub fn pick_avoiding(&self, tried: &[SocketAddr]) -> Option<&Endpoint> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.endpoints[(start + i) % n])
+            .find(|e| !tried.contains(&e.addr))
+    }
+
+    /// A number that differs on every call, for random choices without a lock.
+    pub(crate) fn next_random(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) as u64 ^ (self as *const Backend as u64)
     }
 }
 
@@ -136,8 +172,12 @@ pub struct RouteMeta {
 #[derive(Debug)]
 pub struct Route {
     pub meta: RouteMeta,
+    /// The backend, or the first of [`RouteAction::backends`].
     pub backend: Arc<Backend>,
     pub policy: RoutePolicy,
+    /// A `Route` rule's filters, split, balancing, timeouts and retries; `None` for
+    /// Ingress paths, which only proxy.
+    pub action: Option<Arc<RouteAction>>,
 }
 
 /// A route rule before it is placed in a table.
@@ -154,14 +194,23 @@ pub struct RouteRule {
 pub enum RuleError {
     #[error(transparent)]
     Path(#[from] InvalidPath),
-    #[error("{kind} path {path:?} on host {host:?} is already routed by {owner_namespace}/{owner}")]
+    #[error("{kind} path {path:?}{} on host {host:?} is already routed by {owner_namespace}/{owner}", conditions_text(.conditions))]
     Duplicate {
         host: String,
         path: String,
         kind: PathKind,
+        conditions: String,
         owner_namespace: String,
         owner: String,
     },
+}
+
+fn conditions_text(conditions: &str) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" with {conditions}")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -172,8 +221,8 @@ struct HostBlock {
 }
 
 impl HostBlock {
-    fn lookup(&self, path: &str) -> Option<&Arc<Route>> {
-        self.paths.lookup(path).or(self.fallback.as_ref())
+    fn lookup(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
+        self.paths.lookup(req).or(self.fallback.as_ref())
     }
 }
 
@@ -200,8 +249,17 @@ pub struct RoutingTable {
 impl RoutingTable {
     /// Finds the route for a request's host (`Host` or `:authority`, any case, port
     /// allowed) and URL path (without the query).
+    ///
+    /// Rules with conditions (a `Route`'s header, query or method matches) match only a
+    /// GET without headers here; the proxy uses [`RoutingTable::route`].
     pub fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
-        self.block_for(host).lookup(path)
+        self.route(host, &RequestView::path_only(path))
+    }
+
+    /// Finds the route for a request: host block, then the longest matching path whose
+    /// conditions the request meets, then the host's fallback.
+    pub fn route(&self, host: &str, req: &RequestView<'_>) -> Option<&Arc<Route>> {
+        self.block_for(host).lookup(req)
     }
 
     fn block_for(&self, host: &str) -> &HostBlock {
@@ -254,8 +312,11 @@ impl RoutingTable {
         let mut out = Vec::new();
         for block in blocks {
             for route in block.paths.routes().chain(block.fallback.iter()) {
-                if seen.insert(Arc::as_ptr(&route.backend)) {
-                    out.push(route.backend.clone());
+                let split = route.action.iter().filter_map(|a| a.backends.as_ref());
+                for backend in std::iter::once(&route.backend).chain(split.flat_map(|w| w.backends())) {
+                    if seen.insert(Arc::as_ptr(backend)) {
+                        out.push(backend.clone());
+                    }
                 }
             }
         }
@@ -286,12 +347,24 @@ impl TableBuilder {
     /// Adds one rule; a duplicate (same host, path and kind) is refused and names the
     /// rule that keeps the path.
     pub fn add(&mut self, rule: RouteRule) -> Result<(), RuleError> {
+        self.add_with(rule, MatchConditions::default())
+    }
+
+    /// Adds one rule that also requires `conditions`. Rules for the same host, path and
+    /// kind with different conditions all stay, the most specific tried first; the same
+    /// conditions again is a duplicate.
+    pub fn add_with(&mut self, rule: RouteRule, conditions: MatchConditions) -> Result<(), RuleError> {
         let block = self.block_mut(&rule.host);
-        if let Some(existing) = block.paths.insert(&rule.path, rule.kind, rule.route.clone())? {
+        let text = conditions.to_string();
+        if let Some(existing) = block
+            .paths
+            .insert(&rule.path, rule.kind, conditions, rule.route.clone())?
+        {
             return Err(RuleError::Duplicate {
                 host: rule.host.to_string(),
                 path: rule.path,
                 kind: rule.kind,
+                conditions: text,
                 owner_namespace: existing.meta.namespace.clone(),
                 owner: existing.meta.ingress.clone(),
             });
@@ -344,6 +417,11 @@ impl TableBuilder {
 
     pub fn build(mut self, generation: u64) -> RoutingTable {
         self.table.generation = generation;
+        let t = &mut self.table;
+        for block in t.exact.values_mut().chain(t.wildcard.values_mut()) {
+            block.paths.finish();
+        }
+        t.any.paths.finish();
         self.table
     }
 }

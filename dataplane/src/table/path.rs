@@ -1,10 +1,19 @@
-//! Path matching for one host: Exact, Prefix and ImplementationSpecific.
+//! Path matching for one host: Exact, Prefix, ImplementationSpecific and regular
+//! expressions.
+//!
+//! Each indexed path holds an ordered list of candidates (extra conditions and the
+//! route they lead to). A lookup collects every entry whose path matches, longest
+//! first, and returns the first candidate whose conditions hold: a request that fails
+//! the header match of `/api` falls back to `/`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use regex::{Regex, RegexSet};
+
 use super::Route;
+use super::matches::{MatchConditions, RequestView, full_match_regex};
 
 /// Ingress v1 `pathType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -15,15 +24,19 @@ pub enum PathKind {
     Prefix,
     /// What ingress-nginx does: a plain string prefix (`/foo` also matches `/foobar`).
     ImplementationSpecific,
+    /// A regular expression that must match the whole path (a `Route`'s
+    /// `RegularExpression`). Ranked by the pattern's length, after the other kinds.
+    RegularExpression,
 }
 
 impl PathKind {
     /// Tie-break at equal rule length: higher wins.
     fn rank(self) -> u8 {
         match self {
-            PathKind::Exact => 2,
-            PathKind::Prefix => 1,
-            PathKind::ImplementationSpecific => 0,
+            PathKind::Exact => 3,
+            PathKind::Prefix => 2,
+            PathKind::ImplementationSpecific => 1,
+            PathKind::RegularExpression => 0,
         }
     }
 }
@@ -34,6 +47,7 @@ impl fmt::Display for PathKind {
             PathKind::Exact => "Exact",
             PathKind::Prefix => "Prefix",
             PathKind::ImplementationSpecific => "ImplementationSpecific",
+            PathKind::RegularExpression => "RegularExpression",
         })
     }
 }
@@ -43,16 +57,19 @@ impl fmt::Display for PathKind {
 pub struct InvalidPath {
     pub path: String,
     pub kind: PathKind,
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 /// Checks a rule path and returns the form it is indexed under.
 pub fn validate(path: &str, kind: PathKind) -> Result<&str, InvalidPath> {
-    let bad = |reason| InvalidPath {
+    let bad = |reason: &str| InvalidPath {
         path: path.to_string(),
         kind,
-        reason,
+        reason: reason.to_string(),
     };
+    if kind == PathKind::RegularExpression {
+        return full_match_regex(path).map(|_| path).map_err(|e| bad(&e.reason));
+    }
     if !path.starts_with('/') {
         return Err(bad("must start with '/'"));
     }
@@ -63,6 +80,7 @@ pub fn validate(path: &str, kind: PathKind) -> Result<&str, InvalidPath> {
         return Err(bad("must not contain spaces, control characters, '?' or '#'"));
     }
     if kind != PathKind::ImplementationSpecific {
+        // (RegularExpression returned above.)
         let dot_segment = path.split('/').any(|s| s == "." || s == "..");
         if path.contains("//") || dot_segment {
             return Err(bad("must not contain '//', '.' or '..' segments"));
@@ -79,10 +97,48 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 }
 
 #[derive(Debug)]
-struct Entry {
+struct Candidate {
+    conditions: MatchConditions,
     route: Arc<Route>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Most specific first; among equals, the order they were added (oldest first).
+    candidates: Vec<Candidate>,
     /// Length of the rule path as indexed: the "longest path wins" measure.
     len: usize,
+}
+
+impl Entry {
+    fn new(len: usize) -> Self {
+        Entry {
+            candidates: Vec::new(),
+            len,
+        }
+    }
+
+    /// Adds a candidate; returns the route that already has exactly these conditions.
+    fn add(&mut self, conditions: MatchConditions, route: Arc<Route>) -> Option<Arc<Route>> {
+        if let Some(existing) = self.candidates.iter().find(|c| c.conditions == conditions) {
+            return Some(existing.route.clone());
+        }
+        let key = conditions.specificity();
+        let at = self
+            .candidates
+            .iter()
+            .position(|c| c.conditions.specificity() < key)
+            .unwrap_or(self.candidates.len());
+        self.candidates.insert(at, Candidate { conditions, route });
+        None
+    }
+
+    fn find(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
+        self.candidates
+            .iter()
+            .find(|c| c.conditions.is_empty() || c.conditions.matches(req))
+            .map(|c| &c.route)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +154,16 @@ struct ByteNode {
     entry: Option<Entry>,
 }
 
+/// The regular-expression paths of one host, matched in one pass by a `RegexSet`.
+#[derive(Debug, Default)]
+struct RegexPaths {
+    patterns: Vec<Regex>,
+    entries: Vec<Entry>,
+    /// Built by [`PathIndex::finish`]; `None` until then, or when the patterns together
+    /// exceed the set's size limit (each is then tried on its own).
+    set: Option<RegexSet>,
+}
+
 /// The paths of one host block.
 #[derive(Debug, Default)]
 pub(super) struct PathIndex {
@@ -105,28 +171,29 @@ pub(super) struct PathIndex {
     prefix: SegmentNode,
     /// Byte trie; node 0 is the root once anything is inserted.
     string_prefix: Vec<ByteNode>,
+    regex: RegexPaths,
 }
 
 impl PathIndex {
-    /// Inserts a rule; returns the route already holding that (path, kind), if any,
-    /// leaving it in place.
-    pub fn insert(&mut self, path: &str, kind: PathKind, route: Arc<Route>) -> Result<Option<Arc<Route>>, InvalidPath> {
+    /// Inserts a rule; returns the route already holding that (path, kind, conditions),
+    /// if any, leaving it in place.
+    pub fn insert(
+        &mut self,
+        path: &str,
+        kind: PathKind,
+        conditions: MatchConditions,
+        route: Arc<Route>,
+    ) -> Result<Option<Arc<Route>>, InvalidPath> {
         let path = validate(path, kind)?;
-        let entry = Entry { route, len: path.len() };
-        match kind {
-            PathKind::Exact => match self.exact.get(path) {
-                Some(existing) => Ok(Some(existing.route.clone())),
-                None => {
-                    self.exact.insert(path.into(), entry);
-                    Ok(None)
-                }
-            },
+        let len = path.len();
+        let entry = match kind {
+            PathKind::Exact => self.exact.entry(path.into()).or_insert_with(|| Entry::new(len)),
             PathKind::Prefix => {
                 let mut node = &mut self.prefix;
                 for seg in segments(path) {
                     node = node.children.entry(seg.into()).or_default();
                 }
-                Ok(place(&mut node.entry, entry))
+                node.entry.get_or_insert_with(|| Entry::new(len))
             }
             PathKind::ImplementationSpecific => {
                 if self.string_prefix.is_empty() {
@@ -145,83 +212,109 @@ impl PathIndex {
                         }
                     };
                 }
-                Ok(place(&mut self.string_prefix[at].entry, entry))
+                self.string_prefix[at].entry.get_or_insert_with(|| Entry::new(len))
             }
-        }
+            PathKind::RegularExpression => {
+                let regex = &mut self.regex;
+                match regex.patterns.iter().position(|p| p.as_str() == full_pattern(path)) {
+                    Some(i) => &mut regex.entries[i],
+                    None => {
+                        let compiled = full_match_regex(path).map_err(|e| InvalidPath {
+                            path: path.to_string(),
+                            kind,
+                            reason: e.reason,
+                        })?;
+                        regex.patterns.push(compiled);
+                        regex.entries.push(Entry::new(len));
+                        regex.set = None;
+                        let last = regex.entries.len() - 1;
+                        &mut regex.entries[last]
+                    }
+                }
+            }
+        };
+        Ok(entry.add(conditions, route))
     }
 
-    /// The best route for a request path: longest rule path, then Exact over Prefix over
-    /// ImplementationSpecific.
-    pub fn lookup(&self, path: &str) -> Option<&Arc<Route>> {
-        let mut best: Option<(&Entry, PathKind)> = self.exact.get(path).map(|e| (e, PathKind::Exact));
+    /// Builds what lookups need once every rule is in.
+    pub fn finish(&mut self) {
+        let regex = &mut self.regex;
+        if regex.patterns.is_empty() {
+            return;
+        }
+        let limit = (super::matches::REGEX_SIZE_LIMIT * regex.patterns.len()).min(64 << 20);
+        regex.set = regex::RegexSetBuilder::new(regex.patterns.iter().map(Regex::as_str))
+            .size_limit(limit)
+            .dfa_size_limit(limit)
+            .build()
+            .ok();
+    }
+
+    /// The best route for a request: among the entries whose path matches, longest rule
+    /// path first, then Exact over Prefix over ImplementationSpecific over
+    /// RegularExpression; within an entry, the first candidate whose conditions hold.
+    pub fn lookup(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
+        let path = req.path;
+        let mut found: Vec<(&Entry, PathKind)> = Vec::new();
+        if let Some(e) = self.exact.get(path) {
+            found.push((e, PathKind::Exact));
+        }
         let mut node = &self.prefix;
-        let mut prefix = node.entry.as_ref();
+        found.extend(node.entry.as_ref().map(|e| (e, PathKind::Prefix)));
         for seg in segments(path) {
             match node.children.get(seg) {
                 Some(child) => {
                     node = child;
-                    if child.entry.is_some() {
-                        prefix = child.entry.as_ref();
-                    }
+                    found.extend(child.entry.as_ref().map(|e| (e, PathKind::Prefix)));
                 }
                 None => break,
             }
         }
-        best = better(best, prefix.map(|e| (e, PathKind::Prefix)));
-
         if let Some(root) = self.string_prefix.first() {
             let mut node = root;
-            let mut found = node.entry.as_ref();
+            found.extend(node.entry.as_ref().map(|e| (e, PathKind::ImplementationSpecific)));
             for &b in path.as_bytes() {
                 match node.children.binary_search_by_key(&b, |c| c.0) {
                     Ok(i) => {
                         node = &self.string_prefix[node.children[i].1 as usize];
-                        if node.entry.is_some() {
-                            found = node.entry.as_ref();
-                        }
+                        found.extend(node.entry.as_ref().map(|e| (e, PathKind::ImplementationSpecific)));
                     }
                     Err(_) => break,
                 }
             }
-            best = better(best, found.map(|e| (e, PathKind::ImplementationSpecific)));
         }
-        best.map(|(e, _)| &e.route)
+        let regex = &self.regex;
+        if !regex.patterns.is_empty() {
+            let kind = PathKind::RegularExpression;
+            match &regex.set {
+                Some(set) => found.extend(set.matches(path).iter().map(|i| (&regex.entries[i], kind))),
+                None => found.extend(
+                    regex
+                        .patterns
+                        .iter()
+                        .zip(&regex.entries)
+                        .filter(|(p, _)| p.is_match(path))
+                        .map(|(_, e)| (e, kind)),
+                ),
+            }
+        }
+        found.sort_by_key(|(e, kind)| std::cmp::Reverse((e.len, kind.rank())));
+        found.into_iter().find_map(|(e, _)| e.find(req))
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
-        let mut out: Vec<&Arc<Route>> = self.exact.values().map(|e| &e.route).collect();
+        let mut entries: Vec<&Entry> = self.exact.values().collect();
         let mut stack = vec![&self.prefix];
         while let Some(n) = stack.pop() {
-            out.extend(n.entry.as_ref().map(|e| &e.route));
+            entries.extend(n.entry.as_ref());
             stack.extend(n.children.values());
         }
-        out.extend(
-            self.string_prefix
-                .iter()
-                .filter_map(|n| n.entry.as_ref().map(|e| &e.route)),
-        );
-        out.into_iter()
+        entries.extend(self.string_prefix.iter().filter_map(|n| n.entry.as_ref()));
+        entries.extend(self.regex.entries.iter());
+        entries.into_iter().flat_map(|e| e.candidates.iter().map(|c| &c.route))
     }
 }
 
-fn place(slot: &mut Option<Entry>, entry: Entry) -> Option<Arc<Route>> {
-    match slot {
-        Some(existing) => Some(existing.route.clone()),
-        None => {
-            *slot = Some(entry);
-            None
-        }
-    }
-}
-
-fn better<'a>(a: Option<(&'a Entry, PathKind)>, b: Option<(&'a Entry, PathKind)>) -> Option<(&'a Entry, PathKind)> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(if (y.0.len, y.1.rank()) > (x.0.len, x.1.rank()) {
-            y
-        } else {
-            x
-        }),
-        (x, None) => x,
-        (None, y) => y,
-    }
+fn full_pattern(path: &str) -> String {
+    format!("^(?:{path})$")
 }

@@ -11,6 +11,7 @@ fn route(name: &str) -> Arc<Route> {
         },
         backend: Arc::new(Backend::new(name, UpstreamProtocol::Http1, vec![])),
         policy: RoutePolicy::default(),
+        action: None,
     })
 }
 
@@ -280,4 +281,169 @@ fn lookup_in_a_table_of_100k_hosts() {
     let t = b.build(1);
     assert_eq!(hit(&t, "h99999.example.com", "/p99999/x").as_deref(), Some("x"));
     assert_eq!(hit(&t, "h99999.example.com", "/p1"), None);
+}
+
+fn header(name: &str, value: &str) -> HeaderCondition {
+    HeaderCondition {
+        name: http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+        value: ValueMatch::Exact(value.into()),
+    }
+}
+
+fn with(
+    conditions: MatchConditions,
+    host: &str,
+    path: &str,
+    kind: PathKind,
+    name: &str,
+) -> (RouteRule, MatchConditions) {
+    let rule = RouteRule {
+        host: HostMatch::parse(host).unwrap(),
+        path: path.into(),
+        kind,
+        route: route(name),
+    };
+    (rule, conditions)
+}
+
+fn request<'a>(
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: &'a http::HeaderMap,
+    method: &'a http::Method,
+) -> RequestView<'a> {
+    RequestView {
+        method,
+        path,
+        query,
+        headers,
+    }
+}
+
+fn routed(t: &RoutingTable, req: &RequestView<'_>) -> Option<String> {
+    t.route("a.com", req).map(|r| r.meta.ingress.clone())
+}
+
+/// A request that fails the header match of the longest path falls back to a shorter one.
+#[test]
+fn failed_condition_falls_back_to_shorter_path() {
+    let mut b = TableBuilder::new();
+    let canary = MatchConditions {
+        headers: vec![header("x-canary", "yes")],
+        ..Default::default()
+    };
+    let (r, c) = with(canary, "a.com", "/api", Prefix, "canary");
+    b.add_with(r, c).unwrap();
+    b.add(with(MatchConditions::default(), "a.com", "/", Prefix, "root").0)
+        .unwrap();
+    let t = b.build(1);
+    let get = http::Method::GET;
+    let mut h = http::HeaderMap::new();
+    assert_eq!(routed(&t, &request("/api/x", None, &h, &get)).as_deref(), Some("root"));
+    h.insert("X-Canary", "yes".parse().unwrap());
+    assert_eq!(
+        routed(&t, &request("/api/x", None, &h, &get)).as_deref(),
+        Some("canary")
+    );
+    h.insert("x-canary", "no".parse().unwrap());
+    assert_eq!(routed(&t, &request("/api/x", None, &h, &get)).as_deref(), Some("root"));
+}
+
+/// On one path, the candidate with more conditions is tried first, whatever the order added.
+#[test]
+fn more_specific_candidate_first() {
+    let mut b = TableBuilder::new();
+    b.add(with(MatchConditions::default(), "a.com", "/", Prefix, "plain").0)
+        .unwrap();
+    let one = MatchConditions {
+        headers: vec![header("a", "1")],
+        ..Default::default()
+    };
+    let two = MatchConditions {
+        headers: vec![header("a", "1"), header("b", "2")],
+        ..Default::default()
+    };
+    let (r, c) = with(one, "a.com", "/", Prefix, "one");
+    b.add_with(r, c).unwrap();
+    let (r, c) = with(two.clone(), "a.com", "/", Prefix, "two");
+    b.add_with(r, c).unwrap();
+    let (r, c) = with(two, "a.com", "/", Prefix, "dup");
+    assert!(matches!(b.add_with(r, c), Err(RuleError::Duplicate { .. })));
+    let t = b.build(1);
+    let get = http::Method::GET;
+    let mut h = http::HeaderMap::new();
+    h.insert("a", "1".parse().unwrap());
+    assert_eq!(routed(&t, &request("/", None, &h, &get)).as_deref(), Some("one"));
+    h.insert("b", "2".parse().unwrap());
+    assert_eq!(routed(&t, &request("/", None, &h, &get)).as_deref(), Some("two"));
+    assert_eq!(
+        routed(&t, &request("/", None, &http::HeaderMap::new(), &get)).as_deref(),
+        Some("plain")
+    );
+}
+
+/// Query parameters are percent-decoded and matched exactly or by a whole-value regex;
+/// the method must be equal.
+#[test]
+fn query_and_method_conditions() {
+    let mut b = TableBuilder::new();
+    let cond = MatchConditions {
+        method: Some(http::Method::POST),
+        query: vec![
+            QueryCondition {
+                name: "user".into(),
+                value: ValueMatch::Exact("a b".into()),
+            },
+            QueryCondition {
+                name: "v".into(),
+                value: ValueMatch::Regex(full_match_regex("[0-9]+").unwrap()),
+            },
+        ],
+        ..Default::default()
+    };
+    let (r, c) = with(cond, "a.com", "/", Prefix, "q");
+    b.add_with(r, c).unwrap();
+    let t = b.build(1);
+    let h = http::HeaderMap::new();
+    let post = http::Method::POST;
+    assert_eq!(
+        routed(&t, &request("/", Some("user=a%20b&v=12"), &h, &post)).as_deref(),
+        Some("q")
+    );
+    assert_eq!(routed(&t, &request("/", Some("user=a%20b&v=12x"), &h, &post)), None);
+    assert_eq!(
+        routed(&t, &request("/", Some("user=a%20b&v=12"), &h, &http::Method::GET)),
+        None
+    );
+    assert_eq!(routed(&t, &request("/", Some("v=1"), &h, &post)), None);
+}
+
+/// A regex path matches the whole path, and ranks among the others by pattern length:
+/// it beats a shorter Prefix and loses to a longer one.
+#[test]
+fn regex_paths_match_whole_path_ranked_by_length() {
+    let mut b = TableBuilder::new();
+    for (path, kind, name) in [
+        ("/", Prefix, "root"),
+        ("/api/v[0-9]+/.*", PathKind::RegularExpression, "re"),
+        ("/api/v1/admin/users", Prefix, "admin"),
+    ] {
+        b.add(with(MatchConditions::default(), "a.com", path, kind, name).0)
+            .unwrap();
+    }
+    let t = b.build(1);
+    assert_eq!(hit(&t, "a.com", "/api/v2/x").as_deref(), Some("re"));
+    assert_eq!(hit(&t, "a.com", "/api/vx/x").as_deref(), Some("root"));
+    assert_eq!(hit(&t, "a.com", "/xx/api/v2/x").as_deref(), Some("root"));
+    assert_eq!(hit(&t, "a.com", "/api/v1/admin/users/1").as_deref(), Some("admin"));
+}
+
+/// A regex that is too big, or not a regex, is refused as an invalid path.
+#[test]
+fn bad_regex_paths_refused() {
+    let mut b = TableBuilder::new();
+    for p in ["/a(", "/(a{1000}){1000}"] {
+        let r = b.add(with(MatchConditions::default(), "a.com", p, PathKind::RegularExpression, "x").0);
+        assert!(matches!(r, Err(RuleError::Path(_))), "{p}: {r:?}");
+    }
 }

@@ -2,6 +2,8 @@
 //! connection opened on one worker thread is reused by a request on any other, so the
 //! number of upstream connections tracks concurrency, not thread count.
 
+mod balance;
 mod pool;
 
+pub use balance::{Balance, HashOn, InFlight, LbPolicy, RequestKey, WeightedBackends, hash_bytes, mix};
 pub use pool::{Pool, PooledConn, SendError, UpstreamConn};
