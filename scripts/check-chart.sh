@@ -181,7 +181,7 @@ portico="$CARGO_TARGET_DIR/release/portico"
 version=$("$portico" --version) || fail "$portico --version"
 echo "    $version"
 app_version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$CHART/Chart.yaml")
-[[ "$version" == "portico $app_version" ]] ||
+[[ "${version##* }" == "$app_version" ]] ||
 	fail "the chart's appVersion ($app_version) is not the binary's version ($version): bump $CHART/Chart.yaml"
 
 # ---------------------------------------------------------------------------------
@@ -218,8 +218,12 @@ step "chart RBAC == deploy/rbac.yaml"
 normalize_rules() {
 	python3 -c '
 import json, sys
-doc = json.load(sys.stdin)
-items = doc.get("items", [doc])
+# kubectl prints a List, one object, or several objects one after the other.
+text, dec, pos, items = sys.stdin.read(), json.JSONDecoder(), 0, []
+while text[pos:].strip():
+    doc, end = dec.raw_decode(text, pos + len(text[pos:]) - len(text[pos:].lstrip()))
+    items += doc.get("items", [doc])
+    pos = end
 out = {}
 for o in items:
     if o["kind"] in ("ClusterRole", "Role"):
@@ -281,7 +285,7 @@ while [[ "$admin_port" == "$http_port" ]]; do admin_port=$(free_port); done
 step "backend in test host $TESTHOST ($BACKEND_ADDR)"
 backend_started=1
 e2e/cluster testhost down "$TESTHOST" >/dev/null 2>&1 || true
-e2e/cluster testhost up "$TESTHOST" "$BACKEND_ADDR" >/dev/null || fail "e2e/cluster testhost up $TESTHOST $BACKEND_ADDR"
+e2e/cluster testhost up "$TESTHOST" "$BACKEND_ADDR" >/dev/null 2>&1 || fail "e2e/cluster testhost up $TESTHOST $BACKEND_ADDR"
 mkdir -p "$work/www"
 marker="portico-chart-check-$$-$RANDOM"
 printf '%s\n' "$marker" >"$work/www/index.html"

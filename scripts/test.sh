@@ -35,6 +35,7 @@ export PORTICO_BIN="$CARGO_TARGET_DIR/release/portico"
 step "integration tests"
 "$PORTICO_CACHE/venv/bin/python" -m pytest -q tests/integration
 
+step "chart and manifests"; scripts/check-chart.sh
 if [ -x e2e/run.sh ]; then
   step "end-to-end tests against a real kube-apiserver"
   e2e/run.sh
