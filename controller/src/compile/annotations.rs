@@ -19,7 +19,7 @@ const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const PROXY_BODY_SIZE: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
 
 /// The ingress-nginx annotations that have an effect.
-const SUPPORTED: &[&str] = &[PROXY_BODY_SIZE];
+const SUPPORTED: &[&str] = &[PROXY_BODY_SIZE, SSL_REDIRECT, FORCE_SSL_REDIRECT];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid size {value:?}: {reason}")]
@@ -92,6 +92,16 @@ pub(super) fn route_policy(
     let Some(annotations) = annotations else {
         return policy;
     };
+    for key in [SSL_REDIRECT, FORCE_SSL_REDIRECT] {
+        if let Some(value) = annotations.get(key)
+            && flag(Some(annotations), key).is_none()
+        {
+            problems.push(Problem::warning(
+                reason::INVALID_ANNOTATION,
+                format!("{key}: {value:?} is not \"true\" or \"false\"; using the default"),
+            ));
+        }
+    }
     if let Some(value) = annotations.get(PROXY_BODY_SIZE) {
         match parse_size(value) {
             Ok(size) => policy.max_body_size = size,

@@ -127,8 +127,21 @@ fn ssl_redirect_annotations() {
                 .annotation("nginx.ingress.kubernetes.io/force-ssl-redirect", "true"),
         )
         .compile_with(&opts());
+    c.assert_clean();
     assert!(!c.route("a.com", "/").unwrap().policy.ssl_redirect);
     assert!(c.route("b.com", "/").unwrap().policy.ssl_redirect);
+}
+
+/// An ssl-redirect value other than "true" or "false" is an InvalidAnnotation and the default applies.
+#[test]
+fn invalid_ssl_redirect_value_keeps_the_default() {
+    let c = world()
+        .backend("default", "web", &["10.0.0.1"])
+        .secret(secret("default", "a-tls", pem(&["a.com"], false)))
+        .with(site("a", "a.com", "a-tls").annotation("nginx.ingress.kubernetes.io/ssl-redirect", "no"))
+        .compile_with(&opts());
+    assert_eq!(c.reasons(), [("default/a".to_string(), reason::INVALID_ANNOTATION)]);
+    assert!(c.route("a.com", "/").unwrap().policy.ssl_redirect);
 }
 
 /// With redirects and HSTS switched off globally, TLS hosts get neither.
