@@ -44,7 +44,8 @@ impl Body for RequestBody {
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        match this {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Streaming { inner, limit, seen } => match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -53,6 +54,10 @@ impl Body for RequestBody {
                         if let Some(limit) = *limit
                             && *seen > limit
                         {
+                            let limit = limit;
+                            if let RequestBody::Streaming { inner, .. } = std::mem::replace(this, RequestBody::Empty) {
+                                linger(inner);
+                            }
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
                         }
                     }
@@ -78,6 +83,30 @@ impl Body for RequestBody {
             RequestBody::Streaming { inner, .. } => inner.size_hint(),
         }
     }
+}
+
+/// Reads and discards the rest of a request body the proxy refused, for a while, so
+/// the client can finish sending and read the refusal (413) instead of failing with a
+/// broken pipe: nginx's lingering close. Bounded in time and in bytes.
+pub fn linger(mut body: Incoming) {
+    const TOTAL: std::time::Duration = std::time::Duration::from_secs(10);
+    const EACH: std::time::Duration = std::time::Duration::from_secs(2);
+    const MAX_BYTES: u64 = 1 << 30;
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        let deadline = tokio::time::Instant::now() + TOTAL;
+        let mut read = 0u64;
+        while read < MAX_BYTES {
+            let next = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + EACH), body.frame()).await;
+            match next {
+                Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+                _ => return,
+            }
+        }
+    });
 }
 
 /// Runs when a response is done: fully sent, or abandoned by the client.

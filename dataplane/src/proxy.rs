@@ -196,6 +196,7 @@ impl Proxy {
         if let (Some(limit), Some(len)) = (route.policy.max_body_size, content_length(req.headers()))
             && len > limit
         {
+            crate::body::linger(req.into_body());
             return Err(ProxyError::BodyTooLarge(limit));
         }
         let upgrade = is_upgrade(&req);

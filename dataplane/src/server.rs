@@ -192,21 +192,25 @@ async fn serve_connection(
     let _gauge = ConnGauge::open();
     let _ = stream.set_nodelay(true);
     // Allocate no protocol state until the client sends its first bytes: a connection
-    // that is opened and left idle costs only its socket and this small task.
+    // that is opened and left idle costs only its socket and this small task. A client
+    // that sends nothing within the header timeout, or a drain, closes it.
     let cfg = proxy.config();
-    let first_bytes = tokio::select! {
-        r = tokio::time::timeout(cfg.client_header_timeout, stream.readable()) => matches!(r, Ok(Ok(()))),
-        _ = drain.changed() => false,
-    };
-    if !first_bytes {
-        return;
-    }
     let Some(acceptor) = tls else {
-        let h2 = is_h2_preface(&stream).await;
-        return serve_http(stream, h2, info, proxy, drain).await;
+        let h2 = tokio::select! {
+            r = tokio::time::timeout(cfg.client_header_timeout, sniff_h2_preface(&stream)) => r,
+            _ = drain.changed() => return,
+        };
+        match h2 {
+            Ok(Some(h2)) => return serve_http(stream, h2, info, proxy, drain).await,
+            _ => return,
+        }
     };
     let m = Metrics::get();
-    let stream = match tokio::time::timeout(cfg.client_header_timeout, acceptor.accept(stream)).await {
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(cfg.client_header_timeout, acceptor.accept(stream)) => r,
+        _ = drain.changed() => return,
+    };
+    let stream = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             m.tls_handshake_errors
@@ -275,19 +279,20 @@ where
     }
 }
 
-/// Peeks (without consuming) whether the client opened with the HTTP/2 preface.
-async fn is_h2_preface(stream: &TcpStream) -> bool {
+/// Waits for the client's first bytes and peeks (without consuming them) whether they
+/// are the HTTP/2 preface; `None` when the client closed without sending anything.
+async fn sniff_h2_preface(stream: &TcpStream) -> Option<bool> {
     let mut buf = [0u8; H2_PREFACE.len()];
-    for _ in 0..20 {
+    loop {
         match stream.peek(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) if buf[..n] != H2_PREFACE[..n] => return false,
-            Ok(n) if n == H2_PREFACE.len() => return true,
-            // A prefix of the preface so far: wait for the rest.
-            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Ok(0) | Err(_) => return None,
+            Ok(n) if buf[..n] != H2_PREFACE[..n] => return Some(false),
+            Ok(n) if n == H2_PREFACE.len() => return Some(true),
+            // A prefix of the preface so far: wait for the rest (the caller's timeout
+            // bounds this).
+            Ok(_) => tokio::time::sleep(Duration::from_millis(2)).await,
         }
     }
-    false
 }
 
 async fn serve_admin(listener: TcpListener, ready: Arc<AtomicBool>) {

@@ -133,12 +133,6 @@ def raw_read_all(s):
         data += b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Portico closes the connection right after the 413 while the client is still "
-    "uploading, so curl fails with '(55) Send failure: Broken pipe' and never sees the 413; "
-    "nginx reads and discards the rest for a while (lingering close) so the client gets it",
-)
 def test_body_over_limit_streamed_chunked_is_413_for_curl(portico, backends):
     """`curl -T -` streaming 8 MiB against a 1 MiB limit sees 413, every time, not a
     broken pipe."""
@@ -228,18 +222,10 @@ def test_proxy_body_size_annotation_sets_the_limit_per_ingress(portico, echo):
     assert p.get("/", host="nolimit.example.com", data=body * 4).status == 200
 
 
-SILENT_CONNECTION_BUG = (
-    "a connection that sends nothing is never closed: server.rs serve_connection's "
-    "stream.readable() wakes at once (a false positive tokio allows), then "
-    "is_h2_preface's stream.peek() waits for data with no timeout, so neither "
-    "--client-header-timeout nor hyper's header_read_timeout ever applies"
-)
-
-
 @pytest.mark.parametrize(
     "sent",
     [
-        pytest.param(b"", id="silent", marks=pytest.mark.xfail(strict=True, reason=SILENT_CONNECTION_BUG)),
+        pytest.param(b"", id="silent"),
         pytest.param(b"GET / HTTP/1.1\r\nHost: err.example.com\r\nX-Slow: ", id="partial-head"),
     ],
 )

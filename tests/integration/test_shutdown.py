@@ -102,12 +102,6 @@ def test_drain_timeout_bounds_shutdown(portico, backends):
     client.communicate(timeout=30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a connection that has sent nothing sits in server.rs is_h2_preface's "
-    "stream.peek(), which watches neither the drain signal nor a timeout, so SIGTERM "
-    "waits out the whole --drain-timeout for it",
-)
 def test_sigterm_with_silent_connection_exits_promptly(portico, backends):
     """A client that connected but has not sent a byte yet (a browser's speculative
     preconnect does this) must not hold shutdown for the drain timeout."""
