@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Portico vs nginx vs HAProxy (and a direct client->backend baseline), side by side in
+# one run. See bench/README.md for what is measured.
+#
+#   bench/run.sh            full run (3 interleaved rounds, 10 s each; ~15 min on 2 cores)
+#                           -> bench/results/latest.{md,json} and the table in bench/README.md
+#   bench/run.sh --quick    smoke run (1 round, 2 s each, small connection counts; ~2 min)
+#                           -> $PORTICO_CACHE/bench-quick/latest.{md,json}
+#
+#   bench/run.sh --rev HEAD benchmark a commit (a clean export built apart), not the
+#                           working tree with whatever edits are in progress in it
+#
+# Other flags go to bench/bench.py (--rounds N, --duration S, --out DIR, --keep-workdir).
+# Installs what it needs and does nothing (quickly) when it is all there already:
+#   - Debian packages nginx, haproxy, wrk, nghttp2-client (apt-get update only when
+#     something is missing);
+#   - oha (constant-rate HTTP client with latency correction) from crates.io, built
+#     once into $PORTICO_CACHE/oha;
+#   - Portico's release binary (cargo build --release -p portico-controller), unless
+#     PORTICO_BIN names one.
+# Exits non-zero only when the harness breaks (a tool or peer fails to start, a peer
+# dies or answers non-2xx), never because of a number.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+export PORTICO_CACHE="${PORTICO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portico}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PORTICO_CACHE/target}"
+OHA_VERSION=1.16.0
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+quick=0
+rev=""
+args=()
+while (($#)); do
+	case "$1" in
+	--quick)
+		quick=1
+		args+=("$1")
+		;;
+	--rev)
+		rev="${2:?--rev needs a commit}"
+		shift
+		;;
+	--rev=*) rev="${1#--rev=}" ;;
+	*) args+=("$1") ;;
+	esac
+	shift
+done
+set -- ${args[@]+"${args[@]}"}
+
+# --- Debian packages -------------------------------------------------------------
+declare -A APT_FOR=(
+	[nginx]=nginx
+	[haproxy]=haproxy
+	[wrk]=wrk
+	[h2load]=nghttp2-client
+)
+missing=()
+for cmd in "${!APT_FOR[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" ]] || missing+=("${APT_FOR[$cmd]}")
+done
+if ((${#missing[@]})); then
+	as_root=()
+	if ((EUID != 0)); then
+		command -v sudo >/dev/null 2>&1 || {
+			log "need root (or sudo) to install: ${missing[*]}"
+			exit 1
+		}
+		as_root=(sudo)
+	fi
+	log "installing Debian packages: ${missing[*]}"
+	"${as_root[@]}" apt-get update -qq >&2
+	DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+	log "Debian packages present (nginx, haproxy, wrk, h2load)"
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# --- oha ---------------------------------------------------------------------------
+oha="$PORTICO_CACHE/oha/bin/oha"
+if [[ -x "$oha" ]] && "$oha" --version 2>/dev/null | grep -q "$OHA_VERSION"; then
+	log "oha $OHA_VERSION present"
+else
+	log "building oha $OHA_VERSION from crates.io into $PORTICO_CACHE/oha (once)"
+	mkdir -p "$PORTICO_CACHE/oha"
+	# Its own target directory: oha's build has nothing to share with Portico's.
+	env -u CARGO_TARGET_DIR cargo install oha --version "$OHA_VERSION" --locked --root "$PORTICO_CACHE/oha" >&2
+fi
+
+# --- Portico ---------------------------------------------------------------------
+if [[ -n "${PORTICO_BIN:-}" ]]; then
+	label="binary from PORTICO_BIN"
+elif [[ -n "$rev" ]]; then
+	# A clean export of one commit, built in its own source and target directories:
+	# the checkout (and any edits in progress there) and its binary stay untouched.
+	sha="$(git -C "$repo" rev-parse --verify "$rev^{commit}")"
+	src="$PORTICO_CACHE/bench-src/$sha"
+	if [[ ! -f "$src/Cargo.toml" ]]; then
+		log "exporting $rev ($sha) to $src"
+		rm -rf "$src.tmp"
+		mkdir -p "$src.tmp"
+		git -C "$repo" archive "$sha" | tar -x -C "$src.tmp"
+		mv "$src.tmp" "$src"
+	fi
+	log "building portico $sha (release)"
+	(cd "$src" && CARGO_TARGET_DIR="$PORTICO_CACHE/bench-target" cargo build --release --locked -p portico-controller) >&2
+	PORTICO_BIN="$PORTICO_CACHE/bench-target/release/portico"
+	label="$(git -C "$repo" rev-parse --short=12 "$sha") (clean export of $rev)"
+else
+	log "building portico from the checkout (release)"
+	(cd "$repo" && cargo build --release --locked -p portico-controller) >&2
+	PORTICO_BIN="$CARGO_TARGET_DIR/release/portico"
+	label="$(git -C "$repo" describe --always --dirty --abbrev=12) (checkout)"
+fi
+export BENCH_PORTICO_LABEL="$label"
+[[ -x "$PORTICO_BIN" ]] || {
+	log "no portico binary at $PORTICO_BIN"
+	exit 1
+}
+log "portico: $PORTICO_BIN"
+
+# --- run -------------------------------------------------------------------------
+# Scenario 8 holds 10,000 connections open on both sides: raise the open-file limit
+# as far as this shell may.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+python="${PYTHON:-python3}"
+has_out=0
+for a in "$@"; do [[ "$a" == "--out" || "$a" == --out=* ]] && has_out=1; done
+extra=()
+if ((!has_out)); then
+	if ((quick)); then
+		# A smoke run never overwrites the committed results.
+		extra+=(--out "$PORTICO_CACHE/bench-quick")
+	else
+		extra+=(--update-readme)
+	fi
+fi
+# Run every peer, client and the backend at a raised CPU priority when allowed, so
+# that other work on the machine (builds, say) disturbs the measurement less. All of
+# them get the same priority: it shifts nothing between peers.
+nice=()
+if ((EUID == 0)) && [[ "${BENCH_NICE:-1}" != 0 ]]; then
+	nice=(nice -n -10)
+fi
+exec "${nice[@]}" "$python" "$here/bench.py" --portico "$PORTICO_BIN" --oha "$oha" "${extra[@]}" "$@"
