@@ -39,7 +39,10 @@ async fn serves_through_apiserver_restart() {
 
     let down = Instant::now();
     t.cluster().stop_apiserver();
-    eprintln!("    kube-apiserver stopped (took {:.1} s)", down.elapsed().as_secs_f64());
+    eprintln!(
+        "    kube-apiserver stopped (took {:.1} s)",
+        down.elapsed().as_secs_f64()
+    );
     // Down until portico has noticed (its watches fail) and for at least 3 s of requests.
     wait_until(
         "portico to notice the API server is gone",
@@ -59,7 +62,10 @@ async fn serves_through_apiserver_restart() {
     assert_eq!(r.backend().as_deref(), Some("web"));
     let starting = Instant::now();
     t.cluster().start_apiserver();
-    eprintln!("    kube-apiserver started (took {:.1} s)", starting.elapsed().as_secs_f64());
+    eprintln!(
+        "    kube-apiserver started (took {:.1} s)",
+        starting.elapsed().as_secs_f64()
+    );
     let outage = down.elapsed();
     eprintln!("    kube-apiserver back after {:.1} s", outage.as_secs_f64());
     // A little serving after the restart too, while the watches reconnect.
