@@ -1,4 +1,5 @@
 pub mod compile;
+pub mod crd;
 pub mod file;
 pub mod k8s;
 pub mod snapshot;

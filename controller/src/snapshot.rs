@@ -18,4 +18,6 @@ pub struct Snapshot {
     pub endpoint_slices: Vec<EndpointSlice>,
     /// TLS certificates referenced by Ingress `spec.tls`.
     pub secrets: Vec<Secret>,
+    /// `portico.dev/v1alpha1` Routes.
+    pub routes: Vec<crate::crd::Route>,
 }

@@ -119,13 +119,21 @@ impl<'a> Backends<'a> {
     /// resolve has no endpoints, so its paths answer 503 (see `ingress.rs` for why).
     pub fn resolve(&mut self, namespace: &'a str, service: &'a IngressServiceBackend) -> Resolved {
         let name = service.name.as_str();
-        let port = match port_ref(service) {
-            Ok(port) => port,
+        match port_ref(service) {
+            Ok(port) => self.resolve_port(namespace, name, port),
             Err(why) => {
                 let problem = Problem::warning(reason::INVALID_BACKEND, format!("backend service {name:?} {why}"));
-                return self.unresolved(namespace, name, "?", problem);
+                self.unresolved(namespace, name, "?", problem)
             }
-        };
+        }
+    }
+
+    /// Resolves Service `name`'s port `number` in `namespace` (a Route's backendRef).
+    pub fn resolve_number(&mut self, namespace: &'a str, name: &'a str, number: i32) -> Resolved {
+        self.resolve_port(namespace, name, PortRef::Number(number))
+    }
+
+    fn resolve_port(&mut self, namespace: &'a str, name: &'a str, port: PortRef<'a>) -> Resolved {
         let Some(svc) = self.services.get(&(namespace, name)).copied() else {
             let problem = Problem::warning(reason::SERVICE_NOT_FOUND, format!("service {name:?} not found"));
             return self.unresolved(namespace, name, &port.to_string(), problem);

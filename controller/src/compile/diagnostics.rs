@@ -33,6 +33,10 @@ pub mod reason {
     /// A TLS Secret whose certificate or key cannot be served (bad PEM, mismatched key,
     /// expired); its hosts get the default certificate.
     pub const INVALID_CERTIFICATE: &str = "InvalidCertificate";
+    /// A Route that breaks a rule of its CRD (only possible when no API server checked
+    /// it: `--from-file`, or a CRD older than the controller), or a part of one that
+    /// cannot be built (a header value HTTP does not allow).
+    pub const INVALID_ROUTE: &str = "InvalidRoute";
 
     /// Every reason, so metrics can report zero for the ones that currently have none.
     pub const ALL: &[&str] = &[
@@ -48,6 +52,7 @@ pub mod reason {
         UNSUPPORTED_ANNOTATION,
         SECRET_NOT_FOUND,
         INVALID_CERTIFICATE,
+        INVALID_ROUTE,
     ];
 }
 
@@ -66,7 +71,7 @@ pub enum Severity {
 /// object: the message names the offending part and never repeats the object's name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// The object's kind: `"Ingress"`.
+    /// The object's kind: `"Ingress"` or `"Route"`.
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,

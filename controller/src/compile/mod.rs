@@ -17,6 +17,8 @@ mod class;
 mod diagnostics;
 mod ingress;
 mod metrics;
+mod route;
+mod route_status;
 mod tls;
 
 #[cfg(test)]
@@ -33,6 +35,7 @@ pub use backend::SERVICE_NAME_LABEL;
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
 pub use diagnostics::{Diagnostic, Severity, reason};
 pub use metrics::record_diagnostics;
+pub use route_status::route_conditions;
 
 use crate::snapshot::Snapshot;
 use backend::Backends;
@@ -98,8 +101,20 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
         certificates: tls::Certificates::new(&snapshot.secrets, opts.now),
     };
     compiler.add_default_certificate();
-    for ingress in owned_ingresses(snapshot, opts) {
-        compiler.add_ingress(ingress);
+    // Ingresses and Routes claim hosts and paths together, oldest first; at equal age
+    // (objects read from a file have none) namespace and name decide, then Ingress
+    // before Route.
+    let mut sources: Vec<Source<'_>> = owned_ingresses(snapshot, opts)
+        .into_iter()
+        .map(Source::Ingress)
+        .chain(owned_routes(snapshot, opts).into_iter().map(Source::Route))
+        .collect();
+    sources.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    for source in sources {
+        match source {
+            Source::Ingress(ingress) => compiler.add_ingress(ingress),
+            Source::Route(route) => compiler.add_route(route),
+        }
     }
     (compiler.builder.build(opts.generation), compiler.diagnostics)
 }
@@ -120,6 +135,36 @@ pub fn owned_ingresses<'a>(snapshot: &'a Snapshot, opts: &CompileOptions) -> Vec
         .collect();
     ingresses.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
     ingresses
+}
+
+/// The Routes Portico serves (all of them in the watched namespace, or everywhere):
+/// the CRD is Portico's own, so a Route needs no class.
+pub fn owned_routes<'a>(snapshot: &'a Snapshot, opts: &CompileOptions) -> Vec<&'a crate::crd::Route> {
+    let mut routes: Vec<&crate::crd::Route> = snapshot
+        .routes
+        .iter()
+        .filter(|r| {
+            opts.watch_namespace
+                .as_deref()
+                .is_none_or(|ns| namespace_of(&r.metadata) == ns)
+        })
+        .collect();
+    routes.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
+    routes
+}
+
+enum Source<'a> {
+    Ingress(&'a Ingress),
+    Route(&'a crate::crd::Route),
+}
+
+impl Source<'_> {
+    fn order_key(&self) -> impl Ord + '_ {
+        match self {
+            Source::Ingress(i) => (age_key(&i.metadata), 0),
+            Source::Route(r) => (age_key(&r.metadata), 1),
+        }
+    }
 }
 
 /// The state of one compile, shared by the per-concern modules.

@@ -23,6 +23,23 @@ impl FieldPath {
         FieldPath(vec![Segment::Key(key.to_string())])
     }
 
+    /// Parses the dotted form [`Display`](fmt::Display) writes: `spec.rules[0].matches`.
+    pub fn parse(text: &str) -> Self {
+        let mut segments = Vec::new();
+        for part in text.split('.') {
+            let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+            if !key.is_empty() {
+                segments.push(Segment::Key(key.to_string()));
+            }
+            for index in indexes.split('[') {
+                if let Ok(i) = index.trim_end_matches(']').parse() {
+                    segments.push(Segment::Index(i));
+                }
+            }
+        }
+        FieldPath(segments)
+    }
+
     /// This path inside item `index` of a List document.
     pub fn in_item(mut self, index: usize) -> Self {
         self.0

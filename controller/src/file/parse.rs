@@ -11,6 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::de::{FieldPath, Located, from_value, from_yaml, locate, sanitize, yaml_options};
 use super::{FileError, InvalidDocument};
+use crate::crd::{self, Route};
 use crate::snapshot::Snapshot;
 
 /// Reads every object of a multi-document YAML file into a [`Snapshot`].
@@ -95,6 +96,7 @@ enum Kind {
     Service,
     EndpointSlice,
     Secret,
+    Route,
 }
 
 enum Known {
@@ -106,19 +108,20 @@ enum Known {
 /// including same-named kinds of other API groups (a Knative `Service`), and an error
 /// for our kinds at a version that is not served, like `extensions/v1beta1` Ingresses.
 fn classify(api_version: Option<&str>, kind: &str) -> Result<Option<Known>, String> {
-    let (group, known) = match kind {
-        "Ingress" => ("networking.k8s.io", Known::Object(Kind::Ingress)),
-        "IngressClass" => ("networking.k8s.io", Known::Object(Kind::IngressClass)),
-        "Service" => ("", Known::Object(Kind::Service)),
-        "EndpointSlice" => ("discovery.k8s.io", Known::Object(Kind::EndpointSlice)),
-        "Secret" => ("", Known::Object(Kind::Secret)),
-        "List" => ("", Known::List),
+    let (group, served, known) = match kind {
+        "Ingress" => ("networking.k8s.io", "v1", Known::Object(Kind::Ingress)),
+        "IngressClass" => ("networking.k8s.io", "v1", Known::Object(Kind::IngressClass)),
+        "Service" => ("", "v1", Known::Object(Kind::Service)),
+        "EndpointSlice" => ("discovery.k8s.io", "v1", Known::Object(Kind::EndpointSlice)),
+        "Secret" => ("", "v1", Known::Object(Kind::Secret)),
+        "Route" => ("portico.dev", "v1alpha1", Known::Object(Kind::Route)),
+        "List" => ("", "v1", Known::List),
         _ => return Ok(None),
     };
     let expected = if group.is_empty() {
-        "v1".to_string()
+        served.to_string()
     } else {
-        format!("{group}/v1")
+        format!("{group}/{served}")
     };
     let Some(api_version) = api_version else {
         return Err(format!("missing; a {kind} is {expected}"));
@@ -129,7 +132,7 @@ fn classify(api_version: Option<&str>, kind: &str) -> Result<Option<Known>, Stri
     if actual_group != group && !legacy {
         return Ok(None);
     }
-    if version != "v1" || legacy {
+    if version != served || legacy {
         return Err(format!("{api_version} is not supported for {kind}; use {expected}"));
     }
     Ok(Some(known))
@@ -194,15 +197,23 @@ enum Object {
     Service(Service),
     EndpointSlice(EndpointSlice),
     Secret(Secret),
+    Route(Route),
 }
 
 /// Unknown fields are errors, as with `kubectl apply`: a misspelt field (`pathtype`)
-/// would otherwise silently change routing.
+/// would otherwise silently change routing. A Route must also pass the rules its CRD
+/// has the API server enforce, so a file refuses what a cluster would.
 fn deny_unknown((object, unknown): (Object, Vec<FieldPath>)) -> Result<Object, Located> {
-    match unknown.into_iter().next() {
-        Some(field) => Err(Located::new(Some(field), "unknown field")),
-        None => Ok(object),
+    if let Some(field) = unknown.into_iter().next() {
+        return Err(Located::new(Some(field), "unknown field"));
     }
+    if let Object::Route(route) = &object
+        && let Some(invalid) = crd::validate(&route.spec).into_iter().next()
+    {
+        let field = FieldPath::parse(&invalid.field);
+        return Err(Located::new(Some(field), invalid.message));
+    }
+    Ok(object)
 }
 
 fn wrap<T>(
@@ -220,6 +231,7 @@ impl Object {
             Kind::Service => wrap(from_yaml(text), Object::Service),
             Kind::EndpointSlice => wrap(from_yaml(text), Object::EndpointSlice),
             Kind::Secret => wrap(from_yaml(text), Object::Secret),
+            Kind::Route => wrap(from_yaml(text), Object::Route),
         }
     }
 
@@ -230,6 +242,7 @@ impl Object {
             Kind::Service => wrap(from_value(value), Object::Service),
             Kind::EndpointSlice => wrap(from_value(value), Object::EndpointSlice),
             Kind::Secret => wrap(from_value(value), Object::Secret),
+            Kind::Route => wrap(from_value(value), Object::Route),
         }
     }
 
@@ -240,6 +253,7 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
+            Object::Route(o) => &mut o.metadata,
         }
     }
 }
@@ -384,6 +398,7 @@ impl Loader {
             Object::Service(o) => snapshot.services.push(o),
             Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
             Object::Secret(o) => snapshot.secrets.push(o),
+            Object::Route(o) => snapshot.routes.push(o),
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use crate::crd::Route;
 use crate::snapshot::Snapshot;
 
 /// Read handles of every store.
@@ -22,6 +23,9 @@ pub struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    /// `None` when the Route CRD is not installed (or Portico may not list Routes):
+    /// Ingresses are served all the same.
+    routes: Option<Store<Route>>,
 }
 
 fn metrics() -> &'static (prometheus::IntCounterVec, prometheus::IntGaugeVec) {
@@ -88,7 +92,7 @@ where
 
 impl Stores {
     /// Starts all watchers. `namespace` limits the namespaced kinds to one namespace.
-    pub fn start(client: Client, namespace: Option<&str>, changed: Arc<Notify>) -> Stores {
+    pub async fn start(client: Client, namespace: Option<&str>, changed: Arc<Notify>) -> Stores {
         fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
         where
             K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -100,7 +104,12 @@ impl Stores {
             }
         }
         let cfg = watcher::Config::default;
+        let routes = match routes_served(&api::<Route>(&client, namespace)).await {
+            true => Some(watch(api(&client, namespace), cfg(), changed.clone())),
+            false => None,
+        };
         Stores {
+            routes,
             ingresses: watch(api(&client, namespace), cfg(), changed.clone()),
             classes: watch(Api::all(client.clone()), cfg(), changed.clone()),
             services: watch(api(&client, namespace), cfg(), changed.clone()),
@@ -116,6 +125,9 @@ impl Stores {
         let _ = self.services.wait_until_ready().await;
         let _ = self.slices.wait_until_ready().await;
         let _ = self.secrets.wait_until_ready().await;
+        if let Some(routes) = &self.routes {
+            let _ = routes.wait_until_ready().await;
+        }
     }
 
     /// A consistent-enough copy of every store. Each store is copied atomically; across
@@ -133,6 +145,29 @@ impl Stores {
             services: all(&self.services),
             endpoint_slices: all(&self.slices),
             secrets: all(&self.secrets),
+            routes: self.routes.as_ref().map(all).unwrap_or_default(),
+        }
+    }
+}
+
+/// Whether Routes can be watched: the CRD is installed and Portico may list them.
+/// Checked once at start: installing the CRD later needs a restart, said in the log.
+async fn routes_served(api: &Api<Route>) -> bool {
+    let probe = kube::api::ListParams::default().limit(1);
+    match api.list_metadata(&probe).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
+            tracing::warn!(
+                code = e.code,
+                "Routes (portico.dev/v1alpha1) are not served: the CRD is not installed or Portico may not list them; \
+                 apply crds/portico.dev_routes.yaml and restart to serve them"
+            );
+            false
+        }
+        // Anything else (the API server restarting) is what the watcher retries.
+        Err(e) => {
+            tracing::warn!(error = %e, "checking for the Route CRD failed; watching Routes anyway");
+            true
         }
     }
 }

@@ -5,7 +5,8 @@
 //!   IngressClass ──┤ one watcher + reflector store per kind (kinds.rs)
 //!   Service ──┤        │ any event
 //!   EndpointSlice ──┤        ▼
-//!   Secret (tls) ──┘   Notify ──▶ coalesce ──▶ Snapshot ──▶ compile() ──▶ watch channel
+//!   Secret (tls) ──┤   Notify ──▶ coalesce ──▶ Snapshot ──▶ compile() ──▶ watch channel
+//!   Route ──┘ (portico.dev/v1alpha1, when the CRD is installed)
 //! ```
 //!
 //! The stores may lag the API server: a watch that breaks keeps its store as it was
@@ -62,7 +63,7 @@ pub async fn run(
     compiled: watch::Sender<Compiled>,
 ) {
     let changed = Arc::new(Notify::new());
-    let stores = Stores::start(client, opts.watch_namespace.as_deref(), changed.clone());
+    let stores = Stores::start(client, opts.watch_namespace.as_deref(), changed.clone()).await;
     tracing::info!("waiting for the first list of every watched kind");
     stores.wait_until_ready().await;
     tracing::info!("all watched kinds listed; publishing the first table");

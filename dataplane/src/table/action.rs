@@ -22,7 +22,7 @@ pub struct RouteAction {
     /// Answered in the route phase; nothing is sent to a backend.
     pub redirect: Option<Redirect>,
     /// Several backends with weights; `None` sends everything to [`super::Route::backend`].
-    pub backends: Option<WeightedBackends>,
+    pub backends: Option<std::sync::Arc<WeightedBackends>>,
     pub balance: Balance,
     pub timeouts: Timeouts,
     pub retry: Option<RetryPolicy>,
