@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use crate::body::{BodyTooLarge, OnComplete, RequestBody, ResponseBody};
 use crate::config::ProxyConfig;
 use crate::metrics::Metrics;
-use crate::table::{Route, RoutingTable, UpstreamProtocol};
+use crate::table::{Redirect, RequestView, RetryPolicy, Route, RoutingTable, UpstreamProtocol};
 use crate::upstream::{Pool, SendError, UpstreamConn};
 
 /// What the proxy knows about the client connection a request came on.
@@ -160,6 +160,7 @@ impl Proxy {
             upstream_secs: None,
             request_size: request_size(&req),
             access_log: self.cfg.access_log,
+            in_flight: None,
         };
         let mut resp = match self.proxy(req, conn, &mut log).await {
             Ok(resp) => resp,
@@ -186,11 +187,14 @@ impl Proxy {
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let table = self.table.load();
-        let route = Self::route(&table, &log.host, req.uri().path())?;
+        let route = Self::route_request(&table, &log.host, &req)?;
         log.route = Some(route.clone());
         drop(table);
         if !conn.tls && route.policy.ssl_redirect {
             return Ok(self.redirect_to_https(&log.host, req.uri()));
+        }
+        if let Some(redirect) = route.action.as_ref().and_then(|a| a.redirect.as_ref()) {
+            return Ok(route_redirect(redirect, conn.tls, &log.host, req.uri()));
         }
 
         if let (Some(limit), Some(len)) = (route.policy.max_body_size, content_length(req.headers()))
@@ -202,14 +206,32 @@ impl Proxy {
         let upgrade = is_upgrade(&req);
         let (req, on_client_upgrade) = self.upstream_request(req, &route, conn, &log.request_id, &log.host, upgrade)?;
         let sent = Instant::now();
-        let (resp, pooled) = self.send_upstream(req, &route, upgrade, log).await?;
+        let (resp, pooled, cookie) = self.send_upstream(req, &route, upgrade, log).await?;
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
-        Ok(self.upstream_response(resp, pooled, on_client_upgrade))
+        let mut resp = self.upstream_response(resp, pooled, on_client_upgrade);
+        if let Some(action) = &route.action {
+            action.response_headers.apply(resp.headers_mut());
+        }
+        if let Some(cookie) = cookie {
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        Ok(resp)
     }
 
     /// Phase 1: the route for this host and path, from the table the request started with.
     pub fn route(table: &RoutingTable, host: &str, path: &str) -> Result<Arc<Route>, ProxyError> {
         table.lookup(host, path).cloned().ok_or(ProxyError::NoRoute)
+    }
+
+    /// Phase 1 for a whole request: a Route's method, header and query matches too.
+    pub fn route_request<B>(table: &RoutingTable, host: &str, req: &Request<B>) -> Result<Arc<Route>, ProxyError> {
+        let view = RequestView {
+            method: req.method(),
+            path: req.uri().path(),
+            query: req.uri().query(),
+            headers: req.headers(),
+        };
+        table.route(host, &view).cloned().ok_or(ProxyError::NoRoute)
     }
 
     /// The 308 that sends a plain-HTTP request for a TLS host to HTTPS, method and body
@@ -259,10 +281,28 @@ impl Proxy {
         );
         headers.insert(X_FORWARDED_PORT, HeaderValue::from(conn.local_port));
         headers.insert(X_REQUEST_ID, request_id.clone());
-        let host_value = HeaderValue::from_str(host).map_err(|_| ProxyError::BadRequest("invalid host"))?;
+        let mut host_value = HeaderValue::from_str(host).map_err(|_| ProxyError::BadRequest("invalid host"))?;
         headers.insert(X_FORWARDED_HOST, host_value.clone());
 
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        // A Route's request filters: header changes, then the URL rewrite.
+        let action = route.action.as_deref();
+        let rewrite = action.and_then(|a| a.rewrite.as_ref());
+        let rewritten_host;
+        let mut host = host;
+        if let Some(action) = action {
+            action.request_headers.apply(headers);
+        }
+        if let Some(name) = rewrite.and_then(|r| r.hostname.as_ref()) {
+            headers.insert(header::HOST, name.clone());
+            host_value = name.clone();
+            rewritten_host = name.to_str().unwrap_or(host).to_owned();
+            host = &rewritten_host;
+        }
+        let rewritten_path = rewrite.and_then(|r| r.path.as_ref()).map(|m| m.apply_to(&parts.uri));
+        let path_and_query = match &rewritten_path {
+            Some(p) => p.as_str(),
+            None => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        };
         match route.backend.protocol {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
                 parts.version = Version::HTTP_11;
@@ -291,18 +331,53 @@ impl Proxy {
     /// Phase 3: send to an endpoint. A connection that fails before the request left is
     /// retried once on another endpoint: nothing reached the first one, so this is safe
     /// for every method, idempotent or not.
+    ///
+    /// A Route rule may ask for more (see [`RetryPolicy`]): further attempts on other
+    /// endpoints after a reset, a timeout or a listed status code. Those replay the
+    /// request, so they are made only for requests without a body, and for idempotent
+    /// methods unless the rule opts in; a streamed body has gone to the first endpoint
+    /// and is not kept. Returns the `Set-Cookie` of cookie affinity, when one is due.
     async fn send_upstream(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
         route: &Route,
         upgrade: bool,
         log: &mut RequestLog,
-    ) -> Result<(Response<Incoming>, Option<crate::upstream::PooledConn>), ProxyError> {
-        let backend = &route.backend;
-        let mut skip = None;
+    ) -> Result<
+        (
+            Response<Incoming>,
+            Option<crate::upstream::PooledConn>,
+            Option<HeaderValue>,
+        ),
+        ProxyError,
+    > {
+        let action = route.action.as_deref();
+        let key = action.map_or_else(Default::default, |a| a.balance.request_key(req.headers(), log.client));
+        let backend = match action.and_then(|a| a.backends.as_ref()) {
+            Some(split) => key
+                .affinity
+                .and_then(|t| split.holding(t))
+                .unwrap_or_else(|| split.choose(key.hash)),
+            None => &route.backend,
+        };
+        let retry = action.and_then(|a| a.retry.as_ref());
+        let attempt_timeout = retry
+            .and_then(|r| r.per_try_timeout)
+            .or(action.and_then(|a| a.timeouts.backend_request))
+            .unwrap_or(self.cfg.upstream_response_timeout);
+        let deadline = action.and_then(|a| a.timeouts.request).map(|t| (log.start + t, t));
+        let replay = retry
+            .filter(|r| http_body::Body::is_end_stream(req.body()) && (r.non_idempotent || is_idempotent(req.method())))
+            .map(|_| Replay::of(&req));
+        let mut budget = retry.map_or(0, |r| r.attempts);
+        let mut tried: Vec<SocketAddr> = Vec::new();
         let mut connect_failures = 0;
         loop {
-            let Some(addr) = backend.pick(skip).map(|e| e.addr) else {
+            let picked = match action {
+                Some(a) => a.balance.pick(backend, key, &tried),
+                None => backend.pick_avoiding(&tried),
+            };
+            let Some(addr) = picked.map(|e| e.addr) else {
                 return Err(ProxyError::NoEndpoint(backend.name.clone()));
             };
             log.upstream = Some(addr);
@@ -315,24 +390,76 @@ impl Proxy {
                 Err(e) => {
                     connect_failures += 1;
                     tracing::warn!(backend = %backend.name, endpoint = %addr, error = %e, "upstream connect failed");
-                    if connect_failures >= 2 || backend.endpoints.len() < 2 {
+                    let free = connect_failures == 1;
+                    let by_policy = retry.is_some_and(|r| r.on_connect_failure) && budget > 0;
+                    let others = backend
+                        .endpoints
+                        .iter()
+                        .any(|e| e.addr != addr && !tried.contains(&e.addr));
+                    if !(free || by_policy) || !others {
                         return Err(e.into());
                     }
-                    skip = Some(addr);
+                    if !free {
+                        budget -= 1;
+                    }
+                    tried.push(addr);
                     continue;
                 }
             };
-            let sent = tokio::time::timeout(self.cfg.upstream_response_timeout, conn.send(req)).await;
+            let mut timeout = attempt_timeout;
+            if let Some((at, _)) = deadline {
+                timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+            }
+            let in_flight = match action.map(|a| &a.balance.policy) {
+                Some(crate::upstream::LbPolicy::LeastRequest) => crate::upstream::InFlight::start(backend, addr),
+                _ => None,
+            };
+            let sent = tokio::time::timeout(timeout, conn.send(req)).await;
+            // Whether this failure may be retried, and with what request.
+            let again = |what: fn(&RetryPolicy) -> bool, budget: u32, replay: &Option<Replay>| {
+                let others = backend
+                    .endpoints
+                    .iter()
+                    .any(|e| e.addr != addr && !tried.contains(&e.addr));
+                match (retry, replay) {
+                    (Some(r), Some(replay)) if budget > 0 && others && what(r) => Some(replay.request()),
+                    _ => None,
+                }
+            };
             match sent {
-                Err(_) => return Err(ProxyError::UpstreamTimeout(self.cfg.upstream_response_timeout)),
+                Err(_) => {
+                    let overall = deadline.filter(|(at, _)| Instant::now() >= *at);
+                    if overall.is_none()
+                        && let Some(next) = again(|r| r.on_timeout, budget, &replay)
+                    {
+                        tracing::debug!(backend = %backend.name, endpoint = %addr, "attempt timed out; retrying");
+                        budget -= 1;
+                        tried.push(addr);
+                        req = next;
+                        continue;
+                    }
+                    return Err(ProxyError::UpstreamTimeout(overall.map_or(timeout, |(_, t)| t)));
+                }
                 Ok(Ok(resp)) => {
+                    let status = resp.status().as_u16();
+                    if retry.is_some_and(|r| r.codes.contains(&status))
+                        && let Some(next) = again(|_| true, budget, &replay)
+                    {
+                        tracing::debug!(backend = %backend.name, endpoint = %addr, status, "retrying on status");
+                        budget -= 1;
+                        tried.push(addr);
+                        req = next;
+                        continue;
+                    }
                     let pooled = match conn {
                         UpstreamConn::H1(tx) if !upgrade => {
                             Some(self.pool.pooled(addr, backend.protocol == UpstreamProtocol::Https, tx))
                         }
                         _ => None,
                     };
-                    return Ok((resp, pooled));
+                    log.in_flight = in_flight;
+                    let cookie = action.and_then(|a| a.balance.affinity_cookie(backend, addr, key));
+                    return Ok((resp, pooled, cookie));
                 }
                 // A pooled connection the endpoint closed as we took it: the request never
                 // left, so it goes again on a fresh connection without counting as a retry.
@@ -340,10 +467,26 @@ impl Proxy {
                     req = unsent;
                     continue;
                 }
-                Ok(Err(Ok(_))) => return Err(ProxyError::UpstreamClosed(addr)),
+                Ok(Err(Ok(unsent))) => {
+                    // Never sent, so even a request with a body may go elsewhere.
+                    if retry.is_some_and(|r| r.on_reset) && budget > 0 {
+                        budget -= 1;
+                        tried.push(addr);
+                        req = unsent;
+                        continue;
+                    }
+                    return Err(ProxyError::UpstreamClosed(addr));
+                }
                 Ok(Err(Err(e))) => {
                     if let Some(limit) = find_source::<BodyTooLarge>(&e).map(|b| b.limit) {
                         return Err(ProxyError::BodyTooLarge(limit));
+                    }
+                    if let Some(next) = again(|r| r.on_reset, budget, &replay) {
+                        tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "upstream reset; retrying");
+                        budget -= 1;
+                        tried.push(addr);
+                        req = next;
+                        continue;
                     }
                     return Err(ProxyError::Upstream(e));
                 }
@@ -373,6 +516,52 @@ impl Proxy {
         remove_hop_by_hop(&mut parts.headers);
         Response::from_parts(parts, ResponseBody::upstream(body, pooled))
     }
+}
+
+/// A Route rule's redirect, answered by the proxy itself.
+fn route_redirect(redirect: &Redirect, tls: bool, host: &str, uri: &Uri) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = redirect.status;
+    if let Ok(v) = HeaderValue::from_str(&redirect.location(tls, host, uri)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// What it takes to send a bodiless request again.
+struct Replay {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    fn of(req: &Request<RequestBody>) -> Replay {
+        Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        }
+    }
+
+    fn request(&self) -> Request<RequestBody> {
+        let mut req = Request::new(RequestBody::Empty);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// RFC 9110 section 9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// Copies bytes both ways between an upgraded client and endpoint until either closes.
@@ -534,6 +723,8 @@ struct RequestLog {
     upstream_secs: Option<f64>,
     request_size: u64,
     access_log: bool,
+    /// Counts the request against its endpoint (least request) until the response ends.
+    in_flight: Option<crate::upstream::InFlight>,
 }
 
 impl OnComplete for RequestLog {
