@@ -204,7 +204,10 @@ enum Object {
 /// would otherwise silently change routing. A Route must also pass the rules its CRD
 /// has the API server enforce, so a file refuses what a cluster would.
 fn deny_unknown((object, unknown): (Object, Vec<FieldPath>)) -> Result<Object, Located> {
-    if let Some(field) = unknown.into_iter().next() {
+    // A custom resource's derived type reads apiVersion and kind without keeping them;
+    // the header already checked both.
+    let header = [FieldPath::key("apiVersion"), FieldPath::key("kind")];
+    if let Some(field) = unknown.into_iter().find(|f| !header.contains(f)) {
         return Err(Located::new(Some(field), "unknown field"));
     }
     if let Object::Route(route) = &object
