@@ -186,12 +186,17 @@ app_version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$CHART/C
 
 # ---------------------------------------------------------------------------------
 step "API server (e2e/cluster up --dir $CLUSTER_DIR)"
-e2e/cluster down --dir "$CLUSTER_DIR" >/dev/null 2>&1 || true
-cluster_started=1
+# The test host's name and address are machine-wide: one run at a time.
+exec {lockfd}>"$PORTICO_CACHE/check-chart.lock"
+flock -n "$lockfd" || {
+	echo "    another scripts/check-chart.sh holds $PORTICO_CACHE/check-chart.lock; waiting"
+	flock "$lockfd"
+}
 kubeconfig=$(e2e/cluster up --dir "$CLUSTER_DIR" 2>"$work/cluster-up.log" | tail -n 1) || {
 	cat "$work/cluster-up.log" >&2
-	fail "e2e/cluster up"
+	fail "e2e/cluster up --dir $CLUSTER_DIR (a cluster still running there? e2e/cluster down --dir $CLUSTER_DIR)"
 }
+cluster_started=1
 eval "$(e2e/cluster paths | grep '^KUBECTL=')"
 k() { "$KUBECTL" --kubeconfig "$kubeconfig" "$@"; }
 
