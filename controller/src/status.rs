@@ -10,6 +10,8 @@
 //!   ones such as a Service without ready endpoints) on the offending object. A
 //!   diagnostic stays "published" while it persists; once fixed and broken again, it is
 //!   published again.
+//! - Each served Route gets `Accepted` and `ResolvedRefs` conditions with
+//!   `observedGeneration` (`status/route.rs`), written only when they change.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -26,6 +28,8 @@ use tokio::sync::watch;
 
 use crate::compile::CompileOptions;
 use crate::k8s::Compiled;
+
+mod route;
 
 /// Where the status writer takes the address to publish, and how it is elected.
 #[derive(Clone, Debug)]
@@ -80,6 +84,9 @@ pub async fn run(
             let current = compiled.borrow_and_update().clone();
             if let Err(e) = write_status(&client, &opts, &compile_opts, &current).await {
                 tracing::warn!(error = %e, "writing Ingress status failed; will retry");
+            }
+            if let Err(e) = route::write_route_status(&client, &compile_opts, &current).await {
+                tracing::warn!(error = %e, "writing Route status failed; will retry");
             }
             publish_events(&recorder, &current, &mut published).await;
         }
@@ -249,6 +256,11 @@ fn object_ref(snapshot: &crate::snapshot::Snapshot, kind: &str, ns: &str, name: 
     match kind {
         "Ingress" => snapshot
             .ingresses
+            .iter()
+            .find(|o| matches(&o.metadata))
+            .map(|o| o.object_ref(&())),
+        "Route" => snapshot
+            .routes
             .iter()
             .find(|o| matches(&o.metadata))
             .map(|o| o.object_ref(&())),
