@@ -2,6 +2,7 @@
 
 mod backends;
 mod classes;
+mod routes;
 mod rules;
 mod tls;
 

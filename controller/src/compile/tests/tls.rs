@@ -9,10 +9,10 @@ use k8s_openapi::api::networking::v1::IngressTLS;
 use super::*;
 use crate::compile::reason;
 
-const NOW: i64 = 1_800_000_000;
+pub(super) const NOW: i64 = 1_800_000_000;
 
 /// A certificate and key for `names`, valid around NOW (or expired long before it).
-fn pem(names: &[&str], expired: bool) -> (String, String) {
+pub(super) fn pem(names: &[&str], expired: bool) -> (String, String) {
     let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     if expired {
         params.not_before = rcgen::date_time_ymd(2001, 1, 1);
@@ -26,7 +26,7 @@ fn pem(names: &[&str], expired: bool) -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
-fn secret(namespace: &str, name: &str, (cert, key): (String, String)) -> Secret {
+pub(super) fn secret(namespace: &str, name: &str, (cert, key): (String, String)) -> Secret {
     Secret {
         metadata: meta(namespace, name),
         type_: Some("kubernetes.io/tls".into()),
@@ -49,7 +49,7 @@ impl IngressBuilder {
 }
 
 impl World {
-    fn secret(mut self, s: Secret) -> Self {
+    pub(super) fn secret(mut self, s: Secret) -> Self {
         self.0.secrets.push(s);
         self
     }
