@@ -54,7 +54,6 @@ impl Body for RequestBody {
                         if let Some(limit) = *limit
                             && *seen > limit
                         {
-                            let limit = limit;
                             if let RequestBody::Streaming { inner, .. } = std::mem::replace(this, RequestBody::Empty) {
                                 linger(inner);
                             }
