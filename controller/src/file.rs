@@ -1,8 +1,9 @@
 //! File mode: the objects of a multi-document YAML file instead of the Kubernetes API.
 //!
 //! The file holds what one would `kubectl apply`: Ingresses, IngressClasses, Services,
-//! EndpointSlices (standing in for the pods the EndpointSlice controller would find) and
-//! Secrets, as `---` separated documents or as the `items` of a `kind: List`. Other kinds
+//! EndpointSlices (standing in for the pods the EndpointSlice controller would find),
+//! Secrets and Routes (`portico.dev/v1alpha1`, checked against the CRD's rules as the
+//! API server would), as `---` separated documents or as the `items` of a `kind: List`. Other kinds
 //! (a Namespace, a Deployment) are skipped with a warning, so a manifest written for a
 //! cluster works as it is.
 //!
