@@ -6,5 +6,6 @@ mod apiserver;
 mod endpoints;
 mod perf;
 mod rbac;
+mod route;
 mod routing;
 mod status;
