@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Cluster;
@@ -26,9 +27,10 @@ pub struct Echo {
 
 /// Test host names and addresses for this run: distinct from other runs on the
 /// machine (test hosts are machine-wide) through the process id.
-fn allocate(cluster: &Cluster) -> (String, Ipv4Addr) {
+fn allocate() -> (String, Ipv4Addr) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
     let pid = std::process::id();
-    let n = cluster.next_id();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
     assert!(n < 250, "out of test host addresses");
     let name = format!("pe{}-{n}", pid % 100_000);
     // 198.19.0.0/16 half of the range; one /24 per run. .0, .1 and .255 stay unused.
@@ -38,7 +40,7 @@ fn allocate(cluster: &Cluster) -> (String, Ipv4Addr) {
 
 impl Echo {
     pub(crate) fn start(cluster: &'static Cluster, name: &str) -> Echo {
-        let (host, addr) = allocate(cluster);
+        let (host, addr) = allocate();
         let script = cluster.repo().join("e2e/cluster");
         let record = cluster.run_dir().join("testhosts").join(&host);
         std::fs::write(&record, b"").expect("recording the test host");
