@@ -193,11 +193,18 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// RBAC, the IngressClass, and a kubeconfig holding a token of portico's
+    /// RBAC, the CRDs, the IngressClass, and a kubeconfig holding a token of portico's
     /// ServiceAccount, so portico gets exactly what `deploy/rbac.yaml` grants.
     fn setup(&mut self) -> Result<(), String> {
         let rbac = self.repo.join("deploy/rbac.yaml");
         self.kubectl_ok(&["apply", "-f", &rbac.to_string_lossy()])?;
+        // Portico's CRDs, as an install has them: portico then watches Routes too.
+        let crds = self.repo.join("crds");
+        if crds.is_dir() {
+            let crds = crds.to_string_lossy();
+            self.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &crds])?;
+            self.kubectl_ok(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"])?;
+        }
         let class = json!({
             "apiVersion": "networking.k8s.io/v1",
             "kind": "IngressClass",

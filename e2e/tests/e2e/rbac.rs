@@ -45,6 +45,8 @@ async fn service_account_is_least_privilege() {
         &["get", "leases.coordination.k8s.io", "-n", SYSTEM_NAMESPACE],
         &["create", "leases.coordination.k8s.io", "-n", SYSTEM_NAMESPACE],
         &["update", "leases.coordination.k8s.io", "-n", SYSTEM_NAMESPACE],
+        &["watch", "routes.portico.dev", "--all-namespaces"],
+        &["patch", "routes.portico.dev", "--subresource=status", "-n", ns],
     ];
     let denied: &[&[&str]] = &[
         // Reading one Secret by name, or writing any.
@@ -55,6 +57,8 @@ async fn service_account_is_least_privilege() {
         &["patch", "ingresses.networking.k8s.io", "-n", ns],
         &["delete", "ingresses.networking.k8s.io", "-n", ns],
         &["create", "ingresses.networking.k8s.io", "-n", ns],
+        &["update", "routes.portico.dev", "-n", ns],
+        &["delete", "routes.portico.dev", "-n", ns],
         &["update", "services", "-n", ns],
         &["patch", "services", "--subresource=status", "-n", ns],
         &["update", "endpointslices.discovery.k8s.io", "-n", ns],
