@@ -267,6 +267,62 @@ fn crlf_and_marker_comments() {
 }
 
 /// A path of a file unique to this test run.
+const ROUTE: &str = "\
+apiVersion: portico.dev/v1alpha1
+kind: Route
+metadata:
+  name: shop
+spec:
+  hostnames: [shop.com]
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /api}
+      headers: [{name: X-Canary, value: \"yes\"}]
+    backendRefs: [{name: web, port: 80}]
+";
+
+/// A Route document is read like the other kinds and served from the same table.
+#[test]
+fn route_is_read_and_served() {
+    let s = parse(&file(&[SERVICE, SLICE, ROUTE])).unwrap();
+    assert_eq!(s.routes.len(), 1);
+    assert_eq!(s.routes[0].metadata.namespace.as_deref(), Some("default"));
+    let (table, diagnostics) = compile(&s, &CompileOptions::default());
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert!(
+        table.lookup("shop.com", "/api").is_none(),
+        "the header match is required"
+    );
+    assert_eq!(table.route_count(), 1);
+}
+
+/// A Route the API server would refuse refuses the file, with the field, the line and
+/// the CEL rule's message.
+#[test]
+fn route_breaking_a_cel_rule_is_refused() {
+    let bad = ROUTE.replace(
+        "backendRefs: [{name: web, port: 80}]",
+        "backendRefs: [{name: web, port: 80, weight: 0}]",
+    );
+    let doc = invalid(&file(&[SERVICE, &bad]));
+    assert_eq!(doc.object.as_deref(), Some("Route default/shop"));
+    assert_eq!(doc.field.as_deref(), Some("spec.rules[0]"));
+    assert_eq!(doc.message, "the weights of backendRefs must add up to more than 0");
+    assert!(doc.line.is_some_and(|l| l > 10), "{doc:?}");
+}
+
+/// A misspelt Route field is refused; a Route of another API group (OpenShift's) is
+/// skipped; a Route at another version is refused.
+#[test]
+fn route_unknown_field_other_group_and_version() {
+    let misspelt = ROUTE.replace("backendRefs", "backendrefs");
+    assert!(invalid(&file(&[&misspelt])).message.contains("unknown field"));
+    let openshift = "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata:\n  name: x\nspec:\n  host: a.com\n";
+    assert!(parse(&file(&[openshift])).unwrap().routes.is_empty());
+    let v2 = ROUTE.replace("portico.dev/v1alpha1", "portico.dev/v2");
+    assert!(invalid(&file(&[&v2])).message.contains("use portico.dev/v1alpha1"));
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();

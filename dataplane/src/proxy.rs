@@ -161,6 +161,7 @@ impl Proxy {
             request_size: request_size(&req),
             access_log: self.cfg.access_log,
             in_flight: None,
+            split_backend: None,
         };
         let mut resp = match self.proxy(req, conn, &mut log).await {
             Ok(resp) => resp,
@@ -354,10 +355,14 @@ impl Proxy {
         let action = route.action.as_deref();
         let key = action.map_or_else(Default::default, |a| a.balance.request_key(req.headers(), log.client));
         let backend = match action.and_then(|a| a.backends.as_ref()) {
-            Some(split) => key
-                .affinity
-                .and_then(|t| split.holding(t))
-                .unwrap_or_else(|| split.choose(key.hash)),
+            Some(split) => {
+                let chosen = key
+                    .affinity
+                    .and_then(|t| split.holding(t))
+                    .unwrap_or_else(|| split.choose(key.hash));
+                log.split_backend = Some(chosen.clone());
+                chosen
+            }
             None => &route.backend,
         };
         let retry = action.and_then(|a| a.retry.as_ref());
@@ -725,6 +730,14 @@ struct RequestLog {
     access_log: bool,
     /// Counts the request against its endpoint (least request) until the response ends.
     in_flight: Option<crate::upstream::InFlight>,
+    /// The backend a weighted split chose, for the `service` label.
+    split_backend: Option<Arc<crate::table::Backend>>,
+}
+
+/// `service` of a backend named `namespace/service:port`.
+fn service_of(backend: &str) -> Option<&str> {
+    let (_, rest) = backend.split_once('/')?;
+    Some(rest.rsplit_once(':').map_or(rest, |(service, _)| service))
 }
 
 impl OnComplete for RequestLog {
@@ -737,7 +750,11 @@ impl OnComplete for RequestLog {
         let labels = [
             label(|m| &m.namespace),
             label(|m| &m.ingress),
-            label(|m| &m.service),
+            // A split route is labelled with the Service that got the request.
+            self.split_backend
+                .as_ref()
+                .and_then(|b| service_of(&b.name))
+                .unwrap_or(label(|m| &m.service)),
             label(|m| &m.host),
             label(|m| &m.path),
             self.method.as_str(),

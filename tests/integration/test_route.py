@@ -142,6 +142,14 @@ def test_weighted_split_90_10_over_4000_requests(portico, echo):
     print("measured split: %.2f%% stable / %.2f%% canary" % (share, 100 - share))
     assert abs(share - 90) <= 3, counts
     assert counts["a"] + counts["b"] == SPLIT_REQUESTS
+    # The requests metric names the Service each request went to.
+    m = wait_until(
+        lambda: (lambda m: m if m.get("portico_requests_total", ingress="split") >= SPLIT_REQUESTS else None)(p.metrics()),
+        10,
+        what="every request to be counted",
+    )
+    assert m.get("portico_requests_total", ingress="split", service="canary") == counts["b"]
+    assert m.get("portico_requests_total", ingress="split", service="stable") == counts["a"]
 
 
 def test_header_query_and_method_matches(portico, echo):
