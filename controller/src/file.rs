@@ -267,9 +267,27 @@ fn watch_directories(path: &Path, events: mpsc::UnboundedSender<WatchEvent>) -> 
         path: path.to_path_buf(),
         source,
     };
+    // Only events that may concern the file: its own name, its symlink target's name,
+    // and the `..data` links a ConfigMap volume swaps. Anything else written in the same
+    // directory (a log file, say) must not cost a re-read per write.
+    let mut names: Vec<std::ffi::OsString> = path.file_name().map(|n| n.to_os_string()).into_iter().collect();
+    if let Ok(target) = std::fs::canonicalize(path)
+        && let Some(n) = target.file_name()
+    {
+        names.push(n.to_os_string());
+    }
+    let concerns_file = move |event: &WatchEvent| match event {
+        Ok(event) if !event.paths.is_empty() => event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|n| names.iter().any(|m| m == n) || n.as_encoded_bytes().starts_with(b".."))
+        }),
+        _ => true,
+    };
     let mut watcher = notify::recommended_watcher(move |event| {
-        // The receiver is gone only once `run` has returned.
-        let _ = events.send(event);
+        if concerns_file(&event) {
+            // The receiver is gone only once `run` has returned.
+            let _ = events.send(event);
+        }
     })
     .map_err(watch_error)?;
     let dir_of = |p: &Path| match p.parent() {
