@@ -13,8 +13,9 @@
 #      server-side dry runs of every rendered variant, a real apply of
 #      manifests/portico.yaml, the chart's RBAC rules equal deploy/rbac.yaml's,
 #      then Portico runs with a token of the chart's ServiceAccount only and must
-#      route a request to a backend in a network-namespace test host (200), write
-#      Ingress status, take its Lease, record an Event, and log no "forbidden".
+#      route requests by an Ingress and by a Route to a backend in a
+#      network-namespace test host (200), write Ingress and Route status, take its
+#      Lease, record an Event, and log no "forbidden".
 #
 #   scripts/check-chart.sh            check everything
 #   scripts/check-chart.sh --update   rewrite manifests/portico.yaml and the chart's
@@ -375,6 +376,18 @@ spec:
                 name: web
                 port:
                   number: 80
+---
+# A Route (the chart's CRD), to the same backend.
+apiVersion: portico.dev/v1alpha1
+kind: Route
+metadata:
+  name: web
+  namespace: $TEST_NS
+spec:
+  hostnames: [route.portico.test]
+  rules:
+    - backendRefs:
+        - {name: web, port: 80}
 EOF
 # The chart's Service is a LoadBalancer; with no cloud controller here, give it the
 # address a load balancer would, for --publish-service to copy into Ingress status.
@@ -404,6 +417,11 @@ done
 [[ "$code" == 200 ]] || fail "a request through Portico got '$code', not 200 from the backend"
 grep -qx "$marker" "$work/body" || fail "the 200 did not come from the backend: $(head -c 200 "$work/body")"
 echo "    GET http://chart.portico.test/ through Portico: 200 from $BACKEND_ADDR"
+code=$(curl -sS -o "$work/body" -w '%{http_code}' --max-time 2 -H 'Host: route.portico.test' \
+	"http://127.0.0.1:$http_port/" || true)
+{ [[ "$code" == 200 ]] && grep -qx "$marker" "$work/body"; } ||
+	fail "a request for the Route's host got '$code', not 200 from the backend (routes list/watch)"
+echo "    GET http://route.portico.test/ (a Route) through Portico: 200 from $BACKEND_ADDR"
 
 # Leader duties: the Lease, Ingress status, an Event. Each needs its own permission.
 wait_for() { # DESCRIPTION COMMAND...: retry COMMAND for up to 30 s
@@ -417,11 +435,14 @@ wait_for() { # DESCRIPTION COMMAND...: retry COMMAND for up to 30 s
 }
 lease_holder() { [[ "$(k get lease portico-leader -n "$NAMESPACE" -o jsonpath='{.spec.holderIdentity}')" == portico-check ]]; }
 ingress_status() { [[ "$(k get ingress web -n "$TEST_NS" -o jsonpath='{.status.loadBalancer.ingress[0].ip}')" == 203.0.113.7 ]]; }
+route_status() { [[ "$(k get route.portico.dev web -n "$TEST_NS" -o jsonpath='{.status.conditions[?(@.type=="Accepted")].status}')" == True ]]; }
 unsupported_event() { k get events.events.k8s.io -n "$TEST_NS" -o json | grep -q UnsupportedAnnotation; }
 wait_for "Portico did not take the Lease $NAMESPACE/portico-leader (leases get/create/update)" lease_holder
 echo "    holds Lease $NAMESPACE/portico-leader"
 wait_for "Ingress status was not set from the published Service (services get, ingresses/status update)" ingress_status
 echo "    wrote Ingress status: 203.0.113.7"
+wait_for "the Route's Accepted condition was not written (routes/status)" route_status
+echo "    wrote Route status: Accepted=True"
 wait_for "no UnsupportedAnnotation Event for the Ingress with rewrite-target (events create)" unsupported_event
 echo "    recorded an UnsupportedAnnotation Event"
 curl -fsS --max-time 2 "http://127.0.0.1:$admin_port/readyz" >/dev/null || fail "/readyz is not 200"
