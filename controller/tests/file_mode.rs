@@ -110,6 +110,25 @@ fn quickstart_example_is_clean() {
     assert!(table.lookup("anything.else", "/api/x").is_some());
 }
 
+/// The canary example reads and compiles without a single diagnostic, and splits.
+#[test]
+fn canary_example_is_clean() {
+    let yaml = include_str!("../../examples/canary.yaml");
+    let s = parse(yaml).unwrap();
+    let (table, diagnostics) = compile(&s, &CompileOptions::default());
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let route = table.lookup("shop.localhost", "/").unwrap();
+    let split = route
+        .action
+        .as_ref()
+        .and_then(|a| a.backends.as_ref())
+        .expect("a split");
+    let v2 = (0..100)
+        .filter(|_| split.choose(None).name == "default/shop-v2:80")
+        .count();
+    assert_eq!(v2, 10);
+}
+
 /// Given a YAML syntax error, the error names the document and the line and column in
 /// the whole file.
 #[test]
