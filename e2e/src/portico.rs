@@ -95,6 +95,7 @@ impl<'a> PorticoBuilder<'a> {
             child,
             identity: self.identity,
             http: SocketAddr::from(([127, 0, 0, 1], ports[0])),
+            https: SocketAddr::from(([127, 0, 0, 1], ports[1])),
             admin: SocketAddr::from(([127, 0, 0, 1], ports[2])),
             log_path,
             cluster,
@@ -142,6 +143,7 @@ pub struct Portico {
     child: Child,
     pub identity: String,
     http: SocketAddr,
+    https: SocketAddr,
     admin: SocketAddr,
     log_path: PathBuf,
     cluster: &'static Cluster,
@@ -157,6 +159,10 @@ impl Portico {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https
     }
 
     /// One request with curl.

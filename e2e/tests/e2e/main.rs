@@ -9,3 +9,4 @@ mod rbac;
 mod route;
 mod routing;
 mod status;
+mod tls;
