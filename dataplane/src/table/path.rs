@@ -254,6 +254,12 @@ impl PathIndex {
     /// path first, then Exact over Prefix over ImplementationSpecific over
     /// RegularExpression; within an entry, the first candidate whose conditions hold.
     pub fn lookup(&self, req: &RequestView<'_>) -> Option<&Arc<Route>> {
+        // Fast path, the only one a table of Ingress rules ever takes: the best entry
+        // has a candidate the request meets. Only a request failing a Route's
+        // conditions collects every matching entry.
+        if let Some(route) = self.best(req.path).and_then(|e| e.find(req)) {
+            return Some(route);
+        }
         let path = req.path;
         let mut found: Vec<(&Entry, PathKind)> = Vec::new();
         if let Some(e) = self.exact.get(path) {
@@ -300,6 +306,65 @@ impl PathIndex {
         }
         found.sort_by_key(|(e, kind)| std::cmp::Reverse((e.len, kind.rank())));
         found.into_iter().find_map(|(e, _)| e.find(req))
+    }
+
+    /// The longest matching entry (Exact over Prefix over ImplementationSpecific over
+    /// RegularExpression at equal length), without allocating.
+    fn best<'a>(&'a self, path: &str) -> Option<&'a Entry> {
+        let rank = |e: &Entry, k: PathKind| (e.len, k.rank());
+        let mut best: Option<(&'a Entry, PathKind)> = self.exact.get(path).map(|e| (e, PathKind::Exact));
+        let mut consider = |e: Option<&'a Entry>, k: PathKind| {
+            if let Some(e) = e
+                && best.is_none_or(|(b, bk)| rank(e, k) > rank(b, bk))
+            {
+                best = Some((e, k));
+            }
+        };
+        let mut node = &self.prefix;
+        let mut deepest = node.entry.as_ref();
+        for seg in segments(path) {
+            match node.children.get(seg) {
+                Some(child) => {
+                    node = child;
+                    deepest = child.entry.as_ref().or(deepest);
+                }
+                None => break,
+            }
+        }
+        consider(deepest, PathKind::Prefix);
+        if let Some(root) = self.string_prefix.first() {
+            let mut node = root;
+            let mut deepest = node.entry.as_ref();
+            for &b in path.as_bytes() {
+                match node.children.binary_search_by_key(&b, |c| c.0) {
+                    Ok(i) => {
+                        node = &self.string_prefix[node.children[i].1 as usize];
+                        deepest = node.entry.as_ref().or(deepest);
+                    }
+                    Err(_) => break,
+                }
+            }
+            consider(deepest, PathKind::ImplementationSpecific);
+        }
+        let regex = &self.regex;
+        if !regex.patterns.is_empty() {
+            let longest = match &regex.set {
+                Some(set) => set
+                    .matches(path)
+                    .iter()
+                    .map(|i| &regex.entries[i])
+                    .max_by_key(|e| e.len),
+                None => regex
+                    .patterns
+                    .iter()
+                    .zip(&regex.entries)
+                    .filter(|(p, _)| p.is_match(path))
+                    .map(|(_, e)| e)
+                    .max_by_key(|e| e.len),
+            };
+            consider(longest, PathKind::RegularExpression);
+        }
+        best.map(|(e, _)| e)
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
