@@ -72,6 +72,12 @@ impl<'a> Compiler<'a> {
             ..RoutePolicy::default()
         };
         if let Some(tls) = &spec.tls {
+            if spec.hostnames.is_empty() {
+                problems.warning(
+                    reason::INVALID_HOST,
+                    "tls.secretName is set but the Route has no hostnames to serve it for; it is ignored",
+                );
+            }
             match self.certificates.get(namespace, &tls.secret_name) {
                 Ok(cert) => {
                     for (host, _) in hosts.iter().filter(|(h, _)| *h != HostMatch::Any) {
@@ -81,8 +87,10 @@ impl<'a> Compiler<'a> {
                 }
                 Err(problem) => problems.push(problem),
             }
-            policy.ssl_redirect = self.opts.ssl_redirect;
-            policy.hsts = self.opts.hsts;
+            if !spec.hostnames.is_empty() {
+                policy.ssl_redirect = self.opts.ssl_redirect;
+                policy.hsts = self.opts.hsts;
+            }
         }
         for rule in &spec.rules {
             self.add_route_rule(namespace, name, &hosts, rule, &policy, problems);

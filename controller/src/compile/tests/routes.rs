@@ -305,6 +305,23 @@ fn route_tls_secret() {
     assert!(policy.ssl_redirect && policy.hsts);
 }
 
+/// tls.secretName on a Route without hostnames serves nothing, and says so.
+#[test]
+fn route_tls_without_hostnames() {
+    let spec = json!({"tls": {"secretName": "a-tls"}, "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]});
+    let c = world()
+        .backend("default", "web", &["10.0.0.1"])
+        .secret(secret("default", "a-tls", pem(&["a.com"], false)))
+        .route(route("default", "r", spec))
+        .compile_with(&CompileOptions {
+            now: NOW,
+            ..CompileOptions::default()
+        });
+    assert_eq!(c.reasons(), vec![("default/r".to_string(), reason::INVALID_HOST)]);
+    assert!(c.table.certificate("a.com").is_none());
+    assert!(!c.route("any.host", "/").unwrap().policy.ssl_redirect);
+}
+
 /// A backendRef to a missing Service still routes (503) and says ServiceNotFound.
 #[test]
 fn route_missing_service() {
