@@ -422,3 +422,23 @@ def test_invalid_route_refuses_the_file_as_the_api_server_would(portico, echo, t
     logged = wait_until(lambda: re.search(r".*statusCode must be one of 301, 302, 303, 307, 308.*", p.log()[mark:]), 10, what="the refusal")
     assert "Route default/bad" in logged.group(0)
     assert p.get("/", host=HOST).status == 200
+
+
+def test_route_tls_certificate_redirect_and_hsts(portico, echo, tmp_path):
+    """tls.secretName serves the Secret's certificate for the Route's hostnames (curl
+    verifies it against the test CA), plain HTTP gets a 308 to HTTPS, and HTTPS
+    responses carry HSTS."""
+    from test_tls import CA, https, tls_secret
+
+    ca = CA(tmp_path)
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.add(tls_secret("shop-tls", *ca.leaf(HOST)))
+    cfg.add(route("secure", [{"backendRefs": [ref("web")]}], tls="shop-tls"))
+    p = portico(cfg)
+    status, _, headers, rc = https(p, HOST, ca)
+    assert (status, rc) == (200, 0), headers
+    assert "strict-transport-security" in headers.lower()
+    r = p.get("/a?b=1", host=HOST)
+    assert r.status == 308
+    assert r.header("location") == "https://%s:%d/a?b=1" % (HOST, p.https_port)
