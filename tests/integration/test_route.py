@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import threading
+import time
 
 import pytest
 
@@ -71,7 +72,8 @@ class Client:
 
 class FailingEndpoint:
     """A TCP endpoint that fails every request: `reset` reads the request and closes the
-    connection unanswered; `503` answers 503 Service Unavailable."""
+    connection unanswered; `503` answers 503 Service Unavailable; `slow` answers 200
+    after 2 seconds."""
 
     def __init__(self, mode, ip="127.0.0.1"):
         self.mode, self.ip = mode, ip
@@ -105,7 +107,17 @@ class FailingEndpoint:
                 self.hits += 1
                 if self.mode == "reset":
                     return
-                c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nfail\n")
+                if self.mode == "slow":
+                    time.sleep(2)
+                    body = b'{"backend": "slowpoke"}'
+                    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                else:
+                    answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\nfail\n"
+                try:
+                    c.sendall(answer)
+                except OSError:
+                    # The proxy gave up on this endpoint and closed the connection.
+                    return
 
     def stop(self):
         self.stopped = True
@@ -442,3 +454,43 @@ def test_route_tls_certificate_redirect_and_hsts(portico, echo, tmp_path):
     r = p.get("/a?b=1", host=HOST)
     assert r.status == 308
     assert r.header("location") == "https://%s:%d/a?b=1" % (HOST, p.https_port)
+
+
+def test_timeouts_answer_504_in_time_and_retry_on_timeout(portico, echo, failing):
+    """timeouts.backendRequest cuts a slow answer to 504 in about its time;
+    timeouts.request bounds the retries too; with retryOn Timeout, an endpoint that
+    answers too slowly is left for the other, and clients see no error."""
+    slow = failing("slow")
+    cfg = Config()
+    cfg.backend("one", [(slow.ip, slow.port)])
+    cfg.backend("two", [echo.a, (slow.ip, slow.port)])
+    cfg.add(route("cut", [{"backendRefs": [ref("one")], "timeouts": {"backendRequest": "500ms"}}], hostnames=["cut.example.com"]))
+    cfg.add(
+        route(
+            "bound",
+            [{"backendRefs": [ref("two")], "timeouts": {"request": "300ms"},
+              "retry": {"attempts": 3, "retryOn": ["Timeout"], "perTryTimeout": "1s"}}],
+            hostnames=["bound.example.com"],
+        )
+    )  # fmt: skip
+    cfg.add(
+        route(
+            "retry",
+            [{"backendRefs": [ref("two")], "retry": {"attempts": 1, "retryOn": ["Timeout"], "perTryTimeout": "500ms"}}],
+            hostnames=["retry.example.com"],
+        )
+    )
+    p = portico(cfg)
+    started = time.monotonic()
+    assert p.get("/", host="cut.example.com").status == 504
+    assert time.monotonic() - started < 1.5
+    bound = Client(p, host="bound.example.com")
+    for _ in range(4):
+        started = time.monotonic()
+        status, _, _ = bound.get("/")
+        assert status in (200, 504)
+        assert time.monotonic() - started < 1.0, "the request timeout bounds every attempt"
+    c = Client(p, host="retry.example.com")
+    for _ in range(10):
+        assert c.backend("/") == "a"
+    assert slow.hits >= 5, "the slow endpoint was tried"
