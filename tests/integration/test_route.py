@@ -494,3 +494,29 @@ def test_timeouts_answer_504_in_time_and_retry_on_timeout(portico, echo, failing
     for _ in range(10):
         assert c.backend("/") == "a"
     assert slow.hits >= 5, "the slow endpoint was tried"
+
+
+def test_least_request_avoids_a_busy_endpoint(portico, echo, failing):
+    """LeastRequest sends new requests to the endpoint with fewer in flight: while one
+    endpoint sits on its requests, nearly all go to the other; round robin would give
+    it half."""
+    slow = failing("slow")
+    cfg = Config()
+    cfg.backend("web", [echo.a, (slow.ip, slow.port)])
+    cfg.add(route("lr", [{"backendRefs": [ref("web")], "loadBalancer": {"type": "LeastRequest"}}]))
+    p = portico(cfg)
+    results = []
+
+    def one():
+        results.append(Client(p).get("/")[0])
+
+    threads = []
+    for _ in range(20):
+        t = threading.Thread(target=one)
+        t.start()
+        threads.append(t)
+        time.sleep(0.02)
+    for t in threads:
+        t.join(30)
+    assert results.count(200) == 20, results
+    assert slow.hits <= 3, "the busy endpoint got %d of 20" % slow.hits
