@@ -344,14 +344,7 @@ impl Proxy {
         route: &Route,
         upgrade: bool,
         log: &mut RequestLog,
-    ) -> Result<
-        (
-            Response<Incoming>,
-            Option<crate::upstream::PooledConn>,
-            Option<HeaderValue>,
-        ),
-        ProxyError,
-    > {
+    ) -> Result<Sent, ProxyError> {
         let action = route.action.as_deref();
         let key = action.map_or_else(Default::default, |a| a.balance.request_key(req.headers(), log.client));
         let backend = match action.and_then(|a| a.backends.as_ref()) {
@@ -522,6 +515,14 @@ impl Proxy {
         Response::from_parts(parts, ResponseBody::upstream(body, pooled))
     }
 }
+
+/// What [`Proxy::send_upstream`] returns: the endpoint's response, its pooled connection
+/// (returned when the body ends) and the affinity `Set-Cookie`, if one is due.
+type Sent = (
+    Response<Incoming>,
+    Option<crate::upstream::PooledConn>,
+    Option<HeaderValue>,
+);
 
 /// A Route rule's redirect, answered by the proxy itself.
 fn route_redirect(redirect: &Redirect, tls: bool, host: &str, uri: &Uri) -> Response<ResponseBody> {
