@@ -12,7 +12,10 @@
 //!                │                    │                      │
 //!                ▼                    ▼                      ▼
 //!   path ─▶ Exact (hash) + Prefix (segment trie) + ImplementationSpecific (byte trie)
-//!                └── longest rule path wins; at equal length Exact > Prefix > ImplSpecific
+//!           + RegularExpression (one RegexSet per host, a Route's)
+//!                └── longest rule path wins; at equal length Exact > Prefix > ImplSpecific > Regex
+//!                    each path holds candidates: a Route's method / header / query
+//!                    conditions, most specific first; none met: the next shorter path
 //! ```
 //!
 //! Every step costs at most one hash lookup per path segment or one trie step per byte,

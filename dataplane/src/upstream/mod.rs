@@ -1,6 +1,9 @@
 //! Connections to endpoints: one pool shared by every thread, Pingora's lesson. A
 //! connection opened on one worker thread is reused by a request on any other, so the
 //! number of upstream connections tracks concurrency, not thread count.
+//!
+//! `balance`: which backend (by weight) and which endpoint (round robin, least request,
+//! consistent hash, cookie affinity) a request goes to, without a lock.
 
 mod balance;
 mod pool;
