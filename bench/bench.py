@@ -372,14 +372,14 @@ def http_get(port, path, host=VHOST, timeout=10):
 
 
 def backend_stub(port):
-    """(accepts, requests) of the backend nginx, not counting this very fetch."""
+    """(accepts, requests) of the backend nginx; both count this very fetch."""
     status, body = http_get(port, "/stub")
     if status != 200:
         raise HarnessError("backend stub_status answered %d" % status)
     m = re.search(rb"server accepts handled requests\s+(\d+)\s+(\d+)\s+(\d+)", body)
     if not m:
         raise HarnessError("cannot parse backend stub_status: %r" % body[:200])
-    return int(m.group(1)) - 1, int(m.group(3)) - 1
+    return int(m.group(1)), int(m.group(3))
 
 
 def portico_upstream_counters(admin_port):
@@ -421,8 +421,10 @@ class Bench:
         binary = self.workdir / "portico"
         shutil.copy2(self.args.portico, binary)
         self.portico_bin = binary
+        usage = subprocess.run([str(binary), "--help"], capture_output=True, text=True, check=False).stdout
+        self.portico_has_https = "--https-port" in usage
         www = self.workdir / "www"
-        www.mkdir()
+        www.mkdir(exist_ok=True)
         for path, size in FILES.items():
             (www / path.lstrip("/")).write_bytes((b"portico-bench-" * (size // 14 + 1))[:size])
         os.chmod(www, 0o755)
@@ -469,6 +471,8 @@ class Bench:
             "--access-log", "false",
             "--worker-threads", "2",
         ]  # fmt: skip
+        if self.portico_has_https:
+            argv += ["--https-port", "0"]  # no HTTPS listener: nothing binds the default 8443
         proc = spawn(argv, self.workdir / "portico.log", "portico")
         wait_for_port(admin, proc, "portico admin")
         wait_for_port(port, proc, "portico")
@@ -485,10 +489,20 @@ class Bench:
         self.peers["portico"] = Peer("portico", "Portico", port, proc, self.workdir / "portico.log")
         self.portico_admin = admin
 
-    def stop(self):
+    def stop_peers(self):
         for name in PROXIES + ["direct"]:
             if name in self.peers:
                 self.peers[name].stop()
+        self.peers = {}
+
+    def restart(self):
+        """Every peer and the backend anew: fresh processes, nothing cached or retained."""
+        self.stop_peers()
+        self.start()
+        self.sanity()
+
+    def stop(self):
+        self.stop_peers()
         if self.args.keep_workdir:
             log("work directory kept: %s" % self.workdir)
         else:
@@ -562,9 +576,10 @@ class Bench:
             "cpu_s": (cpu1 - cpu0) / CLK_TCK,
             "cpu_us_per_req": (cpu1 - cpu0) / CLK_TCK / n * 1e6,
             "backend_cpu_s": (bcpu1 - bcpu0) / CLK_TCK,
-            "backend_accepts": stub1[0] - stub0[0],
-            "backend_requests": stub1[1] - stub0[1],
-            "backend_conns_per_1k_req": (stub1[0] - stub0[0]) / n * 1000,
+            # Less the second stub_status fetch's own connection and request.
+            "backend_accepts": stub1[0] - stub0[0] - 1,
+            "backend_requests": stub1[1] - stub0[1] - 1,
+            "backend_conns_per_1k_req": (stub1[0] - stub0[0] - 1) / n * 1000,
         }
         if pm0 is not None:
             res["portico_upstream_opened"] = pm1["opened"] - pm0["opened"]
@@ -671,8 +686,10 @@ class Bench:
             % (scenario, rnd, peer.name, "  ".join("%s=%s" % (k, fmt_num(result[k])) for k in keys))
         )
 
-    def interleaved(self, scenario, fn):
+    def interleaved(self, scenario, fn, before_round=None):
         for rnd in range(1, self.s["rounds"] + 1):
+            if before_round:
+                before_round()
             for name in PEERS:
                 peer = self.peers[name]
                 self.record(scenario, rnd, peer, fn(peer))
@@ -681,12 +698,10 @@ class Bench:
     def run(self):
         d = self.s["duration"]
         t_start = time.monotonic()
-        self.start()
-        self.sanity()
-
-        # 8: memory first, while every process is fresh.
+        # 8: memory first, each round on fresh processes (a peer's allocator keeps
+        # what an earlier round used, which would hide the growth).
         log("scenario 8: %d idle keep-alive connections" % self.idle_n)
-        self.interleaved("s8_idle", self.idle)
+        self.interleaved("s8_idle", self.idle, before_round=self.restart)
 
         log("warm-up: %ds per peer per file" % self.s["warmup"])
         for name in PEERS:
@@ -714,6 +729,8 @@ class Bench:
         """Samples Portico's CPU with `perf record -e cpu-clock` (a software clock: it
         works where hardware counters are not available) while wrk drives scenarios 1,
         2 (10 KiB) and 3 against it, and writes the top symbols of each."""
+        if not shutil.which("perf"):
+            raise HarnessError("no perf: install Debian's linux-perf")
         self.start()
         self.sanity()
         peer = self.peers["portico"]
@@ -884,7 +901,7 @@ def render_markdown(meta, summary):
     for sid, desc, metric, scen, key, better in ROWS:
         desc = desc.format(rate=fmt_num(meta["fixed_rate"] or 0), idle="{:,}".format(meta["idle_connections"]))
         if scen is None:
-            out.append("| %s | %s | | n/a: no TLS listener yet | | | | | | |" % (sid, desc))
+            out.append("| %s | %s | | n/a: TLS not benchmarked yet | | | | | | |" % (sid, desc))
             continue
         vals = {p: summary.get(scen, {}).get(p, {}).get(key) for p in PEERS}
         cells = [fmt_num(vals[p]) for p in PEERS]
@@ -923,7 +940,8 @@ def update_readme(table_md):
         return
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
-    body = table_md.split("\n", 1)[1].lstrip("\n")  # drop the file's own title line
+    title, body = table_md.split("\n", 1)
+    body = "### " + title.lstrip("# ") + "\n" + body  # a sub-heading here, with the date
     readme.write_text(head + begin + "\n" + body.rstrip("\n") + "\n" + end + tail)
 
 

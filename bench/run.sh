@@ -9,6 +9,7 @@
 #
 #   bench/run.sh --rev HEAD benchmark a commit (a clean export built apart), not the
 #                           working tree with whatever edits are in progress in it
+#   bench/run.sh --profile  perf profile of Portico alone under scenarios 1, 2 and 3
 #
 # Other flags go to bench/bench.py (--rounds N, --duration S, --out DIR, --keep-workdir).
 # Installs what it needs and does nothing (quickly) when it is all there already:
