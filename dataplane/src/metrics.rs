@@ -31,6 +31,9 @@ pub struct Metrics {
     pub tls_handshakes: IntCounter,
     pub tls_handshake_errors: IntCounterVec,
     pub ssl_expire_time: prometheus::GaugeVec,
+    /// Attempts made again on another endpoint by a Route's retry policy, by `reason`:
+    /// `connect-failure`, `reset`, `timeout` or `status`.
+    pub upstream_retries: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -134,6 +137,17 @@ impl Metrics {
                     Opts::new(
                         "portico_tls_handshake_errors_total",
                         "TLS handshakes failed, by reason.",
+                    ),
+                    &["reason"],
+                )
+                .unwrap_or_else(|e| panic!("metric: {e}")),
+            ),
+            upstream_retries: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "portico_upstream_retries_total",
+                        "Requests sent again to another endpoint by a Route's retry policy, by reason.",
                     ),
                     &["reason"],
                 )

@@ -368,6 +368,7 @@ impl Proxy {
             .filter(|r| http_body::Body::is_end_stream(req.body()) && (r.non_idempotent || is_idempotent(req.method())))
             .map(|_| Replay::of(&req));
         let mut budget = retry.map_or(0, |r| r.attempts);
+        let retried = |reason: &str| Metrics::get().upstream_retries.with_label_values(&[reason]).inc();
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut connect_failures = 0;
         loop {
@@ -399,6 +400,7 @@ impl Proxy {
                     }
                     if !free {
                         budget -= 1;
+                        retried("connect-failure");
                     }
                     tried.push(addr);
                     continue;
@@ -431,6 +433,7 @@ impl Proxy {
                         && let Some(next) = again(|r| r.on_timeout, budget, &replay)
                     {
                         tracing::debug!(backend = %backend.name, endpoint = %addr, "attempt timed out; retrying");
+                        retried("timeout");
                         budget -= 1;
                         tried.push(addr);
                         req = next;
@@ -444,6 +447,7 @@ impl Proxy {
                         && let Some(next) = again(|_| true, budget, &replay)
                     {
                         tracing::debug!(backend = %backend.name, endpoint = %addr, status, "retrying on status");
+                        retried("status");
                         budget -= 1;
                         tried.push(addr);
                         req = next;
@@ -468,6 +472,7 @@ impl Proxy {
                 Ok(Err(Ok(unsent))) => {
                     // Never sent, so even a request with a body may go elsewhere.
                     if retry.is_some_and(|r| r.on_reset) && budget > 0 {
+                        retried("reset");
                         budget -= 1;
                         tried.push(addr);
                         req = unsent;
@@ -481,6 +486,7 @@ impl Proxy {
                     }
                     if let Some(next) = again(|r| r.on_reset, budget, &replay) {
                         tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "upstream reset; retrying");
+                        retried("reset");
                         budget -= 1;
                         tried.push(addr);
                         req = next;

@@ -313,6 +313,8 @@ def test_retries_turn_a_failing_endpoint_into_zero_client_errors(portico, echo, 
     statuses = collections.Counter(c.get("/")[0] for _ in range(100))
     assert statuses == {200: 100}, statuses
     assert bad.hits >= 10, "the failing endpoint was really tried"
+    reason = "reset" if mode == "reset" else "status"
+    assert p.metrics().get("portico_upstream_retries_total", reason=reason) >= 10
     plain = Client(p, host="plain.example.com")
     failed = collections.Counter(plain.get("/")[0] for _ in range(20))
     assert failed[200] < 20, failed
