@@ -376,9 +376,17 @@ pub const MANAGED_HEADERS: &[&str] = &[
     "proxy-connection",
 ];
 
-fn matches_pattern(pattern: &str, value: &str) -> bool {
-    // The patterns are constants of this crate; one that does not compile matches nothing.
-    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(value))
+fn matches_pattern(pattern: &'static str, value: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    // The patterns are the CRD's few constants: each is compiled once per process.
+    static COMPILED: LazyLock<Mutex<HashMap<&'static str, Option<regex::Regex>>>> = LazyLock::new(Default::default);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    // One that does not compile matches nothing.
+    let re = compiled
+        .entry(pattern)
+        .or_insert_with(|| regex::Regex::new(pattern).ok());
+    re.as_ref().is_some_and(|re| re.is_match(value))
 }
 
 /// Parses Gateway API's duration (`^([0-9]{1,5}(h|m|s|ms)){1,4}$`).
