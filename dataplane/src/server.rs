@@ -207,7 +207,7 @@ async fn serve_connection(
     };
     let m = Metrics::get();
     let handshake = tokio::select! {
-        r = tokio::time::timeout(cfg.client_header_timeout, acceptor.accept(stream)) => r,
+        r = tokio::time::timeout(cfg.client_header_timeout, Box::pin(acceptor.accept(stream))) => r,
         _ = drain.changed() => return,
     };
     let stream = match handshake {
@@ -226,7 +226,10 @@ async fn serve_connection(
     };
     m.tls_handshakes.inc();
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    serve_http(stream, h2, info, proxy, drain).await
+    // Boxed, like the handshake above: every connection's task is as large as its
+    // largest state, and the TLS states must not make plain connections pay for them
+    // while they sit idle.
+    Box::pin(serve_http(stream, h2, info, proxy, drain)).await
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on an established (plain or TLS) connection until it
@@ -249,7 +252,8 @@ where
             .max_header_list_size(max_header as u32)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .serve_connection(io, svc);
-        tokio::pin!(conn);
+        // On the heap, so HTTP/1 connections' tasks do not carry HTTP/2's state size.
+        let mut conn = Box::pin(conn);
         tokio::select! {
             r = conn.as_mut() => r,
             _ = drain.changed() => {
