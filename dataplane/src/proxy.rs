@@ -371,6 +371,7 @@ impl Proxy {
         let retried = |reason: &str| Metrics::get().upstream_retries.with_label_values(&[reason]).inc();
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut connect_failures = 0;
+        let mut stale_retried = false;
         loop {
             let picked = match action {
                 Some(a) => a.balance.pick(backend, key, &tried),
@@ -414,6 +415,16 @@ impl Proxy {
                 Some(crate::upstream::LbPolicy::LeastRequest) => crate::upstream::InFlight::start(backend, addr),
                 _ => None,
             };
+            // An endpoint may close an idle keep-alive connection just as a request goes
+            // out on it; the request then fails after it was written. A bodiless
+            // idempotent request is safe to send once more, on another connection (as
+            // nginx does for keep-alive connections), so keep its head to rebuild it.
+            let stale = (reused && !stale_retried && replay.is_none())
+                .then(|| {
+                    (http_body::Body::is_end_stream(req.body()) && is_idempotent(req.method()))
+                        .then(|| Replay::of(&req))
+                })
+                .flatten();
             let sent = tokio::time::timeout(timeout, conn.send(req)).await;
             // Whether this failure may be retried, and with what request.
             let again = |what: fn(&RetryPolicy) -> bool, budget: u32, replay: &Option<Replay>| {
@@ -483,6 +494,12 @@ impl Proxy {
                 Ok(Err(Err(e))) => {
                     if let Some(limit) = find_source::<BodyTooLarge>(&e).map(|b| b.limit) {
                         return Err(ProxyError::BodyTooLarge(limit));
+                    }
+                    if let Some(again) = stale.as_ref().or(replay.as_ref().filter(|_| reused && !stale_retried)) {
+                        tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "reused connection failed; sending again");
+                        stale_retried = true;
+                        req = again.request();
+                        continue;
                     }
                     if let Some(next) = again(|r| r.on_reset, budget, &replay) {
                         tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "upstream reset; retrying");
