@@ -8,10 +8,13 @@ measured in the same run, interleaved (nginx, haproxy, portico, direct, repeat),
 ratios between peers hold even on a busy machine whose absolute numbers drift.
 
 Exit status: 0 when every scenario ran, whatever the numbers; non-zero only when the
-harness broke: a peer failed to start or died, or answered with a non-2xx status.
+harness broke: a peer failed to start or died, or answered with a non-2xx status, or
+did not complete TLS with the bench certificate, or a TLS client did not measure what
+it should (a resumed session in scenario 5, an h2 request that failed in scenario 6).
 """
 
 import argparse
+import base64
 import datetime
 import http.client
 import json
@@ -22,6 +25,7 @@ import resource
 import selectors
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -35,13 +39,29 @@ HOST = "127.0.0.1"
 VHOST = "bench.local"  # the Host every client sends; Portico routes on it
 PEERS = ["nginx", "haproxy", "portico", "direct"]
 PROXIES = ["nginx", "haproxy", "portico"]
+LABELS = {"nginx": "nginx", "haproxy": "HAProxy", "portico": "Portico", "direct": "direct"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Static files the backend serves: URL path -> size in bytes.
 FILES = {"/small": 100, "/10k": 10 * 1024, "/1m": 1024 * 1024}
 
-FULL = dict(rounds=3, duration=10, warmup=3, conns=32, threads=2, idle=10000, rate_conns=32)
-QUICK = dict(rounds=1, duration=2, warmup=1, conns=8, threads=2, idle=500, rate_conns=8)
+# h2_conns x h2_streams: scenario 6's connections and concurrent streams on each (64 in
+# flight at most: within nginx's upstream keepalive pool of 64 per worker, so that no
+# peer opens backend connections for lack of idle ones).
+FULL = dict(rounds=3, duration=10, warmup=3, conns=32, threads=2, idle=10000, rate_conns=32, h2_conns=4, h2_streams=16)
+QUICK = dict(rounds=1, duration=2, warmup=1, conns=8, threads=2, idle=500, rate_conns=8, h2_conns=2, h2_streams=8)
+
+# TLS, the same for every peer as far as each one lets it be set: TLS 1.2 and 1.3, the
+# server's preference (not the client's) picks, in Portico's order (rustls with
+# aws-lc-rs: AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305, ECDSA suites as the
+# certificate is ECDSA), key exchange groups X25519, P-256, P-384.
+TLS13_SUITES = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
+TLS12_CIPHERS = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305"
+TLS_GROUPS = "X25519:P-256:P-384"
+# Scenario 5's client, `openssl s_time`, sends "GET <path> HTTP/1.0" and nothing else:
+# the path carries the rest, so that the request is scenario 3's (HTTP/1.1, Host,
+# Connection: close), and the trailing " HTTP/1.0" lands in a header of its own.
+S_TIME_PATH = "/small HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nX-Bench:" % VHOST
 
 
 class HarnessError(Exception):
@@ -145,8 +165,9 @@ def pss_kb(pids):
 class Peer:
     """One server under test: its process (and its children) and the port clients use."""
 
-    def __init__(self, name, label, port, proc, logfile):
+    def __init__(self, name, label, port, proc, logfile, tls_port=None):
         self.name, self.label, self.port, self.proc, self.logfile = name, label, port, proc, logfile
+        self.tls_port = tls_port  # HTTPS (HTTP/1.1 and h2 by ALPN); None: no TLS listener
 
     def pids(self):
         return tree(self.proc.pid)
@@ -164,7 +185,9 @@ class Peer:
         except OSError:
             return ""
 
-    def url(self, path):
+    def url(self, path, tls=False):
+        if tls:
+            return "https://%s:%d%s" % (HOST, self.tls_port, path)
         return "http://%s:%d%s" % (HOST, self.port, path)
 
     def stop(self):
@@ -206,6 +229,18 @@ NGINX_TEMP = """\
   scgi_temp_path {dir}/{name}-tmp/scgi;
 """
 
+NGINX_TLS = """\
+  ssl_certificate {dir}/tls/cert.pem;
+  ssl_certificate_key {dir}/tls/key.pem;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  ssl_ciphers {tls12_ciphers};
+  ssl_conf_command Ciphersuites {tls13_suites};
+  ssl_prefer_server_ciphers on;
+  ssl_ecdh_curve {tls_groups};
+  ssl_session_cache shared:{name}-tls:10m;
+  ssl_session_tickets on;
+"""
+
 BACKEND_CONF = (
     NGINX_COMMON
     + """\
@@ -220,8 +255,10 @@ http {{
   open_file_cache max=64 inactive=600s;
   keepalive_timeout 600s;
   keepalive_requests 1000000000;
+{tls}
   server {{
     listen {host}:{port} backlog=4096;
+    listen {host}:{tls_port} ssl http2 backlog=4096;
     root {dir}/www;
     location = /stub {{ stub_status; }}
   }}
@@ -244,8 +281,10 @@ http {{
     keepalive_requests 1000000000;
     keepalive_timeout 600s;
   }}
+{tls}
   server {{
     listen {host}:{port} backlog=4096;
+    listen {host}:{tls_port} ssl http2 backlog=4096;
     location / {{
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -261,6 +300,10 @@ global
   nbthread 2
   maxconn {maxconn}
   no strict-limits
+  ssl-default-bind-options ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
+  ssl-default-bind-ciphers {tls12_ciphers}
+  ssl-default-bind-ciphersuites {tls13_suites}
+  ssl-default-bind-curves {tls_groups}
 
 defaults
   mode http
@@ -274,10 +317,24 @@ defaults
 
 frontend fe
   bind {host}:{port} backlog 4096
+  bind {host}:{tls_port} backlog 4096 ssl crt {dir}/tls/combined.pem alpn h2,http/1.1
   default_backend be
 
 backend be
   server backend {host}:{backend_port}
+"""
+
+PORTICO_TLS_SECRET = """\
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bench-tls
+  namespace: default
+type: kubernetes.io/tls
+data:
+  tls.crt: {crt}
+  tls.key: {key}
 """
 
 PORTICO_CONF = """\
@@ -329,6 +386,7 @@ metadata:
   namespace: default
 spec:
   ingressClassName: portico
+{tls}
   rules:
   - host: {vhost}
     http:
@@ -355,6 +413,13 @@ def nginx_vars(workdir, name, nofile):
         # the private work directory.
         user="user root;" if os.geteuid() == 0 else "",
         temp=NGINX_TEMP.format(dir=workdir, name=name),
+        tls=NGINX_TLS.format(
+            dir=workdir,
+            name=name,
+            tls12_ciphers=TLS12_CIPHERS,
+            tls13_suites=TLS13_SUITES,
+            tls_groups=TLS_GROUPS,
+        ),
     )
 
 
@@ -369,6 +434,45 @@ def http_get(port, path, host=VHOST, timeout=10):
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def tls_context(cafile, check_hostname=True):
+    """A client context that trusts only the bench certificate (for its host name too,
+    unless told not to check it). No session is carried from one connection to the
+    next: a new SSLSocket gets none unless given one."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.check_hostname = check_hostname
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def https_raw(port, request, ctx, server_hostname=None, timeout=10):
+    """Sends `request` (bytes) over a new TLS connection and returns everything read
+    until the server closes it. Without server_hostname: no SNI, as the bench clients."""
+    with socket.create_connection((HOST, port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname=server_hostname) as s:
+            s.sendall(request)
+            chunks = []
+            while True:
+                try:
+                    b = s.recv(65536)
+                except ssl.SSLZeroReturnError:
+                    break
+                if not b:
+                    break
+                chunks.append(b)
+    return b"".join(chunks)
+
+
+def parse_response(data):
+    """(status, body) of one HTTP/1.x response with a Content-Length, read to the end."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return None, b""
+    try:
+        return int(head.split(b" ", 2)[1]), body
+    except (IndexError, ValueError):
+        return None, b""
 
 
 def backend_stub(port):
@@ -423,6 +527,14 @@ class Bench:
         self.portico_bin = binary
         usage = subprocess.run([str(binary), "--help"], capture_output=True, text=True, check=False).stdout
         self.portico_has_https = "--https-port" in usage
+        # TLS scenarios for Portico need its HTTPS listener, a default certificate (the
+        # clients connect to 127.0.0.1 and send no SNI) and plain HTTP left as it is for
+        # a TLS host (no redirect, no HSTS header, which the other peers do not send).
+        flags = ("--https-port", "--default-ssl-certificate", "--ssl-redirect", "--hsts")
+        self.portico_tls = all(f in usage for f in flags)
+        if not self.portico_tls:
+            log("this portico has no %s: scenarios 4-6 run without it" % " / ".join(f for f in flags if f not in usage))
+        self.make_certificate()
         www = self.workdir / "www"
         www.mkdir(exist_ok=True)
         for path, size in FILES.items():
@@ -432,36 +544,74 @@ class Bench:
         # Backend: its own nginx instance with one worker, used by every peer.
         port = free_port()
         conf = self.workdir / "backend.conf"
-        conf.write_text(BACKEND_CONF.format(port=port, **nginx_vars(self.workdir, "backend", self.nofile)))
+        tls_port = free_port()
+        conf.write_text(
+            BACKEND_CONF.format(port=port, tls_port=tls_port, **nginx_vars(self.workdir, "backend", self.nofile))
+        )
         proc = spawn(["nginx", "-p", self.workdir, "-c", conf], self.workdir / "backend.log", "backend nginx")
         wait_for_port(port, proc, "backend nginx")
-        self.backend = Peer("direct", "direct", port, proc, self.workdir / "backend-error.log")
+        wait_for_port(tls_port, proc, "backend nginx (TLS)")
+        self.backend = Peer("direct", "direct", port, proc, self.workdir / "backend-error.log", tls_port)
         self.peers["direct"] = self.backend
         self.start_proxies()
 
+    def make_certificate(self):
+        """One self-signed ECDSA P-256 certificate for VHOST, which every peer serves."""
+        d = self.workdir / "tls"
+        if (d / "combined.pem").exists():
+            return
+        d.mkdir(exist_ok=True)
+        os.chmod(d, 0o755)
+        out = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-days", "7",
+             "-subj", "/CN=" + VHOST, "-addext", "subjectAltName=DNS:" + VHOST],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise HarnessError("openssl could not make the certificate:\n" + out.stderr[-2000:])
+        (d / "combined.pem").write_bytes((d / "cert.pem").read_bytes() + (d / "key.pem").read_bytes())
+
     def start_proxies(self):
         bport = self.backend.port
+        tls = dict(tls12_ciphers=TLS12_CIPHERS, tls13_suites=TLS13_SUITES, tls_groups=TLS_GROUPS)
 
-        port = free_port()
+        port, tls_port = free_port(), free_port()
         conf = self.workdir / "nginx.conf"
         conf.write_text(
-            NGINX_PROXY_CONF.format(port=port, backend_port=bport, **nginx_vars(self.workdir, "nginx", self.nofile))
+            NGINX_PROXY_CONF.format(
+                port=port, tls_port=tls_port, backend_port=bport, **nginx_vars(self.workdir, "nginx", self.nofile)
+            )
         )
         proc = spawn(["nginx", "-p", self.workdir, "-c", conf], self.workdir / "nginx.log", "nginx")
         wait_for_port(port, proc, "nginx")
-        self.peers["nginx"] = Peer("nginx", "nginx", port, proc, self.workdir / "nginx-error.log")
+        wait_for_port(tls_port, proc, "nginx (TLS)")
+        self.peers["nginx"] = Peer("nginx", "nginx", port, proc, self.workdir / "nginx-error.log", tls_port)
 
-        port = free_port()
+        port, tls_port = free_port(), free_port()
         conf = self.workdir / "haproxy.cfg"
         maxconn = self.idle_n + 1000
-        conf.write_text(HAPROXY_CONF.format(host=HOST, port=port, backend_port=bport, maxconn=maxconn))
+        conf.write_text(
+            HAPROXY_CONF.format(
+                host=HOST, port=port, tls_port=tls_port, backend_port=bport, maxconn=maxconn, dir=self.workdir, **tls
+            )
+        )
         proc = spawn(["haproxy", "-db", "-f", conf], self.workdir / "haproxy.log", "haproxy")
         wait_for_port(port, proc, "haproxy")
-        self.peers["haproxy"] = Peer("haproxy", "HAProxy", port, proc, self.workdir / "haproxy.log")
+        wait_for_port(tls_port, proc, "haproxy (TLS)")
+        self.peers["haproxy"] = Peer("haproxy", "HAProxy", port, proc, self.workdir / "haproxy.log", tls_port)
 
         port, admin = free_port(), free_port()
+        tls_port = free_port() if self.portico_tls else None
         conf = self.workdir / "portico.yaml"
-        conf.write_text(PORTICO_CONF.format(host=HOST, vhost=VHOST, backend_port=bport))
+        secret, ingress_tls = "", ""
+        if tls_port:
+            b64 = lambda name: base64.b64encode((self.workdir / "tls" / name).read_bytes()).decode()  # noqa: E731
+            secret = PORTICO_TLS_SECRET.format(crt=b64("cert.pem"), key=b64("key.pem"))
+            ingress_tls = "  tls:\n  - hosts:\n    - %s\n    secretName: bench-tls" % VHOST
+        conf.write_text(
+            secret + PORTICO_CONF.format(host=HOST, vhost=VHOST, backend_port=bport, tls=ingress_tls)
+        )
         argv = [
             self.portico_bin,
             "--from-file", conf,
@@ -471,11 +621,20 @@ class Bench:
             "--access-log", "false",
             "--worker-threads", "2",
         ]  # fmt: skip
-        if self.portico_has_https:
+        if tls_port:
+            argv += [
+                "--https-port", tls_port,
+                "--default-ssl-certificate", "default/bench-tls",
+                "--ssl-redirect", "false",
+                "--hsts", "false",
+            ]  # fmt: skip
+        elif self.portico_has_https:
             argv += ["--https-port", "0"]  # no HTTPS listener: nothing binds the default 8443
         proc = spawn(argv, self.workdir / "portico.log", "portico")
         wait_for_port(admin, proc, "portico admin")
         wait_for_port(port, proc, "portico")
+        if tls_port:
+            wait_for_port(tls_port, proc, "portico (TLS)")
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -486,7 +645,7 @@ class Bench:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise HarnessError("portico never became ready:\n" + (self.workdir / "portico.log").read_text()[-3000:])
             time.sleep(0.05)
-        self.peers["portico"] = Peer("portico", "Portico", port, proc, self.workdir / "portico.log")
+        self.peers["portico"] = Peer("portico", "Portico", port, proc, self.workdir / "portico.log", tls_port)
         self.portico_admin = admin
 
     def stop_peers(self):
@@ -523,10 +682,73 @@ class Bench:
                         "%s: GET %s gave %d with %d bytes (want 200, %d)" % (peer.label, path, status, len(body), size)
                     )
         log("sanity: every peer serves %s with 200 and exact bodies" % ", ".join(FILES))
+        cert = self.workdir / "tls" / "cert.pem"
+        ctx, ctx_no_sni = tls_context(cert), tls_context(cert, check_hostname=False)
+        for name in PEERS:
+            peer = self.peers[name]
+            if peer.tls_port is None:
+                continue
+            # With SNI and the certificate checked for the host: every file.
+            for path, size in FILES.items():
+                req = ("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, VHOST)).encode()
+                try:
+                    status, body = parse_response(https_raw(peer.tls_port, req, ctx, server_hostname=VHOST))
+                except (OSError, ssl.SSLError) as e:
+                    raise HarnessError("%s: HTTPS GET %s failed: %s" % (peer.label, path, e)) from e
+                if status != 200 or len(body) != size:
+                    raise HarnessError(
+                        "%s: HTTPS GET %s gave %s with %d bytes (want 200, %d)"
+                        % (peer.label, path, status, len(body), size)
+                    )
+            # Scenario 5's request exactly as openssl s_time sends it (no SNI, so the
+            # peer's default certificate, which must be the bench one too): its response
+            # size is what each of s_time's connections must read.
+            req = ("GET %s HTTP/1.0\r\n\r\n" % S_TIME_PATH).encode()
+            try:
+                data = https_raw(peer.tls_port, req, ctx_no_sni)
+            except (OSError, ssl.SSLError) as e:
+                raise HarnessError("%s: the s_time request failed: %s" % (peer.label, e)) from e
+            status, body = parse_response(data)
+            if status != 200 or len(body) != FILES["/small"]:
+                raise HarnessError(
+                    "%s: the s_time request gave %s with %d bytes:\n%r" % (peer.label, status, len(body), data[:500])
+                )
+            peer.s_time_response_len = len(data)
+        log("sanity: every peer with TLS serves them over HTTPS too (SNI %s, its certificate checked)" % VHOST)
 
     # --- measurements
 
-    def wrk(self, peer, path, duration, close=False):
+    def counters(self, peer, pids, backend_pids):
+        """What is compared before and after a measurement: CPU of the peer and of the
+        backend, the backend's connections and requests, Portico's upstream counters."""
+        return dict(
+            t=time.monotonic(),
+            cpu=cpu_ticks(pids),
+            bcpu=cpu_ticks(backend_pids),
+            stub=backend_stub(self.backend.port),
+            pm=portico_upstream_counters(self.portico_admin) if peer.name == "portico" else None,
+        )
+
+    def deltas(self, c0, c1, n):
+        """Common results of a measurement that served n requests (n > 0)."""
+        cpu_s = (c1["cpu"] - c0["cpu"]) / CLK_TCK
+        # Less the second stub_status fetch's own connection and request.
+        accepts = c1["stub"][0] - c0["stub"][0] - 1
+        res = {
+            "wall_seconds": round(c1["t"] - c0["t"], 3),
+            "cpu_s": cpu_s,
+            "cpu_us_per_req": cpu_s / n * 1e6,
+            "backend_cpu_s": (c1["bcpu"] - c0["bcpu"]) / CLK_TCK,
+            "backend_accepts": accepts,
+            "backend_requests": c1["stub"][1] - c0["stub"][1] - 1,
+            "backend_conns_per_1k_req": accepts / n * 1000,
+        }
+        if c0["pm"] is not None:
+            res["portico_upstream_opened"] = c1["pm"]["opened"] - c0["pm"]["opened"]
+            res["portico_upstream_reused"] = c1["pm"]["reused"] - c0["pm"]["reused"]
+        return res
+
+    def wrk(self, peer, path, duration, close=False, tls=False):
         conns, threads = self.s["conns"], self.s["threads"]
         argv = [
             "wrk", "-t", threads, "-c", conns, "-d", "%ds" % duration, "--timeout", "10s",
@@ -534,23 +756,17 @@ class Bench:
         ]  # fmt: skip
         if close:
             argv += ["-H", "Connection: close"]
-        argv.append(peer.url(path))
+        argv.append(peer.url(path, tls=tls))
         backend_pids = self.backend.pids()
         pids = peer.pids()
-        stub0 = backend_stub(self.backend.port)
-        pm0 = portico_upstream_counters(self.portico_admin) if peer.name == "portico" else None
-        cpu0, bcpu0 = cpu_ticks(pids), cpu_ticks(backend_pids)
-        t0 = time.monotonic()
+        c0 = self.counters(peer, pids, backend_pids)
         try:
             out = subprocess.run(
                 [str(a) for a in argv], capture_output=True, text=True, timeout=duration + 60, check=False
             )
         except subprocess.TimeoutExpired as e:
             raise HarnessError("wrk against %s hung" % peer.label) from e
-        wall = time.monotonic() - t0
-        cpu1, bcpu1 = cpu_ticks(pids), cpu_ticks(backend_pids)
-        stub1 = backend_stub(self.backend.port)
-        pm1 = portico_upstream_counters(self.portico_admin) if peer.name == "portico" else None
+        c1 = self.counters(peer, pids, backend_pids)
         peer.check_alive()
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
         if out.returncode != 0 or line is None:
@@ -565,7 +781,6 @@ class Bench:
         res = {
             "requests": n,
             "seconds": round(secs, 3),
-            "wall_seconds": round(wall, 3),
             "rps": n / secs,
             "mbytes_per_s": r["bytes"] / secs / 1e6,
             "p50_ms": r["latency_us"]["p50"] / 1e3,
@@ -573,18 +788,199 @@ class Bench:
             "p999_ms": r["latency_us"]["p999"] / 1e3,
             "socket_errors": r["errors"]["connect"] + r["errors"]["read"] + r["errors"]["write"] + r["errors"]["timeout"],
             "errors": r["errors"],
-            "cpu_s": (cpu1 - cpu0) / CLK_TCK,
-            "cpu_us_per_req": (cpu1 - cpu0) / CLK_TCK / n * 1e6,
-            "backend_cpu_s": (bcpu1 - bcpu0) / CLK_TCK,
-            # Less the second stub_status fetch's own connection and request.
-            "backend_accepts": stub1[0] - stub0[0] - 1,
-            "backend_requests": stub1[1] - stub0[1] - 1,
-            "backend_conns_per_1k_req": (stub1[0] - stub0[0] - 1) / n * 1000,
         }
-        if pm0 is not None:
-            res["portico_upstream_opened"] = pm1["opened"] - pm0["opened"]
-            res["portico_upstream_reused"] = pm1["reused"] - pm0["reused"]
+        res.update(self.deltas(c0, c1, n))
         return res
+
+    def s_time(self, peer, duration):
+        """Scenario 5: `openssl s_time -new` in `conns` processes at once, each a loop of
+        new connection, full handshake, one request, read to the close. wrk and h2load
+        are no use here: they resume the TLS session when they reconnect."""
+        n = self.s["conns"]
+        secs = max(1, duration - 1)
+        argv = [
+            "openssl", "s_time", "-connect", "%s:%d" % (HOST, peer.tls_port), "-new",
+            "-time", str(secs), "-www", S_TIME_PATH,
+            # Trust the bench certificate alone: with the default store, OpenSSL 3.0 reads
+            # the system's CA directory on every handshake (about 40% more client CPU).
+            "-CAfile", str(self.workdir / "tls" / "cert.pem"), "-no-CApath", "-no-CAstore",
+        ]  # fmt: skip
+        outs = [(self.workdir / ("s_time-%d.out" % i), self.workdir / ("s_time-%d.err" % i)) for i in range(n)]
+        backend_pids = self.backend.pids()
+        pids = peer.pids()
+        # s_time stops once time(NULL), in whole seconds, passes its start plus -time: so
+        # that every process stops at the same moment, start them all just after a tick.
+        time.sleep(1.02 - time.time() % 1.0)
+        c0 = self.counters(peer, pids, backend_pids)
+        procs = []
+        t_spawn = time.monotonic()
+        try:
+            for out, err in outs:
+                with open(out, "wb") as fo, open(err, "wb") as fe:
+                    procs.append(subprocess.Popen(argv, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL))
+            ends = {}
+            deadline = time.monotonic() + secs + 60
+            while len(ends) < len(procs):
+                for i, pr in enumerate(procs):
+                    if i not in ends and pr.poll() is not None:
+                        ends[i] = time.monotonic()
+                if time.monotonic() > deadline:
+                    raise HarnessError("openssl s_time against %s hung" % peer.label)
+                time.sleep(0.01)
+        finally:
+            for pr in procs:
+                if pr.poll() is None:
+                    pr.kill()
+                    pr.wait()
+        c1 = self.counters(peer, pids, backend_pids)
+        peer.check_alive()
+        conns = resumed = nbytes = bytes_conns = failed = 0
+        first_error = None
+        for (out, err), pr in zip(outs, procs):
+            text = out.read_text(errors="replace")
+            # One character per connection: "*" a new session, "r" a resumed one.
+            marks = "".join(re.findall(r"^[*rt3]+$", text, re.M))
+            conns += len(marks)
+            resumed += marks.count("r")
+            m = re.search(r"(\d+) connections in [\d.]+s; [\d.]+ connections/user sec, bytes read (\d+)", text)
+            if pr.returncode != 0 or not m:
+                failed += 1
+                first_error = first_error or err.read_text(errors="replace")[-1000:]
+                continue
+            nbytes += int(m.group(2))
+            bytes_conns += int(m.group(1))
+        if conns == 0:
+            raise HarnessError("openssl s_time against %s made no connection:\n%s" % (peer.label, first_error))
+        if resumed:
+            raise HarnessError("openssl s_time -new resumed %d sessions against %s" % (resumed, peer.label))
+        if failed:
+            log("%s: %d of %d s_time clients stopped on an error: %s" % (peer.label, failed, n, first_error))
+        # Every connection reads one whole response, as large as the one the sanity
+        # check got with this very request: anything else means other answers.
+        per_conn = nbytes / bytes_conns if bytes_conns else None
+        want = peer.s_time_response_len
+        if per_conn is not None and abs(per_conn - want) > 0.02 * want:
+            raise HarnessError(
+                "%s: s_time read %.1f bytes per connection, the sanity check's response has %d"
+                % (peer.label, per_conn, want)
+            )
+        wall = max(ends.values()) - t_spawn
+        res = {
+            "requests": conns,
+            "handshakes": conns,
+            "resumed": resumed,
+            "rps": conns / wall,
+            "bytes_per_conn": per_conn,
+            "clients": n,
+            "clients_failed": failed,
+            "client_end_spread_s": round(max(ends.values()) - min(ends.values()), 3),
+        }
+        res.update(self.deltas(c0, c1, conns))
+        return res
+
+    def h2load(self, peer, duration):
+        """Scenario 6: HTTP/2 over TLS (ALPN h2 only), h2_conns connections with
+        h2_streams concurrent streams each. Any request that fails breaks the run."""
+        c, m = self.s["h2_conns"], self.s["h2_streams"]
+        argv = [
+            "h2load", "-t", min(self.s["threads"], c), "-c", c, "-m", m, "-D", duration,
+            "--npn-list=h2", "-H", ":authority: " + VHOST, peer.url("/small", tls=True),
+        ]  # fmt: skip
+        backend_pids = self.backend.pids()
+        pids = peer.pids()
+        c0 = self.counters(peer, pids, backend_pids)
+        try:
+            out = subprocess.run(
+                [str(a) for a in argv], capture_output=True, text=True, timeout=duration + 60, check=False
+            )
+        except subprocess.TimeoutExpired as e:
+            raise HarnessError("h2load against %s hung" % peer.label) from e
+        c1 = self.counters(peer, pids, backend_pids)
+        peer.check_alive()
+        text = out.stdout + out.stderr
+        fin = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", text)
+        req = re.search(
+            r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout",
+            text,
+        )
+        codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+        proto = re.search(r"Application protocol: (\S+)", text)
+        if out.returncode != 0 or not (fin and req and codes):
+            raise HarnessError("h2load against %s failed (%d):\n%s" % (peer.label, out.returncode, text[-3000:]))
+        if not proto or proto.group(1) != "h2":
+            raise HarnessError("h2load against %s did not negotiate h2:\n%s" % (peer.label, text[-3000:]))
+        total, started, done, ok, failed, errored, timeout = map(int, req.groups())
+        c2xx, c3xx, c4xx, c5xx = map(int, codes.groups())
+        if failed or errored or timeout or c3xx or c4xx or c5xx or ok != c2xx:
+            raise HarnessError(
+                "h2load against %s: not every request succeeded with 2xx:\n%s" % (peer.label, text[-3000:])
+            )
+        if ok == 0:
+            raise HarnessError("h2load against %s completed no request:\n%s" % (peer.label, text[-3000:]))
+        res = {
+            "requests": ok,
+            "seconds": float(fin.group(1)),
+            "rps": float(fin.group(2)),
+            "started": started,
+            "connections": c,
+            "streams_per_connection": m,
+        }
+        lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text)
+        if lat:
+            res["min_ms"], res["max_ms"], res["mean_ms"] = (duration_ms(v) for v in lat.groups())
+        res.update(self.deltas(c0, c1, ok))
+        return res
+
+    def probe_tls(self):
+        """What each peer negotiates with `openssl s_client`, once per peer, for the
+        reader to check that they agree. The certificate must verify as the bench one."""
+        cert = self.workdir / "tls" / "cert.pem"
+        probes = {
+            # As scenarios 4-6 connect: to 127.0.0.1 with no SNI (wrk's SNI "127.0.0.1"
+            # names no host either), OpenSSL's default client offer.
+            "tls13": ["-noservername"],
+            "tls13_sni": ["-servername", VHOST],
+            # A client that lists AES-128 first (h2load does): the server's order decides.
+            "tls13_client_prefers_aes128": ["-noservername", "-ciphersuites", "TLS_AES_128_GCM_SHA256:" + TLS13_SUITES],
+            "tls12": ["-noservername", "-tls1_2"],
+        }
+        info = {}
+        for name in PEERS:
+            peer = self.peers[name]
+            if peer.tls_port is None:
+                continue
+            info[name] = {}
+            for probe, extra in probes.items():
+                argv = [
+                    "openssl", "s_client", "-connect", "%s:%d" % (HOST, peer.tls_port), "-alpn", "h2,http/1.1",
+                    "-CAfile", str(cert), "-verify_hostname", VHOST, "-verify_return_error", *extra,
+                ]  # fmt: skip
+                try:
+                    out = subprocess.run(argv, input=b"", capture_output=True, timeout=20, check=False)
+                except subprocess.TimeoutExpired as e:
+                    raise HarnessError("openssl s_client against %s hung" % peer.label) from e
+                text = out.stdout.decode(errors="replace") + out.stderr.decode(errors="replace")
+                new = re.search(r"^New, (\S+), Cipher is (\S+)", text, re.M)
+                verify = re.search(r"Verify return code: (\d+)", text)
+                if out.returncode != 0 or not new or not verify or verify.group(1) != "0":
+                    raise HarnessError("%s: TLS probe %s failed:\n%s" % (peer.label, probe, text[-2000:]))
+                group = re.search(r"Server Temp Key: ([^,\n]+)", text)
+                sig = re.search(r"Peer signature type: (\S+)", text)
+                alpn = re.search(r"ALPN protocol: (\S+)", text)
+                info[name][probe] = {
+                    "protocol": new.group(1),
+                    "cipher": new.group(2),
+                    "group": group.group(1) if group else None,
+                    "signature": sig.group(1) if sig else None,
+                    "alpn": alpn.group(1) if alpn else None,
+                }
+        for probe in probes:
+            seen = {json.dumps(v[probe], sort_keys=True) for v in info.values()}
+            if len(seen) > 1:
+                log("note: peers negotiate differently (%s): %s" % (probe, {k: v[probe] for k, v in info.items()}))
+        first = next(iter(info.values()), {})
+        log("TLS: %s" % ", ".join("%s %s" % (p, tls_summary(first[p])) for p in first))
+        self.tls_info = info
 
     def oha(self, peer, path, duration, rate):
         argv = [
@@ -686,12 +1082,14 @@ class Bench:
             % (scenario, rnd, peer.name, "  ".join("%s=%s" % (k, fmt_num(result[k])) for k in keys))
         )
 
-    def interleaved(self, scenario, fn, before_round=None):
+    def interleaved(self, scenario, fn, before_round=None, tls=False):
         for rnd in range(1, self.s["rounds"] + 1):
             if before_round:
                 before_round()
             for name in PEERS:
                 peer = self.peers[name]
+                if tls and peer.tls_port is None:
+                    continue
                 self.record(scenario, rnd, peer, fn(peer))
                 time.sleep(0.5)
 
@@ -703,10 +1101,13 @@ class Bench:
         log("scenario 8: %d idle keep-alive connections" % self.idle_n)
         self.interleaved("s8_idle", self.idle, before_round=self.restart)
 
-        log("warm-up: %ds per peer per file" % self.s["warmup"])
+        self.probe_tls()
+        log("warm-up: %ds per peer per file, and over HTTPS" % self.s["warmup"])
         for name in PEERS:
             for path in FILES:
                 self.wrk(self.peers[name], path, self.s["warmup"])
+            if self.peers[name].tls_port is not None:
+                self.wrk(self.peers[name], "/small", self.s["warmup"], tls=True)
 
         log("scenario 1 (+9, +10): keep-alive, 100-byte responses")
         self.interleaved("s1_small", lambda p: self.wrk(p, "/small", d))
@@ -715,6 +1116,12 @@ class Bench:
         self.interleaved("s2_1m", lambda p: self.wrk(p, "/1m", d))
         log("scenario 3: a new connection per request")
         self.interleaved("s3_close", lambda p: self.wrk(p, "/small", d, close=True))
+        log("scenario 4: HTTPS keep-alive, 100-byte responses")
+        self.interleaved("s4_tls_small", lambda p: self.wrk(p, "/small", d, tls=True), tls=True)
+        log("scenario 5: a full TLS handshake per request (%d x openssl s_time -new)" % self.s["conns"])
+        self.interleaved("s5_tls_handshake", lambda p: self.s_time(p, d), tls=True)
+        log("scenario 6: HTTP/2 over TLS, %d connections x %d streams" % (self.s["h2_conns"], self.s["h2_streams"]))
+        self.interleaved("s6_h2", lambda p: self.h2load(p, d), tls=True)
 
         nginx_max = statistics.median(r["rps"] for r in self.runs if r["scenario"] == "s1_small" and r["peer"] == "nginx")
         rate = max(100, int(nginx_max * 0.5))
@@ -785,6 +1192,18 @@ def fmt_num(v):
     return "%.3f" % v
 
 
+def duration_ms(text):
+    """h2load's durations ("529us", "2.88ms", "1.2s") in milliseconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return None
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+
+def tls_summary(p):
+    return " ".join(str(p[k]) for k in ("protocol", "cipher", "group", "signature", "alpn") if p.get(k))
+
+
 def median_of(runs, scenario, peer, key):
     vals = [r[key] for r in runs if r["scenario"] == scenario and r["peer"] == peer and r.get(key) is not None]
     return statistics.median(vals) if vals else None
@@ -804,9 +1223,13 @@ ROWS = [
     ("2", "keep-alive, 1 MiB", "req/s", "s2_1m", "rps", "higher"),
     ("2", "keep-alive, 1 MiB", "MB/s", "s2_1m", "mbytes_per_s", "higher"),
     ("3", "new connection per request, 100 B", "req/s", "s3_close", "rps", "higher"),
-    ("4", "TLS handshake rate", None, None, None, None),
-    ("5", "TLS keep-alive", None, None, None, None),
-    ("6", "HTTP/2 over TLS", None, None, None, None),
+    ("4", "HTTPS keep-alive, 100 B", "req/s", "s4_tls_small", "rps", "higher"),
+    ("4", "HTTPS keep-alive, 100 B", "p99 latency, ms (closed loop)", "s4_tls_small", "p99_ms", "lower"),
+    ("4", "HTTPS keep-alive, 100 B", "CPU µs per request (proxy processes)", "s4_tls_small", "cpu_us_per_req", "lower"),
+    ("5", "full TLS handshake per request, 100 B", "handshakes/s", "s5_tls_handshake", "rps", "higher"),
+    ("5", "full TLS handshake per request, 100 B", "CPU µs per handshake (proxy processes)", "s5_tls_handshake", "cpu_us_per_req", "lower"),
+    ("6", "HTTP/2 over TLS, {h2}, 100 B", "req/s", "s6_h2", "rps", "higher"),
+    ("6", "HTTP/2 over TLS, {h2}, 100 B", "CPU µs per request (proxy processes)", "s6_h2", "cpu_us_per_req", "lower"),
     ("7", "fixed rate {rate} req/s, 100 B", "p50 latency, ms", "s7_rate", "p50_ms", "lower"),
     ("7", "fixed rate {rate} req/s, 100 B", "p99 latency, ms", "s7_rate", "p99_ms", "lower"),
     ("7", "fixed rate {rate} req/s, 100 B", "p99.9 latency, ms", "s7_rate", "p999_ms", "lower"),
@@ -866,6 +1289,19 @@ def metadata(args, bench):
         "haproxy": tool_version(["haproxy", "-v"], r"version (\S+)"),
         "wrk": tool_version(["wrk", "-v"], r"wrk (?:debian/)?([0-9][0-9.]*[0-9])"),
         "oha": tool_version([str(args.oha), "--version"], r"oha (\S+)"),
+        "h2load": tool_version(["h2load", "--version"], r"nghttp2/(\S+)"),
+        "openssl": tool_version(["openssl", "version"], r"OpenSSL (\S+)"),
+        # The TLS settings every peer is given, and what each one negotiates with
+        # `openssl s_client` (per peer, per probe), to check that they agree.
+        "tls_settings": {
+            "certificate": "ECDSA P-256, self-signed, CN and DNS SAN %s" % VHOST,
+            "versions": "TLSv1.2, TLSv1.3",
+            "tls13_suites": TLS13_SUITES,
+            "tls12_ciphers": TLS12_CIPHERS,
+            "groups": TLS_GROUPS,
+            "order": "server preference",
+        },
+        "tls": getattr(bench, "tls_info", None),
         "python": platform.python_version(),
         "open_file_limit": bench.nofile,
         "mode": "quick" if args.quick else "full",
@@ -881,28 +1317,51 @@ def render_markdown(meta, summary):
     out = []
     out.append("# Portico vs nginx vs HAProxy: %s\n" % meta["date"])
     out.append(
-        "%d cores (%s), kernel %s, %s. Portico %s, nginx %s, HAProxy %s, wrk %s, oha %s. "
+        "%d cores (%s), kernel %s, %s. Portico %s, nginx %s, HAProxy %s, wrk %s, oha %s, h2load %s, OpenSSL %s. "
         "%s run: %d round(s) of %d s per scenario and peer, interleaved; medians shown. "
         "Whole run: %d s.\n"
         % (
             meta["cores"], meta["cpu"] or "unknown CPU", meta["kernel"], meta["os"], meta["portico"], meta["nginx"],
-            meta["haproxy"], meta["wrk"], meta["oha"], meta["mode"], s["rounds"], s["duration"], meta["elapsed_seconds"],
+            meta["haproxy"], meta["wrk"], meta["oha"], meta.get("h2load"), meta.get("openssl"), meta["mode"],
+            s["rounds"], s["duration"], meta["elapsed_seconds"],
         )  # fmt: skip
     )
+    # Results from before scenarios 4-6 existed have no h2 settings.
+    h2 = "h2load -t%d -c%d -m%d" % (s["threads"], s["h2_conns"], s["h2_streams"]) if "h2_conns" in s else "h2load"
     out.append(
-        "Load: wrk -t%d -c%d (closed loop); scenario 7: oha -c%d at a fixed rate with latency "
+        "Load: wrk -t%d -c%d (closed loop; over HTTPS in scenario 4); scenario 5: %d `openssl s_time -new` "
+        "at once; scenario 6: %s; scenario 7: oha -c%d at a fixed rate with latency "
         "correction. Every peer runs on the same %d cores as the load generator and the backend, "
-        "so ratios matter, not absolute numbers.\n" % (s["threads"], s["conns"], s["rate_conns"], meta["cores"])
+        "so ratios matter, not absolute numbers.\n"
+        % (s["threads"], s["conns"], s["conns"], h2, s["rate_conns"], meta["cores"])
     )
+    tls = meta.get("tls")
+    if tls:
+        parts = []
+        for probe, what in (("tls13", "TLS 1.3"), ("tls12", "TLS 1.2")):
+            seen = {}
+            for peer, probes in tls.items():
+                if probe in probes:
+                    seen.setdefault(tls_summary(probes[probe]), []).append(LABELS.get(peer, peer))
+            if len(seen) == 1:
+                parts.append("%s: %s (every peer)" % (what, next(iter(seen))))
+            else:
+                parts.append("%s: %s" % (what, "; ".join("%s: %s" % (", ".join(v), k) for k, v in seen.items())))
+        cert = meta.get("tls_settings", {}).get("certificate")
+        out.append(
+            "TLS as negotiated by `openssl s_client` with each peer (%s certificate): %s. "
+            "Every probe is in the JSON (`meta.tls`).\n" % (cert, "; ".join(parts))
+        )
     out.append(
         "| # | scenario | metric | nginx | HAProxy | Portico | direct | Portico/nginx | Portico/HAProxy | Portico/direct |"
     )
     out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|")
     for sid, desc, metric, scen, key, better in ROWS:
-        desc = desc.format(rate=fmt_num(meta["fixed_rate"] or 0), idle="{:,}".format(meta["idle_connections"]))
-        if scen is None:
-            out.append("| %s | %s | | n/a: TLS not benchmarked yet | | | | | | |" % (sid, desc))
-            continue
+        desc = desc.format(
+            rate=fmt_num(meta["fixed_rate"] or 0),
+            idle="{:,}".format(meta["idle_connections"]),
+            h2="%s connections × %s streams" % (s["h2_conns"], s["h2_streams"]) if "h2_conns" in s else "multiplexed",
+        )
         vals = {p: summary.get(scen, {}).get(p, {}).get(key) for p in PEERS}
         cells = [fmt_num(vals[p]) for p in PEERS]
         rats = []
@@ -916,7 +1375,8 @@ def render_markdown(meta, summary):
         "↑ higher is better, ↓ lower is better; a ratio is Portico's value over the other peer's "
         "(for ↑ rows above 1 means Portico is ahead, for ↓ rows below 1). \"direct\" is the client "
         "talking to the backend itself: its memory and CPU rows are the backend nginx's own, and its "
-        "backend connections are the client's. Ratios of near-zero counts (row 9) are noise.\n"
+        "backend connections are the client's; over TLS (4-6) it is the backend nginx's own TLS "
+        "listener, with its 1 worker against the proxies' 2. Ratios of near-zero counts (row 9) are noise.\n"
     )
     errs = []
     for scen, peers in summary.items():
@@ -925,6 +1385,10 @@ def render_markdown(meta, summary):
                 errs.append("%s/%s: %s socket errors (median)" % (scen, p, fmt_num(m["socket_errors"])))
             if m.get("failed"):
                 errs.append("%s/%s: %s idle connections failed (median)" % (scen, p, fmt_num(m["failed"])))
+            if m.get("clients_failed"):
+                errs.append(
+                    "%s/%s: %s s_time clients stopped on an error (median)" % (scen, p, fmt_num(m["clients_failed"]))
+                )
     if errs:
         out.append("Client-side errors seen: " + "; ".join(errs) + ".\n")
     return "\n".join(out)

@@ -2,7 +2,7 @@
 # Portico vs nginx vs HAProxy (and a direct client->backend baseline), side by side in
 # one run. See bench/README.md for what is measured.
 #
-#   bench/run.sh            full run (3 interleaved rounds, 10 s each; ~15 min on 2 cores)
+#   bench/run.sh            full run (3 interleaved rounds, 10 s each; ~20 min on 2 cores)
 #                           -> bench/results/latest.{md,json} and the table in bench/README.md
 #   bench/run.sh --quick    smoke run (1 round, 2 s each, small connection counts; ~2 min)
 #                           -> $PORTICO_CACHE/bench-quick/latest.{md,json}
@@ -13,8 +13,9 @@
 #
 # Other flags go to bench/bench.py (--rounds N, --duration S, --out DIR, --keep-workdir).
 # Installs what it needs and does nothing (quickly) when it is all there already:
-#   - Debian packages nginx, haproxy, wrk, nghttp2-client (apt-get update only when
-#     something is missing);
+#   - Debian packages nginx, haproxy, wrk, nghttp2-client (h2load) and openssl (the
+#     certificate, and s_time and s_client for TLS); apt-get update only when something
+#     is missing;
 #   - oha (constant-rate HTTP client with latency correction) from crates.io, built
 #     once into $PORTICO_CACHE/oha;
 #   - Portico's release binary (cargo build --release -p portico-controller), unless
@@ -57,6 +58,7 @@ declare -A APT_FOR=(
 	[haproxy]=haproxy
 	[wrk]=wrk
 	[h2load]=nghttp2-client
+	[openssl]=openssl
 )
 missing=()
 for cmd in "${!APT_FOR[@]}"; do
@@ -75,7 +77,7 @@ if ((${#missing[@]})); then
 	"${as_root[@]}" apt-get update -qq >&2
 	DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 else
-	log "Debian packages present (nginx, haproxy, wrk, h2load)"
+	log "Debian packages present (nginx, haproxy, wrk, h2load, openssl)"
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
