@@ -156,7 +156,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rustls warns about every client that sends an IP address as SNI (health checks
+        // and load generators do): expected, handled (the default certificate), not news.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -171,6 +173,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     portico_dataplane::tls::install_crypto_provider();
     init_logging(&args.log_format);
+    raise_open_file_limit();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = args.worker_threads {
@@ -190,6 +193,16 @@ fn main() -> ExitCode {
             eprintln!("portico: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every client connection and every upstream connection is a file descriptor, and the
+/// soft limit most systems start processes with (1,024) is far too low for a proxy.
+/// Raise it to the hard limit, as nginx's `worker_rlimit_nofile` and Go's runtime do.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
 }
 

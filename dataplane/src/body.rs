@@ -2,6 +2,7 @@
 //! nothing buffers a whole body.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -19,6 +20,12 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// Called once when a request body has been read to its end. The listener puts one in
+/// a request's extensions when it wants to know (a plain HTTP/1.1 connection releases
+/// its buffers only once every request body on it has been read).
+#[derive(Clone)]
+pub struct BodyEndHook(pub Arc<dyn Fn() + Send + Sync>);
+
 /// A client's request body on its way to the endpoint, cut off at the route's limit.
 pub enum RequestBody {
     Empty,
@@ -26,16 +33,28 @@ pub enum RequestBody {
         inner: Incoming,
         limit: Option<u64>,
         seen: u64,
+        on_end: Option<BodyEndHook>,
     },
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
+    pub fn new(inner: Incoming, limit: Option<u64>, on_end: Option<BodyEndHook>) -> Self {
         if inner.is_end_stream() {
             RequestBody::Empty
         } else {
-            RequestBody::Streaming { inner, limit, seen: 0 }
+            RequestBody::Streaming {
+                inner,
+                limit,
+                seen: 0,
+                on_end,
+            }
         }
+    }
+}
+
+fn body_ended(on_end: &mut Option<BodyEndHook>) {
+    if let Some(hook) = on_end.take() {
+        (hook.0)();
     }
 }
 
@@ -47,7 +66,12 @@ impl Body for RequestBody {
         let this = self.get_mut();
         match this {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Streaming { inner, limit, seen } => match Pin::new(inner).poll_frame(cx) {
+            RequestBody::Streaming {
+                inner,
+                limit,
+                seen,
+                on_end,
+            } => match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(data) = frame.data_ref() {
                         *seen += data.len() as u64;
@@ -60,10 +84,17 @@ impl Body for RequestBody {
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
                         }
                     }
+                    // A sender that knows the length stops polling once this says so.
+                    if inner.is_end_stream() {
+                        body_ended(on_end);
+                    }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(None) => {
+                    body_ended(on_end);
+                    Poll::Ready(None)
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

@@ -23,7 +23,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::body::{BodyTooLarge, OnComplete, RequestBody, ResponseBody};
+use crate::body::{BodyEndHook, BodyTooLarge, OnComplete, RequestBody, ResponseBody};
 use crate::config::ProxyConfig;
 use crate::metrics::Metrics;
 use crate::table::{Redirect, RequestView, RetryPolicy, Route, RoutingTable, UpstreamProtocol};
@@ -325,7 +325,8 @@ impl Proxy {
                     .map_err(|_| ProxyError::BadRequest("invalid host or path"))?;
             }
         }
-        let body = RequestBody::new(body, route.policy.max_body_size);
+        let on_end = parts.extensions.remove::<BodyEndHook>();
+        let body = RequestBody::new(body, route.policy.max_body_size, on_end);
         Ok((Request::from_parts(parts, body), on_upgrade))
     }
 

@@ -23,6 +23,8 @@ use crate::table::RoutingTable;
 use crate::tls::{self, Certificate};
 use tokio_rustls::TlsAcceptor;
 
+mod park;
+
 /// HTTP/2's connection preface starts with a method no HTTP/1 client sends.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
@@ -140,6 +142,7 @@ impl Server {
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, drain: watch::Receiver<bool>) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let h1 = Arc::new(http1_builder(proxy.config()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -148,13 +151,13 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc
                     local_port,
                     tls: tls.is_some(),
                 };
-                tokio::spawn(serve_connection(
-                    stream,
-                    tls.clone(),
+                let conn = Conn {
                     info,
-                    proxy.clone(),
-                    drain.clone(),
-                ));
+                    proxy: proxy.clone(),
+                    drain: drain.clone(),
+                    h1: h1.clone(),
+                };
+                tokio::spawn(serve_connection(stream, tls.clone(), conn));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -182,33 +185,46 @@ impl Drop for ConnGauge {
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    tls: Option<TlsAcceptor>,
+/// What every connection task is given besides its socket.
+struct Conn {
     info: ConnInfo,
     proxy: Arc<Proxy>,
-    mut drain: watch::Receiver<bool>,
-) {
+    /// Changes when the process starts draining.
+    drain: watch::Receiver<bool>,
+    h1: Arc<http1::Builder>,
+}
+
+async fn serve_connection(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
     let _gauge = ConnGauge::open();
     let _ = stream.set_nodelay(true);
+    match tls {
+        // Boxed: a task is as large as its largest state, and a plain connection that
+        // sits idle must not pay for the size of TLS's.
+        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, conn)).await,
+        None => serve_plain(stream, conn).await,
+    }
+}
+
+async fn serve_plain(stream: TcpStream, mut conn: Conn) {
     // Allocate no protocol state until the client sends its first bytes: a connection
     // that is opened and left idle costs only its socket and this small task. A client
     // that sends nothing within the header timeout, or a drain, closes it.
-    let cfg = proxy.config();
-    let Some(acceptor) = tls else {
-        let h2 = tokio::select! {
-            r = tokio::time::timeout(cfg.client_header_timeout, sniff_h2_preface(&stream)) => r,
-            _ = drain.changed() => return,
-        };
-        match h2 {
-            Ok(Some(h2)) => return serve_http(stream, h2, info, proxy, drain).await,
-            _ => return,
-        }
+    let h2 = tokio::select! {
+        r = tokio::time::timeout(conn.proxy.config().client_header_timeout, sniff_h2_preface(&stream)) => r,
+        _ = conn.drain.changed() => return,
     };
+    match h2 {
+        Ok(Some(true)) => Box::pin(serve_http(stream, true, conn)).await,
+        Ok(Some(false)) => park::serve(stream, conn).await,
+        _ => {}
+    }
+}
+
+async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, mut conn: Conn) {
     let m = Metrics::get();
     let handshake = tokio::select! {
-        r = tokio::time::timeout(cfg.client_header_timeout, Box::pin(acceptor.accept(stream))) => r,
-        _ = drain.changed() => return,
+        r = tokio::time::timeout(conn.proxy.config().client_header_timeout, acceptor.accept(stream)) => r,
+        _ = conn.drain.changed() => return,
     };
     let stream = match handshake {
         Ok(Ok(s)) => s,
@@ -216,7 +232,7 @@ async fn serve_connection(
             m.tls_handshake_errors
                 .with_label_values(&[tls::handshake_failure_reason(&e)])
                 .inc();
-            tracing::debug!(client = %info.peer, error = %e, "TLS handshake failed");
+            tracing::debug!(client = %conn.info.peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
@@ -226,20 +242,22 @@ async fn serve_connection(
     };
     m.tls_handshakes.inc();
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    // Boxed, like the handshake above: every connection's task is as large as its
-    // largest state, and the TLS states must not make plain connections pay for them
-    // while they sit idle.
-    Box::pin(serve_http(stream, h2, info, proxy, drain)).await
+    serve_http(stream, h2, conn).await
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on an established (plain or TLS) connection until it
 /// closes, or until drain asks it to finish its request in flight and close.
-async fn serve_http<I>(stream: I, h2: bool, info: ConnInfo, proxy: Arc<Proxy>, mut drain: watch::Receiver<bool>)
+async fn serve_http<I>(stream: I, h2: bool, conn: Conn)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Conn {
+        info,
+        proxy,
+        mut drain,
+        h1,
+    } = conn;
     let cfg = proxy.config();
-    let timeout = cfg.client_header_timeout;
     let max_header = cfg.max_header_size;
     let io = TokioIo::new(stream);
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -262,12 +280,7 @@ where
             }
         }
     } else {
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(timeout)
-            .max_buf_size(max_header.max(8192))
-            .serve_connection(io, svc)
-            .with_upgrades();
+        let conn = h1.serve_connection(io, svc).with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => r,
@@ -278,6 +291,20 @@ where
             }
         }
     };
+    report_end(&info, result);
+}
+
+fn http1_builder(cfg: &crate::config::ProxyConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // Also bounds how long a keep-alive connection waits for its next request.
+        .header_read_timeout(cfg.client_header_timeout)
+        .max_buf_size(cfg.max_header_size.max(8192));
+    builder
+}
+
+fn report_end(info: &ConnInfo, result: Result<(), hyper::Error>) {
     if let Err(e) = result {
         tracing::debug!(client = %info.peer, error = %e, "client connection ended with an error");
     }

@@ -1,0 +1,299 @@
+//! Plain HTTP/1.1 keep-alive connections that hold no buffers while they wait.
+//!
+//! A hyper connection keeps its read buffer (8 KiB), write buffers and parser state for
+//! as long as the socket lives, including the seconds or minutes a keep-alive client
+//! waits between requests. With thousands of idle clients that is most of the proxy's
+//! memory; nginx and HAProxy release theirs while a connection waits.
+//!
+//! So a plain HTTP/1.1 connection is served by one hyper connection per busy spell. Once
+//! every response on it has been sent in full, every request body read to its end, and
+//! the client has nothing more to send, the connection is *parked*: hyper is asked to
+//! close (the close flushes what it buffered and is kept from reaching the socket), its
+//! state is dropped, any bytes it had read ahead are kept, and the task waits for the
+//! socket to become readable holding the socket alone. The client's next request starts
+//! a fresh hyper connection on the same socket. Whatever hyper would close for a reason
+//! of its own (an error, a truncated body, `Connection: close`, an upgrade) it closes
+//! itself: such a connection is never parked.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::body::{BodyEndHook, ResponseBody};
+
+/// What the requests of one connection are doing, shared by its task, its socket
+/// wrapper and the bodies of its requests (which another task may read).
+#[derive(Default)]
+struct Activity {
+    /// Responses handed to hyper and not yet finished.
+    in_flight: AtomicU32,
+    /// Request bodies not yet read to their end.
+    bodies: AtomicU32,
+    /// Responses finished by the current hyper connection.
+    served: AtomicU32,
+    /// hyper will close this connection itself (an unfinished or failed body, an
+    /// upgrade): never park it.
+    spoiled: AtomicBool,
+    /// A read found nothing to read while the connection was between requests.
+    want_park: AtomicBool,
+    /// hyper's close must not reach the socket.
+    parking: AtomicBool,
+}
+
+impl Activity {
+    /// A fresh hyper connection starts on the socket.
+    fn begin(&self) {
+        self.served.store(0, Ordering::Relaxed);
+        self.want_park.store(false, Ordering::Relaxed);
+        self.parking.store(false, Ordering::Relaxed);
+    }
+
+    /// Between requests: at least one response finished on this hyper connection (so
+    /// hyper itself is idle and will close at once when asked), nothing is in flight,
+    /// and no request body is still being read.
+    fn between_requests(&self) -> bool {
+        self.served.load(Ordering::Acquire) > 0
+            && self.in_flight.load(Ordering::Acquire) == 0
+            && self.bodies.load(Ordering::Acquire) == 0
+            && !self.spoiled.load(Ordering::Acquire)
+    }
+
+    fn request_started<B: Body>(self: &Arc<Self>, req: &mut Request<B>) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if req.method() == Method::CONNECT || req.headers().contains_key(http::header::UPGRADE) {
+            self.spoiled.store(true, Ordering::Release);
+        }
+        if !req.body().is_end_stream() {
+            self.bodies.fetch_add(1, Ordering::AcqRel);
+            let activity = self.clone();
+            req.extensions_mut().insert(BodyEndHook(Arc::new(move || {
+                activity.bodies.fetch_sub(1, Ordering::AcqRel);
+            })));
+        }
+    }
+
+    fn response_finished(&self, clean: bool) {
+        if !clean {
+            self.spoiled.store(true, Ordering::Release);
+        }
+        self.served.fetch_add(1, Ordering::AcqRel);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that tells the connection when it is done, and whether it got to
+/// its end (hyper drops a body it will not send on, then closes the connection). The
+/// end is reported as soon as it is seen, before hyper writes the last bytes and looks
+/// for the next request, so that look finds the connection between requests.
+struct TrackedBody {
+    inner: ResponseBody,
+    activity: Arc<Activity>,
+    /// A HEAD, 204 or 304 response, whose body hyper does not send.
+    bodiless: bool,
+    reported: AtomicBool,
+}
+
+impl TrackedBody {
+    fn report(&self, clean: bool) {
+        if !self.reported.swap(true, Ordering::AcqRel) {
+            self.activity.response_finished(clean);
+        }
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.report(true),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.report(true),
+            Poll::Ready(Some(Err(_))) => self.report(false),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.report(true);
+        }
+        end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        // Dropped before its end: hyper gave up on it and closes the connection.
+        self.report(self.bodiless || self.inner.is_end_stream());
+    }
+}
+
+/// The socket as hyper sees it: bytes read ahead by an earlier hyper connection come
+/// first; a read that would block between requests raises `want_park`; a close while
+/// parking is a no-op.
+struct ParkableIo {
+    stream: TcpStream,
+    read_ahead: Bytes,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for ParkableIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.read_ahead.is_empty() {
+            let n = this.read_ahead.len().min(buf.remaining());
+            buf.put_slice(&this.read_ahead[..n]);
+            this.read_ahead.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if polled.is_pending() && this.activity.between_requests() {
+            this.activity.want_park.store(true, Ordering::Release);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ParkableIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.activity.parking.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Serves plain HTTP/1.1 on `stream` (whose first bytes have arrived) until the client
+/// closes, a timeout, or drain. See the module documentation.
+pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
+    let super::Conn {
+        info,
+        proxy,
+        mut drain,
+        h1: builder,
+    } = conn;
+    let keep_alive_timeout = proxy.config().client_header_timeout;
+    let activity = Arc::new(Activity::default());
+    let svc = {
+        let activity = activity.clone();
+        service_fn(move |mut req: Request<Incoming>| {
+            activity.request_started(&mut req);
+            let head = req.method() == Method::HEAD;
+            let proxy = proxy.clone();
+            let activity = activity.clone();
+            async move {
+                let resp = proxy.handle(req, info).await;
+                let bodiless = head || matches!(resp.status(), StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
+                let (parts, inner) = resp.into_parts();
+                let body = TrackedBody {
+                    inner,
+                    activity,
+                    bodiless,
+                    reported: AtomicBool::new(false),
+                };
+                Ok::<_, Infallible>(Response::from_parts(parts, body))
+            }
+        })
+    };
+    let mut read_ahead = Bytes::new();
+    loop {
+        activity.begin();
+        let io = ParkableIo {
+            stream,
+            read_ahead,
+            activity: activity.clone(),
+        };
+        // On the heap: a parked connection's task must not carry hyper's state size.
+        let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), svc.clone()).with_upgrades());
+        let finished = tokio::select! {
+            r = std::future::poll_fn(|cx| match Pin::new(&mut *conn).poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending if activity.want_park.swap(false, Ordering::AcqRel) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }) => r,
+            _ = drain.changed() => {
+                // Finishes the request in flight, then closes instead of keeping alive.
+                Pin::new(&mut *conn).graceful_shutdown();
+                Some((&mut *conn).await)
+            }
+        };
+        if let Some(result) = finished {
+            super::report_end(&info, result);
+            return;
+        }
+        // hyper is idle: asked to close, it flushes and stops at once.
+        activity.parking.store(true, Ordering::Release);
+        Pin::new(&mut *conn).graceful_shutdown();
+        if let Err(e) = (&mut *conn).await {
+            super::report_end(&info, Err(e));
+            return;
+        }
+        let Some(http1::Parts { io, read_buf, .. }) = conn.into_parts() else {
+            return;
+        };
+        let io = io.into_inner();
+        stream = io.stream;
+        read_ahead = if io.read_ahead.is_empty() && read_buf.is_empty() {
+            Bytes::new()
+        } else {
+            let mut joined = BytesMut::from(&read_buf[..]);
+            joined.extend_from_slice(&io.read_ahead);
+            joined.freeze()
+        };
+        // Even empty, hyper's read buffer holds its whole allocation: let it go now,
+        // not when this loop turn ends.
+        drop(read_buf);
+        tracing::trace!(client = %info.peer, read_ahead = read_ahead.len(), "parked");
+        if read_ahead.is_empty() {
+            // Parked: the socket alone until the client's next request.
+            let readable = tokio::select! {
+                r = tokio::time::timeout(keep_alive_timeout, stream.readable()) => r,
+                _ = drain.changed() => return,
+            };
+            if !matches!(readable, Ok(Ok(()))) {
+                return;
+            }
+        }
+    }
+}
