@@ -96,6 +96,7 @@ fn build_table(rules: usize) -> RoutingTable {
                 backend: backend.clone(),
                 policy: RoutePolicy::default(),
                 action: None,
+                series: Default::default(),
             });
             builder
                 .add(RouteRule {

@@ -5,10 +5,11 @@
 //! `ingress`, `service`, `host` and `path` name the rule that matched (never the raw URL,
 //! which would explode the series count), plus `method` and `status`.
 
+use arc_swap::ArcSwap;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets,
 };
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 const ROUTE_LABELS: [&str; 7] = ["namespace", "ingress", "service", "host", "path", "method", "status"];
 
@@ -168,10 +169,100 @@ impl Metrics {
     }
 }
 
+/// The request metrics of one label set, resolved once: recording a request then costs
+/// five atomic updates instead of five label-hashing lookups in the metric families.
+pub struct RequestSeries {
+    pub requests: IntCounter,
+    pub duration: Histogram,
+    pub request_size: Histogram,
+    pub response_size: Histogram,
+    pub upstream_duration: Histogram,
+}
+
+/// Series a route has recorded, by `service`, `method` and `status` (its other labels
+/// never change). A handful per route, so a scan beats hashing; capped so a client
+/// spraying invented methods cannot grow it without bound.
+#[derive(Default)]
+pub struct SeriesCache(ArcSwap<Vec<([String; 3], Arc<RequestSeries>)>>);
+
+impl std::fmt::Debug for SeriesCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeriesCache({} series)", self.0.load().len())
+    }
+}
+
+const SERIES_PER_ROUTE: usize = 32;
+
+impl SeriesCache {
+    /// The series for `labels` (in [`ROUTE_LABELS`] order), whose namespace, ingress,
+    /// host and path must be the same on every call for one cache.
+    pub fn get(&self, labels: &[&str; 7]) -> Arc<RequestSeries> {
+        let [_, _, service, _, _, method, status] = *labels;
+        let key = |k: &[String; 3]| k[0] == service && k[1] == method && k[2] == status;
+        if let Some((_, series)) = self.0.load().iter().find(|(k, _)| key(k)) {
+            return series.clone();
+        }
+        let m = Metrics::get();
+        let series = Arc::new(RequestSeries {
+            requests: m.requests.with_label_values(labels),
+            duration: m.request_duration.with_label_values(labels),
+            request_size: m.request_size.with_label_values(labels),
+            response_size: m.response_size.with_label_values(labels),
+            upstream_duration: m.upstream_response_duration.with_label_values(labels),
+        });
+        self.0.rcu(|cached| {
+            let mut next = Vec::clone(cached);
+            if next.len() < SERIES_PER_ROUTE && !next.iter().any(|(k, _)| key(k)) {
+                next.push((
+                    [service.to_owned(), method.to_owned(), status.to_owned()],
+                    series.clone(),
+                ));
+            }
+            next
+        });
+        series
+    }
+}
+
 /// Renders every registered metric in the Prometheus text format.
 pub fn render() -> String {
     use prometheus::Encoder;
     let mut buf = Vec::new();
     let _ = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(labels: &[&str; 7]) -> u64 {
+        Metrics::get().requests.with_label_values(labels).get()
+    }
+
+    #[test]
+    fn cached_series_count_in_the_exported_family() {
+        let cache = SeriesCache::default();
+        let ok = ["ns", "series-test", "web", "a.example", "/", "GET", "200"];
+        let not_found = ["ns", "series-test", "web", "a.example", "/", "GET", "404"];
+        for _ in 0..3 {
+            cache.get(&ok).requests.inc();
+        }
+        cache.get(&not_found).requests.inc();
+        assert_eq!(count(&ok), 3);
+        assert_eq!(count(&not_found), 1);
+        assert_eq!(cache.0.load().len(), 2);
+    }
+
+    #[test]
+    fn invented_methods_do_not_grow_a_route_without_bound() {
+        let cache = SeriesCache::default();
+        let methods: Vec<String> = (0..SERIES_PER_ROUTE + 10).map(|i| format!("M{i}")).collect();
+        for m in &methods {
+            let labels = ["ns", "series-cap", "web", "b.example", "/", m.as_str(), "200"];
+            cache.get(&labels).requests.inc();
+            assert_eq!(count(&labels), 1, "{m} still counted past the cap");
+        }
+        assert_eq!(cache.0.load().len(), SERIES_PER_ROUTE);
+    }
 }

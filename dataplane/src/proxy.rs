@@ -767,7 +767,6 @@ fn service_of(backend: &str) -> Option<&str> {
 
 impl OnComplete for RequestLog {
     fn complete(&mut self, bytes: u64) {
-        let m = Metrics::get();
         let elapsed = self.start.elapsed().as_secs_f64();
         let meta = self.route.as_ref().map(|r| &r.meta);
         let empty = String::new();
@@ -785,14 +784,15 @@ impl OnComplete for RequestLog {
             self.method.as_str(),
             self.status.as_str(),
         ];
-        m.requests.with_label_values(&labels).inc();
-        m.request_duration.with_label_values(&labels).observe(elapsed);
-        m.request_size
-            .with_label_values(&labels)
-            .observe(self.request_size as f64);
-        m.response_size.with_label_values(&labels).observe(bytes as f64);
+        // Requests that matched no rule share one cache; a route's own holds its series.
+        static NO_ROUTE: std::sync::LazyLock<crate::metrics::SeriesCache> = std::sync::LazyLock::new(Default::default);
+        let series = self.route.as_ref().map_or(&*NO_ROUTE, |r| &r.series).get(&labels);
+        series.requests.inc();
+        series.duration.observe(elapsed);
+        series.request_size.observe(self.request_size as f64);
+        series.response_size.observe(bytes as f64);
         if let Some(up) = self.upstream_secs {
-            m.upstream_response_duration.with_label_values(&labels).observe(up);
+            series.upstream_duration.observe(up);
         }
         if self.access_log {
             tracing::info!(

@@ -110,6 +110,7 @@ impl<'a> Compiler<'a> {
             backend: resolved.backend,
             policy: policy.clone(),
             action: None,
+            series: Default::default(),
         });
         match self.builder.add(RouteRule {
             host: host.clone(),
@@ -148,6 +149,7 @@ impl<'a> Compiler<'a> {
                 backend: resolved.backend.clone(),
                 policy: policy.clone(),
                 action: None,
+                series: Default::default(),
             })
         };
         let mut used = false;

@@ -169,6 +169,7 @@ impl<'a> Compiler<'a> {
                     backend: primary.clone(),
                     policy: policy.clone(),
                     action: Some(action.clone()),
+                    series: Default::default(),
                 });
                 let rule = RouteRule {
                     host: host.clone(),

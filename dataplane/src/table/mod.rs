@@ -181,6 +181,8 @@ pub struct Route {
     /// A `Route` rule's filters, split, balancing, timeouts and retries; `None` for
     /// Ingress paths, which only proxy.
     pub action: Option<Arc<RouteAction>>,
+    /// The request metric series this route has recorded.
+    pub series: crate::metrics::SeriesCache,
 }
 
 /// A route rule before it is placed in a table.

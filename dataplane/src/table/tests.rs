@@ -12,6 +12,7 @@ fn route(name: &str) -> Arc<Route> {
         backend: Arc::new(Backend::new(name, UpstreamProtocol::Http1, vec![])),
         policy: RoutePolicy::default(),
         action: None,
+        series: Default::default(),
     })
 }
 
