@@ -147,6 +147,9 @@ pub async fn run(
     let text = read(&path).await?;
     let snapshot = parse(&text).map_err(|e| e.in_file(&path))?;
     publish(&tables, &snapshot, &opts);
+    // The table is built; the parsed objects (as large as the table itself) are not
+    // needed again.
+    drop(snapshot);
     let mut file = Followed {
         path,
         good: text,
