@@ -748,6 +748,22 @@ class Bench:
             res["portico_upstream_reused"] = c1["pm"]["reused"] - c0["pm"]["reused"]
         return res
 
+    def measured(self, peer, tool, argv, duration):
+        """Runs a load generator against `peer`; returns its output and the counters
+        read just before and just after it."""
+        backend_pids = self.backend.pids()
+        pids = peer.pids()
+        c0 = self.counters(peer, pids, backend_pids)
+        try:
+            out = subprocess.run(
+                [str(a) for a in argv], capture_output=True, text=True, timeout=duration + 60, check=False
+            )
+        except subprocess.TimeoutExpired as e:
+            raise HarnessError("%s against %s hung" % (tool, peer.label)) from e
+        c1 = self.counters(peer, pids, backend_pids)
+        peer.check_alive()
+        return out, c0, c1
+
     def wrk(self, peer, path, duration, close=False, tls=False):
         conns, threads = self.s["conns"], self.s["threads"]
         argv = [
@@ -757,17 +773,7 @@ class Bench:
         if close:
             argv += ["-H", "Connection: close"]
         argv.append(peer.url(path, tls=tls))
-        backend_pids = self.backend.pids()
-        pids = peer.pids()
-        c0 = self.counters(peer, pids, backend_pids)
-        try:
-            out = subprocess.run(
-                [str(a) for a in argv], capture_output=True, text=True, timeout=duration + 60, check=False
-            )
-        except subprocess.TimeoutExpired as e:
-            raise HarnessError("wrk against %s hung" % peer.label) from e
-        c1 = self.counters(peer, pids, backend_pids)
-        peer.check_alive()
+        out, c0, c1 = self.measured(peer, "wrk", argv, duration)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
         if out.returncode != 0 or line is None:
             raise HarnessError("wrk against %s failed (%d):\n%s%s" % (peer.label, out.returncode, out.stdout, out.stderr))
@@ -886,17 +892,7 @@ class Bench:
             "h2load", "-t", min(self.s["threads"], c), "-c", c, "-m", m, "-D", duration,
             "--npn-list=h2", "-H", ":authority: " + VHOST, peer.url("/small", tls=True),
         ]  # fmt: skip
-        backend_pids = self.backend.pids()
-        pids = peer.pids()
-        c0 = self.counters(peer, pids, backend_pids)
-        try:
-            out = subprocess.run(
-                [str(a) for a in argv], capture_output=True, text=True, timeout=duration + 60, check=False
-            )
-        except subprocess.TimeoutExpired as e:
-            raise HarnessError("h2load against %s hung" % peer.label) from e
-        c1 = self.counters(peer, pids, backend_pids)
-        peer.check_alive()
+        out, c0, c1 = self.measured(peer, "h2load", argv, duration)
         text = out.stdout + out.stderr
         fin = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", text)
         req = re.search(
