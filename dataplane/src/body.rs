@@ -224,7 +224,13 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream { inner, .. } => Pin::new(inner).poll_frame(cx),
+            Kind::Upstream { inner, conn } => {
+                // The body arrives through the connection, which this task drives.
+                if let Some(c) = conn {
+                    c.drive(cx);
+                }
+                Pin::new(inner).poll_frame(cx)
+            }
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -30,12 +31,41 @@ use crate::table::{Redirect, RequestView, RetryPolicy, Route, RoutingTable, Upst
 use crate::upstream::{Pool, SendError, UpstreamConn};
 
 /// What the proxy knows about the client connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The listener's port, for `X-Forwarded-Port`.
     pub local_port: u16,
     pub tls: bool,
+    /// `X-Forwarded-For` / `X-Real-IP` and `X-Forwarded-Port`, made once per
+    /// connection rather than once per request.
+    forwarded: Forwarded,
+}
+
+#[derive(Clone, Debug)]
+struct Forwarded {
+    client_ip: HeaderValue,
+    port: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local_port: u16, tls: bool) -> ConnInfo {
+        // A shared value (not a vector the first clone would have to promote), so each
+        // request's copy is a reference count.
+        let shared = |text: String| {
+            HeaderValue::from_maybe_shared(Bytes::from_owner(text.into_bytes()))
+                .unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        ConnInfo {
+            peer,
+            local_port,
+            tls,
+            forwarded: Forwarded {
+                client_ip: shared(peer.ip().to_string()),
+                port: shared(local_port.to_string()),
+            },
+        }
+    }
 }
 
 /// Where a failure came from, and so which status the client sees.
@@ -147,12 +177,13 @@ impl Proxy {
         let method = req.method().clone();
         let request_id = take_or_make_request_id(req.headers_mut());
         let host = request_host(&req).unwrap_or_default();
+        let (client, tls) = (conn.peer.ip(), conn.tls);
         let mut log = RequestLog {
             start,
             method,
             host,
             uri: req.uri().clone(),
-            client: conn.peer.ip(),
+            client,
             request_id,
             status: StatusCode::OK,
             route: None,
@@ -172,7 +203,7 @@ impl Proxy {
                 e.response()
             }
         };
-        if conn.tls && log.route.as_ref().is_some_and(|r| r.policy.hsts) {
+        if tls && log.route.as_ref().is_some_and(|r| r.policy.hsts) {
             resp.headers_mut()
                 .insert(header::STRICT_TRANSPORT_SECURITY, self.cfg.hsts_header.clone());
         }
@@ -272,17 +303,23 @@ impl Proxy {
             headers.insert(header::UPGRADE, proto);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let client_ip =
-            HeaderValue::from_str(&conn.peer.ip().to_string()).map_err(|_| ProxyError::BadRequest("client address"))?;
-        headers.insert(X_FORWARDED_FOR, client_ip.clone());
-        headers.insert(X_REAL_IP, client_ip);
+        // Room for the headers added below, made once instead of growing the map twice.
+        headers.reserve(8);
+        let ConnInfo { tls, forwarded, .. } = conn;
+        headers.insert(X_FORWARDED_FOR, forwarded.client_ip.clone());
+        headers.insert(X_REAL_IP, forwarded.client_ip);
         headers.insert(
             X_FORWARDED_PROTO,
-            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+            HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
-        headers.insert(X_FORWARDED_PORT, HeaderValue::from(conn.local_port));
+        headers.insert(X_FORWARDED_PORT, forwarded.port);
         headers.insert(X_REQUEST_ID, request_id.clone());
-        let mut host_value = HeaderValue::from_str(host).map_err(|_| ProxyError::BadRequest("invalid host"))?;
+        // The client's own Host value when the host came from it: a shared slice of the
+        // request, so no copy.
+        let mut host_value = match headers.get(header::HOST) {
+            Some(v) if v.as_bytes() == host.as_bytes() => v.clone(),
+            _ => HeaderValue::from_str(host).map_err(|_| ProxyError::BadRequest("invalid host"))?,
+        };
         headers.insert(X_FORWARDED_HOST, host_value.clone());
 
         // A Route's request filters: header changes, then the URL rewrite.
@@ -311,7 +348,15 @@ impl Proxy {
                 if !headers.contains_key(header::HOST) {
                     headers.insert(header::HOST, host_value);
                 }
-                parts.uri = Uri::try_from(path_and_query).map_err(|_| ProxyError::BadRequest("invalid path"))?;
+                // An HTTP/1.1 client's request target is already in origin form: keep it
+                // (and its shared bytes) unless a rewrite or an absolute form changes it.
+                let origin_form = rewritten_path.is_none()
+                    && parts.uri.scheme().is_none()
+                    && parts.uri.authority().is_none()
+                    && parts.uri.path_and_query().is_some();
+                if !origin_form {
+                    parts.uri = Uri::try_from(path_and_query).map_err(|_| ProxyError::BadRequest("invalid path"))?;
+                }
             }
             UpstreamProtocol::H2c => {
                 parts.version = Version::HTTP_2;
@@ -466,8 +511,8 @@ impl Proxy {
                         continue;
                     }
                     let pooled = match conn {
-                        UpstreamConn::H1(tx) if !upgrade => {
-                            Some(self.pool.pooled(addr, backend.protocol == UpstreamProtocol::Https, tx))
+                        UpstreamConn::H1(h1) if !upgrade => {
+                            Some(self.pool.pooled(addr, backend.protocol == UpstreamProtocol::Https, h1))
                         }
                         _ => None,
                     };
@@ -625,6 +670,8 @@ fn find_source<'a, E: std::error::Error + 'static>(e: &'a (dyn std::error::Error
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
@@ -662,8 +709,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(h);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -695,7 +742,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn request_size<B>(req: &Request<B>) -> u64 {
-    let head: usize = req.uri().to_string().len()
+    let uri = req.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let head: usize = target
         + req.method().as_str().len()
         + req
             .headers()
@@ -728,8 +779,12 @@ fn take_or_make_request_id(headers: &mut HeaderMap) -> HeaderValue {
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let id = (u128::from(mix(n ^ k0)) << 64) | u128::from(mix(n.wrapping_add(k1)) ^ k1);
-    let text = format!("{id:032x}");
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut text = [0u8; 32];
+    for (i, b) in text.iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // Shared from the start: the ID is cloned into the upstream request and the log.
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// SplitMix64's finalizer: a bijection, so distinct counters give distinct IDs.

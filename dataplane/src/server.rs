@@ -146,11 +146,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let info = ConnInfo {
-                    peer,
-                    local_port,
-                    tls: tls.is_some(),
-                };
+                let info = ConnInfo::new(peer, local_port, tls.is_some());
                 let conn = Conn {
                     info,
                     proxy: proxy.clone(),
@@ -260,8 +256,10 @@ where
     let cfg = proxy.config();
     let max_header = cfg.max_header_size;
     let io = TokioIo::new(stream);
+    let svc_info = info.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
+        let info = svc_info.clone();
         async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
     });
     let result = if h2 {

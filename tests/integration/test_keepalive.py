@@ -99,6 +99,28 @@ def test_connection_works_across_idle_waits(portico, echo):
     assert m.get("portico_downstream_connections_total") == accepted + 1
 
 
+def test_busy_connection_keeps_working_when_it_goes_quiet(portico, echo):
+    """A client sending request after request keeps its connection's state; once it
+    goes quiet the connection is parked, and the next requests (one of them split
+    across the quiet spell) are still answered, in order, on the same connection."""
+    p = portico(one_route(echo))
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        for i in range(200):
+            s.sendall(get("/burst/%d" % i))
+            status, _, body = read_response(s)
+            assert status == 200 and json.loads(body)["target"] == "/burst/%d" % i
+        req = get("/after-quiet", "X-Pad: %s\r\n" % ("q" * 50))
+        s.sendall(req[:20])
+        time.sleep(2.5)
+        s.sendall(req[20:])
+        status, _, body = read_response(s)
+        assert status == 200 and json.loads(body)["target"] == "/after-quiet"
+        s.sendall(get("/x1") + get("/x2"))
+        for want in ("/x1", "/x2"):
+            status, _, body = read_response(s)
+            assert status == 200 and json.loads(body)["target"] == want
+
+
 def test_idle_keep_alive_connection_is_closed_after_client_header_timeout(portico, echo):
     """A keep-alive connection that goes quiet is closed after --client-header-timeout
     (nginx closes it after keepalive_timeout), not kept forever."""

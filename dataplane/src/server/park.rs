@@ -14,6 +14,11 @@
 //! a fresh hyper connection on the same socket. Whatever hyper would close for a reason
 //! of its own (an error, a truncated body, `Connection: close`, an upgrade) it closes
 //! itself: such a connection is never parked.
+//!
+//! A client that comes straight back after a park (a load balancer's or a service's
+//! keep-alive connection sending request after request) is busy: building hyper's state
+//! afresh for each of its requests would cost more than the memory saves. Such a
+//! connection keeps its state and parks only once it has been quiet for a second.
 
 use std::convert::Infallible;
 use std::io;
@@ -21,6 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
@@ -44,6 +50,8 @@ struct Activity {
     bodies: AtomicU32,
     /// Responses finished by the current hyper connection.
     served: AtomicU32,
+    /// Requests started on the socket, ever (wraps).
+    started: AtomicU32,
     /// hyper will close this connection itself (an unfinished or failed body, an
     /// upgrade): never park it.
     spoiled: AtomicBool,
@@ -73,6 +81,7 @@ impl Activity {
 
     fn request_started<B: Body>(self: &Arc<Self>, req: &mut Request<B>) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.started.fetch_add(1, Ordering::Relaxed);
         if req.method() == Method::CONNECT || req.headers().contains_key(http::header::UPGRADE) {
             self.spoiled.store(true, Ordering::Release);
         }
@@ -204,6 +213,11 @@ impl AsyncWrite for ParkableIo {
     }
 }
 
+/// A client whose next request arrives within this long after a park is busy.
+const BUSY_GAP: Duration = Duration::from_millis(100);
+/// A busy connection parks after this long without a new request.
+const QUIET: Duration = Duration::from_secs(1);
+
 /// Serves plain HTTP/1.1 on `stream` (whose first bytes have arrived) until the client
 /// closes, a timeout, or drain. See the module documentation.
 pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
@@ -217,11 +231,13 @@ pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
     let activity = Arc::new(Activity::default());
     let svc = {
         let activity = activity.clone();
+        let info = info.clone();
         service_fn(move |mut req: Request<Incoming>| {
             activity.request_started(&mut req);
             let head = req.method() == Method::HEAD;
             let proxy = proxy.clone();
             let activity = activity.clone();
+            let info = info.clone();
             async move {
                 let resp = proxy.handle(req, info).await;
                 let bodiless = head || matches!(resp.status(), StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
@@ -237,6 +253,7 @@ pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
         })
     };
     let mut read_ahead = Bytes::new();
+    let mut busy = false;
     loop {
         activity.begin();
         let io = ParkableIo {
@@ -246,11 +263,31 @@ pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
         };
         // On the heap: a parked connection's task must not carry hyper's state size.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), svc.clone()).with_upgrades());
+        // A busy connection looks once per quiet interval whether a request came.
+        let mut quiet = busy.then(|| tokio::time::interval_at(tokio::time::Instant::now() + QUIET, QUIET));
+        let mut seen = activity.started.load(Ordering::Relaxed);
         let finished = tokio::select! {
-            r = std::future::poll_fn(|cx| match Pin::new(&mut *conn).poll(cx) {
-                Poll::Ready(r) => Poll::Ready(Some(r)),
-                Poll::Pending if activity.want_park.swap(false, Ordering::AcqRel) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
+            r = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = Pin::new(&mut *conn).poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                match &mut quiet {
+                    None if activity.want_park.swap(false, Ordering::AcqRel) => return Poll::Ready(None),
+                    None => {}
+                    Some(tick) => {
+                        while tick.poll_tick(cx).is_ready() {
+                            let started = activity.started.load(Ordering::Relaxed);
+                            if started == seen
+                                && activity.want_park.load(Ordering::Acquire)
+                                && activity.between_requests()
+                            {
+                                return Poll::Ready(None);
+                            }
+                            seen = started;
+                        }
+                    }
+                }
+                Poll::Pending
             }) => r,
             _ = drain.changed() => {
                 // Finishes the request in flight, then closes instead of keeping alive.
@@ -285,7 +322,9 @@ pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
         // not when this loop turn ends.
         drop(read_buf);
         tracing::trace!(client = %info.peer, read_ahead = read_ahead.len(), "parked");
+        busy = true;
         if read_ahead.is_empty() {
+            let parked = Instant::now();
             // Parked: the socket alone until the client's next request.
             let readable = tokio::select! {
                 r = tokio::time::timeout(keep_alive_timeout, stream.readable()) => r,
@@ -294,6 +333,7 @@ pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
             if !matches!(readable, Ok(Ok(()))) {
                 return;
             }
+            busy = parked.elapsed() < BUSY_GAP;
         }
     }
 }

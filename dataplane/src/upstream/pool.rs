@@ -2,15 +2,22 @@
 //!
 //! HTTP/1.1 connections are keyed by endpoint address; an idle one is checked out by
 //! one request at a time and returns when that request's response body has ended.
+//! While checked out, an HTTP/1.1 connection is driven by the task that serves the
+//! request (sending, then streaming the response body), as Pingora does: no task of
+//! its own, so a request costs no hand-off between tasks or threads. An idle one is
+//! not polled at all; it is checked for a close when it is taken or reaped.
 //! HTTP/2 (h2c) connections are shared: one per endpoint carries every concurrent
 //! request as a stream. Idle connections are bounded per endpoint and closed after an
 //! idle timeout by a reaper task, so the pool never holds a connection the endpoint
 //! is about to close.
 
 use std::collections::HashMap;
+use std::future::{Future, poll_fn};
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -41,8 +48,66 @@ pub enum SendError {
     NoTlsConfig { addr: SocketAddr },
 }
 
-struct Idle {
+/// The future that runs an HTTP/1.1 connection: writes requests, reads responses.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// An HTTP/1.1 connection: the handle requests go in by, and the future that runs it
+/// (`None` once it has ended, or when a task of its own runs it, as for upgrades).
+pub struct H1Conn {
     tx: http1::SendRequest<RequestBody>,
+    driver: Option<Driver>,
+}
+
+impl H1Conn {
+    /// Does whatever reading and writing is due, registering `cx` for more.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        drive(&mut self.driver, cx);
+    }
+
+    /// Whether the connection can take another request after the last one, judged
+    /// without waiting: a close the endpoint sent meanwhile is noticed here.
+    fn usable(&mut self) -> bool {
+        self.drive(&mut Context::from_waker(Waker::noop()));
+        self.driver.is_some() && !self.tx.is_closed()
+    }
+
+    /// Waits until the connection can take a request.
+    async fn ready(&mut self) -> hyper::Result<()> {
+        let H1Conn { tx, driver } = self;
+        poll_fn(|cx| {
+            drive(driver, cx);
+            tx.poll_ready(cx)
+        })
+        .await
+    }
+
+    async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<Incoming>, SendFailure> {
+        let H1Conn { tx, driver } = self;
+        let mut response = pin!(tx.try_send_request(req));
+        poll_fn(|cx| {
+            // The connection first, so a response it reads now is there to take.
+            drive(driver, cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+type SendFailure = hyper::client::conn::TrySendError<Request<RequestBody>>;
+
+fn drive(driver: &mut Option<Driver>, cx: &mut Context<'_>) {
+    if let Some(d) = driver
+        && let Poll::Ready(result) = d.as_mut().poll(cx)
+    {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+        *driver = None;
+    }
+}
+
+struct Idle {
+    conn: H1Conn,
     since: Instant,
 }
 
@@ -64,7 +129,7 @@ pub struct Pool {
 
 /// A connection for one request.
 pub enum UpstreamConn {
-    H1(http1::SendRequest<RequestBody>),
+    H1(H1Conn),
     H2(http2::SendRequest<RequestBody>),
 }
 
@@ -72,14 +137,19 @@ pub enum UpstreamConn {
 pub struct PooledConn {
     pool: Arc<Pool>,
     key: (SocketAddr, bool),
-    tx: http1::SendRequest<RequestBody>,
+    conn: H1Conn,
 }
 
 impl PooledConn {
+    /// Drives the connection while its response body streams.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        self.conn.drive(cx);
+    }
+
     /// Returns the connection for the next request. Call only once the response body
     /// has been read to its end; a connection with unread body is dropped instead.
     pub fn release(self) {
-        self.pool.put_h1(self.key, self.tx);
+        self.pool.put_h1(self.key, self.conn);
     }
 }
 
@@ -117,32 +187,38 @@ impl Pool {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put_h1(&self, key: (SocketAddr, bool), tx: http1::SendRequest<RequestBody>) {
-        if tx.is_closed() {
+    fn put_h1(&self, key: (SocketAddr, bool), mut conn: H1Conn) {
+        // One last turn lets the connection finish the exchange, or notice that the
+        // endpoint closed it (`Connection: close`, HTTP/1.0).
+        if !conn.usable() {
             return;
         }
         let mut shard = self.shard(&key.0);
         let idle = shard.h1.entry(key).or_default();
         if idle.len() < self.max_idle {
             idle.push(Idle {
-                tx,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 
-    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<http1::SendRequest<RequestBody>> {
+    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<H1Conn> {
         let now = Instant::now();
-        let mut shard = self.shard(&key.0);
-        let idle = shard.h1.get_mut(&key)?;
-        // Most recently used first: it is the warmest and the least likely to have
-        // been closed by the endpoint.
-        while let Some(conn) = idle.pop() {
-            if !conn.tx.is_closed() && now.duration_since(conn.since) < self.idle_timeout {
-                return Some(conn.tx);
+        let mut idle = {
+            let mut shard = self.shard(&key.0);
+            let idle = shard.h1.get_mut(&key)?;
+            // Most recently used first: it is the warmest and the least likely to have
+            // been closed by the endpoint.
+            loop {
+                let conn = idle.pop()?;
+                if now.duration_since(conn.since) < self.idle_timeout {
+                    break conn;
+                }
             }
-        }
-        None
+        };
+        // Checked outside the lock: polling reads from the socket.
+        idle.conn.usable().then_some(idle.conn)
     }
 
     fn reap(&self) {
@@ -150,7 +226,7 @@ impl Pool {
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             shard.h1.retain(|_, idle| {
-                idle.retain(|c| !c.tx.is_closed() && now.duration_since(c.since) < self.idle_timeout);
+                idle.retain_mut(|c| now.duration_since(c.since) < self.idle_timeout && c.conn.usable());
                 !idle.is_empty()
             });
             shard.h2.retain(|_, tx| !tx.is_closed());
@@ -186,12 +262,12 @@ impl Pool {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
                 let key = (addr, proto == UpstreamProtocol::Https);
                 if !fresh {
-                    while let Some(mut tx) = self.take_h1(key) {
+                    while let Some(mut conn) = self.take_h1(key) {
                         // Ready means the previous exchange is fully done; an error means the
                         // endpoint closed it meanwhile: try the next idle one.
-                        if tx.ready().await.is_ok() {
+                        if conn.ready().await.is_ok() {
                             m.upstream_connections_reused.inc();
-                            return Ok((UpstreamConn::H1(tx), true));
+                            return Ok((UpstreamConn::H1(conn), true));
                         }
                     }
                 }
@@ -206,10 +282,10 @@ impl Pool {
                         .await
                         .map_err(|_| SendError::ConnectTimeout { addr })?
                         .map_err(|source| SendError::Tls { addr, source })?;
-                        handshake_h1(addr, TokioIo::new(stream)).await?
+                        handshake_h1(addr, TokioIo::new(stream), fresh).await?
                     }
                     (UpstreamProtocol::Https, None) => return Err(SendError::NoTlsConfig { addr }),
-                    _ => handshake_h1(addr, io).await?,
+                    _ => handshake_h1(addr, io, fresh).await?,
                 };
                 m.upstream_connections_opened.inc();
                 Ok((UpstreamConn::H1(tx), false))
@@ -256,16 +332,19 @@ impl Pool {
         Ok(TokioIo::new(stream))
     }
 
-    pub fn pooled(self: &Arc<Self>, addr: SocketAddr, tls: bool, tx: http1::SendRequest<RequestBody>) -> PooledConn {
+    pub fn pooled(self: &Arc<Self>, addr: SocketAddr, tls: bool, conn: H1Conn) -> PooledConn {
         PooledConn {
             pool: self.clone(),
             key: (addr, tls),
-            tx,
+            conn,
         }
     }
 }
 
-async fn handshake_h1<I>(addr: SocketAddr, io: I) -> Result<http1::SendRequest<RequestBody>, SendError>
+/// Opens an HTTP/1.1 connection. One for an upgrade (`own_task`) is run by a task of
+/// its own, since the tunnel outlives the request; any other is driven by whichever
+/// task uses it.
+async fn handshake_h1<I>(addr: SocketAddr, io: I, own_task: bool) -> Result<H1Conn, SendError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -273,12 +352,18 @@ where
         .handshake(io)
         .await
         .map_err(|source| SendError::Handshake { addr, source })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(%addr, error = %e, "upstream connection ended");
-        }
-    });
-    Ok(tx)
+    if own_task {
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "upstream connection ended");
+            }
+        });
+        return Ok(H1Conn { tx, driver: None });
+    }
+    Ok(H1Conn {
+        tx,
+        driver: Some(Box::pin(conn)),
+    })
 }
 
 impl UpstreamConn {
@@ -289,7 +374,7 @@ impl UpstreamConn {
         req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, Result<Request<RequestBody>, hyper::Error>> {
         let result = match self {
-            UpstreamConn::H1(tx) => tx.try_send_request(req).await,
+            UpstreamConn::H1(conn) => conn.send(req).await,
             UpstreamConn::H2(tx) => tx.try_send_request(req).await,
         };
         result.map_err(|mut e| match e.take_message() {
