@@ -34,38 +34,35 @@ use crate::upstream::{Pool, SendError, UpstreamConn};
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    /// The listener's port, for `X-Forwarded-Port`.
-    pub local_port: u16,
     pub tls: bool,
-    /// `X-Forwarded-For` / `X-Real-IP` and `X-Forwarded-Port`, made once per
-    /// connection rather than once per request.
-    forwarded: Forwarded,
-}
-
-#[derive(Clone, Debug)]
-struct Forwarded {
+    /// `X-Forwarded-For` / `X-Real-IP`, made once per connection rather than per request.
     client_ip: HeaderValue,
+    /// `X-Forwarded-Port`: the listener's port, made once per listener.
     port: HeaderValue,
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr, local_port: u16, tls: bool) -> ConnInfo {
-        // A shared value (not a vector the first clone would have to promote), so each
-        // request's copy is a reference count.
-        let shared = |text: String| {
-            HeaderValue::from_maybe_shared(Bytes::from_owner(text.into_bytes()))
-                .unwrap_or_else(|_| HeaderValue::from_static(""))
-        };
+    /// `port` comes from [`ConnInfo::port_value`], called once per listener.
+    pub fn new(peer: SocketAddr, tls: bool, port: HeaderValue) -> ConnInfo {
         ConnInfo {
             peer,
-            local_port,
             tls,
-            forwarded: Forwarded {
-                client_ip: shared(peer.ip().to_string()),
-                port: shared(local_port.to_string()),
-            },
+            client_ip: shared_value(peer.ip().to_string()),
+            port,
         }
     }
+
+    /// A listener's `X-Forwarded-Port` value.
+    pub fn port_value(port: u16) -> HeaderValue {
+        shared_value(port.to_string())
+    }
+}
+
+/// A header value whose copies are reference counts (not a vector the first clone
+/// would have to promote to shared storage).
+fn shared_value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text.into_bytes()))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Where a failure came from, and so which status the client sees.
@@ -305,14 +302,16 @@ impl Proxy {
         }
         // Room for the headers added below, made once instead of growing the map twice.
         headers.reserve(8);
-        let ConnInfo { tls, forwarded, .. } = conn;
-        headers.insert(X_FORWARDED_FOR, forwarded.client_ip.clone());
-        headers.insert(X_REAL_IP, forwarded.client_ip);
+        let ConnInfo {
+            tls, client_ip, port, ..
+        } = conn;
+        headers.insert(X_FORWARDED_FOR, client_ip.clone());
+        headers.insert(X_REAL_IP, client_ip);
         headers.insert(
             X_FORWARDED_PROTO,
             HeaderValue::from_static(if tls { "https" } else { "http" }),
         );
-        headers.insert(X_FORWARDED_PORT, forwarded.port);
+        headers.insert(X_FORWARDED_PORT, port);
         headers.insert(X_REQUEST_ID, request_id.clone());
         // The client's own Host value when the host came from it: a shared slice of the
         // request, so no copy.

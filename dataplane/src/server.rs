@@ -141,12 +141,12 @@ impl Server {
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, drain: watch::Receiver<bool>) {
-    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let port = ConnInfo::port_value(listener.local_addr().map(|a| a.port()).unwrap_or(0));
     let h1 = Arc::new(http1_builder(proxy.config()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let info = ConnInfo::new(peer, local_port, tls.is_some());
+                let info = ConnInfo::new(peer, tls.is_some(), port.clone());
                 let conn = Conn {
                     info,
                     proxy: proxy.clone(),

@@ -46,6 +46,14 @@ def get(target, extra=""):
     return ("GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (target, HOST, extra)).encode()
 
 
+def assert_pipelined(s, *targets):
+    """Sends a GET for each target in one write; all are answered, in order."""
+    s.sendall(b"".join(get(t) for t in targets))
+    for want in targets:
+        status, _, body = read_response(s)
+        assert status == 200 and json.loads(body)["target"] == want
+
+
 def test_connection_works_across_idle_waits(portico, echo):
     """One connection, pausing between requests long enough to go idle each time:
     GETs, a Content-Length body, a chunked body, and a request whose head arrives in
@@ -86,10 +94,7 @@ def test_connection_works_across_idle_waits(portico, echo):
 
         # Two requests in one write, then a third that arrives only after the two
         # responses were read: all answered, in order, on this connection.
-        s.sendall(get("/p1") + get("/p2"))
-        for want in ("/p1", "/p2"):
-            status, _, body = read_response(s)
-            assert status == 200 and json.loads(body)["target"] == want
+        assert_pipelined(s, "/p1", "/p2")
         time.sleep(0.3)
         s.sendall(get("/last", "Connection: close\r\n"))
         status, headers, body = read_response(s)
@@ -115,10 +120,7 @@ def test_busy_connection_keeps_working_when_it_goes_quiet(portico, echo):
         s.sendall(req[20:])
         status, _, body = read_response(s)
         assert status == 200 and json.loads(body)["target"] == "/after-quiet"
-        s.sendall(get("/x1") + get("/x2"))
-        for want in ("/x1", "/x2"):
-            status, _, body = read_response(s)
-            assert status == 200 and json.loads(body)["target"] == want
+        assert_pipelined(s, "/x1", "/x2")
 
 
 def test_idle_keep_alive_connection_is_closed_after_client_header_timeout(portico, echo):
