@@ -169,7 +169,7 @@ impl Proxy {
     }
 
     /// Serves one request from start to response headers; the body streams after.
-    pub async fn handle(self: &Arc<Self>, mut req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
+    pub async fn handle(self: &Arc<Self>, mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
         let start = Instant::now();
         let method = req.method().clone();
         let request_id = take_or_make_request_id(req.headers_mut());
@@ -191,7 +191,7 @@ impl Proxy {
             in_flight: None,
             split_backend: None,
         };
-        let mut resp = match self.proxy(req, conn, &mut log).await {
+        let mut resp = match self.proxy(req, &conn, &mut log).await {
             Ok(resp) => resp,
             Err(e) => {
                 if !matches!(e, ProxyError::NoRoute) {
@@ -212,7 +212,7 @@ impl Proxy {
     async fn proxy(
         self: &Arc<Self>,
         req: Request<Incoming>,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let table = self.table.load();
@@ -286,7 +286,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         route: &Route,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         request_id: &HeaderValue,
         host: &str,
         upgrade: bool,
@@ -306,12 +306,12 @@ impl Proxy {
             tls, client_ip, port, ..
         } = conn;
         headers.insert(X_FORWARDED_FOR, client_ip.clone());
-        headers.insert(X_REAL_IP, client_ip);
+        headers.insert(X_REAL_IP, client_ip.clone());
         headers.insert(
             X_FORWARDED_PROTO,
-            HeaderValue::from_static(if tls { "https" } else { "http" }),
+            HeaderValue::from_static(if *tls { "https" } else { "http" }),
         );
-        headers.insert(X_FORWARDED_PORT, port);
+        headers.insert(X_FORWARDED_PORT, port.clone());
         headers.insert(X_REQUEST_ID, request_id.clone());
         // The client's own Host value when the host came from it: a shared slice of the
         // request, so no copy.

@@ -2,10 +2,12 @@
 //! on shutdown. Also the admin listener (`/metrics`, `/healthz`, `/readyz`).
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
@@ -13,8 +15,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::ReadBuf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::body::ResponseBody;
 use crate::metrics::{self, Metrics};
@@ -95,6 +99,11 @@ impl Server {
             ready,
         } = self;
         let (drain_tx, drain_rx) = watch::channel(false);
+        let drain = Drain {
+            rx: drain_rx,
+            notify: Arc::new(Notify::new()),
+        };
+        let drain_notify = drain.notify.clone();
 
         let feeder = {
             let proxy = proxy.clone();
@@ -114,10 +123,10 @@ impl Server {
             })
         };
         let admin_task = tokio::spawn(serve_admin(admin, ready.clone()));
-        let accept = accept_loop(http, None, proxy.clone(), drain_rx.clone());
+        let accept = accept_loop(http, None, proxy.clone(), drain.clone());
         let accept_tls = async {
             match https {
-                Some((listener, acceptor)) => accept_loop(listener, Some(acceptor), proxy.clone(), drain_rx).await,
+                Some((listener, acceptor)) => accept_loop(listener, Some(acceptor), proxy.clone(), drain).await,
                 None => std::future::pending().await,
             }
         };
@@ -130,6 +139,8 @@ impl Server {
         ready.store(false, Ordering::Release);
         tracing::info!(timeout = ?proxy.config().drain_timeout, "shutting down: draining in-flight requests");
         let _ = drain_tx.send(true);
+        // After the send: a connection that checks the value after this wake-up sees it.
+        drain_notify.notify_waiters();
         // Every connection task holds a receiver; `closed` resolves when the last is gone.
         match tokio::time::timeout(proxy.config().drain_timeout, drain_tx.closed()).await {
             Ok(()) => tracing::info!("drained"),
@@ -140,20 +151,26 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, drain: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, drain: Drain) {
     let port = ConnInfo::port_value(listener.local_addr().map(|a| a.port()).unwrap_or(0));
     let h1 = Arc::new(http1_builder(proxy.config()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let info = ConnInfo::new(peer, tls.is_some(), port.clone());
+                let _ = stream.set_nodelay(true);
                 let conn = Conn {
-                    info,
+                    info: Arc::new(ConnInfo::new(peer, tls.is_some(), port.clone())),
                     proxy: proxy.clone(),
                     drain: drain.clone(),
                     h1: h1.clone(),
+                    _gauge: ConnGauge::open(),
                 };
-                tokio::spawn(serve_connection(stream, tls.clone(), conn));
+                // Each kind of connection is a task of its own size: a plain connection
+                // that waits must not carry the size of TLS's state.
+                match &tls {
+                    Some(acceptor) => tokio::spawn(serve_tls(stream, acceptor.clone(), conn)),
+                    None => tokio::spawn(park::serve(stream, conn)),
+                };
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -183,36 +200,49 @@ impl Drop for ConnGauge {
 
 /// What every connection task is given besides its socket.
 struct Conn {
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
     proxy: Arc<Proxy>,
-    /// Changes when the process starts draining.
-    drain: watch::Receiver<bool>,
+    drain: Drain,
     h1: Arc<http1::Builder>,
+    _gauge: ConnGauge,
 }
 
-async fn serve_connection(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
-    let _gauge = ConnGauge::open();
-    let _ = stream.set_nodelay(true);
-    match tls {
-        // Boxed: a task is as large as its largest state, and a plain connection that
-        // sits idle must not pay for the size of TLS's.
-        Some(acceptor) => Box::pin(serve_tls(stream, acceptor, conn)).await,
-        None => serve_plain(stream, conn).await,
+/// Tells connections that the process is draining. Every connection holds one, and the
+/// server waits for the last to be dropped.
+#[derive(Clone)]
+struct Drain {
+    /// Turns true when draining starts.
+    rx: watch::Receiver<bool>,
+    /// Woken when draining starts; its waiter is smaller than the watch's, which counts
+    /// for connections that sit idle.
+    notify: Arc<Notify>,
+}
+
+impl Drain {
+    /// Resolves once draining has started.
+    async fn started(&mut self) {
+        let _ = self.rx.wait_for(|draining| *draining).await;
     }
-}
 
-async fn serve_plain(stream: TcpStream, mut conn: Conn) {
-    // Allocate no protocol state until the client sends its first bytes: a connection
-    // that is opened and left idle costs only its socket and this small task. A client
-    // that sends nothing within the header timeout, or a drain, closes it.
-    let h2 = tokio::select! {
-        r = tokio::time::timeout(conn.proxy.config().client_header_timeout, sniff_h2_preface(&stream)) => r,
-        _ = conn.drain.changed() => return,
-    };
-    match h2 {
-        Ok(Some(true)) => Box::pin(serve_http(stream, true, conn)).await,
-        Ok(Some(false)) => park::serve(stream, conn).await,
-        _ => {}
+    /// Polls `poll` until it is ready (`Some`), `deadline` passes or draining starts
+    /// (`None`). Holds only a timer entry and a waiter while it waits.
+    async fn until<T>(&self, deadline: Instant, mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Option<T> {
+        let mut sleep = pin!(tokio::time::sleep_until(deadline));
+        let mut notified = pin!(self.notify.notified());
+        notified.as_mut().enable();
+        if *self.rx.borrow() {
+            return None;
+        }
+        poll_fn(|cx| {
+            if let Poll::Ready(v) = poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            if notified.as_mut().poll(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -220,7 +250,7 @@ async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, mut conn: Conn) {
     let m = Metrics::get();
     let handshake = tokio::select! {
         r = tokio::time::timeout(conn.proxy.config().client_header_timeout, acceptor.accept(stream)) => r,
-        _ = conn.drain.changed() => return,
+        _ = conn.drain.started() => return,
     };
     let stream = match handshake {
         Ok(Ok(s)) => s,
@@ -252,6 +282,7 @@ where
         proxy,
         mut drain,
         h1,
+        _gauge,
     } = conn;
     let cfg = proxy.config();
     let max_header = cfg.max_header_size;
@@ -272,7 +303,7 @@ where
         let mut conn = Box::pin(conn);
         tokio::select! {
             r = conn.as_mut() => r,
-            _ = drain.changed() => {
+            _ = drain.started() => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -282,7 +313,7 @@ where
         tokio::pin!(conn);
         tokio::select! {
             r = conn.as_mut() => r,
-            _ = drain.changed() => {
+            _ = drain.started() => {
                 // Finishes the request in flight, then closes instead of keeping alive.
                 conn.as_mut().graceful_shutdown();
                 conn.await
@@ -309,17 +340,21 @@ fn report_end(info: &ConnInfo, result: Result<(), hyper::Error>) {
 }
 
 /// Waits for the client's first bytes and peeks (without consuming them) whether they
-/// are the HTTP/2 preface; `None` when the client closed without sending anything.
-async fn sniff_h2_preface(stream: &TcpStream) -> Option<bool> {
+/// are the HTTP/2 preface; `None` when the client closed without sending anything, sent
+/// nothing before `deadline`, or draining started.
+async fn sniff_h2_preface(stream: &TcpStream, deadline: Instant, drain: &Drain) -> Option<bool> {
     let mut buf = [0u8; H2_PREFACE.len()];
     loop {
-        match stream.peek(&mut buf).await {
+        let peeked = drain
+            .until(deadline, |cx| stream.poll_peek(cx, &mut ReadBuf::new(&mut buf)))
+            .await?;
+        match peeked {
             Ok(0) | Err(_) => return None,
             Ok(n) if buf[..n] != H2_PREFACE[..n] => return Some(false),
             Ok(n) if n == H2_PREFACE.len() => return Some(true),
-            // A prefix of the preface so far: wait for the rest (the caller's timeout
-            // bounds this).
-            Ok(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            // A prefix of the preface so far: wait for the rest. (Rare, so on the heap: the
+            // timer would otherwise add to every idle connection's size.)
+            Ok(_) => Box::pin(tokio::time::sleep(Duration::from_millis(2))).await,
         }
     }
 }

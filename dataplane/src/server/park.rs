@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
@@ -37,6 +37,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::body::{BodyEndHook, ResponseBody};
 
@@ -218,20 +219,64 @@ const BUSY_GAP: Duration = Duration::from_millis(100);
 /// A busy connection parks after this long without a new request.
 const QUIET: Duration = Duration::from_secs(1);
 
-/// Serves plain HTTP/1.1 on `stream` (whose first bytes have arrived) until the client
-/// closes, a timeout, or drain. See the module documentation.
-pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
+/// Serves a plain-text connection until the client closes, a timeout, or drain: HTTP/2
+/// when it starts with the preface, else HTTP/1.1 as the module documentation says.
+pub(super) async fn serve(mut stream: TcpStream, mut conn: super::Conn) {
+    let timeout = conn.proxy.config().client_header_timeout;
+    // No protocol state until the client sends its first bytes: a connection that is
+    // opened and left idle costs only its socket and this small task. A client that
+    // sends nothing within the header timeout, or a drain, closes it.
+    match super::sniff_h2_preface(&stream, Instant::now() + timeout, &conn.drain).await {
+        Some(true) => return Box::pin(super::serve_http(stream, true, conn)).await,
+        Some(false) => {}
+        None => return,
+    }
+    let activity = Arc::new(Activity::default());
+    let mut read_ahead = Bytes::new();
+    let mut busy = false;
+    loop {
+        // On the heap: a parked connection's task is as large as its largest state, and
+        // must not carry hyper's and the busy spell's while it waits.
+        (stream, read_ahead) = match Box::pin(busy_spell(stream, read_ahead, busy, &mut conn, &activity)).await {
+            Some(parked) => parked,
+            None => return,
+        };
+        busy = true;
+        if read_ahead.is_empty() {
+            // Parked: the socket alone until the client's next request.
+            let parked = Instant::now();
+            let ready = conn
+                .drain
+                .until(parked + timeout, |cx| stream.poll_read_ready(cx))
+                .await;
+            if !matches!(ready, Some(Ok(()))) {
+                return;
+            }
+            busy = parked.elapsed() < BUSY_GAP;
+        }
+    }
+}
+
+/// Serves requests with one hyper connection until the connection ends (`None`) or
+/// parks: then it hands back the socket and whatever hyper had read ahead.
+async fn busy_spell(
+    stream: TcpStream,
+    read_ahead: Bytes,
+    busy: bool,
+    conn: &mut super::Conn,
+    activity: &Arc<Activity>,
+) -> Option<(TcpStream, Bytes)> {
     let super::Conn {
         info,
         proxy,
-        mut drain,
+        drain,
         h1: builder,
+        ..
     } = conn;
-    let keep_alive_timeout = proxy.config().client_header_timeout;
-    let activity = Arc::new(Activity::default());
     let svc = {
         let activity = activity.clone();
         let info = info.clone();
+        let proxy = proxy.clone();
         service_fn(move |mut req: Request<Incoming>| {
             activity.request_started(&mut req);
             let head = req.method() == Method::HEAD;
@@ -252,88 +297,65 @@ pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
             }
         })
     };
-    let mut read_ahead = Bytes::new();
-    let mut busy = false;
-    loop {
-        activity.begin();
-        let io = ParkableIo {
-            stream,
-            read_ahead,
-            activity: activity.clone(),
-        };
-        // On the heap: a parked connection's task must not carry hyper's state size.
-        let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), svc.clone()).with_upgrades());
-        // A busy connection looks once per quiet interval whether a request came.
-        let mut quiet = busy.then(|| tokio::time::interval_at(tokio::time::Instant::now() + QUIET, QUIET));
-        let mut seen = activity.started.load(Ordering::Relaxed);
-        let finished = tokio::select! {
-            r = std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = Pin::new(&mut *conn).poll(cx) {
-                    return Poll::Ready(Some(r));
-                }
-                match &mut quiet {
-                    None if activity.want_park.swap(false, Ordering::AcqRel) => return Poll::Ready(None),
-                    None => {}
-                    Some(tick) => {
-                        while tick.poll_tick(cx).is_ready() {
-                            let started = activity.started.load(Ordering::Relaxed);
-                            if started == seen
-                                && activity.want_park.load(Ordering::Acquire)
-                                && activity.between_requests()
-                            {
-                                return Poll::Ready(None);
-                            }
-                            seen = started;
+    activity.begin();
+    let io = ParkableIo {
+        stream,
+        read_ahead,
+        activity: activity.clone(),
+    };
+    let mut conn = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    // A busy connection looks once per quiet interval whether a request came.
+    let mut quiet = busy.then(|| tokio::time::interval_at(tokio::time::Instant::now() + QUIET, QUIET));
+    let mut seen = activity.started.load(Ordering::Relaxed);
+    let finished = tokio::select! {
+        r = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = Pin::new(&mut conn).poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            match &mut quiet {
+                None if activity.want_park.swap(false, Ordering::AcqRel) => return Poll::Ready(None),
+                None => {}
+                Some(tick) => {
+                    while tick.poll_tick(cx).is_ready() {
+                        let started = activity.started.load(Ordering::Relaxed);
+                        if started == seen
+                            && activity.want_park.load(Ordering::Acquire)
+                            && activity.between_requests()
+                        {
+                            return Poll::Ready(None);
                         }
+                        seen = started;
                     }
                 }
-                Poll::Pending
-            }) => r,
-            _ = drain.changed() => {
-                // Finishes the request in flight, then closes instead of keeping alive.
-                Pin::new(&mut *conn).graceful_shutdown();
-                Some((&mut *conn).await)
             }
-        };
-        if let Some(result) = finished {
-            super::report_end(&info, result);
-            return;
+            Poll::Pending
+        }) => r,
+        _ = drain.started() => {
+            // Finishes the request in flight, then closes instead of keeping alive.
+            Pin::new(&mut conn).graceful_shutdown();
+            Some((&mut conn).await)
         }
-        // hyper is idle: asked to close, it flushes and stops at once.
-        activity.parking.store(true, Ordering::Release);
-        Pin::new(&mut *conn).graceful_shutdown();
-        if let Err(e) = (&mut *conn).await {
-            super::report_end(&info, Err(e));
-            return;
-        }
-        let Some(http1::Parts { io, read_buf, .. }) = conn.into_parts() else {
-            return;
-        };
-        let io = io.into_inner();
-        stream = io.stream;
-        read_ahead = if io.read_ahead.is_empty() && read_buf.is_empty() {
-            Bytes::new()
-        } else {
-            let mut joined = BytesMut::from(&read_buf[..]);
-            joined.extend_from_slice(&io.read_ahead);
-            joined.freeze()
-        };
-        // Even empty, hyper's read buffer holds its whole allocation: let it go now,
-        // not when this loop turn ends.
-        drop(read_buf);
-        tracing::trace!(client = %info.peer, read_ahead = read_ahead.len(), "parked");
-        busy = true;
-        if read_ahead.is_empty() {
-            let parked = Instant::now();
-            // Parked: the socket alone until the client's next request.
-            let readable = tokio::select! {
-                r = tokio::time::timeout(keep_alive_timeout, stream.readable()) => r,
-                _ = drain.changed() => return,
-            };
-            if !matches!(readable, Ok(Ok(()))) {
-                return;
-            }
-            busy = parked.elapsed() < BUSY_GAP;
-        }
+    };
+    if let Some(result) = finished {
+        super::report_end(info, result);
+        return None;
     }
+    // hyper is idle: asked to close, it flushes and stops at once.
+    activity.parking.store(true, Ordering::Release);
+    Pin::new(&mut conn).graceful_shutdown();
+    if let Err(e) = (&mut conn).await {
+        super::report_end(info, Err(e));
+        return None;
+    }
+    let http1::Parts { io, read_buf, .. } = conn.into_parts()?;
+    let io = io.into_inner();
+    let read_ahead = if io.read_ahead.is_empty() && read_buf.is_empty() {
+        Bytes::new()
+    } else {
+        let mut joined = BytesMut::from(&read_buf[..]);
+        joined.extend_from_slice(&io.read_ahead);
+        joined.freeze()
+    };
+    tracing::trace!(client = %info.peer, read_ahead = read_ahead.len(), "parked");
+    Some((io.stream, read_ahead))
 }
