@@ -98,6 +98,26 @@ fn reads_every_kind() {
     assert_eq!(route.backend.endpoints[0].addr.to_string(), "127.0.0.1:9001");
 }
 
+/// However a document spells its kind (flow style, quoted, a trailing comment, a
+/// `kind:` line inside a text block), it is read as that kind.
+#[test]
+fn kind_in_any_yaml_style() {
+    let flow = "{apiVersion: v1, kind: Service, metadata: {name: flow}, spec: {ports: [{port: 80}]}}\n";
+    let quoted = "apiVersion: \"v1\"\nkind: 'Service'\nmetadata:\n  name: quoted\n";
+    let commented = "apiVersion: v1 # core\nkind: Service # a comment\nmetadata:\n  name: commented\n";
+    let block = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: notes\nstringData:\n  notes: |\n    kind: Service\n";
+    let s = parse(&file(&[flow, quoted, commented, block, SERVICE])).unwrap();
+    let mut names: Vec<_> = s.services.iter().filter_map(|o| o.metadata.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["commented", "flow", "quoted", "web"]);
+    assert_eq!(s.secrets.len(), 1);
+    // A kind named twice at the top level is still the parser's to refuse.
+    let e = invalid(&file(&[
+        "apiVersion: v1\nkind: Service\nkind: Secret\nmetadata:\n  name: x\n",
+    ]));
+    assert!(e.message.contains("duplicate"), "{e}");
+}
+
 /// The quickstart example reads and compiles without a single diagnostic.
 #[test]
 fn quickstart_example_is_clean() {
