@@ -679,18 +679,17 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers the Connection header names are hop-by-hop too.
-    if let Some(named) = headers
-        .get(header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    // Headers the Connection header names are hop-by-hop too. Most name only `close` or
+    // `keep-alive` (which go anyway), so its values are copied out only when they name
+    // others. `te` is left to the rule below.
+    if headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| connection_names(v).next().is_some())
     {
-        for name in named.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if let Ok(name) = HeaderName::from_bytes(name.as_bytes())
-                && name != header::TE
-            {
-                headers.remove(name);
-            }
+        let values: Vec<HeaderValue> = headers.get_all(header::CONNECTION).iter().cloned().collect();
+        for name in values.iter().flat_map(connection_names) {
+            headers.remove(name);
         }
     }
     // gRPC needs `te: trailers` end to end; every other TE value is per hop.
@@ -713,6 +712,27 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// The header names a `Connection` value lists, other than those that are hop-by-hop
+/// anyway (and `te`, which has a rule of its own).
+fn connection_names(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    const ALWAYS: [&str; 7] = [
+        "close",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+    ];
+    value
+        .to_str()
+        .ok()
+        .into_iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && !ALWAYS.iter().any(|a| a.eq_ignore_ascii_case(n)))
 }
 
 fn is_upgrade<B>(req: &Request<B>) -> bool {
