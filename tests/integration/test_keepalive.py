@@ -54,6 +54,17 @@ def assert_pipelined(s, *targets):
         assert status == 200 and json.loads(body)["target"] == want
 
 
+def assert_split_head_answered(s, target, cut, pause):
+    """Sends a GET's head in two writes, `pause` seconds apart, cut after `cut` bytes;
+    it is answered as one request."""
+    req = get(target, "X-Pad: %s\r\n" % ("p" * 100))
+    s.sendall(req[:cut])
+    time.sleep(pause)
+    s.sendall(req[cut:])
+    status, _, body = read_response(s)
+    assert status == 200 and json.loads(body)["target"] == target
+
+
 def test_connection_works_across_idle_waits(portico, echo):
     """One connection, pausing between requests long enough to go idle each time:
     GETs, a Content-Length body, a chunked body, and a request whose head arrives in
@@ -84,12 +95,7 @@ def test_connection_works_across_idle_waits(portico, echo):
         time.sleep(0.3)
 
         # A head split across two writes, with the connection idle in between.
-        req = get("/split", "X-Pad: %s\r\n" % ("p" * 100))
-        s.sendall(req[:30])
-        time.sleep(0.3)
-        s.sendall(req[30:])
-        status, _, body = read_response(s)
-        assert status == 200 and json.loads(body)["target"] == "/split"
+        assert_split_head_answered(s, "/split", 30, 0.3)
         time.sleep(0.3)
 
         # Two requests in one write, then a third that arrives only after the two
@@ -114,12 +120,7 @@ def test_busy_connection_keeps_working_when_it_goes_quiet(portico, echo):
             s.sendall(get("/burst/%d" % i))
             status, _, body = read_response(s)
             assert status == 200 and json.loads(body)["target"] == "/burst/%d" % i
-        req = get("/after-quiet", "X-Pad: %s\r\n" % ("q" * 50))
-        s.sendall(req[:20])
-        time.sleep(2.5)
-        s.sendall(req[20:])
-        status, _, body = read_response(s)
-        assert status == 200 and json.loads(body)["target"] == "/after-quiet"
+        assert_split_head_answered(s, "/after-quiet", 20, 2.5)
         assert_pipelined(s, "/x1", "/x2")
 
 
