@@ -696,43 +696,41 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let te_trailers = headers
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for h in [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ] {
+    for h in HOP_BY_HOP {
         headers.remove(h);
     }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
     if te_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
-/// The header names a `Connection` value lists, other than those that are hop-by-hop
-/// anyway (and `te`, which has a rule of its own).
+/// Always removed in both directions.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+];
+
+/// The header names a `Connection` value lists, other than [`HOP_BY_HOP`] ones (`te`
+/// among them, which has a rule of its own) and the `close` option.
 fn connection_names(value: &HeaderValue) -> impl Iterator<Item = &str> {
-    const ALWAYS: [&str; 7] = [
-        "close",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-connection",
-    ];
     value
         .to_str()
         .ok()
         .into_iter()
         .flat_map(|s| s.split(','))
         .map(str::trim)
-        .filter(|n| !n.is_empty() && !ALWAYS.iter().any(|a| a.eq_ignore_ascii_case(n)))
+        .filter(|n| {
+            !n.is_empty()
+                && !n.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(n))
+        })
 }
 
 fn is_upgrade<B>(req: &Request<B>) -> bool {
