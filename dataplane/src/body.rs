@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::upstream::PooledConn;
+use crate::upstream::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -146,8 +146,8 @@ pub trait OnComplete: Send + Sync {
 }
 
 /// A response on its way to the client: either one the proxy made, or an endpoint's
-/// streamed through. When an endpoint's body ends, its connection goes back to the
-/// shared pool; the completion hook (metrics, access log) runs exactly once.
+/// streamed through (whose connection goes back to the shared pool when its body
+/// ends). The completion hook (metrics, access log) runs exactly once.
 pub struct ResponseBody {
     kind: Kind,
     sent: u64,
@@ -156,7 +156,7 @@ pub struct ResponseBody {
 
 enum Kind {
     Full(Option<Bytes>),
-    Upstream { inner: Incoming, conn: Option<PooledConn> },
+    Upstream(UpstreamBody),
 }
 
 impl ResponseBody {
@@ -177,15 +177,13 @@ impl ResponseBody {
         }
     }
 
-    /// Streams an endpoint's body; `conn` returns to the pool once the body has ended.
-    pub fn upstream(inner: Incoming, conn: Option<PooledConn>) -> Self {
-        let mut body = ResponseBody {
-            kind: Kind::Upstream { inner, conn },
+    /// Streams an endpoint's body.
+    pub fn upstream(inner: UpstreamBody) -> Self {
+        ResponseBody {
+            kind: Kind::Upstream(inner),
             sent: 0,
             done: None,
-        };
-        body.release_if_ended();
-        body
+        }
     }
 
     pub fn on_complete(mut self, hook: Box<dyn OnComplete>) -> Self {
@@ -193,17 +191,7 @@ impl ResponseBody {
         self
     }
 
-    fn release_if_ended(&mut self) {
-        if let Kind::Upstream { inner, conn } = &mut self.kind
-            && inner.is_end_stream()
-            && let Some(c) = conn.take()
-        {
-            c.release();
-        }
-    }
-
     fn finish(&mut self) {
-        self.release_if_ended();
         if let Some(mut hook) = self.done.take() {
             hook.complete(self.sent);
         }
@@ -218,26 +206,20 @@ impl Drop for ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = match &mut this.kind {
+        let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream { inner, conn } => {
-                // The body arrives through the connection, which this task drives.
-                if let Some(c) = conn {
-                    c.drive(cx);
-                }
-                Pin::new(inner).poll_frame(cx)
-            }
+            Kind::Upstream(UpstreamBody::H1(inner)) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Kind::Upstream(UpstreamBody::Hyper(inner)) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.sent += d.len() as u64;
                 }
-                this.release_if_ended();
             }
             Poll::Ready(None) => this.finish(),
             _ => {}
@@ -248,7 +230,8 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
-            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Upstream(UpstreamBody::H1(inner)) => inner.is_end_stream(),
+            Kind::Upstream(UpstreamBody::Hyper(inner)) => inner.is_end_stream(),
         }
     }
 
@@ -256,7 +239,8 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Upstream(UpstreamBody::H1(inner)) => inner.size_hint(),
+            Kind::Upstream(UpstreamBody::Hyper(inner)) => inner.size_hint(),
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::body::{BodyEndHook, BodyTooLarge, OnComplete, RequestBody, ResponseBo
 use crate::config::ProxyConfig;
 use crate::metrics::Metrics;
 use crate::table::{Redirect, RequestView, RetryPolicy, Route, RoutingTable, UpstreamProtocol};
-use crate::upstream::{Pool, SendError, UpstreamConn};
+use crate::upstream::{Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
 #[derive(Clone, Debug)]
@@ -79,7 +79,7 @@ pub enum ProxyError {
     #[error("upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
     #[error("upstream failed: {0}")]
-    Upstream(hyper::Error),
+    Upstream(UpstreamError),
     #[error("upstream {0} closed the connection before the request was sent")]
     UpstreamClosed(SocketAddr),
     #[error("bad request: {0}")]
@@ -235,9 +235,9 @@ impl Proxy {
         let upgrade = is_upgrade(&req);
         let (req, on_client_upgrade) = self.upstream_request(req, &route, conn, &log.request_id, &log.host, upgrade)?;
         let sent = Instant::now();
-        let (resp, pooled, cookie) = self.send_upstream(req, &route, upgrade, log).await?;
+        let (resp, cookie) = self.send_upstream(req, &route, upgrade, log).await?;
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
-        let mut resp = self.upstream_response(resp, pooled, on_client_upgrade);
+        let mut resp = self.upstream_response(resp, on_client_upgrade);
         if let Some(action) = &route.action {
             action.response_headers.apply(resp.headers_mut());
         }
@@ -426,7 +426,7 @@ impl Proxy {
                 return Err(ProxyError::NoEndpoint(backend.name.clone()));
             };
             log.upstream = Some(addr);
-            let (mut conn, reused) = match self
+            let (conn, reused) = match self
                 .pool
                 .get(addr, backend.protocol, backend.tls.as_deref(), upgrade)
                 .await
@@ -463,8 +463,10 @@ impl Proxy {
             // An endpoint may close an idle keep-alive connection just as a request goes
             // out on it; the request then fails after it was written. A bodiless
             // idempotent request is safe to send once more, on another connection (as
-            // nginx does for keep-alive connections), so keep its head to rebuild it.
-            let stale = (reused && !stale_retried && replay.is_none())
+            // nginx does for keep-alive connections). An HTTP/1.1 connection hands such
+            // a request back; for HTTP/2 its head is kept to rebuild it.
+            let h2 = matches!(conn, UpstreamConn::H2(_));
+            let stale = (h2 && reused && !stale_retried && replay.is_none())
                 .then(|| {
                     (http_body::Body::is_end_stream(req.body()) && is_idempotent(req.method()))
                         .then(|| Replay::of(&req))
@@ -509,23 +511,17 @@ impl Proxy {
                         req = next;
                         continue;
                     }
-                    let pooled = match conn {
-                        UpstreamConn::H1(h1) if !upgrade => {
-                            Some(self.pool.pooled(addr, backend.protocol == UpstreamProtocol::Https, h1))
-                        }
-                        _ => None,
-                    };
                     log.in_flight = in_flight;
                     let cookie = action.and_then(|a| a.balance.affinity_cookie(backend, addr, key));
-                    return Ok((resp, pooled, cookie));
+                    return Ok((resp, cookie));
                 }
                 // A pooled connection the endpoint closed as we took it: the request never
                 // left, so it goes again on a fresh connection without counting as a retry.
-                Ok(Err(Ok(unsent))) if reused => {
+                Ok(Err(Failure::Unsent(unsent))) if reused => {
                     req = unsent;
                     continue;
                 }
-                Ok(Err(Ok(unsent))) => {
+                Ok(Err(Failure::Unsent(unsent))) => {
                     // Never sent, so even a request with a body may go elsewhere.
                     if retry.is_some_and(|r| r.on_reset) && budget > 0 {
                         retried("reset");
@@ -536,15 +532,20 @@ impl Proxy {
                     }
                     return Err(ProxyError::UpstreamClosed(addr));
                 }
-                Ok(Err(Err(e))) => {
+                Ok(Err(Failure::Failed { error: e, request })) => {
                     if let Some(limit) = find_source::<BodyTooLarge>(&e).map(|b| b.limit) {
                         return Err(ProxyError::BodyTooLarge(limit));
                     }
-                    if let Some(again) = stale.as_ref().or(replay.as_ref().filter(|_| reused && !stale_retried)) {
-                        tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "reused connection failed; sending again");
-                        stale_retried = true;
-                        req = again.request();
-                        continue;
+                    if reused && !stale_retried {
+                        let again = request
+                            .filter(|r| is_idempotent(r.method()) || replay.is_some())
+                            .or_else(|| stale.as_ref().or(replay.as_ref()).map(Replay::request));
+                        if let Some(again) = again {
+                            tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "reused connection failed; sending again");
+                            stale_retried = true;
+                            req = again;
+                            continue;
+                        }
                     }
                     if let Some(next) = again(|r| r.on_reset, budget, &replay) {
                         tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "upstream reset; retrying");
@@ -563,8 +564,7 @@ impl Proxy {
     /// Phase 4: the endpoint's response as the client should see it.
     fn upstream_response(
         &self,
-        resp: Response<Incoming>,
-        pooled: Option<crate::upstream::PooledConn>,
+        resp: Response<UpstreamBody>,
         on_client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<ResponseBody> {
         let mut resp = resp;
@@ -580,17 +580,13 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, ResponseBody::upstream(body, pooled))
+        Response::from_parts(parts, ResponseBody::upstream(body))
     }
 }
 
-/// What [`Proxy::send_upstream`] returns: the endpoint's response, its pooled connection
-/// (returned when the body ends) and the affinity `Set-Cookie`, if one is due.
-type Sent = (
-    Response<Incoming>,
-    Option<crate::upstream::PooledConn>,
-    Option<HeaderValue>,
-);
+/// What [`Proxy::send_upstream`] returns: the endpoint's response (its body holds a
+/// pooled connection until it ends) and the affinity `Set-Cookie`, if one is due.
+type Sent = (Response<UpstreamBody>, Option<HeaderValue>);
 
 /// A Route rule's redirect, answered by the proxy itself.
 fn route_redirect(redirect: &Redirect, tls: bool, host: &str, uri: &Uri) -> Response<ResponseBody> {

@@ -353,6 +353,21 @@ def parse_headers(raw):
     return headers, version
 
 
+def read_head(sock, buf=b""):
+    """Reads from `sock` until `buf` holds a whole request head; returns (head, rest),
+    or None when the connection ends or fails first. For scripted endpoints."""
+    while b"\r\n\r\n" not in buf:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
 def raw_exchange(ip, port, data, timeout=10):
     """Sends raw bytes, returns (everything received, whether the peer closed)."""
     with socket.create_connection((ip, port), timeout=timeout) as s:

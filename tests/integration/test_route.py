@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import free_port, wait_until
+from harness import free_port, read_head, wait_until
 from k8s import Config, path, rule
 
 HOST = "route.example.com"
@@ -95,15 +95,8 @@ class FailingEndpoint:
         with c:
             c.settimeout(5)
             while True:
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        chunk = c.recv(65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    buf += chunk
+                if read_head(c) is None:
+                    return
                 self.hits += 1
                 if self.mode == "reset":
                     return

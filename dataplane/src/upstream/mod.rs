@@ -2,11 +2,16 @@
 //! connection opened on one worker thread is reused by a request on any other, so the
 //! number of upstream connections tracks concurrency, not thread count.
 //!
+//! `h1`: Portico's own HTTP/1.1 client, which keeps each connection's buffers for its
+//! whole life and reads responses in the task that serves the request.
+//!
 //! `balance`: which backend (by weight) and which endpoint (round robin, least request,
 //! consistent hash, cookie affinity) a request goes to, without a lock.
 
 mod balance;
+mod h1;
 mod pool;
 
 pub use balance::{Balance, HashOn, InFlight, LbPolicy, RequestKey, WeightedBackends, hash_bytes, mix};
-pub use pool::{Pool, PooledConn, SendError, UpstreamConn};
+pub use h1::{Error as UpstreamError, Failure};
+pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn};

@@ -2,22 +2,20 @@
 //!
 //! HTTP/1.1 connections are keyed by endpoint address; an idle one is checked out by
 //! one request at a time and returns when that request's response body has ended.
-//! While checked out, an HTTP/1.1 connection is driven by the task that serves the
-//! request (sending, then streaming the response body), as Pingora does: no task of
-//! its own, so a request costs no hand-off between tasks or threads. An idle one is
-//! not polled at all; it is checked for a close when it is taken or reaped.
-//! HTTP/2 (h2c) connections are shared: one per endpoint carries every concurrent
-//! request as a stream. Idle connections are bounded per endpoint and closed after an
-//! idle timeout by a reaper task, so the pool never holds a connection the endpoint
-//! is about to close.
+//! While checked out, a connection is used directly by the task that serves the
+//! request (Portico's own client, [`super::h1`]), as Pingora does: no task of its own,
+//! so a request costs no hand-off between tasks or threads. An idle one is not polled
+//! at all; it is checked for a close when it is taken or reaped. Upgrades get a fresh
+//! connection on hyper's client, run by a task of its own, since the tunnel outlives
+//! the request. HTTP/2 (h2c) connections are shared: one per endpoint carries every
+//! concurrent request as a stream. Idle connections are bounded per endpoint and
+//! closed after an idle timeout by a reaper task, so the pool never holds a connection
+//! the endpoint is about to close.
 
 use std::collections::HashMap;
-use std::future::{Future, poll_fn};
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -26,6 +24,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::h1::{self, Failure, H1Body, H1Conn, Stream};
 use crate::body::RequestBody;
 use crate::metrics::Metrics;
 use crate::table::UpstreamProtocol;
@@ -46,64 +45,6 @@ pub enum SendError {
     Tls { addr: SocketAddr, source: std::io::Error },
     #[error("{addr}: backend speaks HTTPS but has no TLS settings")]
     NoTlsConfig { addr: SocketAddr },
-}
-
-/// The future that runs an HTTP/1.1 connection: writes requests, reads responses.
-type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
-
-/// An HTTP/1.1 connection: the handle requests go in by, and the future that runs it
-/// (`None` once it has ended, or when a task of its own runs it, as for upgrades).
-pub struct H1Conn {
-    tx: http1::SendRequest<RequestBody>,
-    driver: Option<Driver>,
-}
-
-impl H1Conn {
-    /// Does whatever reading and writing is due, registering `cx` for more.
-    pub fn drive(&mut self, cx: &mut Context<'_>) {
-        drive(&mut self.driver, cx);
-    }
-
-    /// Whether the connection can take another request after the last one, judged
-    /// without waiting: a close the endpoint sent meanwhile is noticed here.
-    fn usable(&mut self) -> bool {
-        self.drive(&mut Context::from_waker(Waker::noop()));
-        self.driver.is_some() && !self.tx.is_closed()
-    }
-
-    /// Waits until the connection can take a request.
-    async fn ready(&mut self) -> hyper::Result<()> {
-        let H1Conn { tx, driver } = self;
-        poll_fn(|cx| {
-            drive(driver, cx);
-            tx.poll_ready(cx)
-        })
-        .await
-    }
-
-    async fn send(&mut self, req: Request<RequestBody>) -> Result<Response<Incoming>, SendFailure> {
-        let H1Conn { tx, driver } = self;
-        let mut response = pin!(tx.try_send_request(req));
-        poll_fn(|cx| {
-            // The connection first, so a response it reads now is there to take.
-            drive(driver, cx);
-            response.as_mut().poll(cx)
-        })
-        .await
-    }
-}
-
-type SendFailure = hyper::client::conn::TrySendError<Request<RequestBody>>;
-
-fn drive(driver: &mut Option<Driver>, cx: &mut Context<'_>) {
-    if let Some(d) = driver
-        && let Poll::Ready(result) = d.as_mut().poll(cx)
-    {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "upstream connection ended");
-        }
-        *driver = None;
-    }
 }
 
 struct Idle {
@@ -129,8 +70,16 @@ pub struct Pool {
 
 /// A connection for one request.
 pub enum UpstreamConn {
-    H1(H1Conn),
+    H1(PooledConn),
+    /// A fresh connection for an upgrade, on hyper's client.
+    Upgrade(http1::SendRequest<RequestBody>),
     H2(http2::SendRequest<RequestBody>),
+}
+
+/// A response body from an endpoint.
+pub enum UpstreamBody {
+    H1(H1Body),
+    Hyper(Incoming),
 }
 
 /// An HTTP/1.1 connection checked out of the pool; [`PooledConn::release`] returns it.
@@ -141,15 +90,24 @@ pub struct PooledConn {
 }
 
 impl PooledConn {
-    /// Drives the connection while its response body streams.
-    pub fn drive(&mut self, cx: &mut Context<'_>) {
-        self.conn.drive(cx);
+    /// Sends a request; the response body holds the connection until it has ended.
+    async fn send(mut self, req: Request<RequestBody>) -> Result<Response<H1Body>, Failure> {
+        let head = self.conn.send(req).await?;
+        let (parts, ()) = head.response.into_parts();
+        Ok(Response::from_parts(
+            parts,
+            H1Body::new(self, head.framing, head.reusable),
+        ))
     }
 
     /// Returns the connection for the next request. Call only once the response body
     /// has been read to its end; a connection with unread body is dropped instead.
     pub fn release(self) {
         self.pool.put_h1(self.key, self.conn);
+    }
+
+    pub(super) fn conn(&mut self) -> &mut H1Conn {
+        &mut self.conn
     }
 }
 
@@ -188,11 +146,7 @@ impl Pool {
     }
 
     fn put_h1(&self, key: (SocketAddr, bool), mut conn: H1Conn) {
-        // One last turn lets the connection finish the exchange, or notice that the
-        // endpoint closed it (`Connection: close`, HTTP/1.0).
-        if !conn.usable() {
-            return;
-        }
+        conn.trim();
         let mut shard = self.shard(&key.0);
         let idle = shard.h1.entry(key).or_default();
         if idle.len() < self.max_idle {
@@ -261,34 +215,30 @@ impl Pool {
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
                 let key = (addr, proto == UpstreamProtocol::Https);
-                if !fresh {
-                    while let Some(mut conn) = self.take_h1(key) {
-                        // Ready means the previous exchange is fully done; an error means the
-                        // endpoint closed it meanwhile: try the next idle one.
-                        if conn.ready().await.is_ok() {
-                            m.upstream_connections_reused.inc();
-                            return Ok((UpstreamConn::H1(conn), true));
-                        }
-                    }
+                if !fresh && let Some(conn) = self.take_h1(key) {
+                    m.upstream_connections_reused.inc();
+                    return Ok((UpstreamConn::H1(self.pooled(key, conn)), true));
                 }
                 let io = self.connect(addr).await?;
-                let tx = match (proto, tls) {
+                let stream = match (proto, tls) {
                     (UpstreamProtocol::Https, Some(tls)) => {
                         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                        let stream = tokio::time::timeout(
-                            self.connect_timeout,
-                            connector.connect(tls.server_name.clone(), io.into_inner()),
-                        )
-                        .await
-                        .map_err(|_| SendError::ConnectTimeout { addr })?
-                        .map_err(|source| SendError::Tls { addr, source })?;
-                        handshake_h1(addr, TokioIo::new(stream), fresh).await?
+                        let stream =
+                            tokio::time::timeout(self.connect_timeout, connector.connect(tls.server_name.clone(), io))
+                                .await
+                                .map_err(|_| SendError::ConnectTimeout { addr })?
+                                .map_err(|source| SendError::Tls { addr, source })?;
+                        Stream::Tls(Box::new(stream))
                     }
                     (UpstreamProtocol::Https, None) => return Err(SendError::NoTlsConfig { addr }),
-                    _ => handshake_h1(addr, io, fresh).await?,
+                    _ => Stream::Plain(io),
                 };
                 m.upstream_connections_opened.inc();
-                Ok((UpstreamConn::H1(tx), false))
+                let conn = match fresh {
+                    true => UpstreamConn::Upgrade(upgrade_conn(addr, stream).await?),
+                    false => UpstreamConn::H1(self.pooled(key, H1Conn::new(stream))),
+                };
+                Ok((conn, false))
             }
             UpstreamProtocol::H2c => {
                 let existing = self.shard(&addr).h2.get(&addr).filter(|tx| !tx.is_closed()).cloned();
@@ -300,7 +250,7 @@ impl Pool {
                 let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .keep_alive_interval(Duration::from_secs(30))
-                    .handshake(io)
+                    .handshake(TokioIo::new(io))
                     .await
                     .map_err(|source| SendError::Handshake { addr, source })?;
                 tokio::spawn(async move {
@@ -315,7 +265,7 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TokioIo<TcpStream>, SendError> {
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, SendError> {
         let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
@@ -329,57 +279,50 @@ impl Pool {
         };
         // Small requests and responses must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        Ok(TokioIo::new(stream))
+        Ok(stream)
     }
 
-    pub fn pooled(self: &Arc<Self>, addr: SocketAddr, tls: bool, conn: H1Conn) -> PooledConn {
+    fn pooled(self: &Arc<Self>, key: (SocketAddr, bool), conn: H1Conn) -> PooledConn {
         PooledConn {
             pool: self.clone(),
-            key: (addr, tls),
+            key,
             conn,
         }
     }
 }
 
-/// Opens an HTTP/1.1 connection. One for an upgrade (`own_task`) is run by a task of
-/// its own, since the tunnel outlives the request; any other is driven by whichever
-/// task uses it.
-async fn handshake_h1<I>(addr: SocketAddr, io: I, own_task: bool) -> Result<H1Conn, SendError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
+/// Opens a connection for an upgrade on hyper's client, run by a task of its own: the
+/// tunnel outlives the request.
+async fn upgrade_conn(addr: SocketAddr, stream: Stream) -> Result<http1::SendRequest<RequestBody>, SendError> {
     let (tx, conn) = http1::Builder::new()
-        .handshake(io)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| SendError::Handshake { addr, source })?;
-    if own_task {
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(%addr, error = %e, "upstream connection ended");
-            }
-        });
-        return Ok(H1Conn { tx, driver: None });
-    }
-    Ok(H1Conn {
-        tx,
-        driver: Some(Box::pin(conn)),
-    })
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "upstream connection ended");
+        }
+    });
+    Ok(tx)
 }
 
 impl UpstreamConn {
-    /// Sends a request. `Err(Ok(req))` hands the request back unsent (the connection
-    /// closed before taking it), so it can go out on another connection.
-    pub async fn send(
-        &mut self,
-        req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, Result<Request<RequestBody>, hyper::Error>> {
+    /// Sends a request. [`Failure::Unsent`] hands the request back unsent (the
+    /// connection closed before taking it), so it can go out on another connection.
+    pub async fn send(self, req: Request<RequestBody>) -> Result<Response<UpstreamBody>, Failure> {
         let result = match self {
-            UpstreamConn::H1(conn) => conn.send(req).await,
-            UpstreamConn::H2(tx) => tx.try_send_request(req).await,
+            UpstreamConn::H1(conn) => return conn.send(req).await.map(|r| r.map(UpstreamBody::H1)),
+            UpstreamConn::Upgrade(mut tx) => tx.try_send_request(req).await,
+            UpstreamConn::H2(mut tx) => tx.try_send_request(req).await,
         };
-        result.map_err(|mut e| match e.take_message() {
-            Some(req) => Ok(req),
-            None => Err(e.into_error()),
-        })
+        result
+            .map(|r| r.map(UpstreamBody::Hyper))
+            .map_err(|mut e| match e.take_message() {
+                Some(req) => Failure::Unsent(req),
+                None => Failure::Failed {
+                    error: h1::Error::Hyper(e.into_error()),
+                    request: None,
+                },
+            })
     }
 }

@@ -1,0 +1,763 @@
+//! Portico's HTTP/1.1 client for pooled endpoint connections.
+//!
+//! Every request that is not an upgrade goes out through this client, on a connection
+//! checked out of the shared pool. It exists for what a general client cannot give a
+//! proxy that sends tens of thousands of small exchanges a second (Pingora wrote its
+//! own for the same reasons):
+//!
+//! - Each connection keeps one read buffer and one write buffer for its whole life.
+//!   The request head is encoded into the write buffer and sent with one write; the
+//!   response head is parsed in place (httparse) and its header values are slices of
+//!   the read buffer, so reading a response allocates nothing but the header map.
+//! - No channel, task or callback between a request and its connection: the task that
+//!   serves the client writes the request and reads the response.
+//! - A bodiless request comes back when its connection fails, so it can go out again
+//!   on another connection without being copied first.
+//!
+//! Response framing follows RFC 9112 section 6.3: no body for HEAD, 1xx, 204 and 304;
+//! `Transfer-Encoding` ending in `chunked` is decoded (and wins over `Content-Length`,
+//! but such a connection is not reused); a valid `Content-Length`, all copies equal;
+//! otherwise the body runs until the endpoint closes. Informational responses other
+//! than 101 are skipped. A connection goes back to the pool only when its response
+//! ended exactly where its framing said, the endpoint did not ask to close (HTTP/1.0
+//! without `keep-alive`, or `Connection: close`), and the whole request was sent.
+//! Upgrades stay on hyper's client, which hands over the connection as a tunnel.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::body::{BoxError, RequestBody};
+
+/// The largest response head (status line and headers) read before giving up.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most header lines a response head may have.
+const MAX_HEADERS: usize = 128;
+/// The largest chunk-size line or trailer section.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Reads start at this size and grow while they fill the buffer (large bodies).
+const MIN_READ: usize = 8 * 1024;
+const MAX_READ: usize = 256 * 1024;
+/// A connection going back to the pool keeps buffers up to this size.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connection closed before a response")]
+    Closed,
+    #[error("connection closed in the middle of the response")]
+    Incomplete,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("invalid response head: {0}")]
+    Parse(httparse::Error),
+    #[error("response head larger than {MAX_HEAD} bytes or {MAX_HEADERS} lines")]
+    HeadTooLarge,
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    #[error("request body: {0}")]
+    Body(#[source] BoxError),
+    /// From hyper's client, which carries upgrades and HTTP/2.
+    #[error("{0}")]
+    Hyper(#[from] hyper::Error),
+}
+
+/// A failed send.
+pub enum Failure {
+    /// Nothing was written: the request may go to any endpoint as it is.
+    Unsent(Request<RequestBody>),
+    /// Failed after the request (or part of it) was written. `request` is the request
+    /// back when it had no body, so that it can be sent again.
+    Failed {
+        error: Error,
+        request: Option<Request<RequestBody>>,
+    },
+}
+
+/// The transport under a connection.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One HTTP/1.1 connection to an endpoint and its two buffers.
+pub struct H1Conn {
+    io: Stream,
+    /// Bytes read and not yet consumed.
+    buf: BytesMut,
+    /// The request head and chunk framing on their way out.
+    out: Vec<u8>,
+    read_size: usize,
+}
+
+/// A response head read, and how its body is framed.
+pub struct Head {
+    pub response: Response<()>,
+    pub framing: Framing,
+    /// The connection may carry another exchange once this body has been read.
+    pub reusable: bool,
+}
+
+/// How a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `remaining` bytes to go.
+    Length(u64),
+    Chunked(Chunked),
+    /// Until the endpoint closes the connection.
+    Close,
+    /// Nothing more.
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunked {
+    /// Expecting a chunk-size line.
+    Size,
+    /// `remaining` bytes of chunk data to go.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// After the last chunk: trailer fields, then an empty line.
+    Trailers,
+}
+
+impl H1Conn {
+    pub fn new(io: Stream) -> H1Conn {
+        H1Conn {
+            io,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+            read_size: MIN_READ,
+        }
+    }
+
+    /// Whether the connection can carry a request, judged without waiting: it fails
+    /// when the endpoint has closed it or sent something unasked since the last
+    /// exchange.
+    pub fn usable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+        let mut probe = ReadBuf::uninit(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(Pin::new(&mut self.io).poll_read(&mut cx, &mut probe), Poll::Pending)
+    }
+
+    /// Gives back memory a large exchange grew the buffers to, before the connection
+    /// waits in the pool.
+    pub fn trim(&mut self) {
+        if self.buf.capacity() > KEEP_BUFFER {
+            self.buf = BytesMut::new();
+        }
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out = Vec::new();
+        }
+        self.read_size = MIN_READ;
+    }
+
+    /// Sends `req` and reads the response head. The request body is streamed while the
+    /// connection is watched for an early response (an endpoint may refuse an upload
+    /// before it has all arrived).
+    pub async fn send(&mut self, mut req: Request<RequestBody>) -> Result<Head, Failure> {
+        let mut body = std::mem::replace(req.body_mut(), RequestBody::Empty);
+        let bodiless = body.is_end_stream();
+        let chunked = self.encode_head(&req, &body);
+        let head_only = req.method() == Method::HEAD;
+        let mut w = Writer {
+            pos: 0,
+            data: Bytes::new(),
+            chunked,
+            crlf_due: false,
+            body_done: bodiless,
+            written: 0,
+        };
+        let mut write_done = false;
+        let result = std::future::poll_fn(|cx| {
+            if !write_done {
+                match self.poll_write_request(cx, &mut w, &mut body) {
+                    Poll::Ready(Ok(())) => write_done = true,
+                    Poll::Ready(Err(Error::Io(e))) => {
+                        // The endpoint may have answered and closed without reading the
+                        // rest (a refused upload): that answer is the one to pass on.
+                        return match self.poll_read_head(cx, head_only) {
+                            Poll::Ready(Ok(head)) => Poll::Ready(Ok(head)),
+                            _ => Poll::Ready(Err(Error::Io(e))),
+                        };
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            self.poll_read_head(cx, head_only)
+        })
+        .await;
+        match result {
+            Ok(mut head) => {
+                // An answer before the whole request left: the rest of the body cannot
+                // follow on this connection.
+                head.reusable &= write_done;
+                Ok(head)
+            }
+            // Not a byte left: the request goes elsewhere as it is, body and all.
+            Err(Error::Io(_) | Error::Closed) if w.written == 0 => {
+                *req.body_mut() = body;
+                Err(Failure::Unsent(req))
+            }
+            Err(error) => Err(Failure::Failed {
+                error,
+                request: bodiless.then_some(req),
+            }),
+        }
+    }
+
+    /// Encodes the request head into `out`; returns whether the body goes chunked.
+    fn encode_head(&mut self, req: &Request<RequestBody>, body: &RequestBody) -> bool {
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(req.method().as_str().as_bytes());
+        out.push(b' ');
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        for (name, value) in req.headers() {
+            // The framing headers are this hop's, written below.
+            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let chunked = match body.size_hint().exact() {
+            Some(0) if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) => {
+                // A client's own `Content-Length: 0` is kept; none is added to a GET.
+                if req.headers().contains_key(header::CONTENT_LENGTH) {
+                    out.extend_from_slice(b"content-length: 0\r\n");
+                }
+                false
+            }
+            Some(n) => {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa(n, &mut [0; 20]));
+                out.extend_from_slice(b"\r\n");
+                false
+            }
+            None => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                true
+            }
+        };
+        out.extend_from_slice(b"\r\n");
+        chunked
+    }
+
+    /// Writes what is due of the request: the head, then the body as it arrives.
+    fn poll_write_request(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: &mut Writer,
+        body: &mut RequestBody,
+    ) -> Poll<Result<(), Error>> {
+        loop {
+            while w.pos < self.out.len() {
+                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[w.pos..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
+                }
+                w.pos += n;
+                w.written += n;
+            }
+            while w.data.has_remaining() {
+                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &w.data))?;
+                if n == 0 {
+                    return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
+                }
+                w.data.advance(n);
+                w.written += n;
+            }
+            if w.body_done {
+                ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+                return Poll::Ready(Ok(()));
+            }
+            self.out.clear();
+            w.pos = 0;
+            if w.crlf_due {
+                self.out.extend_from_slice(b"\r\n");
+                w.crlf_due = false;
+            }
+            let frame = match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Pending => {
+                    // Whatever is written so far goes out while the client sends more.
+                    let _ = Pin::new(&mut self.io).poll_flush(cx)?;
+                    return Poll::Pending;
+                }
+                Poll::Ready(frame) => frame,
+            };
+            match frame {
+                None => {
+                    if w.chunked {
+                        self.out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    w.body_done = true;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(Error::Body(e))),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => {}
+                    Ok(data) => {
+                        if w.chunked {
+                            self.out.extend_from_slice(hex(data.len() as u64, &mut [0; 16]));
+                            self.out.extend_from_slice(b"\r\n");
+                            w.crlf_due = true;
+                        }
+                        w.data = data;
+                    }
+                    Err(frame) => {
+                        // Trailers end a chunked body; a sized body has nowhere to put them.
+                        if let (Ok(trailers), true) = (frame.into_trailers(), w.chunked) {
+                            self.out.extend_from_slice(b"0\r\n");
+                            for (name, value) in &trailers {
+                                self.out.extend_from_slice(name.as_str().as_bytes());
+                                self.out.extend_from_slice(b": ");
+                                self.out.extend_from_slice(value.as_bytes());
+                                self.out.extend_from_slice(b"\r\n");
+                            }
+                            self.out.extend_from_slice(b"\r\n");
+                            w.body_done = true;
+                            w.chunked = false;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Reads into the buffer; `Ok(0)` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
+        // Reading into what is left of the buffer is fine until that gets small; then
+        // `reserve` takes the whole buffer back when no response still holds part of it.
+        if self.buf.capacity() - self.buf.len() < self.read_size / 2 {
+            self.buf.reserve(self.read_size);
+        }
+        let room = self.buf.capacity() - self.buf.len();
+        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf))?;
+        // A read that filled the room suggests a large body: read more at a time.
+        if n >= room && self.read_size < MAX_READ {
+            self.read_size *= 2;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_read_head(&mut self, cx: &mut Context<'_>, head_request: bool) -> Poll<Result<Head, Error>> {
+        loop {
+            if !self.buf.is_empty() {
+                match parse_head(&mut self.buf, head_request)? {
+                    Parsed::Final(head) => return Poll::Ready(Ok(head)),
+                    Parsed::Informational => continue,
+                    Parsed::Partial if self.buf.len() >= MAX_HEAD => return Poll::Ready(Err(Error::HeadTooLarge)),
+                    Parsed::Partial => {}
+                }
+            }
+            if ready!(self.poll_fill(cx))? == 0 {
+                return Poll::Ready(Err(if self.buf.is_empty() {
+                    Error::Closed
+                } else {
+                    Error::Incomplete
+                }));
+            }
+        }
+    }
+
+    /// The next frame of the response body, advancing `framing`.
+    pub fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        framing: &mut Framing,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        loop {
+            match framing {
+                Framing::Done | Framing::Length(0) => {
+                    *framing = Framing::Done;
+                    return Poll::Ready(None);
+                }
+                Framing::Length(remaining) => {
+                    let data = ready!(self.poll_data(cx, remaining))?;
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Close => {
+                    if self.buf.is_empty() && ready!(self.poll_fill(cx))? == 0 {
+                        *framing = Framing::Done;
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(self.buf.split().freeze()))));
+                }
+                Framing::Chunked(Chunked::Size) => match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        self.buf.advance(used);
+                        *framing = Framing::Chunked(if size == 0 {
+                            Chunked::Trailers
+                        } else {
+                            Chunked::Data(size)
+                        });
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() < MAX_CHUNK_LINE => {
+                        ready!(self.fill_more(cx))?;
+                    }
+                    _ => return Poll::Ready(Some(Err(Error::Invalid("bad chunk size line")))),
+                },
+                Framing::Chunked(Chunked::Data(remaining)) => {
+                    let data = ready!(self.poll_data(cx, remaining))?;
+                    if *remaining == 0 {
+                        *framing = Framing::Chunked(Chunked::DataEnd);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Framing::Chunked(Chunked::DataEnd) => {
+                    if self.buf.len() < 2 {
+                        ready!(self.fill_more(cx))?;
+                        continue;
+                    }
+                    if &self.buf[..2] != b"\r\n" {
+                        return Poll::Ready(Some(Err(Error::Invalid("chunk data longer than its size"))));
+                    }
+                    self.buf.advance(2);
+                    *framing = Framing::Chunked(Chunked::Size);
+                }
+                Framing::Chunked(Chunked::Trailers) => {
+                    if self.buf.starts_with(b"\r\n") {
+                        self.buf.advance(2);
+                        *framing = Framing::Done;
+                        return Poll::Ready(None);
+                    }
+                    let mut fields = [httparse::EMPTY_HEADER; 32];
+                    match httparse::parse_headers(&self.buf, &mut fields) {
+                        Ok(httparse::Status::Complete((used, fields))) => {
+                            let mut trailers = HeaderMap::with_capacity(fields.len());
+                            for f in fields {
+                                if let (Ok(name), Ok(value)) = (
+                                    HeaderName::from_bytes(f.name.as_bytes()),
+                                    HeaderValue::from_bytes(f.value),
+                                ) {
+                                    trailers.append(name, value);
+                                }
+                            }
+                            self.buf.advance(used);
+                            *framing = Framing::Done;
+                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                        }
+                        Ok(httparse::Status::Partial) if self.buf.len() < MAX_CHUNK_LINE => {
+                            ready!(self.fill_more(cx))?;
+                        }
+                        _ => return Poll::Ready(Some(Err(Error::Invalid("bad trailer section")))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Up to `remaining` bytes of body, reading when the buffer is empty.
+    fn poll_data(&mut self, cx: &mut Context<'_>, remaining: &mut u64) -> Poll<Result<Bytes, Error>> {
+        if self.buf.is_empty() {
+            ready!(self.fill_more(cx))?;
+        }
+        let take = self.buf.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+        *remaining -= take as u64;
+        Poll::Ready(Ok(self.buf.split_to(take).freeze()))
+    }
+
+    /// Reads more; the end of the stream here cuts a body short.
+    fn fill_more(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        match ready!(self.poll_fill(cx))? {
+            0 => Poll::Ready(Err(Error::Incomplete)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Whether nothing beyond the last response was read: a connection with stray
+    /// bytes cannot be trusted with another exchange.
+    pub fn clean(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// Progress writing one request.
+struct Writer {
+    /// How much of the connection's `out` has been written.
+    pos: usize,
+    /// Body data being written after `out`.
+    data: Bytes,
+    chunked: bool,
+    /// The CRLF that ends the chunk just written goes before the next piece.
+    crlf_due: bool,
+    body_done: bool,
+    written: usize,
+}
+
+enum Parsed {
+    Final(Head),
+    /// A 1xx response other than 101, consumed and skipped.
+    Informational,
+    Partial,
+}
+
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Error> {
+    // Where each header's name and value lie in the buffer; the head is then split off
+    // and the values become slices of it, not copies.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let (len, code, minor, count) = {
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len =
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut fields) {
+                Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+                Ok(httparse::Status::Complete(_)) => return Err(Error::HeadTooLarge),
+                Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+                Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadTooLarge),
+                Err(e) => return Err(Error::Parse(e)),
+            };
+        let base = buf.as_ptr() as usize;
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            *span = (
+                name as u32,
+                (name + h.name.len()) as u32,
+                value as u32,
+                (value + h.value.len()) as u32,
+            );
+        }
+        (
+            len,
+            resp.code.unwrap_or(0),
+            resp.version.unwrap_or(1),
+            resp.headers.len(),
+        )
+    };
+    let status = StatusCode::from_u16(code).map_err(|_| Error::Invalid("bad status code"))?;
+    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+        buf.advance(len);
+        return Ok(Parsed::Informational);
+    }
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(Error::Invalid("101 without an upgrade request"));
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(ns, ne, vs, ve) in &spans[..count] {
+        let name =
+            HeaderName::from_bytes(&head[ns as usize..ne as usize]).map_err(|_| Error::Invalid("bad header name"))?;
+        // httparse allows only what a header value may hold.
+        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+            .map_err(|_| Error::Invalid("bad header value"))?;
+        headers.append(name, value);
+    }
+    let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+    let (framing, mut reusable) = framing(&headers, status, head_request)?;
+    reusable &= keep_alive(&headers, version);
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    Ok(Parsed::Final(Head {
+        response,
+        framing,
+        reusable,
+    }))
+}
+
+/// RFC 9112 section 6.3: how the body is delimited, and whether the connection can be
+/// trusted after it.
+fn framing(headers: &HeaderMap, status: StatusCode, head_request: bool) -> Result<(Framing, bool), Error> {
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Framing::Done, true));
+    }
+    let length = content_length(headers)?;
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim);
+        let chunked = last.is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
+        // Both framings at once smell of request smuggling: decode by the stronger
+        // one, and never reuse the connection.
+        return Ok(match chunked {
+            true => (Framing::Chunked(Chunked::Size), length.is_none()),
+            false => (Framing::Close, false),
+        });
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), true),
+        None => (Framing::Close, false),
+    })
+}
+
+/// The one `Content-Length` value; copies that disagree or do not parse are an error.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(Error::Invalid("bad Content-Length"));
+            }
+            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::Invalid("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length)
+}
+
+/// Whether the endpoint lets the connection carry another exchange.
+fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
+    let mut close = false;
+    let mut keep = false;
+    for token in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+    {
+        close |= token.eq_ignore_ascii_case("close");
+        keep |= token.eq_ignore_ascii_case("keep-alive");
+    }
+    !close && (version == Version::HTTP_11 || keep)
+}
+
+fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// A response body read from a pooled connection. The connection goes back to the
+/// pool the moment the body has ended cleanly; dropped before that, it is closed.
+pub struct H1Body {
+    conn: Option<super::PooledConn>,
+    framing: Framing,
+    reusable: bool,
+}
+
+impl H1Body {
+    pub fn new(conn: super::PooledConn, framing: Framing, reusable: bool) -> H1Body {
+        let mut body = H1Body {
+            conn: Some(conn),
+            framing,
+            reusable,
+        };
+        body.release_if_done();
+        body
+    }
+
+    fn release_if_done(&mut self) {
+        if matches!(self.framing, Framing::Done | Framing::Length(0))
+            && let Some(mut conn) = self.conn.take()
+            && self.reusable
+            && conn.conn().clean()
+        {
+            conn.release();
+        }
+    }
+}
+
+impl Body for H1Body {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = conn.conn().poll_body(cx, &mut this.framing);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) | Poll::Ready(None) => this.release_if_done(),
+            // A broken body leaves the connection in an unknown state.
+            Poll::Ready(Some(Err(_))) => this.conn = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.framing, Framing::Done | Framing::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
