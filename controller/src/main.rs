@@ -124,7 +124,7 @@ struct Args {
     #[arg(long, default_value = "json")]
     log_format: String,
 
-    /// Worker threads (default: one per CPU).
+    /// Serving threads, each with its own event loop (default: one per CPU).
     #[arg(long)]
     worker_threads: Option<usize>,
 }
@@ -174,11 +174,10 @@ fn main() -> ExitCode {
     portico_dataplane::tls::install_crypto_provider();
     init_logging(&args.log_format);
     raise_open_file_limit();
+    // This runtime runs the control side (watches, compiling, status, the admin
+    // listener); traffic is served by the dataplane's own threads (`--worker-threads`).
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = args.worker_threads {
-        rt.worker_threads(n.max(1));
-    }
+    rt.enable_all().worker_threads(2);
     let rt = match rt.build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -218,6 +217,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             args.https_port
         }),
+        workers: args.worker_threads.unwrap_or(ProxyConfig::default().workers).max(1),
         ..ProxyConfig::default()
     };
     let default_ssl_certificate = match &args.default_ssl_certificate {

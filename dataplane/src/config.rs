@@ -35,6 +35,8 @@ pub struct ProxyConfig {
     /// `Strict-Transport-Security` value sent on HTTPS responses of routes with HSTS on.
     /// ingress-nginx's default: one year, subdomains included.
     pub hsts_header: http::HeaderValue,
+    /// Serving threads, each with an event loop of its own (nginx's worker processes).
+    pub workers: usize,
 }
 
 impl Default for ProxyConfig {
@@ -50,6 +52,7 @@ impl Default for ProxyConfig {
             access_log: true,
             https_redirect_port: 443,
             hsts_header: http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

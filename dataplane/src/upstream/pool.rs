@@ -50,6 +50,23 @@ pub enum SendError {
 struct Idle {
     conn: H1Conn,
     since: Instant,
+    /// The serving thread whose event loop the connection's socket is registered with.
+    home: usize,
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Marks the calling thread as serving thread `i`, so that it prefers the pooled
+/// connections it opened: their readiness arrives through its own event loop, not
+/// through another thread's and a cross-thread wake-up.
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+fn worker() -> usize {
+    WORKER.with(|w| w.get())
 }
 
 #[derive(Default)]
@@ -153,19 +170,22 @@ impl Pool {
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
+                home: worker(),
             });
         }
     }
 
     fn take_h1(&self, key: (SocketAddr, bool)) -> Option<H1Conn> {
         let now = Instant::now();
+        let me = worker();
         let mut idle = {
             let mut shard = self.shard(&key.0);
             let idle = shard.h1.get_mut(&key)?;
             // Most recently used first: it is the warmest and the least likely to have
-            // been closed by the endpoint.
+            // been closed by the endpoint. This thread's own before another's.
             loop {
-                let conn = idle.pop()?;
+                let i = idle.iter().rposition(|c| c.home == me).or(idle.len().checked_sub(1))?;
+                let conn = idle.remove(i);
                 if now.duration_since(conn.since) < self.idle_timeout {
                     break conn;
                 }
