@@ -173,7 +173,7 @@ impl Proxy {
         let start = Instant::now();
         let method = req.method().clone();
         let request_id = take_or_make_request_id(req.headers_mut());
-        let host = request_host(&req).unwrap_or_default();
+        let host = request_host(&req);
         let (client, tls) = (conn.peer.ip(), conn.tls);
         let mut log = RequestLog {
             start,
@@ -216,14 +216,14 @@ impl Proxy {
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let table = self.table.load();
-        let route = Self::route_request(&table, &log.host, &req)?;
+        let route = Self::route_request(&table, log.host(), &req)?;
         log.route = Some(route.clone());
         drop(table);
         if !conn.tls && route.policy.ssl_redirect {
-            return Ok(self.redirect_to_https(&log.host, req.uri()));
+            return Ok(self.redirect_to_https(log.host(), req.uri()));
         }
         if let Some(redirect) = route.action.as_ref().and_then(|a| a.redirect.as_ref()) {
-            return Ok(route_redirect(redirect, conn.tls, &log.host, req.uri()));
+            return Ok(route_redirect(redirect, conn.tls, log.host(), req.uri()));
         }
 
         if let (Some(limit), Some(len)) = (route.policy.max_body_size, content_length(req.headers()))
@@ -288,7 +288,7 @@ impl Proxy {
         route: &Route,
         conn: &ConnInfo,
         request_id: &HeaderValue,
-        host: &str,
+        host_value: &HeaderValue,
         upgrade: bool,
     ) -> Result<(Request<RequestBody>, Option<hyper::upgrade::OnUpgrade>), ProxyError> {
         let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -315,17 +315,14 @@ impl Proxy {
         headers.insert(X_REQUEST_ID, request_id.clone());
         // The client's own Host value when the host came from it: a shared slice of the
         // request, so no copy.
-        let mut host_value = match headers.get(header::HOST) {
-            Some(v) if v.as_bytes() == host.as_bytes() => v.clone(),
-            _ => HeaderValue::from_str(host).map_err(|_| ProxyError::BadRequest("invalid host"))?,
-        };
+        let mut host = host_value.to_str().unwrap_or("");
+        let mut host_value = host_value.clone();
         headers.insert(X_FORWARDED_HOST, host_value.clone());
 
         // A Route's request filters: header changes, then the URL rewrite.
         let action = route.action.as_deref();
         let rewrite = action.and_then(|a| a.rewrite.as_ref());
         let rewritten_host;
-        let mut host = host;
         if let Some(action) = action {
             action.request_headers.apply(headers);
         }
@@ -675,6 +672,17 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of these, or only `Connection`: one pass over the names
+    // costs less than looking each up.
+    let mut present = [false; HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return;
+    }
     // Headers the Connection header names are hop-by-hop too. Most name only `close` or
     // `keep-alive` (which go anyway), so its values are copied out only when they name
     // others. `te` is left to the rule below.
@@ -692,7 +700,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let te_trailers = headers
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for h in HOP_BY_HOP {
+    for (h, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(h);
     }
     if te_trailers {
@@ -701,7 +709,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Always removed in both directions.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_COUNT: usize = 9;
+const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     header::TE,
     header::TRAILER,
@@ -741,13 +750,14 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    req.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-    })
+/// The host a request names: an HTTP/2 request's `:authority`, else its `Host` (a
+/// shared slice of the request, not a copy). Empty when neither is usable text.
+fn request_host<B>(req: &Request<B>) -> HeaderValue {
+    let host = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).filter(|h| h.to_str().is_ok()).cloned(),
+    };
+    host.unwrap_or_else(|| HeaderValue::from_static(""))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -811,7 +821,7 @@ fn mix(mut z: u64) -> u64 {
 struct RequestLog {
     start: Instant,
     method: Method,
-    host: String,
+    host: HeaderValue,
     uri: Uri,
     client: IpAddr,
     request_id: HeaderValue,
@@ -825,6 +835,12 @@ struct RequestLog {
     in_flight: Option<crate::upstream::InFlight>,
     /// The backend a weighted split chose, for the `service` label.
     split_backend: Option<Arc<crate::table::Backend>>,
+}
+
+impl RequestLog {
+    fn host(&self) -> &str {
+        self.host.to_str().unwrap_or("")
+    }
 }
 
 /// `service` of a backend named `namespace/service:port`.
@@ -867,7 +883,7 @@ impl OnComplete for RequestLog {
                 target: "access",
                 client = %self.client,
                 method = %self.method,
-                host = %self.host,
+                host = %self.host(),
                 uri = %self.uri,
                 status = self.status.as_u16(),
                 bytes_sent = bytes,

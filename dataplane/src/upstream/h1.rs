@@ -76,7 +76,7 @@ pub enum Failure {
     /// Nothing was written: the request may go to any endpoint as it is.
     Unsent(Request<RequestBody>),
     /// Failed after the request (or part of it) was written. `request` is the request
-    /// back when it had no body, so that it can be sent again.
+    /// back when it had no body and no answer came, so that it can be sent again.
     Failed {
         error: Error,
         request: Option<Request<RequestBody>>,
@@ -214,6 +214,9 @@ impl H1Conn {
             body_done: bodiless,
             written: 0,
         };
+        // Once the head is encoded, the request's header map becomes the response's:
+        // its memory is reused rather than a map allocated per response.
+        let mut spare = Some(std::mem::take(req.headers_mut()));
         let mut write_done = false;
         let result = std::future::poll_fn(|cx| {
             if !write_done {
@@ -222,7 +225,7 @@ impl H1Conn {
                     Poll::Ready(Err(Error::Io(e))) => {
                         // The endpoint may have answered and closed without reading the
                         // rest (a refused upload): that answer is the one to pass on.
-                        return match self.poll_read_head(cx, head_only) {
+                        return match self.poll_read_head(cx, head_only, &mut spare) {
                             Poll::Ready(Ok(head)) => Poll::Ready(Ok(head)),
                             _ => Poll::Ready(Err(Error::Io(e))),
                         };
@@ -231,9 +234,12 @@ impl H1Conn {
                     Poll::Pending => {}
                 }
             }
-            self.poll_read_head(cx, head_only)
+            self.poll_read_head(cx, head_only, &mut spare)
         })
         .await;
+        if let Some(headers) = spare {
+            *req.headers_mut() = headers;
+        }
         match result {
             Ok(mut head) => {
                 // An answer before the whole request left: the rest of the body cannot
@@ -246,10 +252,15 @@ impl H1Conn {
                 *req.body_mut() = body;
                 Err(Failure::Unsent(req))
             }
-            Err(error) => Err(Failure::Failed {
-                error,
-                request: bodiless.then_some(req),
-            }),
+            // Only a connection that failed before any answer hands the request back:
+            // an endpoint that answered, however badly, has seen it.
+            Err(error) => {
+                let unanswered = matches!(error, Error::Io(_) | Error::Closed);
+                Err(Failure::Failed {
+                    error,
+                    request: (bodiless && unanswered).then_some(req),
+                })
+            }
         }
     }
 
@@ -391,10 +402,15 @@ impl H1Conn {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_read_head(&mut self, cx: &mut Context<'_>, head_request: bool) -> Poll<Result<Head, Error>> {
+    fn poll_read_head(
+        &mut self,
+        cx: &mut Context<'_>,
+        head_request: bool,
+        spare: &mut Option<HeaderMap>,
+    ) -> Poll<Result<Head, Error>> {
         loop {
             if !self.buf.is_empty() {
-                match parse_head(&mut self.buf, head_request)? {
+                match parse_head(&mut self.buf, head_request, spare)? {
                     Parsed::Final(head) => return Poll::Ready(Ok(head)),
                     Parsed::Informational => continue,
                     Parsed::Partial if self.buf.len() >= MAX_HEAD => return Poll::Ready(Err(Error::HeadTooLarge)),
@@ -543,7 +559,8 @@ enum Parsed {
     Partial,
 }
 
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Error> {
+/// `spare` is a map to fill, taken only for a final response.
+fn parse_head(buf: &mut BytesMut, head_request: bool, spare: &mut Option<HeaderMap>) -> Result<Parsed, Error> {
     // Where each header's name and value lie in the buffer; the head is then split off
     // and the values become slices of it, not copies.
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
@@ -585,7 +602,9 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Parsed, Error> {
         return Err(Error::Invalid("101 without an upgrade request"));
     }
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
+    let mut headers = spare.take().unwrap_or_default();
+    headers.clear();
+    headers.reserve(count);
     for &(ns, ne, vs, ve) in &spans[..count] {
         let name =
             HeaderName::from_bytes(&head[ns as usize..ne as usize]).map_err(|_| Error::Invalid("bad header name"))?;

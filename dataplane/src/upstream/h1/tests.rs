@@ -127,6 +127,9 @@ async fn content_length_body_then_the_connection_serves_again() {
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["x-served-by"], "a");
         assert_eq!(resp.headers().get_all(header::SET_COOKIE).iter().count(), 2);
+        // Nothing of the request's headers is left in the response's.
+        assert_eq!(resp.headers().len(), 4);
+        assert!(!resp.headers().contains_key(header::HOST));
         assert_eq!(text, "hello");
         assert!(reusable);
         assert!(conn.usable());
@@ -302,14 +305,18 @@ async fn a_body_cut_short_is_an_error_not_an_end() {
 }
 
 #[tokio::test]
-async fn no_response_and_bad_responses_fail_with_the_request_handed_back() {
+async fn a_request_comes_back_whole_only_when_no_answer_came() {
     let (addr, _heads) = endpoint(vec![closing(b"")]).await;
     let mut conn = connect(addr).await;
     match conn.send(request(Method::GET, "/again")).await {
         Err(Failure::Failed {
             error: Error::Closed,
             request: Some(req),
-        }) => assert_eq!(req.uri(), "/again"),
+        }) => {
+            assert_eq!(req.uri(), "/again");
+            // Its headers too: the map is lent to the response only once one arrives.
+            assert_eq!(req.headers()[header::HOST], "app.example");
+        }
         Err(Failure::Failed { error, .. }) => panic!("unexpected error {error}"),
         _ => panic!("expected a failure with the request back"),
     }
@@ -324,7 +331,10 @@ async fn no_response_and_bad_responses_fail_with_the_request_handed_back() {
     ] {
         let (addr, _heads) = endpoint(vec![answer(bytes)]).await;
         let mut conn = connect(addr).await;
-        let failed = matches!(conn.send(request(Method::GET, "/")).await, Err(Failure::Failed { .. }));
+        let failed = matches!(
+            conn.send(request(Method::GET, "/")).await,
+            Err(Failure::Failed { request: None, .. })
+        );
         assert!(failed, "{what}");
     }
 }
