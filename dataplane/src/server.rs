@@ -6,7 +6,7 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -144,7 +144,7 @@ impl Server {
                     return;
                 }
             };
-            for worker in &workers.handles {
+            for (me, worker) in workers.placement.handles.iter().enumerate() {
                 let copy = match listener.try_clone() {
                     Ok(l) => l,
                     Err(e) => {
@@ -153,9 +153,10 @@ impl Server {
                     }
                 };
                 let (tls, proxy, drain) = (tls.clone(), proxy.clone(), drain.clone());
+                let placement = workers.placement.clone();
                 accepting.push(worker.spawn(async move {
                     match TcpListener::from_std(copy) {
-                        Ok(l) => accept_loop(l, tls, proxy, drain).await,
+                        Ok(l) => accept_loop(l, tls, proxy, drain, placement, me).await,
                         Err(e) => tracing::error!(error = %e, "cannot listen on a serving thread"),
                     }
                 }));
@@ -188,27 +189,25 @@ impl Server {
 }
 
 /// The serving threads. Each runs a single-threaded runtime: a connection lives on
-/// the thread that accepted it, and its wake-ups and timers stay there too. A
+/// the thread it was placed on, and its wake-ups and timers stay there too. A
 /// work-stealing runtime spent as much again in user space per request moving tasks and
 /// wake-ups between threads (measured: 8-11 µs against 6 µs on one thread).
 struct Workers {
-    handles: Vec<tokio::runtime::Handle>,
+    placement: Arc<Placement>,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Workers {
     fn start(n: usize) -> std::io::Result<Workers> {
-        let mut workers = Workers {
-            handles: Vec::new(),
-            stops: Vec::new(),
-            threads: Vec::new(),
-        };
+        let mut handles = Vec::new();
+        let mut stops = Vec::new();
+        let mut threads = Vec::new();
         for i in 0..n.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            workers.handles.push(rt.handle().clone());
-            workers.stops.push(stop);
+            handles.push(rt.handle().clone());
+            stops.push(stop);
             let thread = std::thread::Builder::new()
                 .name(format!("portico-worker-{i}"))
                 .spawn(move || {
@@ -218,9 +217,14 @@ impl Workers {
                     });
                     // Dropping the runtime cancels whatever outlived the drain.
                 })?;
-            workers.threads.push(thread);
+            threads.push(thread);
         }
-        Ok(workers)
+        let conns = handles.iter().map(|_| AtomicUsize::new(0)).collect();
+        Ok(Workers {
+            placement: Arc::new(Placement { handles, conns }),
+            stops,
+            threads,
+        })
     }
 
     /// Stops every thread, cancelling the connections still open on them.
@@ -232,26 +236,91 @@ impl Workers {
     }
 }
 
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc<Proxy>, drain: Drain) {
+/// Where a new connection goes. Whichever thread accepts a connection first is often
+/// the one that was idle a moment ago, and in a burst it takes most of them: then one
+/// thread serves twice the connections of another and its queue sets the tail latency.
+/// So a connection goes to the thread holding the fewest (HAProxy balances its threads
+/// the same way), staying where it was accepted unless another holds two fewer.
+struct Placement {
+    handles: Vec<tokio::runtime::Handle>,
+    /// Open connections per thread.
+    conns: Vec<AtomicUsize>,
+}
+
+impl Placement {
+    fn pick(&self, me: usize) -> usize {
+        let load = |i: usize| self.conns.get(i).map_or(usize::MAX, |c| c.load(Ordering::Relaxed));
+        let mine = load(me);
+        let (least, n) = (0..self.conns.len())
+            .map(|i| (i, load(i)))
+            .min_by_key(|&(_, n)| n)
+            .unwrap_or((me, mine));
+        if n + 2 <= mine { least } else { me }
+    }
+
+    fn hold(self: &Arc<Self>, worker: usize) -> Held {
+        if let Some(c) = self.conns.get(worker) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        Held {
+            placement: self.clone(),
+            worker,
+        }
+    }
+}
+
+/// A connection counted against its thread while it lives.
+struct Held {
+    placement: Arc<Placement>,
+    worker: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(c) = self.placement.conns.get(self.worker) {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    proxy: Arc<Proxy>,
+    drain: Drain,
+    placement: Arc<Placement>,
+    me: usize,
+) {
     let port = ConnInfo::port_value(listener.local_addr().map(|a| a.port()).unwrap_or(0));
     let h1 = Arc::new(http1_builder(proxy.config()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                let to = placement.pick(me);
                 let conn = Conn {
                     info: Arc::new(ConnInfo::new(peer, tls.is_some(), port.clone())),
                     proxy: proxy.clone(),
                     drain: drain.clone(),
                     h1: h1.clone(),
                     _gauge: ConnGauge::open(),
+                    _held: placement.hold(to),
                 };
-                // Each kind of connection is a task of its own size: a plain connection
-                // that waits must not carry the size of TLS's state.
-                match &tls {
-                    Some(acceptor) => tokio::spawn(serve_tls(stream, acceptor.clone(), conn)),
-                    None => tokio::spawn(park::serve(stream, conn)),
-                };
+                let tls = tls.clone();
+                if to == me {
+                    serve(stream, tls, conn);
+                    continue;
+                }
+                // Moved to the other thread's event loop.
+                match stream.into_std() {
+                    Ok(std) => drop(placement.handles[to].spawn(async move {
+                        match TcpStream::from_std(std) {
+                            Ok(stream) => serve(stream, tls, conn),
+                            Err(e) => tracing::debug!(error = %e, "cannot move a connection"),
+                        }
+                    })),
+                    Err(e) => tracing::debug!(error = %e, "cannot move a connection"),
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -259,6 +328,16 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, proxy: Arc
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Starts serving a connection on the current thread. Each kind of connection is a
+/// task of its own size: a plain connection that waits must not carry the size of
+/// TLS's state.
+fn serve(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
+    match tls {
+        Some(acceptor) => drop(tokio::spawn(serve_tls(stream, acceptor, conn))),
+        None => drop(tokio::spawn(park::serve(stream, conn))),
     }
 }
 
@@ -286,6 +365,7 @@ struct Conn {
     drain: Drain,
     h1: Arc<http1::Builder>,
     _gauge: ConnGauge,
+    _held: Held,
 }
 
 /// Tells connections that the process is draining. Every connection holds one, and the
@@ -364,6 +444,7 @@ where
         mut drain,
         h1,
         _gauge,
+        _held,
     } = conn;
     let cfg = proxy.config();
     let max_header = cfg.max_header_size;
@@ -475,4 +556,31 @@ fn admin_response(path: &str, ready: bool) -> Response<ResponseBody> {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placement(loads: &[usize]) -> Arc<Placement> {
+        Arc::new(Placement {
+            handles: Vec::new(),
+            conns: loads.iter().map(|&n| AtomicUsize::new(n)).collect(),
+        })
+    }
+
+    #[test]
+    fn a_new_connection_goes_where_the_fewest_are() {
+        // Stays put until another thread holds two fewer.
+        assert_eq!(placement(&[3, 2]).pick(0), 0);
+        assert_eq!(placement(&[4, 2]).pick(0), 1);
+        assert_eq!(placement(&[0, 9, 1]).pick(1), 0);
+        // A burst accepted by one thread spreads over all of them.
+        let p = placement(&[0, 0, 0]);
+        let held: Vec<Held> = (0..30).map(|_| p.hold(p.pick(0))).collect();
+        let counts: Vec<usize> = p.conns.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert!(counts.iter().all(|&n| (9..=11).contains(&n)), "{counts:?}");
+        drop(held);
+        assert!(p.conns.iter().all(|c| c.load(Ordering::Relaxed) == 0));
+    }
 }
