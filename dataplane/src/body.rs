@@ -210,10 +210,9 @@ impl Body for ResponseBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled: Poll<Option<Result<Frame<Bytes>, BoxError>>> = match &mut this.kind {
+        let polled = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream(UpstreamBody::H1(inner)) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
-            Kind::Upstream(UpstreamBody::Hyper(inner)) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            Kind::Upstream(inner) => Pin::new(inner).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -230,8 +229,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
-            Kind::Upstream(UpstreamBody::H1(inner)) => inner.is_end_stream(),
-            Kind::Upstream(UpstreamBody::Hyper(inner)) => inner.is_end_stream(),
+            Kind::Upstream(inner) => inner.is_end_stream(),
         }
     }
 
@@ -239,8 +237,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream(UpstreamBody::H1(inner)) => inner.size_hint(),
-            Kind::Upstream(UpstreamBody::Hyper(inner)) => inner.size_hint(),
+            Kind::Upstream(inner) => inner.size_hint(),
         }
     }
 }
