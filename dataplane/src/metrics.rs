@@ -7,7 +7,8 @@
 
 use arc_swap::ArcSwap;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, exponential_buckets,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    exponential_buckets,
 };
 use std::sync::{Arc, OnceLock};
 
@@ -21,6 +22,8 @@ pub struct Metrics {
     pub response_size: HistogramVec,
     pub downstream_connections: IntGauge,
     pub downstream_connections_total: IntCounter,
+    /// Client connections open now, by the serving `thread` that holds them.
+    pub thread_connections: IntGaugeVec,
     pub upstream_connections_opened: IntCounter,
     pub upstream_connections_reused: IntCounter,
     pub upstream_connect_errors: IntCounter,
@@ -106,6 +109,17 @@ impl Metrics {
             downstream_connections_total: counter(
                 "portico_downstream_connections_total",
                 "Client connections accepted.",
+            ),
+            thread_connections: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "portico_thread_connections",
+                        "Client connections open now, by the serving thread that holds them.",
+                    ),
+                    &["thread"],
+                )
+                .unwrap_or_else(|e| panic!("metric portico_thread_connections: {e}")),
             ),
             upstream_connections_opened: counter(
                 "portico_upstream_connections_opened_total",

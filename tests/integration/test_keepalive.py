@@ -183,3 +183,28 @@ def test_idle_keep_alive_connections_cost_little_memory(portico, echo):
     for s in warm + socks:
         s.close()
     assert per_conn < 3.5 * 1024, "%.1f KiB per idle connection" % (per_conn / 1024)
+
+
+def test_keep_alive_connections_even_out_over_serving_threads(portico, echo):
+    """The kernel spreads new connections over the serving threads by a hash of their
+    addresses, unevenly for a few dozen. A connection that stays open moves to the
+    least loaded thread when it first waits between requests. 80 keep-alive
+    connections over 4 threads end up within a few of each other, and every one keeps
+    answering, in order, on whichever thread it moved to."""
+    p = portico(one_route(echo), "--worker-threads", "4")
+    socks = [socket.create_connection((p.ip, p.http_port), timeout=10) for _ in range(80)]
+    try:
+        for rnd in range(3):
+            for i, s in enumerate(socks):
+                s.sendall(get("/c%d/r%d" % (i, rnd)))
+            for i, s in enumerate(socks):
+                status, _, body = read_response(s)
+                assert status == 200 and json.loads(body)["target"] == "/c%d/r%d" % (i, rnd)
+            time.sleep(0.3)
+        counts = [int(v) for _, v in p.metrics().series("portico_thread_connections")]
+        assert len(counts) == 4 and sum(counts) == 80, counts
+        low = min(counts)
+        assert max(counts) <= low + 3 + low // 4, "threads unevenly loaded: %s" % counts
+    finally:
+        for s in socks:
+            s.close()

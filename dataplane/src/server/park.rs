@@ -175,6 +175,10 @@ impl AsyncRead for ParkableIo {
             let n = this.read_ahead.len().min(buf.remaining());
             buf.put_slice(&this.read_ahead[..n]);
             this.read_ahead.advance(n);
+            if this.read_ahead.is_empty() {
+                // Lets go of the buffer the bytes came in.
+                this.read_ahead = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
@@ -207,7 +211,10 @@ impl AsyncWrite for ParkableIo {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.activity.parking.load(Ordering::Acquire) {
+        // hyper closes the socket by shutting it down and then dropping it; the drop
+        // alone sends the same FIN. So only an upgraded connection (a tunnel, whose
+        // half-close the other side must see while it may still send) is shut down.
+        if self.activity.parking.load(Ordering::Acquire) || !self.activity.spoiled.load(Ordering::Acquire) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.stream).poll_shutdown(cx)
@@ -221,27 +228,67 @@ const QUIET: Duration = Duration::from_secs(1);
 
 /// Serves a plain-text connection until the client closes, a timeout, or drain: HTTP/2
 /// when it starts with the preface, else HTTP/1.1 as the module documentation says.
-pub(super) async fn serve(mut stream: TcpStream, mut conn: super::Conn) {
+pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
     let timeout = conn.proxy.config().client_header_timeout;
     // No protocol state until the client sends its first bytes: a connection that is
     // opened and left idle costs only its socket and this small task. A client that
     // sends nothing within the header timeout, or a drain, closes it.
-    match super::sniff_h2_preface(&stream, Instant::now() + timeout, &conn.drain).await {
-        Some(true) => return Box::pin(super::serve_http(stream, true, conn)).await,
-        Some(false) => {}
-        None => return,
+    match super::first_bytes(&mut stream, Instant::now() + timeout, &conn.drain).await {
+        Some((read_ahead, true)) => {
+            let io = ParkableIo {
+                stream,
+                read_ahead,
+                activity: Arc::new(Activity::default()),
+            };
+            Box::pin(super::serve_http(io, true, conn)).await
+        }
+        Some((read_ahead, false)) => serve_h1(stream, conn, Start::Request(read_ahead)).await,
+        None => {}
     }
+}
+
+/// Where [`serve_h1`] begins.
+enum Start {
+    /// The client's first bytes, read.
+    Request(Bytes),
+    /// Parked, just moved from another thread (whose park judged it not busy).
+    Parked { busy: bool },
+}
+
+/// [`serve_h1`] on the thread a connection moved to. (Its type is spelled out: the
+/// future spawns itself, and a recursive future's `Send` cannot be inferred.)
+fn serve_h1_moved(stream: TcpStream, conn: super::Conn, busy: bool) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(serve_h1(stream, conn, Start::Parked { busy }))
+}
+
+async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
+    let timeout = conn.proxy.config().client_header_timeout;
     let activity = Arc::new(Activity::default());
-    let mut read_ahead = Bytes::new();
-    let mut busy = false;
+    let (mut read_ahead, mut busy, mut parked_already) = match start {
+        Start::Request(first) => (first, false, false),
+        Start::Parked { busy } => (Bytes::new(), busy, true),
+    };
     loop {
-        // On the heap: a parked connection's task is as large as its largest state, and
-        // must not carry hyper's and the busy spell's while it waits.
-        (stream, read_ahead) = match Box::pin(busy_spell(stream, read_ahead, busy, &mut conn, &activity)).await {
-            Some(parked) => parked,
-            None => return,
-        };
-        busy = true;
+        if !parked_already {
+            // On the heap: a parked connection's task is as large as its largest state,
+            // and must not carry hyper's and the busy spell's while it waits.
+            (stream, read_ahead) = match Box::pin(busy_spell(stream, read_ahead, busy, &mut conn, &activity)).await {
+                Some(parked) => parked,
+                None => return,
+            };
+            busy = true;
+            if read_ahead.is_empty() {
+                // Between requests: the moment to even out the threads' loads (see
+                // `Placement`).
+                let to = conn._held.placement.pick(conn._held.worker);
+                if to != conn._held.worker {
+                    return super::move_to(to, stream, conn, move |stream, conn| {
+                        drop(tokio::spawn(serve_h1_moved(stream, conn, busy)))
+                    });
+                }
+            }
+        }
+        parked_already = false;
         if read_ahead.is_empty() {
             // Parked: the socket alone until the client's next request.
             let parked = Instant::now();

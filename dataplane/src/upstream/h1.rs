@@ -186,6 +186,35 @@ impl H1Conn {
         matches!(Pin::new(&mut self.io).poll_read(&mut cx, &mut probe), Poll::Pending)
     }
 
+    /// Registers a plain connection's socket with the calling thread's event loop.
+    /// `Ok(None)`: the socket was lost on the way (the connection is gone); `Err`: not
+    /// moved (a TLS connection), still usable where it was.
+    pub fn rehome(self) -> Result<Option<H1Conn>, H1Conn> {
+        let H1Conn {
+            io,
+            buf,
+            out,
+            read_size,
+        } = self;
+        let moved = match io {
+            Stream::Plain(s) => s.into_std().and_then(TcpStream::from_std),
+            tls => {
+                return Err(H1Conn {
+                    io: tls,
+                    buf,
+                    out,
+                    read_size,
+                });
+            }
+        };
+        Ok(moved.ok().map(|s| H1Conn {
+            io: Stream::Plain(s),
+            buf,
+            out,
+            read_size,
+        }))
+    }
+
     /// Gives back memory a large exchange grew the buffers to, before the connection
     /// waits in the pool.
     pub fn trim(&mut self) {

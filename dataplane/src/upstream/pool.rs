@@ -133,6 +133,9 @@ pub struct PooledConn {
     pool: Arc<Pool>,
     key: (SocketAddr, bool),
     conn: H1Conn,
+    /// The serving thread whose event loop the socket is registered with: the one that
+    /// opened it or last moved it, not necessarily the one that uses it now.
+    home: usize,
 }
 
 impl PooledConn {
@@ -149,7 +152,7 @@ impl PooledConn {
     /// Returns the connection for the next request. Call only once the response body
     /// has been read to its end; a connection with unread body is dropped instead.
     pub fn release(self) {
-        self.pool.put_h1(self.key, self.conn);
+        self.pool.put_h1(self.key, self.conn, self.home);
     }
 
     pub(super) fn conn(&mut self) -> &mut H1Conn {
@@ -191,7 +194,7 @@ impl Pool {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put_h1(&self, key: (SocketAddr, bool), mut conn: H1Conn) {
+    fn put_h1(&self, key: (SocketAddr, bool), mut conn: H1Conn, home: usize) {
         conn.trim();
         let mut shard = self.shard(&key.0);
         let idle = shard.h1.entry(key).or_default();
@@ -199,12 +202,13 @@ impl Pool {
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
-                home: worker(),
+                home,
             });
         }
     }
 
-    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<H1Conn> {
+    /// An idle connection to `key`, and the thread its socket is registered with.
+    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<(H1Conn, usize)> {
         let now = Instant::now();
         let me = worker();
         let mut idle = {
@@ -221,7 +225,19 @@ impl Pool {
             }
         };
         // Checked outside the lock: polling reads from the socket.
-        idle.conn.usable().then_some(idle.conn)
+        if !idle.conn.usable() {
+            return None;
+        }
+        if idle.home == me || me == usize::MAX {
+            return Some((idle.conn, idle.home));
+        }
+        // Another thread's: registered with this thread's event loop from now on (two
+        // `epoll_ctl` calls, once), rather than woken across threads on every response.
+        match idle.conn.rehome() {
+            Ok(Some(conn)) => Some((conn, me)),
+            Ok(None) => None,
+            Err(conn) => Some((conn, idle.home)),
+        }
     }
 
     fn reap(&self) {
@@ -264,9 +280,9 @@ impl Pool {
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
                 let key = (addr, proto == UpstreamProtocol::Https);
-                if !fresh && let Some(conn) = self.take_h1(key) {
+                if !fresh && let Some((conn, home)) = self.take_h1(key) {
                     m.upstream_connections_reused.inc();
-                    return Ok((UpstreamConn::H1(self.pooled(key, conn)), true));
+                    return Ok((UpstreamConn::H1(self.pooled(key, conn, home)), true));
                 }
                 let io = self.connect(addr).await?;
                 let stream = match (proto, tls) {
@@ -285,7 +301,7 @@ impl Pool {
                 m.upstream_connections_opened.inc();
                 let conn = match fresh {
                     true => UpstreamConn::Upgrade(upgrade_conn(addr, stream).await?),
-                    false => UpstreamConn::H1(self.pooled(key, H1Conn::new(stream))),
+                    false => UpstreamConn::H1(self.pooled(key, H1Conn::new(stream), worker())),
                 };
                 Ok((conn, false))
             }
@@ -331,11 +347,12 @@ impl Pool {
         Ok(stream)
     }
 
-    fn pooled(self: &Arc<Self>, key: (SocketAddr, bool), conn: H1Conn) -> PooledConn {
+    fn pooled(self: &Arc<Self>, key: (SocketAddr, bool), conn: H1Conn, home: usize) -> PooledConn {
         PooledConn {
             pool: self.clone(),
             key,
             conn,
+            home,
         }
     }
 }
