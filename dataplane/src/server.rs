@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -564,41 +565,53 @@ fn report_end(info: &ConnInfo, result: Result<(), hyper::Error>) {
 
 /// How much of a new connection's first bytes is read before the protocol is known:
 /// a typical request head, which hyper then parses without reading the socket again.
-const FIRST_READ: usize = 4096;
+/// Read on the stack; only what arrived is copied to the heap.
+const FIRST_READ: usize = 2048;
 
 /// Waits for the client's first bytes, reads them, and tells whether they are the
 /// HTTP/2 preface; `None` when the client closed without sending anything, sent
 /// nothing before `deadline`, or draining started. Reading (rather than peeking and
 /// leaving the bytes to the protocol) costs one system call per connection less; the
-/// bytes go to the protocol as read ahead. No buffer is held before the bytes arrive.
+/// bytes go to the protocol as read ahead. No buffer is held while waiting, and what
+/// is kept is exactly what arrived: thousands of connections arriving at once must not
+/// each pin a read buffer.
 async fn first_bytes(stream: &mut TcpStream, deadline: Instant, drain: &Drain) -> Option<(Bytes, bool)> {
-    let mut buf = BytesMut::new();
+    let mut got = BytesMut::new();
     loop {
-        drain.until(deadline, |cx| stream.poll_read_ready(cx)).await?.ok()?;
-        if buf.capacity() == buf.len() {
-            buf.reserve(FIRST_READ);
-        }
-        // A read through `poll_read`, not `try_read`: a read that leaves the buffer short
-        // tells tokio the socket is drained, so hyper's next look at the socket (for a
-        // client that left mid-request) costs no system call.
+        // Through `poll_read`, not `try_read`: a read that leaves the buffer short tells
+        // tokio the socket is drained, so hyper's next look at the socket (for a client
+        // that left mid-request) costs no system call.
         let read = drain
             .until(deadline, |cx| {
-                tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *stream), cx, &mut buf)
+                let mut stack = [0u8; FIRST_READ];
+                let mut buf = ReadBuf::new(&mut stack);
+                std::pin::Pin::new(&mut *stream)
+                    .poll_read(cx, &mut buf)
+                    .map_ok(|()| Bytes::copy_from_slice(buf.filled()))
             })
             .await?;
-        match read {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {
-                let n = buf.len().min(H2_PREFACE.len());
-                if buf[..n] != H2_PREFACE[..n] {
-                    return Some((buf.freeze(), false));
-                }
-                if n == H2_PREFACE.len() {
-                    return Some((buf.freeze(), true));
-                }
-                // A prefix of the preface so far: wait for the rest.
-            }
+        let bytes = match read {
+            Ok(b) if b.is_empty() => return None,
+            Ok(b) => b,
+            Err(_) => return None,
+        };
+        // Almost always the whole of the first read; joined only after a prefix of the
+        // HTTP/2 preface.
+        let bytes = if got.is_empty() {
+            bytes
+        } else {
+            got.extend_from_slice(&bytes);
+            got.split().freeze()
+        };
+        let n = bytes.len().min(H2_PREFACE.len());
+        if bytes[..n] != H2_PREFACE[..n] {
+            return Some((bytes, false));
         }
+        if n == H2_PREFACE.len() {
+            return Some((bytes, true));
+        }
+        // A prefix of the preface so far: wait for the rest.
+        got.extend_from_slice(&bytes);
     }
 }
 

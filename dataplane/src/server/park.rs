@@ -228,29 +228,16 @@ const QUIET: Duration = Duration::from_secs(1);
 
 /// Serves a plain-text connection until the client closes, a timeout, or drain: HTTP/2
 /// when it starts with the preface, else HTTP/1.1 as the module documentation says.
-pub(super) async fn serve(mut stream: TcpStream, conn: super::Conn) {
-    let timeout = conn.proxy.config().client_header_timeout;
-    // No protocol state until the client sends its first bytes: a connection that is
-    // opened and left idle costs only its socket and this small task. A client that
-    // sends nothing within the header timeout, or a drain, closes it.
-    match super::first_bytes(&mut stream, Instant::now() + timeout, &conn.drain).await {
-        Some((read_ahead, true)) => {
-            let io = ParkableIo {
-                stream,
-                read_ahead,
-                activity: Arc::new(Activity::default()),
-            };
-            Box::pin(super::serve_http(io, true, conn)).await
-        }
-        Some((read_ahead, false)) => serve_h1(stream, conn, Start::Request(read_ahead)).await,
-        None => {}
-    }
+pub(super) fn serve(stream: TcpStream, conn: super::Conn) -> impl Future<Output = ()> + Send {
+    // The task is this one future, not one wrapping another: a wrapper keeps room for
+    // the socket and the connection's state it handed on, in every idle connection.
+    serve_h1(stream, conn, Start::Fresh)
 }
 
 /// Where [`serve_h1`] begins.
 enum Start {
-    /// The client's first bytes, read.
-    Request(Bytes),
+    /// A new connection: no bytes read yet.
+    Fresh,
     /// Parked, just moved from another thread (whose park judged it not busy).
     Parked { busy: bool },
 }
@@ -263,11 +250,25 @@ fn serve_h1_moved(stream: TcpStream, conn: super::Conn, busy: bool) -> Pin<Box<d
 
 async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
     let timeout = conn.proxy.config().client_header_timeout;
-    let activity = Arc::new(Activity::default());
     let (mut read_ahead, mut busy, mut parked_already) = match start {
-        Start::Request(first) => (first, false, false),
+        // No protocol state until the client sends its first bytes: a connection that
+        // is opened and left idle costs only its socket and this small task. A client
+        // that sends nothing within the header timeout, or a drain, closes it.
+        Start::Fresh => match super::first_bytes(&mut stream, Instant::now() + timeout, &conn.drain).await {
+            Some((read_ahead, true)) => {
+                let io = ParkableIo {
+                    stream,
+                    read_ahead,
+                    activity: Arc::new(Activity::default()),
+                };
+                return Box::pin(super::serve_http(io, true, conn)).await;
+            }
+            Some((read_ahead, false)) => (read_ahead, false, false),
+            None => return,
+        },
         Start::Parked { busy } => (Bytes::new(), busy, true),
     };
+    let activity = Arc::new(Activity::default());
     loop {
         if !parked_already {
             // On the heap: a parked connection's task is as large as its largest state,
