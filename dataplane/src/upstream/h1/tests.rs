@@ -378,3 +378,51 @@ fn numbers_are_written_as_http_wants_them() {
     assert_eq!(hex(0x1f, &mut [0; 16]), b"1f");
     assert_eq!(hex(u64::MAX, &mut [0; 16]), b"ffffffffffffffff");
 }
+
+/// A connection one serving thread's event loop opened, taken by another thread from
+/// the pool, is moved to the taker's loop and carries the next exchange there, on the
+/// same socket and with nothing of its state lost.
+#[tokio::test]
+async fn a_connection_moved_to_another_event_loop_serves_there() {
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    let (addr, heads) = endpoint(vec![answer(ok), answer(ok)]).await;
+    let (conn_tx, conn_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    // Another thread with an event loop of its own, kept running throughout.
+    let other = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut conn = connect(addr).await;
+            let (_, text, reusable) = exchange(&mut conn, request(Method::GET, "/there"))
+                .await
+                .expect("exchange");
+            assert!(text == "hello" && reusable);
+            let _ = conn_tx.send(conn);
+        });
+        let _ = done_rx.recv();
+    });
+    let conn = conn_rx.await.expect("the other thread's connection");
+    let Ok(Some(mut conn)) = conn.rehome() else {
+        panic!("a plain connection is moved");
+    };
+    let (resp, text, reusable) = exchange(&mut conn, request(Method::GET, "/here"))
+        .await
+        .expect("exchange");
+    assert_eq!(
+        (resp.status(), text.as_str(), reusable),
+        (StatusCode::OK, "hello", true)
+    );
+    assert!(conn.usable());
+    drop(conn);
+    drop(done_tx);
+    other.join().expect("other thread");
+    // One connection accepted, both requests on it.
+    let heads = heads.await.expect("endpoint");
+    assert!(
+        heads[0].starts_with("GET /there ") && heads[1].starts_with("GET /here "),
+        "{heads:?}"
+    );
+}
