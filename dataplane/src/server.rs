@@ -6,7 +6,7 @@ use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -227,12 +227,11 @@ impl Workers {
                 })?;
             threads.push(thread);
         }
-        let conns = handles.iter().map(|_| AtomicUsize::new(0)).collect();
-        let gauges = (0..handles.len())
+        let conns = (0..handles.len())
             .map(|i| Metrics::get().thread_connections.with_label_values(&[i.to_string()]))
             .collect();
         Ok(Workers {
-            placement: Arc::new(Placement { handles, conns, gauges }),
+            placement: Arc::new(Placement { handles, conns }),
             stops,
             threads,
         })
@@ -261,15 +260,13 @@ impl Workers {
 /// moves); a TLS connection, whose handshake is the larger cost, when it is accepted.
 struct Placement {
     handles: Vec<tokio::runtime::Handle>,
-    /// Open connections per thread.
-    conns: Vec<AtomicUsize>,
-    /// The same, as `portico_thread_connections`.
-    gauges: Vec<prometheus::IntGauge>,
+    /// Open connections per thread: `portico_thread_connections`.
+    conns: Vec<prometheus::IntGauge>,
 }
 
 impl Placement {
     fn pick(&self, me: usize) -> usize {
-        let load = |i: usize| self.conns.get(i).map_or(usize::MAX, |c| c.load(Ordering::Relaxed));
+        let load = |i: usize| self.conns.get(i).map_or(i64::MAX, |c| c.get());
         let mine = load(me);
         let (least, n) = (0..self.conns.len())
             .map(|i| (i, load(i)))
@@ -280,10 +277,7 @@ impl Placement {
 
     fn hold(self: &Arc<Self>, worker: usize) -> Held {
         if let Some(c) = self.conns.get(worker) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(g) = self.gauges.get(worker) {
-            g.inc();
+            c.inc();
         }
         Held {
             placement: self.clone(),
@@ -301,10 +295,7 @@ struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(c) = self.placement.conns.get(self.worker) {
-            c.fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Some(g) = self.placement.gauges.get(self.worker) {
-            g.dec();
+            c.dec();
         }
     }
 }
@@ -656,11 +647,17 @@ fn admin_response(path: &str, ready: bool) -> Response<ResponseBody> {
 mod tests {
     use super::*;
 
-    fn placement(loads: &[usize]) -> Arc<Placement> {
+    fn placement(loads: &[i64]) -> Arc<Placement> {
         Arc::new(Placement {
             handles: Vec::new(),
-            conns: loads.iter().map(|&n| AtomicUsize::new(n)).collect(),
-            gauges: Vec::new(),
+            conns: loads
+                .iter()
+                .map(|&n| {
+                    let gauge = prometheus::IntGauge::new("test_thread_connections", "test").expect("gauge");
+                    gauge.set(n);
+                    gauge
+                })
+                .collect(),
         })
     }
 
@@ -675,9 +672,9 @@ mod tests {
         // A burst accepted by one thread spreads over all of them.
         let p = placement(&[0, 0, 0]);
         let held: Vec<Held> = (0..30).map(|_| p.hold(p.pick(0))).collect();
-        let counts: Vec<usize> = p.conns.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let counts: Vec<i64> = p.conns.iter().map(|c| c.get()).collect();
         assert!(counts.iter().all(|&n| (8..=12).contains(&n)), "{counts:?}");
         drop(held);
-        assert!(p.conns.iter().all(|c| c.load(Ordering::Relaxed) == 0));
+        assert!(p.conns.iter().all(|c| c.get() == 0));
     }
 }
