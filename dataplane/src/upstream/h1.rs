@@ -129,6 +129,9 @@ pub struct H1Conn {
     /// The request head and chunk framing on their way out.
     out: Vec<u8>,
     read_size: usize,
+    /// The serving thread whose event loop the socket is registered with: the one that
+    /// opened it or last moved it, not necessarily the one that uses it now.
+    home: usize,
 }
 
 /// A response head read, and how its body is framed.
@@ -170,7 +173,13 @@ impl H1Conn {
             buf: BytesMut::new(),
             out: Vec::new(),
             read_size: MIN_READ,
+            home: super::pool::worker(),
         }
+    }
+
+    /// The serving thread whose event loop the socket is registered with.
+    pub fn home(&self) -> usize {
+        self.home
     }
 
     /// Whether the connection can carry a request, judged without waiting: it fails
@@ -186,33 +195,18 @@ impl H1Conn {
         matches!(Pin::new(&mut self.io).poll_read(&mut cx, &mut probe), Poll::Pending)
     }
 
-    /// Registers a plain connection's socket with the calling thread's event loop.
-    /// `Ok(None)`: the socket was lost on the way (the connection is gone); `Err`: not
-    /// moved (a TLS connection), still usable where it was.
-    pub fn rehome(self) -> Result<Option<H1Conn>, H1Conn> {
-        let H1Conn {
-            io,
-            buf,
-            out,
-            read_size,
-        } = self;
-        let moved = match io {
-            Stream::Plain(s) => s.into_std().and_then(TcpStream::from_std),
-            tls => {
-                return Err(H1Conn {
-                    io: tls,
-                    buf,
-                    out,
-                    read_size,
-                });
-            }
-        };
-        Ok(moved.ok().map(|s| H1Conn {
-            io: Stream::Plain(s),
-            buf,
-            out,
-            read_size,
-        }))
+    /// Registers a plain connection's socket with the calling thread's event loop, so
+    /// its readiness arrives there; `None` when the socket was lost on the way. A TLS
+    /// connection stays where it is.
+    pub fn rehome(self) -> Option<H1Conn> {
+        match self.io {
+            Stream::Plain(s) => Some(H1Conn {
+                io: Stream::Plain(s.into_std().and_then(TcpStream::from_std).ok()?),
+                home: super::pool::worker(),
+                ..self
+            }),
+            tls => Some(H1Conn { io: tls, ..self }),
+        }
     }
 
     /// Gives back memory a large exchange grew the buffers to, before the connection

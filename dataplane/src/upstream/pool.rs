@@ -50,8 +50,6 @@ pub enum SendError {
 struct Idle {
     conn: H1Conn,
     since: Instant,
-    /// The serving thread whose event loop the connection's socket is registered with.
-    home: usize,
 }
 
 thread_local! {
@@ -65,7 +63,7 @@ pub fn set_worker(i: usize) {
     WORKER.with(|w| w.set(i));
 }
 
-fn worker() -> usize {
+pub(super) fn worker() -> usize {
     WORKER.with(|w| w.get())
 }
 
@@ -133,9 +131,6 @@ pub struct PooledConn {
     pool: Arc<Pool>,
     key: (SocketAddr, bool),
     conn: H1Conn,
-    /// The serving thread whose event loop the socket is registered with: the one that
-    /// opened it or last moved it, not necessarily the one that uses it now.
-    home: usize,
 }
 
 impl PooledConn {
@@ -152,7 +147,7 @@ impl PooledConn {
     /// Returns the connection for the next request. Call only once the response body
     /// has been read to its end; a connection with unread body is dropped instead.
     pub fn release(self) {
-        self.pool.put_h1(self.key, self.conn, self.home);
+        self.pool.put_h1(self.key, self.conn);
     }
 
     pub(super) fn conn(&mut self) -> &mut H1Conn {
@@ -194,7 +189,7 @@ impl Pool {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put_h1(&self, key: (SocketAddr, bool), mut conn: H1Conn, home: usize) {
+    fn put_h1(&self, key: (SocketAddr, bool), mut conn: H1Conn) {
         conn.trim();
         let mut shard = self.shard(&key.0);
         let idle = shard.h1.entry(key).or_default();
@@ -202,13 +197,11 @@ impl Pool {
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
-                home,
             });
         }
     }
 
-    /// An idle connection to `key`, and the thread its socket is registered with.
-    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<(H1Conn, usize)> {
+    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<H1Conn> {
         let now = Instant::now();
         let me = worker();
         let mut idle = {
@@ -217,7 +210,10 @@ impl Pool {
             // Most recently used first: it is the warmest and the least likely to have
             // been closed by the endpoint. This thread's own before another's.
             loop {
-                let i = idle.iter().rposition(|c| c.home == me).or(idle.len().checked_sub(1))?;
+                let i = idle
+                    .iter()
+                    .rposition(|c| c.conn.home() == me)
+                    .or(idle.len().checked_sub(1))?;
                 let conn = idle.remove(i);
                 if now.duration_since(conn.since) < self.idle_timeout {
                     break conn;
@@ -228,16 +224,12 @@ impl Pool {
         if !idle.conn.usable() {
             return None;
         }
-        if idle.home == me || me == usize::MAX {
-            return Some((idle.conn, idle.home));
+        if idle.conn.home() == me || me == usize::MAX {
+            return Some(idle.conn);
         }
         // Another thread's: registered with this thread's event loop from now on (two
         // `epoll_ctl` calls, once), rather than woken across threads on every response.
-        match idle.conn.rehome() {
-            Ok(Some(conn)) => Some((conn, me)),
-            Ok(None) => None,
-            Err(conn) => Some((conn, idle.home)),
-        }
+        idle.conn.rehome()
     }
 
     fn reap(&self) {
@@ -280,9 +272,9 @@ impl Pool {
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
                 let key = (addr, proto == UpstreamProtocol::Https);
-                if !fresh && let Some((conn, home)) = self.take_h1(key) {
+                if !fresh && let Some(conn) = self.take_h1(key) {
                     m.upstream_connections_reused.inc();
-                    return Ok((UpstreamConn::H1(self.pooled(key, conn, home)), true));
+                    return Ok((UpstreamConn::H1(self.pooled(key, conn)), true));
                 }
                 let io = self.connect(addr).await?;
                 let stream = match (proto, tls) {
@@ -301,7 +293,7 @@ impl Pool {
                 m.upstream_connections_opened.inc();
                 let conn = match fresh {
                     true => UpstreamConn::Upgrade(upgrade_conn(addr, stream).await?),
-                    false => UpstreamConn::H1(self.pooled(key, H1Conn::new(stream), worker())),
+                    false => UpstreamConn::H1(self.pooled(key, H1Conn::new(stream))),
                 };
                 Ok((conn, false))
             }
@@ -347,12 +339,11 @@ impl Pool {
         Ok(stream)
     }
 
-    fn pooled(self: &Arc<Self>, key: (SocketAddr, bool), conn: H1Conn, home: usize) -> PooledConn {
+    fn pooled(self: &Arc<Self>, key: (SocketAddr, bool), conn: H1Conn) -> PooledConn {
         PooledConn {
             pool: self.clone(),
             key,
             conn,
-            home,
         }
     }
 }

@@ -394,8 +394,10 @@ async fn a_connection_moved_to_another_event_loop_serves_there() {
             .enable_all()
             .build()
             .expect("runtime");
+        crate::upstream::set_worker(0);
         rt.block_on(async {
             let mut conn = connect(addr).await;
+            assert_eq!(conn.home(), 0);
             let (_, text, reusable) = exchange(&mut conn, request(Method::GET, "/there"))
                 .await
                 .expect("exchange");
@@ -405,9 +407,11 @@ async fn a_connection_moved_to_another_event_loop_serves_there() {
         let _ = done_rx.recv();
     });
     let conn = conn_rx.await.expect("the other thread's connection");
-    let Ok(Some(mut conn)) = conn.rehome() else {
+    crate::upstream::set_worker(1);
+    let Some(mut conn) = conn.rehome() else {
         panic!("a plain connection is moved");
     };
+    assert_eq!(conn.home(), 1, "the connection now belongs to this thread's event loop");
     let (resp, text, reusable) = exchange(&mut conn, request(Method::GET, "/here"))
         .await
         .expect("exchange");
