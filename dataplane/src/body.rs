@@ -38,16 +38,17 @@ pub enum RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: Option<u64>, on_end: Option<BodyEndHook>) -> Self {
-        if inner.is_end_stream() {
-            RequestBody::Empty
-        } else {
-            RequestBody::Streaming {
+    /// `None`: a request that has no body (Portico's own HTTP/1.1 server reads only
+    /// those; hyper reads the rest).
+    pub fn new(inner: Option<Incoming>, limit: Option<u64>, on_end: Option<BodyEndHook>) -> Self {
+        match inner {
+            Some(inner) if !inner.is_end_stream() => RequestBody::Streaming {
                 inner,
                 limit,
                 seen: 0,
                 on_end,
-            }
+            },
+            _ => RequestBody::Empty,
         }
     }
 }
@@ -79,7 +80,7 @@ impl Body for RequestBody {
                             && *seen > limit
                         {
                             if let RequestBody::Streaming { inner, .. } = std::mem::replace(this, RequestBody::Empty) {
-                                linger(inner);
+                                linger(Some(inner));
                             }
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
                         }
@@ -118,13 +119,13 @@ impl Body for RequestBody {
 /// Reads and discards the rest of a request body the proxy refused, for a while, so
 /// the client can finish sending and read the refusal (413) instead of failing with a
 /// broken pipe: nginx's lingering close. Bounded in time and in bytes.
-pub fn linger(mut body: Incoming) {
+pub fn linger(body: Option<Incoming>) {
     const TOTAL: std::time::Duration = std::time::Duration::from_secs(10);
     const EACH: std::time::Duration = std::time::Duration::from_secs(2);
     const MAX_BYTES: u64 = 1 << 30;
-    if body.is_end_stream() {
+    let Some(mut body) = body.filter(|b| !b.is_end_stream()) else {
         return;
-    }
+    };
     tokio::spawn(async move {
         use http_body_util::BodyExt;
         let deadline = tokio::time::Instant::now() + TOTAL;

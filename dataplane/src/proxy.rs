@@ -169,7 +169,11 @@ impl Proxy {
     }
 
     /// Serves one request from start to response headers; the body streams after.
-    pub async fn handle(self: &Arc<Self>, mut req: Request<Incoming>, conn: Arc<ConnInfo>) -> Response<ResponseBody> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        mut req: Request<Option<Incoming>>,
+        conn: Arc<ConnInfo>,
+    ) -> Response<ResponseBody> {
         let start = Instant::now();
         let method = req.method().clone();
         let request_id = take_or_make_request_id(req.headers_mut());
@@ -211,7 +215,7 @@ impl Proxy {
 
     async fn proxy(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<Option<Incoming>>,
         conn: &ConnInfo,
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -284,7 +288,7 @@ impl Proxy {
     /// Phase 2: the request as the endpoint should see it.
     fn upstream_request(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<Option<Incoming>>,
         route: &Route,
         conn: &ConnInfo,
         request_id: &HeaderValue,

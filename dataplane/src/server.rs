@@ -28,6 +28,7 @@ use crate::table::RoutingTable;
 use crate::tls::{self, Certificate};
 use tokio_rustls::TlsAcceptor;
 
+mod h1;
 mod park;
 
 /// HTTP/2's connection preface starts with a method no HTTP/1 client sends.
@@ -506,7 +507,7 @@ where
     let svc = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
         let info = svc_info.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, info).await) }
+        async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), info).await) }
     });
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())

@@ -1,24 +1,26 @@
 //! Plain HTTP/1.1 keep-alive connections that hold no buffers while they wait.
 //!
-//! A hyper connection keeps its read buffer (8 KiB), write buffers and parser state for
-//! as long as the socket lives, including the seconds or minutes a keep-alive client
-//! waits between requests. With thousands of idle clients that is most of the proxy's
-//! memory; nginx and HAProxy release theirs while a connection waits.
+//! A connection's buffers and protocol state are needed only while it is busy; nginx and
+//! HAProxy release theirs while a keep-alive connection waits, and with thousands of
+//! idle clients that is most of a proxy's memory. So a plain HTTP/1.1 connection is
+//! served in *busy spells*. Once every response on it has been sent in full and the
+//! client has nothing more to send, the connection is *parked*: the spell's buffers and
+//! state are dropped, any bytes read ahead are kept, and the task waits for the socket
+//! to become readable holding the socket alone. The client's next request starts a new
+//! spell on the same socket.
 //!
-//! So a plain HTTP/1.1 connection is served by one hyper connection per busy spell. Once
-//! every response on it has been sent in full, every request body read to its end, and
-//! the client has nothing more to send, the connection is *parked*: hyper is asked to
-//! close (the close flushes what it buffered and is kept from reaching the socket), its
-//! state is dropped, any bytes it had read ahead are kept, and the task waits for the
-//! socket to become readable holding the socket alone. The client's next request starts
-//! a fresh hyper connection on the same socket. Whatever hyper would close for a reason
-//! of its own (an error, a truncated body, `Connection: close`, an upgrade) it closes
-//! itself: such a connection is never parked.
+//! A spell is Portico's own HTTP/1.1 server side (`h1`), which serves requests without a
+//! body. A request with a body or an upgrade is handed, with every byte read, to a
+//! spell of hyper's: one hyper connection, parked the same way. hyper is asked to close
+//! (the close flushes what it buffered and is kept from reaching the socket), its state
+//! is dropped, and the bytes it had read ahead go to the next spell. Whatever hyper
+//! would close for a reason of its own (an error, a truncated body, `Connection:
+//! close`, an upgrade) it closes itself: such a connection is never parked.
 //!
 //! A client that comes straight back after a park (a load balancer's or a service's
-//! keep-alive connection sending request after request) is busy: building hyper's state
+//! keep-alive connection sending request after request) is busy: setting up a spell
 //! afresh for each of its requests would cost more than the memory saves. Such a
-//! connection keeps its state and parks only once it has been quiet for a second.
+//! connection keeps its spell and parks only once it has been quiet for a second.
 
 use std::convert::Infallible;
 use std::io;
@@ -39,6 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::h1::Spell;
 use crate::body::{BodyEndHook, BoxError, ResponseBody};
 
 /// What the requests of one connection are doing, shared by its task, its socket
@@ -268,14 +271,21 @@ async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
         },
         Start::Parked { busy } => (Bytes::new(), busy, true),
     };
-    let activity = Arc::new(Activity::default());
     loop {
         if !parked_already {
             // On the heap: a parked connection's task is as large as its largest state,
-            // and must not carry hyper's and the busy spell's while it waits.
-            (stream, read_ahead) = match Box::pin(busy_spell(stream, read_ahead, busy, &mut conn, &activity)).await {
-                Some(parked) => parked,
-                None => return,
+            // and must not carry a busy spell's while it waits.
+            let spell = Box::pin(super::h1::spell(stream, read_ahead, busy, QUIET, &mut conn)).await;
+            (stream, read_ahead) = match spell {
+                Spell::Park(stream) => (stream, Bytes::new()),
+                Spell::Closed => return,
+                Spell::Hyper(stream, read_ahead) => {
+                    let activity = Arc::new(Activity::default());
+                    match Box::pin(busy_spell(stream, read_ahead, busy, &mut conn, &activity)).await {
+                        Some(parked) => parked,
+                        None => return,
+                    }
+                }
             };
             busy = true;
             if read_ahead.is_empty() {
@@ -332,7 +342,7 @@ async fn busy_spell(
             let activity = activity.clone();
             let info = info.clone();
             async move {
-                let resp = proxy.handle(req, info).await;
+                let resp = proxy.handle(req.map(Some), info).await;
                 let bodiless = head || matches!(resp.status(), StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
                 let (parts, inner) = resp.into_parts();
                 let body = TrackedBody {

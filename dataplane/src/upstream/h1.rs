@@ -715,7 +715,8 @@ fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
     !close && (version == Version::HTTP_11 || keep)
 }
 
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+/// `n` in decimal, written at the end of `buf`.
+pub(crate) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -727,7 +728,8 @@ fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
+/// `n` in hexadecimal (a chunk size), written at the end of `buf`.
+pub(crate) fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;

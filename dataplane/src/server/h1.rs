@@ -1,0 +1,524 @@
+//! Portico's own HTTP/1.1 server side, for plain-text requests without a body: almost
+//! every request a proxy sees (`GET`, `HEAD`, `DELETE`, `OPTIONS` without a body).
+//!
+//! hyper builds a connection's state afresh for each new client connection (a read
+//! buffer, write buffers, a parser, a header timer) and allocates several of those again
+//! per request; with a new client connection per request that set-up was most of what
+//! the proxy spent in user space beyond nginx. Here a connection's busy spell owns one
+//! read buffer and one write buffer, reused request after request:
+//! - the request head is parsed in place (`httparse`) and the request's URI and header
+//!   values are shared slices of the bytes read, not copies;
+//! - the response head is written into the write buffer, and a small body joins it, so
+//!   a small response leaves in one `write`;
+//! - a large body frame is written from where it lies, next to what is buffered, with
+//!   one vectored write.
+//!
+//! Whatever this module does not serve it hands to hyper with every byte it has read,
+//! the request's head first, and hyper parses that request as if it had read it itself:
+//! a request with a body (`Content-Length` or `Transfer-Encoding`, malformed framing
+//! included), an upgrade (`Upgrade`, `CONNECT`). So request bodies, `100-continue`,
+//! chunked decoding and tunnels keep hyper's well-tried code.
+//!
+//! The semantics are hyper's, which the integration tests pin down: keep-alive by
+//! default for HTTP/1.1 and on `Connection: keep-alive` for HTTP/1.0; an HTTP/1.0 client
+//! is answered in HTTP/1.0, with a body of unknown length delimited by the close;
+//! pipelined requests are answered in order; a client that closes while its request is
+//! in flight cancels it; a head larger than the limit gets 431, and a malformed one 400,
+//! then the connection is closed; a `Date` header is added when the response has none.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body::Body;
+use hyper::body::Incoming;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::io::poll_read_buf;
+
+use crate::body::ResponseBody;
+use crate::upstream::{hex, itoa};
+
+/// How a busy spell ended.
+pub(super) enum Spell {
+    /// The client is quiet between requests: wait for it holding the socket alone.
+    Park(TcpStream),
+    /// A request for hyper: the socket, and every byte read and not yet served (that
+    /// request's head first).
+    Hyper(TcpStream, Bytes),
+    /// The connection is closed.
+    Closed,
+}
+
+/// Headers per request, as hyper allows; more is a 431.
+const MAX_HEADERS: usize = 100;
+/// The read buffer's size: a typical request head, several of them pipelined.
+const READ_BUF: usize = 4096;
+/// A body frame up to this size is copied next to the head (or the frames before it)
+/// and leaves with them; a larger one is written from where it lies.
+const COPY_UP_TO: usize = 16 * 1024;
+
+/// Serves requests on a plain HTTP/1.1 connection until it closes, falls quiet, or sends
+/// a request for hyper. `read_ahead` holds bytes already read; `busy` says the client
+/// came straight back after its last wait, so a quiet spell waits a while (up to
+/// `quiet`) before it lets go of its buffers.
+pub(super) async fn spell(
+    mut stream: TcpStream,
+    read_ahead: Bytes,
+    busy: bool,
+    quiet: Duration,
+    conn: &mut super::Conn,
+) -> Spell {
+    let cfg = conn.proxy.config();
+    let (timeout, max_head) = (cfg.client_header_timeout, cfg.max_header_size.max(8192));
+    let mut buf = BytesMut::with_capacity(READ_BUF.max(read_ahead.len()));
+    buf.extend_from_slice(&read_ahead);
+    drop(read_ahead);
+    let mut out = Vec::with_capacity(READ_BUF);
+    loop {
+        // One whole request head.
+        let started = Instant::now();
+        let (req, keep_alive) = loop {
+            match parse(&mut buf, max_head) {
+                Parsed::Request(req, keep_alive) => break (req, keep_alive),
+                Parsed::Hyper => return Spell::Hyper(stream, buf.freeze()),
+                Parsed::Bad(status) => {
+                    reject(&mut stream, &mut out, status).await;
+                    return Spell::Closed;
+                }
+                Parsed::Partial if buf.len() >= max_head => {
+                    reject(&mut stream, &mut out, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+                    return Spell::Closed;
+                }
+                Parsed::Partial => {}
+            }
+            let between = buf.is_empty();
+            // Between requests, a client that is not busy is let go of at once; a busy
+            // one is waited for until it has been quiet a while. Within a head, the
+            // header timeout bounds the wait.
+            if between && !busy {
+                match poll_fn(|cx| Poll::Ready(fill(&mut stream, &mut buf, cx))).await {
+                    Poll::Pending => return Spell::Park(stream),
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Spell::Closed,
+                    Poll::Ready(Ok(_)) => continue,
+                }
+            }
+            let deadline = started + if between { quiet.min(timeout) } else { timeout };
+            match conn.drain.until(deadline, |cx| fill(&mut stream, &mut buf, cx)).await {
+                Some(Ok(n)) if n > 0 => {}
+                None if between && !*conn.drain.rx.borrow() => return Spell::Park(stream),
+                // Closed, failed, timed out (as hyper, without a response), or draining.
+                _ => return Spell::Closed,
+            }
+        };
+        let head = req.method() == Method::HEAD;
+        let version = req.version();
+        // The request, with the client's leaving watched for: a client that closes
+        // cancels its request, as with hyper (whose half-close support is off). Bytes
+        // that come meanwhile are the next, pipelined, requests.
+        let resp = {
+            let mut handling = pin!(conn.proxy.handle(req, conn.info.clone()));
+            let mut watch = true;
+            poll_fn(|cx| {
+                if let Poll::Ready(resp) = handling.as_mut().poll(cx) {
+                    return Poll::Ready(Some(resp));
+                }
+                while watch && buf.len() < max_head {
+                    match fill(&mut stream, &mut buf, cx) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                        Poll::Ready(Ok(_)) => {}
+                        Poll::Pending => break,
+                    }
+                }
+                // A full buffer is not read on until this request is answered.
+                watch = buf.len() < max_head;
+                Poll::Pending
+            })
+            .await
+        };
+        let Some(resp) = resp else {
+            return Spell::Closed;
+        };
+        // Draining: this response is the connection's last.
+        let keep_alive = keep_alive && !*conn.drain.rx.borrow();
+        match respond(&mut stream, &mut out, resp, head, version, keep_alive).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Spell::Closed,
+        }
+    }
+}
+
+/// Reads what the socket has into `buf`, growing it by a read buffer when it is full.
+fn fill(stream: &mut TcpStream, buf: &mut BytesMut, cx: &mut std::task::Context<'_>) -> Poll<io::Result<usize>> {
+    if buf.capacity() == buf.len() {
+        // Takes back the whole buffer when nothing else holds a part of it.
+        buf.reserve(READ_BUF);
+    }
+    poll_read_buf(Pin::new(stream), cx, buf)
+}
+
+/// What the bytes read so far hold.
+// Returned, never stored: boxing the request would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    /// A request this module serves, and whether the connection stays open after it.
+    Request(Request<Option<Incoming>>, bool),
+    /// A request for hyper; nothing was taken from the buffer.
+    Hyper,
+    /// Not yet a whole head.
+    Partial,
+    /// A malformed head: answered with this status, then the connection closes.
+    Bad(StatusCode),
+}
+
+/// Parses one request head at the start of `buf`. A request this module serves is
+/// taken off the front of `buf`; its URI and header values share those bytes.
+fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
+    if buf.is_empty() {
+        return Parsed::Partial;
+    }
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete(len)) if len > max_head => {
+            return Parsed::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        Err(_) => return Parsed::Bad(StatusCode::BAD_REQUEST),
+    };
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Parsed::Bad(StatusCode::BAD_REQUEST);
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Bad(StatusCode::BAD_REQUEST);
+    };
+    if method == Method::CONNECT {
+        return Parsed::Hyper;
+    }
+    let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
+    // Where each part lies in the head, so the borrow of `buf` can end before the head
+    // is split off and shared.
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        [start, start + s.len()]
+    };
+    let path = at(path.as_bytes());
+    let mut close = version == Version::HTTP_10;
+    let mut fields = [[0usize; 4]; MAX_HEADERS];
+    let n = req.headers.len();
+    for (field, h) in fields.iter_mut().zip(req.headers.iter()) {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+        {
+            return Parsed::Hyper;
+        }
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
+                    close = false;
+                }
+            }
+        }
+        let ([a, b], [c, d]) = (at(name), at(h.value));
+        *field = [a, b, c, d];
+    }
+    let head = buf.split_to(len).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(path[0]..path[1])) else {
+        return Parsed::Bad(StatusCode::BAD_REQUEST);
+    };
+    // Room for the headers the proxy adds (the `X-Forwarded-*` family).
+    let mut map = HeaderMap::with_capacity(n + 8);
+    for &[a, b, c, d] in &fields[..n] {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&head[a..b]),
+            HeaderValue::from_maybe_shared(head.slice(c..d)),
+        ) else {
+            return Parsed::Bad(StatusCode::BAD_REQUEST);
+        };
+        map.append(name, value);
+    }
+    let mut req = Request::new(None);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = version;
+    *req.headers_mut() = map;
+    Parsed::Request(req, !close)
+}
+
+/// How a response body is delimited on the wire.
+#[derive(Clone, Copy, PartialEq)]
+enum Framing {
+    /// None is sent (a `HEAD` request; a 1xx, 204 or 304 response).
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (an HTTP/1.0 client, a length not known ahead).
+    Close,
+}
+
+/// Writes `resp` to the client; `Ok(true)` when the connection can carry another
+/// request.
+async fn respond(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    resp: Response<ResponseBody>,
+    head: bool,
+    version: Version,
+    mut keep_alive: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let hint = body.size_hint().exact();
+    let declared = parts.headers.get(header::CONTENT_LENGTH);
+    let framing =
+        if head || status.is_informational() || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
+            Framing::None
+        } else if let Some(n) = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+            Framing::Length(n)
+        } else if let Some(n) = hint {
+            Framing::Length(n)
+        } else if version == Version::HTTP_11 {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        };
+    if framing == Framing::Close {
+        keep_alive = false;
+    }
+
+    out.clear();
+    out.extend_from_slice(if version == Version::HTTP_11 {
+        b"HTTP/1.1 "
+    } else {
+        b"HTTP/1.0 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) if declared.is_none() => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(n, &mut [0; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+        // A HEAD response tells the length a GET would get, when it is known.
+        Framing::None if head && declared.is_none() && hint.is_some_and(|n| n > 0) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(hint.unwrap_or(0), &mut [0; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    if !keep_alive && version == Version::HTTP_11 {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if keep_alive && version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let mut sent = 0u64;
+    loop {
+        // The head and what is buffered go out before a wait for the body, so a slow or
+        // streaming response (server-sent events) reaches the client as it comes.
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                stream.write_all(out).await?;
+                out.clear();
+                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        let data = match frame {
+            None => break,
+            // The response cannot be completed: closing tells the client so.
+            Some(Err(_)) => return Ok(false),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers: HTTP/1.1 clients rarely ask for them, and hyper drops them too.
+                Err(_) => continue,
+            },
+        };
+        if framing == Framing::None || data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if let Framing::Length(n) = framing
+            && sent > n
+        {
+            // More than the length declared: the client would read the rest as the
+            // next response.
+            return Ok(false);
+        }
+        if framing == Framing::Chunked {
+            out.extend_from_slice(hex(data.len() as u64, &mut [0; 16]));
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() + data.len() <= COPY_UP_TO {
+            out.extend_from_slice(&data);
+        } else {
+            write_both(stream, out, data).await?;
+            out.clear();
+        }
+        if framing == Framing::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    match framing {
+        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        // Fewer bytes than declared: the client would wait for the rest.
+        Framing::Length(n) if sent < n => keep_alive = false,
+        _ => {}
+    }
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+    }
+    Ok(keep_alive)
+}
+
+/// Writes `first` and then `second` with as few (vectored) writes as the socket takes.
+async fn write_both(stream: &mut TcpStream, first: &[u8], mut second: Bytes) -> io::Result<()> {
+    let mut first = first;
+    while !first.is_empty() {
+        let n = stream
+            .write_vectored(&[IoSlice::new(first), IoSlice::new(&second)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_first = n.min(first.len());
+        first = &first[from_first..];
+        second.advance(n - from_first);
+    }
+    stream.write_all(&second).await
+}
+
+/// Answers a malformed request head, as hyper does, and lets the connection close.
+async fn reject(stream: &mut TcpStream, out: &mut Vec<u8>, status: StatusCode) {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: 0\r\nconnection: close\r\ndate: ");
+    date(out);
+    out.extend_from_slice(b"\r\n\r\n");
+    tracing::debug!(status = status.as_u16(), "malformed request head");
+    let _ = stream.write_all(out).await;
+}
+
+/// Appends the current time as an HTTP date, formatted once a second per thread.
+fn date(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(bytes: &[u8]) -> (Parsed, BytesMut) {
+        let mut buf = BytesMut::from(bytes);
+        (parse(&mut buf, 16 * 1024), buf)
+    }
+
+    #[test]
+    fn a_bodiless_request_is_parsed_in_place_and_taken_off_the_buffer() {
+        let (p, rest) =
+            parsed(b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\nx-one: 2\r\n\r\nGET /next HTTP/1.1\r\n");
+        let Parsed::Request(req, keep_alive) = p else {
+            panic!("not parsed as a request");
+        };
+        assert!(keep_alive);
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), "/a");
+        assert_eq!(req.uri().query(), Some("b=c"));
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.headers()["host"], "example.com");
+        let ones: Vec<_> = req.headers().get_all("x-one").iter().collect();
+        assert_eq!(ones, ["1", "2"]);
+        assert_eq!(&rest[..], b"GET /next HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_the_connection_header() {
+        let keeps = |bytes: &[u8]| match parsed(bytes).0 {
+            Parsed::Request(_, keep_alive) => keep_alive,
+            _ => panic!("not parsed as a request"),
+        };
+        assert!(keeps(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(!keeps(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"));
+        assert!(!keeps(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keeps(b"GET / HTTP/1.0\r\nConnection: foo, Keep-Alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn bodies_and_upgrades_are_left_to_hyper_untouched() {
+        for bytes in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"CONNECT example.com:443 HTTP/1.1\r\n\r\n",
+        ] {
+            let (p, rest) = parsed(bytes);
+            assert!(matches!(p, Parsed::Hyper), "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(&rest[..], bytes);
+        }
+    }
+
+    #[test]
+    fn malformed_heads_are_refused_with_the_status_hyper_gives() {
+        let status = |bytes: &[u8]| match parsed(bytes).0 {
+            Parsed::Bad(status) => status,
+            _ => panic!("accepted: {:?}", String::from_utf8_lossy(bytes)),
+        };
+        assert_eq!(status(b"THIS IS NOT HTTP\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n"),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(status(b"GET / HTTP/2.0\r\n\r\n"), StatusCode::BAD_REQUEST);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n"), StatusCode::BAD_REQUEST);
+        let many: Vec<u8> = (0..=MAX_HEADERS)
+            .flat_map(|i| format!("X-{i}: v\r\n").into_bytes())
+            .collect();
+        let req = [&b"GET / HTTP/1.1\r\n"[..], &many, b"\r\n"].concat();
+        assert_eq!(status(&req), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(matches!(parsed(b"GET / HTTP/1.1\r\nHost: a").0, Parsed::Partial));
+    }
+}
