@@ -80,6 +80,13 @@ pub(super) async fn spell(
     buf.extend_from_slice(&read_ahead);
     drop(read_ahead);
     let mut out = Vec::with_capacity(READ_BUF);
+    // Held for the whole spell, so a wait between requests registers no timer and
+    // takes no lock of its own: the drain's waiter, and for a busy client a tick that
+    // parks the connection once a whole interval passed without a request.
+    let mut draining = pin!(conn.drain.notify.notified());
+    draining.as_mut().enable();
+    let mut tick = busy.then(|| tokio::time::interval_at(Instant::now() + quiet, quiet));
+    let (mut requests, mut seen) = (0u32, 0u32);
     loop {
         // One whole request head.
         let started = Instant::now();
@@ -97,25 +104,49 @@ pub(super) async fn spell(
                 }
                 Parsed::Partial => {}
             }
-            let between = buf.is_empty();
-            // Between requests, a client that is not busy is let go of at once; a busy
-            // one is waited for until it has been quiet a while. Within a head, the
-            // header timeout bounds the wait.
-            if between && !busy {
-                match poll_fn(|cx| Poll::Ready(fill(&mut stream, &mut buf, cx))).await {
-                    Poll::Pending => return Spell::Park(stream),
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Spell::Closed,
-                    Poll::Ready(Ok(_)) => continue,
+            if *conn.drain.rx.borrow() {
+                return Spell::Closed;
+            }
+            if !buf.is_empty() {
+                // Within a head: the header timeout bounds the wait.
+                match conn
+                    .drain
+                    .until(started + timeout, |cx| fill(&mut stream, &mut buf, cx))
+                    .await
+                {
+                    Some(Ok(n)) if n > 0 => continue,
+                    // Closed, failed, timed out (as hyper, without a response), or draining.
+                    _ => return Spell::Closed,
                 }
             }
-            let deadline = started + if between { quiet.min(timeout) } else { timeout };
-            match conn.drain.until(deadline, |cx| fill(&mut stream, &mut buf, cx)).await {
+            // Between requests. A client that is not busy is let go of at once; a busy
+            // one is waited for until it has been quiet a while.
+            let next = poll_fn(|cx| {
+                if let Poll::Ready(read) = fill(&mut stream, &mut buf, cx) {
+                    return Poll::Ready(Some(read));
+                }
+                let Some(tick) = &mut tick else {
+                    return Poll::Ready(None);
+                };
+                if draining.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Ok(0)));
+                }
+                while tick.poll_tick(cx).is_ready() {
+                    if requests == seen {
+                        return Poll::Ready(None);
+                    }
+                    seen = requests;
+                }
+                Poll::Pending
+            })
+            .await;
+            match next {
+                None => return Spell::Park(stream),
                 Some(Ok(n)) if n > 0 => {}
-                None if between && !*conn.drain.rx.borrow() => return Spell::Park(stream),
-                // Closed, failed, timed out (as hyper, without a response), or draining.
-                _ => return Spell::Closed,
+                Some(_) => return Spell::Closed,
             }
         };
+        requests = requests.wrapping_add(1);
         let head = req.method() == Method::HEAD;
         let version = req.version();
         // The request, with the client's leaving watched for: a client that closes
