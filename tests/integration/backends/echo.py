@@ -142,7 +142,8 @@ class Backend:
                 await asyncio.sleep(float(arg))
                 await respond_json(writer, 200, echo, keep_alive)
             elif cmd == "bytes":
-                await respond_bytes(writer, int(arg), keep_alive)
+                # A response to HEAD has the length a GET would get and no body.
+                await respond_bytes(writer, int(arg), keep_alive, send_body=method != "HEAD")
             elif cmd == "stream":
                 await respond_stream(
                     writer,
@@ -255,9 +256,9 @@ async def respond_json(writer, status, obj, keep_alive, extra=()):
     await writer.drain()
 
 
-async def respond_bytes(writer, n, keep_alive):
+async def respond_bytes(writer, n, keep_alive, send_body=True):
     writer.write(head(200, [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))], keep_alive))
-    while n:
+    while n and send_body:
         block = ZEROS[: min(n, len(ZEROS))]
         writer.write(block)
         n -= len(block)
