@@ -329,16 +329,7 @@ async fn respond(
         keep_alive = false;
     }
 
-    out.clear();
-    out.extend_from_slice(if version == Version::HTTP_11 {
-        b"HTTP/1.1 "
-    } else {
-        b"HTTP/1.0 "
-    });
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    status_line(out, version, status);
     for (name, value) in &parts.headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -448,14 +439,24 @@ async fn write_both(stream: &mut TcpStream, first: &[u8], mut second: Bytes) -> 
     stream.write_all(&second).await
 }
 
-/// Answers a malformed request head, as hyper does, and lets the connection close.
-async fn reject(stream: &mut TcpStream, out: &mut Vec<u8>, status: StatusCode) {
+/// Starts `out` afresh with a status line in the client's version.
+fn status_line(out: &mut Vec<u8>, version: Version, status: StatusCode) {
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(if version == Version::HTTP_11 {
+        b"HTTP/1.1 "
+    } else {
+        b"HTTP/1.0 "
+    });
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\ncontent-length: 0\r\nconnection: close\r\ndate: ");
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Answers a malformed request head, as hyper does, and lets the connection close.
+async fn reject(stream: &mut TcpStream, out: &mut Vec<u8>, status: StatusCode) {
+    status_line(out, Version::HTTP_11, status);
+    out.extend_from_slice(b"content-length: 0\r\nconnection: close\r\ndate: ");
     date(out);
     out.extend_from_slice(b"\r\n\r\n");
     tracing::debug!(status = status.as_u16(), "malformed request head");
