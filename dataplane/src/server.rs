@@ -556,7 +556,7 @@ fn report_end(info: &ConnInfo, result: Result<(), hyper::Error>) {
 }
 
 /// How much of a new connection's first bytes is read before the protocol is known:
-/// a typical request head, which hyper then parses without reading the socket again.
+/// a typical request head, which is then parsed without reading the socket again.
 /// Read on the stack; only what arrived is copied to the heap.
 const FIRST_READ: usize = 2048;
 
@@ -571,8 +571,8 @@ async fn first_bytes(stream: &mut TcpStream, deadline: Instant, drain: &Drain) -
     let mut got = BytesMut::new();
     loop {
         // Through `poll_read`, not `try_read`: a read that leaves the buffer short tells
-        // tokio the socket is drained, so hyper's next look at the socket (for a client
-        // that left mid-request) costs no system call.
+        // tokio the socket is drained, so the next look at the socket for a client that
+        // left mid-request costs no system call.
         let read = drain
             .until(deadline, |cx| {
                 let mut stack = [0u8; FIRST_READ];
