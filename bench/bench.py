@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Portico side by side with nginx and HAProxy, and a direct client->backend baseline,
-in one run. bench/run.sh installs the tools and builds Portico, then runs this; see
-bench/README.md for what each scenario measures.
+"""Portico side by side with nginx, HAProxy and Pingora, and a direct client->backend
+baseline, in one run. bench/run.sh installs the tools and builds Portico and the Pingora
+peer (bench/pingora), then runs this; see bench/README.md for what each scenario measures.
 
 Every peer proxies to the same backend (a separate nginx serving static files) and is
-measured in the same run, interleaved (nginx, haproxy, portico, direct, repeat), so
-ratios between peers hold even on a busy machine whose absolute numbers drift.
+measured in the same run, interleaved (nginx, haproxy, portico, pingora, direct, repeat),
+so ratios between peers hold even on a busy machine whose absolute numbers drift. The
+Pingora peer is optional: without --pingora the run and its table leave it out.
 
 Exit status: 0 when every scenario ran, whatever the numbers; non-zero only when the
 harness broke: a peer failed to start or died, or answered with a non-2xx status, or
@@ -37,9 +38,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 HOST = "127.0.0.1"
 VHOST = "bench.local"  # the Host every client sends; Portico routes on it
-PEERS = ["nginx", "haproxy", "portico", "direct"]
-PROXIES = ["nginx", "haproxy", "portico"]
-LABELS = {"nginx": "nginx", "haproxy": "HAProxy", "portico": "Portico", "direct": "direct"}
+PEERS = ["nginx", "haproxy", "portico", "pingora", "direct"]
+PROXIES = ["nginx", "haproxy", "portico", "pingora"]
+OPTIONAL = {"pingora"}  # run when its binary is given; the others always
+LABELS = {"nginx": "nginx", "haproxy": "HAProxy", "portico": "Portico", "pingora": "Pingora", "direct": "direct"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Static files the backend serves: URL path -> size in bytes.
@@ -525,6 +527,10 @@ class Bench:
         binary = self.workdir / "portico"
         shutil.copy2(self.args.portico, binary)
         self.portico_bin = binary
+        self.pingora_bin = None
+        if self.args.pingora:
+            self.pingora_bin = self.workdir / "bench-pingora"
+            shutil.copy2(self.args.pingora, self.pingora_bin)
         usage = subprocess.run([str(binary), "--help"], capture_output=True, text=True, check=False).stdout
         self.portico_has_https = "--https-port" in usage
         # TLS scenarios for Portico need its HTTPS listener, a default certificate (the
@@ -648,6 +654,26 @@ class Bench:
         self.peers["portico"] = Peer("portico", "Portico", port, proc, self.workdir / "portico.log", tls_port)
         self.portico_admin = admin
 
+        if self.pingora_bin:
+            port, tls_port = free_port(), free_port()
+            argv = [
+                self.pingora_bin,
+                "--listen", "%s:%d" % (HOST, port),
+                "--tls-listen", "%s:%d" % (HOST, tls_port),
+                "--cert", self.workdir / "tls" / "cert.pem",
+                "--key", self.workdir / "tls" / "key.pem",
+                "--backend", "%s:%d" % (HOST, bport),
+                "--threads", "2",
+            ]  # fmt: skip
+            proc = spawn(argv, self.workdir / "pingora.log", "pingora")
+            wait_for_port(port, proc, "pingora")
+            wait_for_port(tls_port, proc, "pingora (TLS)")
+            self.peers["pingora"] = Peer("pingora", "Pingora", port, proc, self.workdir / "pingora.log", tls_port)
+
+    def running(self):
+        """The peers of this run, in PEERS order (an optional one may be missing)."""
+        return [self.peers[name] for name in PEERS if name in self.peers]
+
     def stop_peers(self):
         for name in PROXIES + ["direct"]:
             if name in self.peers:
@@ -673,8 +699,7 @@ class Bench:
 
     def sanity(self):
         """Every peer answers every file with 200 and the exact body."""
-        for name in PEERS:
-            peer = self.peers[name]
+        for peer in self.running():
             for path, size in FILES.items():
                 status, body = http_get(peer.port, path)
                 if status != 200 or len(body) != size:
@@ -684,8 +709,7 @@ class Bench:
         log("sanity: every peer serves %s with 200 and exact bodies" % ", ".join(FILES))
         cert = self.workdir / "tls" / "cert.pem"
         ctx, ctx_no_sni = tls_context(cert), tls_context(cert, check_hostname=False)
-        for name in PEERS:
-            peer = self.peers[name]
+        for peer in self.running():
             if peer.tls_port is None:
                 continue
             # With SNI and the certificate checked for the host: every file.
@@ -941,10 +965,10 @@ class Bench:
             "tls12": ["-noservername", "-tls1_2"],
         }
         info = {}
-        for name in PEERS:
-            peer = self.peers[name]
+        for peer in self.running():
             if peer.tls_port is None:
                 continue
+            name = peer.name
             info[name] = {}
             for probe, extra in probes.items():
                 argv = [
@@ -1082,8 +1106,7 @@ class Bench:
         for rnd in range(1, self.s["rounds"] + 1):
             if before_round:
                 before_round()
-            for name in PEERS:
-                peer = self.peers[name]
+            for peer in self.running():
                 if tls and peer.tls_port is None:
                     continue
                 self.record(scenario, rnd, peer, fn(peer))
@@ -1099,11 +1122,11 @@ class Bench:
 
         self.probe_tls()
         log("warm-up: %ds per peer per file, and over HTTPS" % self.s["warmup"])
-        for name in PEERS:
+        for peer in self.running():
             for path in FILES:
-                self.wrk(self.peers[name], path, self.s["warmup"])
-            if self.peers[name].tls_port is not None:
-                self.wrk(self.peers[name], "/small", self.s["warmup"], tls=True)
+                self.wrk(peer, path, self.s["warmup"])
+            if peer.tls_port is not None:
+                self.wrk(peer, "/small", self.s["warmup"], tls=True)
 
         log("scenario 1 (+9, +10): keep-alive, 100-byte responses")
         self.interleaved("s1_small", lambda p: self.wrk(p, "/small", d))
@@ -1242,8 +1265,9 @@ def summarize(runs):
     summary = {}
     for r in runs:
         summary.setdefault(r["scenario"], {})
+    ran = {r["peer"] for r in runs}
     for scen in summary:
-        for peer in PEERS:
+        for peer in (p for p in PEERS if p in ran or p not in OPTIONAL):
             keys = sorted({k for r in runs if r["scenario"] == scen for k in r if isinstance(r[k], (int, float))})
             keys = [k for k in keys if k != "round"]
             summary[scen][peer] = {k: median_of(runs, scen, peer, k) for k in keys}
@@ -1261,6 +1285,15 @@ def tool_version(argv, pattern=None):
         m = re.search(pattern, text)
         return m.group(1) if m else line
     return line
+
+
+def locked_version(lockfile, crate):
+    """The crate and its version as a Cargo.lock pins it ("pingora-proxy 0.9.1"), or None."""
+    try:
+        m = re.search(r'^name = "%s"\nversion = "([^"]+)"' % re.escape(crate), Path(lockfile).read_text(), re.M)
+    except OSError:
+        return None
+    return "%s %s" % (crate, m.group(1)) if m else None
 
 
 def metadata(args, bench):
@@ -1287,6 +1320,8 @@ def metadata(args, bench):
         "oha": tool_version([str(args.oha), "--version"], r"oha (\S+)"),
         "h2load": tool_version(["h2load", "--version"], r"nghttp2/(\S+)"),
         "openssl": tool_version(["openssl", "version"], r"OpenSSL (\S+)"),
+        # The Pingora peer's pingora-proxy, as its lock file pins it; None: not in the run.
+        "pingora": locked_version(HERE / "pingora" / "Cargo.lock", "pingora-proxy") if args.pingora else None,
         # The TLS settings every peer is given, and what each one negotiates with
         # `openssl s_client` (per peer, per probe), to check that they agree.
         "tls_settings": {
@@ -1308,17 +1343,31 @@ def metadata(args, bench):
     }
 
 
+def shown_peers(summary):
+    """The table's peers: every peer that always runs, and an optional one (Pingora) when
+    it has a value anywhere: results from runs without it (or from before it existed)
+    render as they always did."""
+    return [
+        p
+        for p in PEERS
+        if p not in OPTIONAL or any(v is not None for scen in summary.values() for v in scen.get(p, {}).values())
+    ]
+
+
 def render_markdown(meta, summary):
     s = meta["settings"]
+    shown = shown_peers(summary)
+    others = [p for p in shown if p != "portico"]  # Portico's value over each of theirs
     out = []
-    out.append("# Portico vs nginx vs HAProxy: %s\n" % meta["date"])
+    out.append("# Portico vs nginx vs HAProxy%s: %s\n" % (" vs Pingora" if "pingora" in shown else "", meta["date"]))
+    pingora = ", Pingora peer on %s" % meta.get("pingora") if "pingora" in shown else ""
     out.append(
-        "%d cores (%s), kernel %s, %s. Portico %s, nginx %s, HAProxy %s, wrk %s, oha %s, h2load %s, OpenSSL %s. "
+        "%d cores (%s), kernel %s, %s. Portico %s, nginx %s, HAProxy %s%s, wrk %s, oha %s, h2load %s, OpenSSL %s. "
         "%s run: %d round(s) of %d s per scenario and peer, interleaved; medians shown. "
         "Whole run: %d s.\n"
         % (
             meta["cores"], meta["cpu"] or "unknown CPU", meta["kernel"], meta["os"], meta["portico"], meta["nginx"],
-            meta["haproxy"], meta["wrk"], meta["oha"], meta.get("h2load"), meta.get("openssl"), meta["mode"],
+            meta["haproxy"], pingora, meta["wrk"], meta["oha"], meta.get("h2load"), meta.get("openssl"), meta["mode"],
             s["rounds"], s["duration"], meta["elapsed_seconds"],
         )  # fmt: skip
     )
@@ -1334,11 +1383,17 @@ def render_markdown(meta, summary):
     tls = meta.get("tls")
     if tls:
         parts = []
-        for probe, what in (("tls13", "TLS 1.3"), ("tls12", "TLS 1.2")):
+        for probe, what in (
+            ("tls13", "TLS 1.3"),
+            ("tls12", "TLS 1.2"),
+            ("tls13_client_prefers_aes128", "TLS 1.3 with a client that lists AES-128 first"),
+        ):
             seen = {}
             for peer, probes in tls.items():
                 if probe in probes:
                     seen.setdefault(tls_summary(probes[probe]), []).append(LABELS.get(peer, peer))
+            if probe == "tls13_client_prefers_aes128" and len(seen) < 2:
+                continue  # shown only when peers disagree: the server's order decides in most
             if len(seen) == 1:
                 parts.append("%s: %s (every peer)" % (what, next(iter(seen))))
             else:
@@ -1349,19 +1404,20 @@ def render_markdown(meta, summary):
             "Every probe is in the JSON (`meta.tls`).\n" % (cert, "; ".join(parts))
         )
     out.append(
-        "| # | scenario | metric | nginx | HAProxy | Portico | direct | Portico/nginx | Portico/HAProxy | Portico/direct |"
+        "| # | scenario | metric | %s | %s |"
+        % (" | ".join(LABELS[p] for p in shown), " | ".join("Portico/%s" % LABELS[p] for p in others))
     )
-    out.append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    out.append("|---|---|---|" + "--:|" * (len(shown) + len(others)))
     for sid, desc, metric, scen, key, better in ROWS:
         desc = desc.format(
             rate=fmt_num(meta["fixed_rate"] or 0),
             idle="{:,}".format(meta["idle_connections"]),
             h2="%s connections × %s streams" % (s["h2_conns"], s["h2_streams"]) if "h2_conns" in s else "multiplexed",
         )
-        vals = {p: summary.get(scen, {}).get(p, {}).get(key) for p in PEERS}
-        cells = [fmt_num(vals[p]) for p in PEERS]
+        vals = {p: summary.get(scen, {}).get(p, {}).get(key) for p in shown}
+        cells = [fmt_num(vals[p]) for p in shown]
         rats = []
-        for other in ("nginx", "haproxy", "direct"):
+        for other in others:
             r = ratio(vals["portico"], vals[other])
             rats.append("–" if r is None else "%.2f" % r)
         arrow = "↑" if better == "higher" else "↓"
@@ -1372,7 +1428,13 @@ def render_markdown(meta, summary):
         "(for ↑ rows above 1 means Portico is ahead, for ↓ rows below 1). \"direct\" is the client "
         "talking to the backend itself: its memory and CPU rows are the backend nginx's own, and its "
         "backend connections are the client's; over TLS (4-6) it is the backend nginx's own TLS "
-        "listener, with its 1 worker against the proxies' 2. Ratios of near-zero counts (row 9) are noise.\n"
+        "listener, with its 1 worker against the proxies' 2. Ratios of near-zero counts (row 9) are noise.%s\n"
+        % (
+            " Pingora is a minimal reverse proxy on the pingora-proxy crate (bench/pingora) with 2 threads "
+            "and Pingora's defaults, TLS included (rustls with ring; the client's cipher order decides)."
+            if "pingora" in shown
+            else ""
+        )
     )
     errs = []
     for scen, peers in summary.items():
@@ -1409,6 +1471,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--portico", help="the portico binary")
     ap.add_argument("--oha", help="the oha binary")
+    ap.add_argument("--pingora", help="the Pingora peer's binary (bench/pingora); without it, no Pingora peer")
     ap.add_argument("--quick", action="store_true", help="1 round, 2 s each, small connection counts (smoke test)")
     ap.add_argument("--rounds", type=int, help="override the number of rounds")
     ap.add_argument("--duration", type=int, help="override seconds per measurement")
@@ -1422,6 +1485,7 @@ def main():
         data = json.loads(Path(args.render).read_text())
         md = render_markdown(data["meta"], data["summary"])
         out_dir = Path(args.out) if args.out else Path(args.render).parent
+        out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "latest.md").write_text(md)
         if args.update_readme:
             update_readme(md)

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Portico vs nginx vs HAProxy (and a direct client->backend baseline), side by side in
-# one run. See bench/README.md for what is measured.
+# Portico vs nginx vs HAProxy vs Pingora (and a direct client->backend baseline), side
+# by side in one run. See bench/README.md for what is measured.
 #
-#   bench/run.sh            full run (3 interleaved rounds, 10 s each; ~20 min on 2 cores)
+#   bench/run.sh            full run (3 interleaved rounds, 10 s each; ~25 min on 2 cores)
 #                           -> bench/results/latest.{md,json} and the table in bench/README.md
-#   bench/run.sh --quick    smoke run (1 round, 2 s each, small connection counts; ~2 min)
+#   bench/run.sh --quick    smoke run (1 round, 2 s each, small connection counts; ~2.5 min)
 #                           -> $PORTICO_CACHE/bench-quick/latest.{md,json}
 #
 #   bench/run.sh --rev HEAD benchmark a commit (a clean export built apart), not the
 #                           working tree with whatever edits are in progress in it
 #   bench/run.sh --profile  perf profile of Portico alone under scenarios 1, 2 and 3
+#   bench/run.sh --no-pingora
+#                           without the Pingora peer (and without building it)
 #
 # Other flags go to bench/bench.py (--rounds N, --duration S, --out DIR, --keep-workdir).
 # Installs what it needs and does nothing (quickly) when it is all there already:
@@ -19,7 +21,11 @@
 #   - oha (constant-rate HTTP client with latency correction) from crates.io, built
 #     once into $PORTICO_CACHE/oha;
 #   - Portico's release binary (cargo build --release -p portico-controller), unless
-#     PORTICO_BIN names one.
+#     PORTICO_BIN names one;
+#   - the Pingora peer (bench/pingora, a package of its own) into
+#     $PORTICO_CACHE/pingora-target, unless PINGORA_BIN names one. A quick run builds it
+#     only when an earlier build is there to bring up to date; a failed build leaves it
+#     out of the run.
 # Exits non-zero only when the harness breaks (a tool or peer fails to start, a peer
 # dies or answers non-2xx), never because of a number.
 set -euo pipefail
@@ -34,6 +40,7 @@ log() { printf 'bench: %s\n' "$*" >&2; }
 
 quick=0
 rev=""
+no_pingora="" # why this run has no Pingora peer, when it has none
 args=()
 while (($#)); do
 	case "$1" in
@@ -46,6 +53,11 @@ while (($#)); do
 		shift
 		;;
 	--rev=*) rev="${1#--rev=}" ;;
+	--no-pingora) no_pingora="--no-pingora" ;;
+	--profile)
+		no_pingora="--profile measures Portico alone"
+		args+=("$1")
+		;;
 	*) args+=("$1") ;;
 	esac
 	shift
@@ -124,6 +136,38 @@ export BENCH_PORTICO_LABEL="$label"
 }
 log "portico: $PORTICO_BIN"
 
+# --- Pingora peer -------------------------------------------------------------------
+# Optional: without it the run goes on with the other peers, and its table has no
+# Pingora column.
+pingora_args=()
+if [[ -n "$no_pingora" ]]; then
+	log "Pingora peer left out ($no_pingora)"
+elif [[ -n "${PINGORA_BIN:-}" ]]; then
+	pingora_args=(--pingora "$PINGORA_BIN")
+else
+	# Its own target directory: it shares no build settings with the workspace.
+	pingora_target="$PORTICO_CACHE/pingora-target"
+	pingora_bin="$pingora_target/release/bench-pingora"
+	if ((quick)) && [[ ! -x "$pingora_bin" ]]; then
+		# A cold build takes minutes; the smoke run stays quick.
+		log "Pingora peer not built yet: this quick run leaves it out (a full run builds it)"
+	else
+		log "building the Pingora peer (bench/pingora, release) into $pingora_target"
+		if (cd "$here/pingora" && CARGO_TARGET_DIR="$pingora_target" cargo build --release --locked) >&2; then
+			pingora_args=(--pingora "$pingora_bin")
+		else
+			log "the Pingora peer failed to build: this run leaves it out"
+		fi
+	fi
+fi
+if ((${#pingora_args[@]})); then
+	[[ -x "${pingora_args[1]}" ]] || {
+		log "no Pingora peer binary at ${pingora_args[1]}"
+		exit 1
+	}
+	log "pingora: ${pingora_args[1]}"
+fi
+
 # --- run -------------------------------------------------------------------------
 # Scenario 8 holds 10,000 connections open on both sides: raise the open-file limit
 # as far as this shell may.
@@ -148,4 +192,5 @@ nice=()
 if ((EUID == 0)) && [[ "${BENCH_NICE:-1}" != 0 ]]; then
 	nice=(nice -n -10)
 fi
-exec "${nice[@]}" "$python" "$here/bench.py" --portico "$PORTICO_BIN" --oha "$oha" "${extra[@]}" "$@"
+exec "${nice[@]}" "$python" "$here/bench.py" --portico "$PORTICO_BIN" --oha "$oha" \
+	${pingora_args[@]+"${pingora_args[@]}"} "${extra[@]}" "$@"
