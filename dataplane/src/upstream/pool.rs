@@ -67,17 +67,22 @@ pub(super) fn worker() -> usize {
     WORKER.with(|w| w.get())
 }
 
+/// Endpoint addresses come from the routing table, not from clients, so they need no
+/// defence against chosen collisions: the std hasher's SipHash cost more than the rest
+/// of a checkout (four hashes per request: the shard and the map, taking and giving back).
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Default)]
 struct Shard {
     /// Keyed by endpoint and whether the connection is TLS.
-    h1: HashMap<(SocketAddr, bool), Vec<Idle>>,
-    h2: HashMap<SocketAddr, http2::SendRequest<RequestBody>>,
+    h1: HashMap<(SocketAddr, bool), Vec<Idle>, Hasher>,
+    h2: HashMap<SocketAddr, http2::SendRequest<RequestBody>, Hasher>,
 }
 
 /// The pool. Cheap to share: wrap in an `Arc` once per process.
 pub struct Pool {
     shards: Box<[Mutex<Shard>]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: Hasher,
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
@@ -268,14 +273,48 @@ impl Pool {
         tls: Option<&UpstreamTls>,
         fresh: bool,
     ) -> Result<(UpstreamConn, bool), SendError> {
+        // An HTTP/2 connection is shared, upgrade or not.
+        if (!fresh || proto == UpstreamProtocol::H2c)
+            && let Some(conn) = self.take(addr, proto)
+        {
+            Metrics::get().upstream_connections_reused.inc();
+            return Ok((conn, true));
+        }
+        // On the heap: connecting (TCP, TLS, an HTTP/2 handshake) is a large future, and
+        // every request's own future would otherwise carry its size and be copied with
+        // it, though nearly every request finds a pooled connection.
+        Box::pin(self.open(addr, proto, tls, fresh))
+            .await
+            .map(|conn| (conn, false))
+    }
+
+    /// A pooled connection to `addr`, when there is one.
+    fn take(self: &Arc<Self>, addr: SocketAddr, proto: UpstreamProtocol) -> Option<UpstreamConn> {
+        match proto {
+            UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
+                let key = (addr, proto == UpstreamProtocol::Https);
+                let conn = self.take_h1(key)?;
+                Some(UpstreamConn::H1(self.pooled(key, conn)))
+            }
+            UpstreamProtocol::H2c => {
+                let tx = self.shard(&addr).h2.get(&addr).filter(|tx| !tx.is_closed()).cloned()?;
+                Some(UpstreamConn::H2(tx))
+            }
+        }
+    }
+
+    /// A new connection to `addr`.
+    async fn open(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        proto: UpstreamProtocol,
+        tls: Option<&UpstreamTls>,
+        fresh: bool,
+    ) -> Result<UpstreamConn, SendError> {
         let m = Metrics::get();
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
                 let key = (addr, proto == UpstreamProtocol::Https);
-                if !fresh && let Some(conn) = self.take_h1(key) {
-                    m.upstream_connections_reused.inc();
-                    return Ok((UpstreamConn::H1(self.pooled(key, conn)), true));
-                }
                 let io = self.connect(addr).await?;
                 let stream = match (proto, tls) {
                     (UpstreamProtocol::Https, Some(tls)) => {
@@ -291,18 +330,12 @@ impl Pool {
                     _ => Stream::Plain(io),
                 };
                 m.upstream_connections_opened.inc();
-                let conn = match fresh {
+                Ok(match fresh {
                     true => UpstreamConn::Upgrade(upgrade_conn(addr, stream).await?),
                     false => UpstreamConn::H1(self.pooled(key, H1Conn::new(stream))),
-                };
-                Ok((conn, false))
+                })
             }
             UpstreamProtocol::H2c => {
-                let existing = self.shard(&addr).h2.get(&addr).filter(|tx| !tx.is_closed()).cloned();
-                if let Some(tx) = existing {
-                    m.upstream_connections_reused.inc();
-                    return Ok((UpstreamConn::H2(tx), true));
-                }
                 let io = self.connect(addr).await?;
                 let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
@@ -317,7 +350,7 @@ impl Pool {
                 });
                 m.upstream_connections_opened.inc();
                 self.shard(&addr).h2.insert(addr, tx.clone());
-                Ok((UpstreamConn::H2(tx), false))
+                Ok(UpstreamConn::H2(tx))
             }
         }
     }
