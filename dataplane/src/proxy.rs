@@ -714,7 +714,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         }
         // Headers the Connection header names are hop-by-hop too. Most name only
         // `close` or `keep-alive` (which go anyway); `te` is left to the rule above.
-        names_others |= i == CONNECTION_AT && connection_names(value).next().is_some();
+        names_others |=
+            i == CONNECTION_AT && !is_close_or_keep_alive(value) && connection_names(value).next().is_some();
         present[i] = true;
     }
     if !present.contains(&true) {
@@ -749,6 +750,13 @@ const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     KEEP_ALIVE,
     PROXY_CONNECTION,
 ];
+
+/// A `Connection` value that is only one of the two options nearly every message
+/// carries, told without splitting it into a list.
+fn is_close_or_keep_alive(value: &HeaderValue) -> bool {
+    let v = value.as_bytes();
+    v.eq_ignore_ascii_case(b"close") || v.eq_ignore_ascii_case(b"keep-alive")
+}
 
 /// The header names a `Connection` value lists, other than [`HOP_BY_HOP`] ones (`te`
 /// among them, which has a rule of its own) and the `close` option.
@@ -930,6 +938,47 @@ impl OnComplete for RequestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hop-by-hop fields go, with those `Connection` names; end-to-end ones and
+    /// `te: trailers` (gRPC) stay.
+    #[test]
+    fn hop_by_hop_fields_are_removed() {
+        // The fields a message carries, and the names left after the removal.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 4] = [
+            (
+                &[("connection", "keep-alive"), ("keep-alive", "timeout=5"), ("x-a", "1")],
+                &["x-a"],
+            ),
+            (&[("connection", "Close"), ("x-a", "1")], &["x-a"]),
+            (
+                &[
+                    ("connection", "close, X-Secret"),
+                    ("x-secret", "s"),
+                    ("x-a", "1"),
+                    ("upgrade", "h2c"),
+                ],
+                &["x-a"],
+            ),
+            (
+                &[("te", "trailers"), ("transfer-encoding", "chunked"), ("x-a", "1")],
+                &["te", "x-a"],
+            ),
+        ];
+        for (fields, kept) in cases {
+            let mut headers = HeaderMap::new();
+            for (name, value) in fields {
+                headers.append(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_str(value).expect("value"),
+                );
+            }
+            remove_hop_by_hop(&mut headers);
+            let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+            left.sort_unstable();
+            assert_eq!(left, kept, "{fields:?}");
+        }
+    }
 
     /// The client address sent in `X-Forwarded-For` and `X-Real-IP` reads as the
     /// standard library writes it, for every width of octet and for IPv6.

@@ -76,10 +76,10 @@ pub(super) async fn spell(
 ) -> Spell {
     let cfg = conn.proxy.config();
     let (timeout, max_head) = (cfg.client_header_timeout, cfg.max_header_size.max(8192));
-    let mut buf = BytesMut::with_capacity(READ_BUF.max(read_ahead.len()));
+    let mut buffers = Buffers::take();
+    let Buffers { buf, out } = &mut buffers;
     buf.extend_from_slice(&read_ahead);
     drop(read_ahead);
-    let mut out = Vec::with_capacity(READ_BUF);
     // Held for the whole spell, so a wait between requests registers no timer and
     // takes no lock of its own: the drain's waiter, and for a busy client a tick that
     // parks the connection once a whole interval passed without a request.
@@ -91,15 +91,15 @@ pub(super) async fn spell(
         // One whole request head.
         let started = Instant::now();
         let (req, keep_alive) = loop {
-            match parse(&mut buf, max_head) {
+            match parse(buf, max_head) {
                 Parsed::Request(req, keep_alive) => break (req, keep_alive),
-                Parsed::Hyper => return Spell::Hyper(stream, buf.freeze()),
+                Parsed::Hyper => return Spell::Hyper(stream, buf.split().freeze()),
                 Parsed::Bad(status) => {
-                    reject(&mut stream, &mut out, status).await;
+                    reject(&mut stream, out, status).await;
                     return Spell::Closed;
                 }
                 Parsed::Partial if buf.len() >= max_head => {
-                    reject(&mut stream, &mut out, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+                    reject(&mut stream, out, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
                     return Spell::Closed;
                 }
                 Parsed::Partial => {}
@@ -111,7 +111,7 @@ pub(super) async fn spell(
                 // Within a head: the header timeout bounds the wait.
                 match conn
                     .drain
-                    .until(started + timeout, |cx| fill(&mut stream, &mut buf, cx))
+                    .until(started + timeout, |cx| fill(&mut stream, buf, cx))
                     .await
                 {
                     Some(Ok(n)) if n > 0 => continue,
@@ -122,7 +122,7 @@ pub(super) async fn spell(
             // Between requests. A client that is not busy is let go of at once; a busy
             // one is waited for until it has been quiet a while.
             let next = poll_fn(|cx| {
-                if let Poll::Ready(read) = fill(&mut stream, &mut buf, cx) {
+                if let Poll::Ready(read) = fill(&mut stream, buf, cx) {
                     return Poll::Ready(Some(read));
                 }
                 let Some(tick) = &mut tick else {
@@ -160,7 +160,7 @@ pub(super) async fn spell(
                     return Poll::Ready(Some(resp));
                 }
                 while watch && buf.len() < max_head {
-                    match fill(&mut stream, &mut buf, cx) {
+                    match fill(&mut stream, buf, cx) {
                         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
                         Poll::Ready(Ok(_)) => {}
                         Poll::Pending => break,
@@ -177,10 +177,59 @@ pub(super) async fn spell(
         };
         // Draining: this response is the connection's last.
         let keep_alive = keep_alive && !*conn.drain.rx.borrow();
-        match respond(&mut stream, &mut out, resp, head, version, keep_alive).await {
+        match respond(&mut stream, out, resp, head, version, keep_alive).await {
             Ok(true) => {}
             Ok(false) | Err(_) => return Spell::Closed,
         }
+    }
+}
+
+/// A spell's read and write buffers. A spell that ends gives them to the next one on its
+/// thread: with a new connection per request, allocating and freeing two buffers of a
+/// few KiB each time went through the C library's shared bins (its per-thread cache
+/// stops at 1 KiB) and cost more than parsing the request.
+struct Buffers {
+    buf: BytesMut,
+    out: Vec<u8>,
+}
+
+/// Buffers kept per thread: enough for a burst of connections ending together, little
+/// memory (at most 32 × 8 KiB a thread) when thousands of connections are parked.
+const SPARE_BUFFERS: usize = 32;
+
+thread_local! {
+    // The buffers alone, not `Buffers`: dropping a cached pair (a thread exiting) must
+    // not offer it back to the cache.
+    static SPARE: std::cell::RefCell<Vec<(BytesMut, Vec<u8>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Buffers {
+    fn take() -> Buffers {
+        let (mut buf, mut out) = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
+        // Takes back the whole buffer when nothing else holds a part of it.
+        buf.reserve(READ_BUF);
+        out.reserve(READ_BUF);
+        Buffers { buf, out }
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        // Only buffers of the usual size are kept: a spell that grew one for a large
+        // head gives that memory back.
+        if self.buf.capacity() > 4 * READ_BUF || self.out.capacity() > 4 * READ_BUF {
+            return;
+        }
+        let (mut buf, mut out) = (std::mem::take(&mut self.buf), std::mem::take(&mut self.out));
+        buf.clear();
+        out.clear();
+        // `try_with`: a thread that is exiting has no cache left to give to.
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_BUFFERS {
+                spare.push((buf, out));
+            }
+        });
     }
 }
 
@@ -486,6 +535,27 @@ mod tests {
     fn parsed(bytes: &[u8]) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(bytes);
         (parse(&mut buf, 16 * 1024), buf)
+    }
+
+    /// Spells that end by the hundred keep no more buffers than the cache holds, a
+    /// spell takes a cached pair ready for use, and a thread exits with pairs cached.
+    #[test]
+    fn spare_buffers_are_bounded_and_reused() {
+        std::thread::spawn(|| {
+            let taken: Vec<Buffers> = (0..SPARE_BUFFERS * 3).map(|_| Buffers::take()).collect();
+            drop(taken);
+            assert_eq!(SPARE.with_borrow(Vec::len), SPARE_BUFFERS);
+            let mut again = Buffers::take();
+            assert_eq!(SPARE.with_borrow(Vec::len), SPARE_BUFFERS - 1);
+            assert!(again.buf.is_empty() && again.out.is_empty());
+            assert!(again.buf.capacity() >= READ_BUF && again.out.capacity() >= READ_BUF);
+            // Grown past the usual size: given back to the allocator, not cached.
+            again.out.reserve(8 * READ_BUF);
+            drop(again);
+            assert_eq!(SPARE.with_borrow(Vec::len), SPARE_BUFFERS - 1);
+        })
+        .join()
+        .expect("the thread ends cleanly");
     }
 
     #[test]
