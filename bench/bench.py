@@ -50,8 +50,8 @@ FILES = {"/small": 100, "/10k": 10 * 1024, "/1m": 1024 * 1024}
 # h2_conns x h2_streams: scenario 6's connections and concurrent streams on each (64 in
 # flight at most: within nginx's upstream keepalive pool of 64 per worker, so that no
 # peer opens backend connections for lack of idle ones).
-FULL = dict(rounds=3, duration=10, warmup=3, conns=32, threads=2, idle=10000, rate_conns=32, h2_conns=4, h2_streams=16)
-QUICK = dict(rounds=1, duration=2, warmup=1, conns=8, threads=2, idle=500, rate_conns=8, h2_conns=2, h2_streams=8)
+FULL = dict(rounds=3, duration=10, warmup=3, conns=32, threads=2, workers=2, idle=10000, rate_conns=32, h2_conns=4, h2_streams=16)
+QUICK = dict(rounds=1, duration=2, warmup=1, conns=8, threads=2, workers=2, idle=500, rate_conns=8, h2_conns=2, h2_streams=8)
 
 # TLS, the same for every peer as far as each one lets it be set: TLS 1.2 and 1.3, the
 # server's preference (not the client's) picks, in Portico's order (rustls with
@@ -271,7 +271,7 @@ http {{
 NGINX_PROXY_CONF = (
     NGINX_COMMON
     + """\
-worker_processes 2;
+worker_processes {workers};
 http {{
 {temp}
   access_log off;
@@ -299,7 +299,7 @@ http {{
 
 HAPROXY_CONF = """\
 global
-  nbthread 2
+  nbthread {workers}
   maxconn {maxconn}
   no strict-limits
   ssl-default-bind-options ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
@@ -507,6 +507,8 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="portico-bench-"))
         os.chmod(self.workdir, 0o755)
         self.peers = {}
+        # Set by `instructions`: the proxies run under callgrind.
+        self.valgrind = False
         self.backend = None
         self.portico_admin = None
         self.runs = []
@@ -586,10 +588,14 @@ class Bench:
         conf = self.workdir / "nginx.conf"
         conf.write_text(
             NGINX_PROXY_CONF.format(
-                port=port, tls_port=tls_port, backend_port=bport, **nginx_vars(self.workdir, "nginx", self.nofile)
-            )
+                port=port,
+                tls_port=tls_port,
+                backend_port=bport,
+                workers=self.s["workers"],
+                **nginx_vars(self.workdir, "nginx", self.nofile),
+            ).replace("master_process on;", "master_process %s;" % ("off" if self.valgrind else "on"))
         )
-        proc = spawn(["nginx", "-p", self.workdir, "-c", conf], self.workdir / "nginx.log", "nginx")
+        proc = spawn(self.wrap(["nginx", "-p", self.workdir, "-c", conf]), self.workdir / "nginx.log", "nginx")
         wait_for_port(port, proc, "nginx")
         wait_for_port(tls_port, proc, "nginx (TLS)")
         self.peers["nginx"] = Peer("nginx", "nginx", port, proc, self.workdir / "nginx-error.log", tls_port)
@@ -599,10 +605,17 @@ class Bench:
         maxconn = self.idle_n + 1000
         conf.write_text(
             HAPROXY_CONF.format(
-                host=HOST, port=port, tls_port=tls_port, backend_port=bport, maxconn=maxconn, dir=self.workdir, **tls
+                host=HOST,
+                port=port,
+                tls_port=tls_port,
+                backend_port=bport,
+                maxconn=maxconn,
+                dir=self.workdir,
+                workers=self.s["workers"],
+                **tls,
             )
         )
-        proc = spawn(["haproxy", "-db", "-f", conf], self.workdir / "haproxy.log", "haproxy")
+        proc = spawn(self.wrap(["haproxy", "-db", "-f", conf]), self.workdir / "haproxy.log", "haproxy")
         wait_for_port(port, proc, "haproxy")
         wait_for_port(tls_port, proc, "haproxy (TLS)")
         self.peers["haproxy"] = Peer("haproxy", "HAProxy", port, proc, self.workdir / "haproxy.log", tls_port)
@@ -625,7 +638,7 @@ class Bench:
             "--admin-port", admin,
             "--bind-address", HOST,
             "--access-log", "false",
-            "--worker-threads", "2",
+            "--worker-threads", self.s["workers"],
         ]  # fmt: skip
         if tls_port:
             argv += [
@@ -636,7 +649,7 @@ class Bench:
             ]  # fmt: skip
         elif self.portico_has_https:
             argv += ["--https-port", "0"]  # no HTTPS listener: nothing binds the default 8443
-        proc = spawn(argv, self.workdir / "portico.log", "portico")
+        proc = spawn(self.wrap(argv), self.workdir / "portico.log", "portico")
         wait_for_port(admin, proc, "portico admin")
         wait_for_port(port, proc, "portico")
         if tls_port:
@@ -663,12 +676,19 @@ class Bench:
                 "--cert", self.workdir / "tls" / "cert.pem",
                 "--key", self.workdir / "tls" / "key.pem",
                 "--backend", "%s:%d" % (HOST, bport),
-                "--threads", "2",
+                "--threads", self.s["workers"],
             ]  # fmt: skip
-            proc = spawn(argv, self.workdir / "pingora.log", "pingora")
+            proc = spawn(self.wrap(argv), self.workdir / "pingora.log", "pingora")
             wait_for_port(port, proc, "pingora")
             wait_for_port(tls_port, proc, "pingora (TLS)")
             self.peers["pingora"] = Peer("pingora", "Pingora", port, proc, self.workdir / "pingora.log", tls_port)
+
+    def wrap(self, argv):
+        """A proxy's command line, under callgrind when counting instructions."""
+        if not self.valgrind:
+            return argv
+        out = self.workdir / ("callgrind.%s.%%p" % Path(str(argv[0])).name)
+        return ["valgrind", "--tool=callgrind", "--dump-instr=no", "--callgrind-out-file=%s" % out] + argv
 
     def running(self):
         """The peers of this run, in PEERS order (an optional one may be missing)."""
@@ -1189,6 +1209,102 @@ class Bench:
         log("profile: %s" % path)
 
 
+    def instructions(self, out_dir, seconds):
+        """Counts the instructions each proxy executes per request, under callgrind,
+        with one worker each: keep-alive and a new connection per request, 100-byte
+        responses, wrk -t1 -c4. Unlike time, the count is the same from run to run
+        whatever else the machine does, so it shows small changes that timings on a
+        shared machine hide. It covers user space only (the proxy and its libraries);
+        the kernel's share, most of a proxy's CPU time here, is not in it."""
+        if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+            raise HarnessError("no valgrind: install Debian's valgrind")
+        self.valgrind = True
+        self.start()
+        counts = {}
+        for peer in self.running():
+            if peer.name == "direct":
+                continue
+            pid = peer.proc.pid
+            for key, close in (("keepalive", False), ("close", True)):
+                self.instr_wrk(peer, 2, close)  # warm-up: code paths, the upstream pool
+                self.callgrind(pid, "-z")
+                res = self.instr_wrk(peer, seconds, close)
+                before = set(self.workdir.glob("callgrind.*.%d.*" % pid))
+                self.callgrind(pid, "-d")
+                dumps = sorted(set(self.workdir.glob("callgrind.*.%d.*" % pid)) - before)
+                if not dumps:
+                    raise HarnessError("callgrind wrote no dump for %s" % peer.label)
+                total = None
+                for line in dumps[-1].read_text(errors="replace").splitlines():
+                    if line.startswith(("summary:", "totals:")):
+                        total = int(line.split()[1])
+                        break
+                if total is None or res["requests"] == 0:
+                    raise HarnessError("no instruction count for %s" % peer.label)
+                per = total / res["requests"]
+                counts.setdefault(peer.name, {})[key] = per
+                log("%-8s %-9s %8d requests  %8.0f instructions per request" % (peer.name, key, res["requests"], per))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        labels = {p.name: p.label for p in self.running()}
+        meta = metadata(self.args, self)
+        meta["valgrind"] = tool_version(["valgrind", "--version"], r"valgrind-(\S+)")
+        md = render_instructions(meta, counts, labels, seconds)
+        (out_dir / "instructions.md").write_text(md)
+        (out_dir / "instructions.json").write_text(
+            json.dumps({"meta": meta, "counts": counts}, indent=1, sort_keys=True) + "\n"
+        )
+        print(md)
+        return md
+
+    def instr_wrk(self, peer, seconds, close):
+        argv = ["wrk", "-t1", "-c4", "-d%ds" % seconds, "-H", "Host: " + VHOST]
+        if close:
+            argv += ["-H", "Connection: close"]
+        out = subprocess.run(argv + [peer.url("/small")], capture_output=True, text=True, check=False).stdout
+        done = re.search(r"(\d+) requests in", out)
+        if not done or "Non-2xx" in out or "Socket errors" in out and not close:
+            raise HarnessError("wrk against %s under callgrind:\n%s" % (peer.label, out[-2000:]))
+        return {"requests": int(done.group(1))}
+
+    def callgrind(self, pid, what):
+        out = subprocess.run(["callgrind_control", what, str(pid)], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise HarnessError("callgrind_control %s %d: %s" % (what, pid, (out.stdout + out.stderr)[-500:]))
+
+
+def render_instructions(meta, counts, labels, seconds):
+    """The instruction counts as a Markdown table, with Portico's over each peer's."""
+    versions = "Portico %s, nginx %s, HAProxy %s" % (meta["portico"], meta["nginx"], meta["haproxy"])
+    if meta.get("pingora"):
+        versions += ", Pingora peer on %s" % meta["pingora"]
+    lines = [
+        "%s, %s cores, valgrind %s. %s." % (meta["date"], meta["cores"], meta["valgrind"], versions),
+        "",
+        "User-space instructions per request (callgrind; one worker each; wrk -t1 -c4 for %d s; 100 B responses)."
+        % seconds,
+        "",
+        "| peer | keep-alive | new connection per request | Portico/peer, keep-alive | Portico/peer, new connection |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    mine = counts.get("portico", {})
+    for name in PROXIES:
+        if name not in counts:
+            continue
+        c = counts[name]
+        r = [ratio(mine.get(k), c.get(k)) for k in ("keepalive", "close")]
+        lines.append(
+            "| %s | %s | %s | %s | %s |"
+            % (
+                labels.get(name, name),
+                fmt_num(c.get("keepalive")),
+                fmt_num(c.get("close")),
+                "%.2f" % r[0] if r[0] else "–",
+                "%.2f" % r[1] if r[1] else "–",
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
 # --- report ----------------------------------------------------------------------
 
 
@@ -1389,7 +1505,11 @@ def render_markdown(meta, summary):
             ("tls13_client_prefers_aes128", "TLS 1.3 with a client that lists AES-128 first"),
         ):
             seen = {}
-            for peer, probes in tls.items():
+            # In PEERS order: the JSON keeps its keys sorted, and a re-render must read
+            # as the run's own table did.
+            order = sorted(tls, key=lambda peer: PEERS.index(peer) if peer in PEERS else len(PEERS))
+            for peer in order:
+                probes = tls[peer]
                 if probe in probes:
                     seen.setdefault(tls_summary(probes[probe]), []).append(LABELS.get(peer, peer))
             if probe == "tls13_client_prefers_aes128" and len(seen) < 2:
@@ -1452,18 +1572,22 @@ def render_markdown(meta, summary):
     return "\n".join(out)
 
 
-def update_readme(table_md):
+def update_readme(table_md, marker="latest"):
+    """Puts a table between the `<!-- MARKER:begin -->` and `<!-- MARKER:end -->` lines of
+    bench/README.md; the comparison's title becomes a sub-heading there."""
     readme = HERE / "README.md"
     if not readme.exists():
         return
     text = readme.read_text()
-    begin, end = "<!-- latest:begin -->", "<!-- latest:end -->"
+    begin, end = "<!-- %s:begin -->" % marker, "<!-- %s:end -->" % marker
     if begin not in text or end not in text:
         return
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
-    title, body = table_md.split("\n", 1)
-    body = "### " + title.lstrip("# ") + "\n" + body  # a sub-heading here, with the date
+    body = table_md
+    if marker == "latest":
+        title, body = table_md.split("\n", 1)
+        body = "### " + title.lstrip("# ") + "\n" + body  # a sub-heading here, with the date
     readme.write_text(head + begin + "\n" + body.rstrip("\n") + "\n" + end + tail)
 
 
@@ -1479,6 +1603,11 @@ def main():
     ap.add_argument("--update-readme", action="store_true", help="also put the table into bench/README.md")
     ap.add_argument("--keep-workdir", action="store_true", help="keep configs and logs for inspection")
     ap.add_argument("--profile", action="store_true", help="instead of the comparison: perf profile of Portico alone")
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead of the comparison: instructions per request of every proxy, under callgrind",
+    )
     ap.add_argument("--render", metavar="JSON", help="only re-render latest.md (and the README table) from a results file")
     args = ap.parse_args()
     if args.render:
@@ -1501,7 +1630,20 @@ def main():
         settings["duration"] = args.duration
     out_dir = Path(args.out) if args.out else HERE / "results"
 
+    if args.instructions:
+        settings["workers"] = 1
     bench = Bench(args, settings)
+    if args.instructions:
+        try:
+            md = bench.instructions(Path(args.out) if args.out else HERE / "results", settings["duration"])
+        except HarnessError as e:
+            log("HARNESS FAILURE: %s" % e)
+            return 1
+        finally:
+            bench.stop()
+        if args.update_readme:
+            update_readme(md, "instructions")
+        return 0
     if args.profile:
         try:
             bench.profile(Path(args.out) if args.out else Path(tempfile.gettempdir()), settings["duration"])

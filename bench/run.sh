@@ -10,6 +10,9 @@
 #   bench/run.sh --rev HEAD benchmark a commit (a clean export built apart), not the
 #                           working tree with whatever edits are in progress in it
 #   bench/run.sh --profile  perf profile of Portico alone under scenarios 1, 2 and 3
+#   bench/run.sh --instructions
+#                           instructions per request of every proxy, under callgrind
+#                           -> bench/results/instructions.{md,json} and bench/README.md
 #   bench/run.sh --no-pingora
 #                           without the Pingora peer (and without building it)
 #
@@ -39,6 +42,7 @@ OHA_VERSION=1.16.0
 log() { printf 'bench: %s\n' "$*" >&2; }
 
 quick=0
+instructions=0
 rev=""
 no_pingora="" # why this run has no Pingora peer, when it has none
 args=()
@@ -58,6 +62,10 @@ while (($#)); do
 		no_pingora="--profile measures Portico alone"
 		args+=("$1")
 		;;
+	--instructions)
+		instructions=1
+		args+=("$1")
+		;;
 	*) args+=("$1") ;;
 	esac
 	shift
@@ -72,6 +80,10 @@ declare -A APT_FOR=(
 	[h2load]=nghttp2-client
 	[openssl]=openssl
 )
+if ((instructions)); then
+	APT_FOR[valgrind]=valgrind
+	APT_FOR[callgrind_control]=valgrind
+fi
 missing=()
 for cmd in "${!APT_FOR[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" ]] || missing+=("${APT_FOR[$cmd]}")
