@@ -1208,7 +1208,6 @@ class Bench:
         path.write_text("\n\n".join(reports.values()) + "\n")
         log("profile: %s" % path)
 
-
     def instructions(self, out_dir, seconds):
         """Counts the instructions each proxy executes per request, under callgrind,
         with one worker each: keep-alive and a new connection per request, 100-byte
@@ -1262,7 +1261,8 @@ class Bench:
             argv += ["-H", "Connection: close"]
         out = subprocess.run(argv + [peer.url("/small")], capture_output=True, text=True, check=False).stdout
         done = re.search(r"(\d+) requests in", out)
-        if not done or "Non-2xx" in out or "Socket errors" in out and not close:
+        # A client's `Connection: close` may end in socket errors as wrk counts them.
+        if not done or "Non-2xx" in out or ("Socket errors" in out and not close):
             raise HarnessError("wrk against %s under callgrind:\n%s" % (peer.label, out[-2000:]))
         return {"requests": int(done.group(1))}
 
@@ -1591,6 +1591,18 @@ def update_readme(table_md, marker="latest"):
     readme.write_text(head + begin + "\n" + body.rstrip("\n") + "\n" + end + tail)
 
 
+def harnessed(bench, fn):
+    """Runs one of the modes and stops every process it started: (True, what `fn`
+    returned), or (False, None) when the harness broke, which the log says."""
+    try:
+        return True, fn()
+    except HarnessError as e:
+        log("HARNESS FAILURE: %s" % e)
+        return False, None
+    finally:
+        bench.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--portico", help="the portico binary")
@@ -1634,32 +1646,15 @@ def main():
         settings["workers"] = 1
     bench = Bench(args, settings)
     if args.instructions:
-        try:
-            md = bench.instructions(Path(args.out) if args.out else HERE / "results", settings["duration"])
-        except HarnessError as e:
-            log("HARNESS FAILURE: %s" % e)
-            return 1
-        finally:
-            bench.stop()
-        if args.update_readme:
+        ok, md = harnessed(bench, lambda: bench.instructions(out_dir, settings["duration"]))
+        if ok and args.update_readme:
             update_readme(md, "instructions")
-        return 0
+        return 0 if ok else 1
     if args.profile:
-        try:
-            bench.profile(Path(args.out) if args.out else Path(tempfile.gettempdir()), settings["duration"])
-        except HarnessError as e:
-            log("HARNESS FAILURE: %s" % e)
-            return 1
-        finally:
-            bench.stop()
-        return 0
-    try:
-        bench.run()
-    except HarnessError as e:
-        log("HARNESS FAILURE: %s" % e)
+        profile_dir = Path(args.out) if args.out else Path(tempfile.gettempdir())
+        return 0 if harnessed(bench, lambda: bench.profile(profile_dir, settings["duration"]))[0] else 1
+    if not harnessed(bench, bench.run)[0]:
         return 1
-    finally:
-        bench.stop()
 
     meta = metadata(args, bench)
     summary = summarize(bench.runs)
