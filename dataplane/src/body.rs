@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::upstream::UpstreamBody;
+use crate::upstream::{RawHead, UpstreamBody};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -184,6 +184,16 @@ impl ResponseBody {
             kind: Kind::Upstream(inner),
             sent: 0,
             done: None,
+        }
+    }
+
+    /// An endpoint's header lines as it sent them, when they pass through unchanged
+    /// (see [`crate::proxy::Proxy::handle`]): the writer sends them after the
+    /// response's own header map.
+    pub fn raw_head(&self) -> Option<&RawHead> {
+        match &self.kind {
+            Kind::Upstream(inner) => inner.raw_head(),
+            Kind::Full(_) => None,
         }
     }
 

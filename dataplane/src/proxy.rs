@@ -192,10 +192,16 @@ impl Proxy {
     }
 
     /// Serves one request from start to response headers; the body streams after.
+    ///
+    /// `raw_head` says the response goes to a writer that sends an endpoint's header
+    /// lines on as they came ([`ResponseBody::raw_head`]): Portico's own HTTP/1.1
+    /// writer, not hyper's. Then, unless the route changes response headers, an
+    /// HTTP/1.1 endpoint's header lines pass through without a header map.
     pub async fn handle(
         self: &Arc<Self>,
         mut req: Request<Option<Incoming>>,
         conn: Arc<ConnInfo>,
+        raw_head: bool,
     ) -> Response<ResponseBody> {
         let start = Instant::now();
         let method = req.method().clone();
@@ -218,7 +224,7 @@ impl Proxy {
             in_flight: None,
             split_backend: None,
         };
-        let mut resp = match self.proxy(req, &conn, &mut log).await {
+        let mut resp = match self.proxy(req, &conn, raw_head, &mut log).await {
             Ok(resp) => resp,
             Err(e) => {
                 if !matches!(e, ProxyError::NoRoute) {
@@ -240,6 +246,7 @@ impl Proxy {
         self: &Arc<Self>,
         req: Request<Option<Incoming>>,
         conn: &ConnInfo,
+        raw_head: bool,
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let table = self.table.load();
@@ -262,7 +269,11 @@ impl Proxy {
         let upgrade = is_upgrade(&req);
         let (req, on_client_upgrade) = self.upstream_request(req, &route, conn, &log.request_id, &log.host, upgrade)?;
         let sent = Instant::now();
-        let (resp, cookie) = self.send_upstream(req, &route, upgrade, log).await?;
+        // Lines that pass through unchanged must need no change here.
+        let raw_head = raw_head
+            && route.action.as_ref().is_none_or(|a| a.response_headers.is_empty())
+            && !(conn.tls && route.policy.hsts);
+        let (resp, cookie) = self.send_upstream(req, &route, upgrade, raw_head, log).await?;
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
         let mut resp = self.upstream_response(resp, on_client_upgrade);
         if let Some(action) = &route.action {
@@ -412,6 +423,7 @@ impl Proxy {
         mut req: Request<RequestBody>,
         route: &Route,
         upgrade: bool,
+        raw_head: bool,
         log: &mut RequestLog,
     ) -> Result<Sent, ProxyError> {
         let action = route.action.as_deref();
@@ -496,7 +508,7 @@ impl Proxy {
                         .then(|| Replay::of(&req))
                 })
                 .flatten();
-            let sent = tokio::time::timeout(timeout, conn.send(req)).await;
+            let sent = tokio::time::timeout(timeout, conn.send(req, raw_head)).await;
             // Whether this failure may be retried, and with what request.
             let again = |what: fn(&RetryPolicy) -> bool, budget: u32, replay: &Option<Replay>| {
                 let others = backend

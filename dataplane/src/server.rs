@@ -507,7 +507,7 @@ where
     let svc = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
         let info = svc_info.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), info).await) }
+        async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), info, false).await) }
     });
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from harness import free_port, read_head
+from harness import free_port, raw_exchange, read_head
 from k8s import Config, path, rule
 
 HOST = "h1.example.com"
@@ -33,6 +33,21 @@ ANSWERS = {
     "/garbage": (b"HTTP/1.1 OK maybe\r\n\r\n", True),
     "/refuse": (b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 9\r\n\r\ntoo big!\n", True),
     "/ok": (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n", False),
+    "/as-sent": (
+        b"HTTP/1.1 200 OK\r\nServer: scripted\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n"
+        b"X-Mixed-Case: One\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\nDate: Tue, 01 Dec 2026 00:00:00 GMT\r\n"
+        b"Content-Length: 4\r\n\r\nsent",
+        False,
+    ),
+    "/chunked-as-sent": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kept: yes  \r\n\r\n4\r\nsent\r\n0\r\n\r\n",
+        False,
+    ),
+    "/bare-lf": (b"HTTP/1.1 200 OK\nX-Bare: lf\nContent-Length: 2\n\nlf", False),
+    "/names-a-field": (
+        b"HTTP/1.1 200 OK\r\nConnection: X-Per-Hop\r\nX-Per-Hop: gone\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok",
+        False,
+    ),
 }
 
 
@@ -152,3 +167,57 @@ def test_an_upload_refused_before_it_is_read_gets_the_refusal(portico, scripted,
         capture_output=True, text=True, timeout=30,
     )
     assert out.stdout == "413", (out.stdout, out.stderr)
+
+
+def header_lines(p, target):
+    """The header lines the client receives for `target`, as sent, and the body."""
+    req = f"GET {target} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
+    data, closed = raw_exchange(p.ip, p.http_port, req)
+    assert closed, data
+    head, body = data.split(b"\r\n\r\n", 1)
+    # Every line the client gets ends in CRLF, whatever the endpoint sent.
+    assert b"\n" not in head.replace(b"\r\n", b""), head
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 200 OK", lines
+    return lines[1:], body
+
+
+def test_endpoint_header_lines_reach_the_client_as_sent_less_this_hops_own(portico, scripted):
+    """An endpoint's header lines pass on in their order and spelling; only its
+    Connection, Keep-Alive and Transfer-Encoding (this hop's) are left out. One Date,
+    one Content-Length: the proxy adds neither when the endpoint sent them."""
+    p = serve(portico, scripted)
+    lines, body = header_lines(p, "/as-sent")
+    assert body == b"sent"
+    assert lines == [
+        "Server: scripted",
+        "X-Mixed-Case: One",
+        "set-cookie: a=1",
+        "Set-Cookie: b=2",
+        "Date: Tue, 01 Dec 2026 00:00:00 GMT",
+        "Content-Length: 4",
+        "connection: close",
+    ], lines
+    # A chunked body is chunked again by this hop, which adds the Date.
+    lines, body = header_lines(p, "/chunked-as-sent")
+    assert body == b"4\r\nsent\r\n0\r\n\r\n"
+    assert [line for line in lines if not line.startswith("date: ")] == [
+        "X-Kept: yes  ",
+        "transfer-encoding: chunked",
+        "connection: close",
+    ], lines
+    assert sum(line.startswith("date: ") for line in lines) == 1, lines
+
+
+def test_unusual_endpoint_heads_are_rewritten_cleanly(portico, scripted):
+    """Heads that cannot pass on as they came are read field by field: bare-LF lines
+    leave as CRLF lines, and a field the endpoint's Connection names is dropped."""
+    p = serve(portico, scripted)
+    lines, body = header_lines(p, "/bare-lf")
+    assert body == b"lf"
+    assert "x-bare: lf" in lines and "content-length: 2" in lines, lines
+    lines, body = header_lines(p, "/names-a-field")
+    assert body == b"ok"
+    names = [line.split(":")[0].lower() for line in lines]
+    assert "x-kept" in names and "x-per-hop" not in names, lines
+    assert names.count("date") == 1 and names.count("connection") == 1, lines

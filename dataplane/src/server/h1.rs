@@ -153,7 +153,7 @@ pub(super) async fn spell(
         // cancels its request, as with hyper (whose half-close support is off). Bytes
         // that come meanwhile are the next, pipelined, requests.
         let resp = {
-            let mut handling = pin!(conn.proxy.handle(req, conn.info.clone()));
+            let mut handling = pin!(conn.proxy.handle(req, conn.info.clone(), true));
             let mut watch = true;
             poll_fn(|cx| {
                 if let Poll::Ready(resp) = handling.as_mut().poll(cx) {
@@ -361,11 +361,18 @@ async fn respond(
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let hint = body.size_hint().exact();
-    let declared = parts.headers.get(header::CONTENT_LENGTH);
+    let raw = body.raw_head();
+    // Whether a `Content-Length` is among the headers, and its value when it parses. A
+    // raw head's length is the body's exact size (its framing came from that line).
+    let (declared, length) = match (raw, parts.headers.get(header::CONTENT_LENGTH)) {
+        (_, Some(v)) => (true, v.to_str().ok().and_then(|v| v.parse().ok())),
+        (Some(raw), None) => (raw.content_length, hint.filter(|_| raw.content_length)),
+        (None, None) => (false, None),
+    };
     let framing =
         if head || status.is_informational() || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
             Framing::None
-        } else if let Some(n) = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
+        } else if let Some(n) = length {
             Framing::Length(n)
         } else if let Some(n) = hint {
             Framing::Length(n)
@@ -385,19 +392,22 @@ async fn respond(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if let Some(raw) = raw {
+        raw.write_to(out);
+    }
+    if !(parts.headers.contains_key(header::DATE) || raw.is_some_and(|r| r.date)) {
         out.extend_from_slice(b"date: ");
         date(out);
         out.extend_from_slice(b"\r\n");
     }
     match framing {
-        Framing::Length(n) if declared.is_none() => {
+        Framing::Length(n) if !declared => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(itoa(n, &mut [0; 20]));
             out.extend_from_slice(b"\r\n");
         }
         // A HEAD response tells the length a GET would get, when it is known.
-        Framing::None if head && declared.is_none() && hint.is_some_and(|n| n > 0) => {
+        Framing::None if head && !declared && hint.is_some_and(|n| n > 0) => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(itoa(hint.unwrap_or(0), &mut [0; 20]));
             out.extend_from_slice(b"\r\n");

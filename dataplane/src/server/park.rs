@@ -342,7 +342,7 @@ async fn busy_spell(
             let activity = activity.clone();
             let info = info.clone();
             async move {
-                let resp = proxy.handle(req.map(Some), info).await;
+                let resp = proxy.handle(req.map(Some), info, false).await;
                 let bodiless = head || matches!(resp.status(), StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
                 let (parts, inner) = resp.into_parts();
                 let body = TrackedBody {

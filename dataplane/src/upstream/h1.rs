@@ -140,6 +140,9 @@ pub struct Head {
     pub framing: Framing,
     /// The connection may carry another exchange once this body has been read.
     pub reusable: bool,
+    /// The header lines as they came, when asked for and passed on unchanged; the
+    /// response's map is then empty.
+    pub raw: Option<RawHead>,
 }
 
 /// How a response body ends.
@@ -224,7 +227,9 @@ impl H1Conn {
     /// Sends `req` and reads the response head. The request body is streamed while the
     /// connection is watched for an early response (an endpoint may refuse an upload
     /// before it has all arrived).
-    pub async fn send(&mut self, mut req: Request<RequestBody>) -> Result<Head, Failure> {
+    /// With `raw`, a response head that can pass through unchanged comes as a
+    /// [`RawHead`].
+    pub async fn send(&mut self, mut req: Request<RequestBody>, raw: bool) -> Result<Head, Failure> {
         let mut body = std::mem::replace(req.body_mut(), RequestBody::Empty);
         let bodiless = body.is_end_stream();
         let chunked = self.encode_head(&req, &body);
@@ -248,7 +253,7 @@ impl H1Conn {
                     Poll::Ready(Err(Error::Io(e))) => {
                         // The endpoint may have answered and closed without reading the
                         // rest (a refused upload): that answer is the one to pass on.
-                        return match self.poll_read_head(cx, head_only, &mut spare) {
+                        return match self.poll_read_head(cx, head_only, raw, &mut spare) {
                             Poll::Ready(Ok(head)) => Poll::Ready(Ok(head)),
                             _ => Poll::Ready(Err(Error::Io(e))),
                         };
@@ -257,7 +262,7 @@ impl H1Conn {
                     Poll::Pending => {}
                 }
             }
-            self.poll_read_head(cx, head_only, &mut spare)
+            self.poll_read_head(cx, head_only, raw, &mut spare)
         })
         .await;
         if let Some(headers) = spare {
@@ -429,11 +434,12 @@ impl H1Conn {
         &mut self,
         cx: &mut Context<'_>,
         head_request: bool,
+        raw: bool,
         spare: &mut Option<HeaderMap>,
     ) -> Poll<Result<Head, Error>> {
         loop {
             if !self.buf.is_empty() {
-                match parse_head(&mut self.buf, head_request, spare)? {
+                match parse_head(&mut self.buf, head_request, raw, spare)? {
                     Parsed::Final(head) => return Poll::Ready(Ok(head)),
                     Parsed::Informational => continue,
                     Parsed::Partial if self.buf.len() >= MAX_HEAD => return Poll::Ready(Err(Error::HeadTooLarge)),
@@ -575,6 +581,8 @@ struct Writer {
     written: usize,
 }
 
+// Returned, never stored: boxing the head would cost an allocation per response.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     Final(Head),
     /// A 1xx response other than 101, consumed and skipped.
@@ -582,8 +590,15 @@ enum Parsed {
     Partial,
 }
 
-/// `spare` is a map to fill, taken only for a final response.
-fn parse_head(buf: &mut BytesMut, head_request: bool, spare: &mut Option<HeaderMap>) -> Result<Parsed, Error> {
+/// `spare` is a map to fill, taken only for a final response. With `raw`, a head the
+/// client's writer can send on as it came is kept as a [`RawHead`] instead, and the
+/// response's map stays empty.
+fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    raw: bool,
+    spare: &mut Option<HeaderMap>,
+) -> Result<Parsed, Error> {
     // Where each header's name and value lie in the buffer; the head is then split off
     // and the values become slices of it, not copies.
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
@@ -624,95 +639,248 @@ fn parse_head(buf: &mut BytesMut, head_request: bool, spare: &mut Option<HeaderM
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(Error::Invalid("101 without an upgrade request"));
     }
+    let spans = &spans[..count];
     let head = buf.split_to(len).freeze();
-    let mut headers = spare.take().unwrap_or_default();
-    headers.clear();
-    headers.reserve(count);
-    for &(ns, ne, vs, ve) in &spans[..count] {
-        let name =
-            HeaderName::from_bytes(&head[ns as usize..ne as usize]).map_err(|_| Error::Invalid("bad header name"))?;
-        // httparse allows only what a header value may hold.
-        let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-            .map_err(|_| Error::Invalid("bad header value"))?;
-        headers.append(name, value);
-    }
+    let scan = Scan::of(&head, spans);
     let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    let (framing, mut reusable) = framing(&headers, status, head_request)?;
-    reusable &= keep_alive(&headers, version);
+    let (framing, mut reusable) = scan.framing(&head, status, head_request)?;
+    reusable &= scan.keep_alive(version);
     let mut response = Response::new(());
     *response.status_mut() = status;
     *response.version_mut() = version;
-    *response.headers_mut() = headers;
+    let raw = match raw {
+        true => RawHead::of(&head, spans, &scan),
+        false => None,
+    };
+    if raw.is_none() {
+        let mut headers = spare.take().unwrap_or_default();
+        headers.clear();
+        headers.reserve(count);
+        for &(ns, ne, vs, ve) in spans {
+            let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
+                .map_err(|_| Error::Invalid("bad header name"))?;
+            // httparse allows only what a header value may hold.
+            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
+                .map_err(|_| Error::Invalid("bad header value"))?;
+            headers.append(name, value);
+        }
+        *response.headers_mut() = headers;
+    }
     Ok(Parsed::Final(Head {
         response,
         framing,
         reusable,
+        raw,
     }))
 }
 
-/// RFC 9112 section 6.3: how the body is delimited, and whether the connection can be
-/// trusted after it.
-fn framing(headers: &HeaderMap, status: StatusCode, head_request: bool) -> Result<(Framing, bool), Error> {
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Done, true));
-    }
-    let length = content_length(headers)?;
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(str::trim);
-        let chunked = last.is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
-        // Both framings at once smell of request smuggling: decode by the stronger
-        // one, and never reuse the connection.
-        return Ok(match chunked {
-            true => (Framing::Chunked(Chunked::Size), length.is_none()),
-            false => (Framing::Close, false),
-        });
-    }
-    Ok(match length {
-        Some(n) => (Framing::Length(n), true),
-        None => (Framing::Close, false),
-    })
+/// A response header's meaning to this hop, told from its name alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    Date,
+    /// `TE`, `Trailer`, `Upgrade` and the `Proxy-*` family: hop-by-hop, and rare.
+    OtherHop,
+    EndToEnd,
 }
 
-/// The one `Content-Length` value; copies that disagree or do not parse are an error.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(Error::Invalid("bad Content-Length"));
-            }
-            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if length.is_some_and(|l| l != n) {
-                return Err(Error::Invalid("conflicting Content-Length values"));
-            }
-            length = Some(n);
+impl Field {
+    fn of(name: &[u8]) -> Field {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            4 if is(b"date") => Field::Date,
+            10 if is(b"connection") => Field::Connection,
+            10 if is(b"keep-alive") => Field::KeepAlive,
+            14 if is(b"content-length") => Field::ContentLength,
+            17 if is(b"transfer-encoding") => Field::TransferEncoding,
+            2 if is(b"te") => Field::OtherHop,
+            7 if is(b"trailer") || is(b"upgrade") => Field::OtherHop,
+            16 if is(b"proxy-connection") => Field::OtherHop,
+            18 if is(b"proxy-authenticate") => Field::OtherHop,
+            19 if is(b"proxy-authorization") => Field::OtherHop,
+            _ => Field::EndToEnd,
         }
     }
-    Ok(length)
 }
 
-/// Whether the endpoint lets the connection carry another exchange.
-fn keep_alive(headers: &HeaderMap, version: Version) -> bool {
-    let mut close = false;
-    let mut keep = false;
-    for token in headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-    {
-        close |= token.eq_ignore_ascii_case("close");
-        keep |= token.eq_ignore_ascii_case("keep-alive");
+/// What one pass over a response head's fields finds for this hop.
+struct Scan {
+    /// The one `Content-Length`.
+    length: Option<u64>,
+    /// Copies of `Content-Length` that disagree or do not parse: an error unless the
+    /// response has no body anyway.
+    bad_length: Option<&'static str>,
+    /// The last `Transfer-Encoding` value, as a span of the head.
+    transfer_encoding: Option<(u32, u32)>,
+    close: bool,
+    keep: bool,
+    /// `Connection` names a field other than `close` and `keep-alive`.
+    connection_names: bool,
+    date: bool,
+    other_hop: bool,
+}
+
+impl Scan {
+    fn of(head: &[u8], spans: &[(u32, u32, u32, u32)]) -> Scan {
+        let mut scan = Scan {
+            length: None,
+            bad_length: None,
+            transfer_encoding: None,
+            close: false,
+            keep: false,
+            connection_names: false,
+            date: false,
+            other_hop: false,
+        };
+        for &(ns, ne, vs, ve) in spans {
+            let value = &head[vs as usize..ve as usize];
+            match Field::of(&head[ns as usize..ne as usize]) {
+                Field::ContentLength => scan.content_length(value),
+                Field::TransferEncoding => scan.transfer_encoding = Some((vs, ve)),
+                Field::Connection => {
+                    for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                        if token.eq_ignore_ascii_case(b"close") {
+                            scan.close = true;
+                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                            scan.keep = true;
+                        } else if !token.is_empty() {
+                            scan.connection_names = true;
+                        }
+                    }
+                }
+                Field::Date => scan.date = true,
+                Field::OtherHop => scan.other_hop = true,
+                Field::KeepAlive | Field::EndToEnd => {}
+            }
+        }
+        scan
     }
-    !close && (version == Version::HTTP_11 || keep)
+
+    /// Every copy of `Content-Length` must agree, and parse.
+    fn content_length(&mut self, value: &[u8]) {
+        for part in value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                self.bad_length.get_or_insert("bad Content-Length");
+                return;
+            }
+            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if self.length.is_some_and(|l| l != n) {
+                self.bad_length.get_or_insert("conflicting Content-Length values");
+            }
+            self.length = Some(n);
+        }
+    }
+
+    /// RFC 9112 section 6.3: how the body is delimited, and whether the connection can
+    /// be trusted after it.
+    fn framing(&self, head: &[u8], status: StatusCode, head_request: bool) -> Result<(Framing, bool), Error> {
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok((Framing::Done, true));
+        }
+        if let Some(bad) = self.bad_length {
+            return Err(Error::Invalid(bad));
+        }
+        if let Some((vs, ve)) = self.transfer_encoding {
+            let last = head[vs as usize..ve as usize].rsplit(|&b| b == b',').next();
+            let chunked = last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            // Both framings at once smell of request smuggling: decode by the stronger
+            // one, and never reuse the connection.
+            return Ok(match chunked {
+                true => (Framing::Chunked(Chunked::Size), self.length.is_none()),
+                false => (Framing::Close, false),
+            });
+        }
+        Ok(match self.length {
+            Some(n) => (Framing::Length(n), true),
+            None => (Framing::Close, false),
+        })
+    }
+
+    /// Whether the endpoint lets the connection carry another exchange.
+    fn keep_alive(&self, version: Version) -> bool {
+        !self.close && (version == Version::HTTP_11 || self.keep)
+    }
+}
+
+/// The most hop-by-hop lines a [`RawHead`] leaves out; a head with more is read into a
+/// header map instead.
+const RAW_SKIPS: usize = 3;
+
+/// An endpoint's response header lines as they came, for a client writer that sends
+/// them on unchanged: the common response passes through without a header map, its
+/// names neither parsed nor hashed (about a tenth of a request's work in user space).
+/// This hop's own lines (`Connection`, `Keep-Alive`, `Transfer-Encoding`) are left
+/// out. A head with other hop-by-hop fields, a `Connection` naming further fields, a
+/// line not ended by CRLF, or both `Transfer-Encoding` and `Content-Length`, is read
+/// into a map instead.
+///
+/// Small, as it rides in every response body: a declared `Content-Length` is the body's
+/// exact size hint, so only its presence is kept.
+#[derive(Debug)]
+pub struct RawHead {
+    /// The header lines, each with its CRLF; shorter than [`MAX_HEAD`].
+    block: Bytes,
+    /// Lines left out, as ranges of `block` in order.
+    skip: [(u16, u16); RAW_SKIPS],
+    skips: u8,
+    /// Whether a `Content-Length` line is among them.
+    pub content_length: bool,
+    /// Whether a `Date` line is among them.
+    pub date: bool,
+}
+
+impl RawHead {
+    fn of(head: &Bytes, spans: &[(u32, u32, u32, u32)], scan: &Scan) -> Option<RawHead> {
+        let both_framings = scan.length.is_some() && scan.transfer_encoding.is_some();
+        if scan.other_hop || scan.connection_names || both_framings || !head.ends_with(b"\r\n\r\n") {
+            return None;
+        }
+        let end = head.len() - 2;
+        let start = spans.first().map_or(end, |s| s.0 as usize);
+        let mut raw = RawHead {
+            block: Bytes::new(),
+            skip: [(0, 0); RAW_SKIPS],
+            skips: 0,
+            content_length: scan.length.is_some(),
+            date: scan.date,
+        };
+        for (i, &(ns, ne, _, ve)) in spans.iter().enumerate() {
+            let line_end = spans.get(i + 1).map_or(end, |next| next.0 as usize);
+            // Only optional whitespace and CRLF may follow the value: a bare LF ends
+            // the line for httparse, and is not passed on.
+            let gap = &head[ve as usize..line_end];
+            if !gap.ends_with(b"\r\n") || !gap[..gap.len() - 2].iter().all(|&b| b == b' ' || b == b'\t') {
+                return None;
+            }
+            if matches!(
+                Field::of(&head[ns as usize..ne as usize]),
+                Field::Connection | Field::KeepAlive | Field::TransferEncoding
+            ) {
+                let range = (
+                    u16::try_from(ns as usize - start).ok()?,
+                    u16::try_from(line_end - start).ok()?,
+                );
+                *raw.skip.get_mut(usize::from(raw.skips))? = range;
+                raw.skips += 1;
+            }
+        }
+        raw.block = head.slice(start..end);
+        Some(raw)
+    }
+
+    /// Appends the lines passed on, each with its CRLF.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut at = 0;
+        for &(from, to) in &self.skip[..usize::from(self.skips)] {
+            out.extend_from_slice(&self.block[at..from as usize]);
+            at = to as usize;
+        }
+        out.extend_from_slice(&self.block[at..]);
+    }
 }
 
 /// `n` in decimal, written at the end of `buf`.
@@ -747,17 +915,30 @@ pub struct H1Body {
     conn: Option<super::PooledConn>,
     framing: Framing,
     reusable: bool,
+    raw: Option<RawHead>,
 }
 
 impl H1Body {
-    pub fn new(conn: super::PooledConn, framing: Framing, reusable: bool) -> H1Body {
+    pub fn new(conn: super::PooledConn, head: Head) -> (Response<()>, H1Body) {
+        let Head {
+            response,
+            framing,
+            reusable,
+            raw,
+        } = head;
         let mut body = H1Body {
             conn: Some(conn),
             framing,
             reusable,
+            raw,
         };
         body.release_if_done();
-        body
+        (response, body)
+    }
+
+    /// The response's header lines as they came, when they pass through unchanged.
+    pub fn raw_head(&self) -> Option<&RawHead> {
+        self.raw.as_ref()
     }
 
     fn release_if_done(&mut self) {

@@ -24,7 +24,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::h1::{self, Failure, H1Body, H1Conn, Stream};
+use super::h1::{self, Failure, H1Body, H1Conn, RawHead, Stream};
 use crate::body::RequestBody;
 use crate::metrics::Metrics;
 use crate::table::UpstreamProtocol;
@@ -102,6 +102,18 @@ pub enum UpstreamBody {
     Hyper(Incoming),
 }
 
+impl UpstreamBody {
+    /// The response's header lines as the endpoint sent them, less this hop's own,
+    /// when they were asked for and can pass through unchanged; the response's header
+    /// map then holds none of them.
+    pub fn raw_head(&self) -> Option<&RawHead> {
+        match self {
+            UpstreamBody::H1(b) => b.raw_head(),
+            UpstreamBody::Hyper(_) => None,
+        }
+    }
+}
+
 impl http_body::Body for UpstreamBody {
     type Data = bytes::Bytes;
     type Error = crate::body::BoxError;
@@ -140,13 +152,10 @@ pub struct PooledConn {
 
 impl PooledConn {
     /// Sends a request; the response body holds the connection until it has ended.
-    async fn send(mut self, req: Request<RequestBody>) -> Result<Response<H1Body>, Failure> {
-        let head = self.conn.send(req).await?;
-        let (parts, ()) = head.response.into_parts();
-        Ok(Response::from_parts(
-            parts,
-            H1Body::new(self, head.framing, head.reusable),
-        ))
+    async fn send(mut self, req: Request<RequestBody>, raw: bool) -> Result<Response<H1Body>, Failure> {
+        let head = self.conn.send(req, raw).await?;
+        let (response, body) = H1Body::new(self, head);
+        Ok(response.map(|()| body))
     }
 
     /// Returns the connection for the next request. Call only once the response body
@@ -399,9 +408,11 @@ async fn upgrade_conn(addr: SocketAddr, stream: Stream) -> Result<http1::SendReq
 impl UpstreamConn {
     /// Sends a request. [`Failure::Unsent`] hands the request back unsent (the
     /// connection closed before taking it), so it can go out on another connection.
-    pub async fn send(self, req: Request<RequestBody>) -> Result<Response<UpstreamBody>, Failure> {
+    /// With `raw`, an HTTP/1.1 endpoint's response head may come as it was read (see
+    /// [`UpstreamBody::raw_head`]).
+    pub async fn send(self, req: Request<RequestBody>, raw: bool) -> Result<Response<UpstreamBody>, Failure> {
         let result = match self {
-            UpstreamConn::H1(conn) => return conn.send(req).await.map(|r| r.map(UpstreamBody::H1)),
+            UpstreamConn::H1(conn) => return conn.send(req, raw).await.map(|r| r.map(UpstreamBody::H1)),
             UpstreamConn::Upgrade(mut tx) => tx.try_send_request(req).await,
             UpstreamConn::H2(mut tx) => tx.try_send_request(req).await,
         };

@@ -102,7 +102,7 @@ async fn body(conn: &mut H1Conn, framing: &mut Framing) -> Result<(Vec<u8>, Opti
 
 /// One exchange: the head, the body as text, and whether the connection may be reused.
 async fn exchange(conn: &mut H1Conn, req: Request<RequestBody>) -> Result<(Response<()>, String, bool), Error> {
-    let head = match conn.send(req).await {
+    let head = match conn.send(req, false).await {
         Ok(head) => head,
         Err(Failure::Unsent(_)) => return Err(Error::Closed),
         Err(Failure::Failed { error, .. }) => return Err(error),
@@ -168,7 +168,7 @@ async fn chunked_body_with_extensions_and_trailers_arriving_a_byte_at_a_time() {
     ])
     .await;
     let mut conn = connect(addr).await;
-    let head = conn.send(request(Method::GET, "/")).await.ok().expect("head");
+    let head = conn.send(request(Method::GET, "/"), false).await.ok().expect("head");
     assert_eq!(head.framing, Framing::Chunked(Chunked::Size));
     let mut framing = head.framing;
     let (data, trailers) = body(&mut conn, &mut framing).await.expect("body");
@@ -308,7 +308,7 @@ async fn a_body_cut_short_is_an_error_not_an_end() {
 async fn a_request_comes_back_whole_only_when_no_answer_came() {
     let (addr, _heads) = endpoint(vec![closing(b"")]).await;
     let mut conn = connect(addr).await;
-    match conn.send(request(Method::GET, "/again")).await {
+    match conn.send(request(Method::GET, "/again"), false).await {
         Err(Failure::Failed {
             error: Error::Closed,
             request: Some(req),
@@ -332,7 +332,7 @@ async fn a_request_comes_back_whole_only_when_no_answer_came() {
         let (addr, _heads) = endpoint(vec![answer(bytes)]).await;
         let mut conn = connect(addr).await;
         let failed = matches!(
-            conn.send(request(Method::GET, "/")).await,
+            conn.send(request(Method::GET, "/"), false).await,
             Err(Failure::Failed { request: None, .. })
         );
         assert!(failed, "{what}");
@@ -368,6 +368,48 @@ async fn an_idle_connection_the_endpoint_closed_is_not_usable() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(!usable);
+}
+
+/// The head as a raw-head parse gives it: the lines passed on, or `None` when the head
+/// went into the header map instead.
+fn raw_lines(head: &[u8]) -> Option<(String, bool, bool)> {
+    let mut buf = BytesMut::from(head);
+    let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, true, &mut None) else {
+        panic!("not a final head: {:?}", String::from_utf8_lossy(head));
+    };
+    let raw = head.raw?;
+    assert!(head.response.headers().is_empty());
+    let mut out = Vec::new();
+    raw.write_to(&mut out);
+    Some((String::from_utf8(out).ok()?, raw.content_length, raw.date))
+}
+
+#[test]
+fn a_plain_head_passes_as_sent_and_an_unusual_one_goes_to_the_map() {
+    let (lines, length, date) =
+        raw_lines(b"HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: timeout=5\r\nCONNECTION: keep-alive\r\nb: 2\r\nContent-Length: 0\r\n\r\n")
+            .expect("passes as sent");
+    assert_eq!(lines, "A: 1\r\nb: 2\r\nContent-Length: 0\r\n");
+    assert_eq!((length, date), (true, false));
+    let (lines, _, date) = raw_lines(b"HTTP/1.1 204 No Content\r\nDate: x\r\n\r\n").expect("passes as sent");
+    assert_eq!((lines.as_str(), date), ("Date: x\r\n", true));
+    assert_eq!(raw_lines(b"HTTP/1.1 204 No Content\r\n\r\n").expect("no lines").0, "");
+    for unusual in [
+        // A field named by Connection, a hop-by-hop field besides this hop's own, a
+        // bare LF, more lines to leave out than a raw head holds.
+        &b"HTTP/1.1 204 No Content\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\n"[..],
+        b"HTTP/1.1 204 No Content\r\nUpgrade: h2c\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nA: 1\nB: 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nKeep-Alive: 1\r\nKeep-Alive: 2\r\nConnection: keep-alive\r\nKeep-Alive: 3\r\n\r\n",
+    ] {
+        let mut buf = BytesMut::from(unusual);
+        let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, true, &mut None) else {
+            panic!("not a final head");
+        };
+        assert!(head.raw.is_none(), "{:?}", String::from_utf8_lossy(unusual));
+        assert!(!head.response.headers().is_empty());
+    }
 }
 
 #[test]
