@@ -28,7 +28,7 @@ use crate::body::{BodyEndHook, BodyTooLarge, OnComplete, RequestBody, ResponseBo
 use crate::config::ProxyConfig;
 use crate::metrics::Metrics;
 use crate::table::{Redirect, RequestView, RetryPolicy, Route, RoutingTable, UpstreamProtocol};
-use crate::upstream::{Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
+use crate::upstream::{Extra, Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
 #[derive(Clone, Debug)]
@@ -199,13 +199,14 @@ impl Proxy {
     /// HTTP/1.1 endpoint's header lines pass through without a header map.
     pub async fn handle(
         self: &Arc<Self>,
-        mut req: Request<Option<Incoming>>,
+        req: Request<Option<Incoming>>,
         conn: Arc<ConnInfo>,
         raw_head: bool,
     ) -> Response<ResponseBody> {
         let start = Instant::now();
         let method = req.method().clone();
-        let request_id = take_or_make_request_id(req.headers_mut());
+        let client_forwarded = client_forwarded(req.headers());
+        let request_id = take_or_make_request_id(req.headers(), client_forwarded);
         let host = request_host(&req);
         let (client, tls) = (conn.peer.ip(), conn.tls);
         let mut log = RequestLog {
@@ -224,7 +225,7 @@ impl Proxy {
             in_flight: None,
             split_backend: None,
         };
-        let mut resp = match self.proxy(req, &conn, raw_head, &mut log).await {
+        let mut resp = match self.proxy(req, &conn, client_forwarded, raw_head, &mut log).await {
             Ok(resp) => resp,
             Err(e) => {
                 if !matches!(e, ProxyError::NoRoute) {
@@ -246,6 +247,7 @@ impl Proxy {
         self: &Arc<Self>,
         req: Request<Option<Incoming>>,
         conn: &ConnInfo,
+        client_forwarded: bool,
         raw_head: bool,
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -267,13 +269,16 @@ impl Proxy {
             return Err(ProxyError::BodyTooLarge(limit));
         }
         let upgrade = is_upgrade(&req);
-        let (req, on_client_upgrade) = self.upstream_request(req, &route, conn, &log.request_id, &log.host, upgrade)?;
+        let (req, on_client_upgrade, forwarded) =
+            self.upstream_request(req, &route, conn, &log.request_id, &log.host, upgrade, client_forwarded)?;
         let sent = Instant::now();
         // Lines that pass through unchanged must need no change here.
         let raw_head = raw_head
             && route.action.as_ref().is_none_or(|a| a.response_headers.is_empty())
             && !(conn.tls && route.policy.hsts);
-        let (resp, cookie) = self.send_upstream(req, &route, upgrade, raw_head, log).await?;
+        let (resp, cookie) = self
+            .send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log)
+            .await?;
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
         let mut resp = self.upstream_response(resp, on_client_upgrade);
         if let Some(action) = &route.action {
@@ -320,6 +325,11 @@ impl Proxy {
     }
 
     /// Phase 2: the request as the endpoint should see it.
+    ///
+    /// The [`FORWARDED`] fields go into the request's map when a client sent its own
+    /// copies (which they replace) or a Route filter may change them; otherwise their
+    /// values come back apart, to be written straight into the request head.
+    #[allow(clippy::too_many_arguments)]
     fn upstream_request(
         &self,
         mut req: Request<Option<Incoming>>,
@@ -328,7 +338,8 @@ impl Proxy {
         request_id: &HeaderValue,
         host_value: &HeaderValue,
         upgrade: bool,
-    ) -> Result<(Request<RequestBody>, Option<hyper::upgrade::OnUpgrade>), ProxyError> {
+        client_forwarded: bool,
+    ) -> Result<UpstreamRequest, ProxyError> {
         let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
         let (mut parts, body) = req.into_parts();
@@ -338,27 +349,31 @@ impl Proxy {
             headers.insert(header::UPGRADE, proto);
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        // Room for the headers added below, made once instead of growing the map twice.
-        headers.reserve(8);
         let ConnInfo {
             tls, client_ip, port, ..
         } = conn;
-        headers.insert(X_FORWARDED_FOR, client_ip.clone());
-        headers.insert(X_REAL_IP, client_ip.clone());
-        headers.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(if *tls { "https" } else { "http" }),
-        );
-        headers.insert(X_FORWARDED_PORT, port.clone());
-        headers.insert(X_REQUEST_ID, request_id.clone());
         // The client's own Host value when the host came from it: a shared slice of the
         // request, so no copy.
         let mut host = host_value.to_str().unwrap_or("");
         let mut host_value = host_value.clone();
-        headers.insert(X_FORWARDED_HOST, host_value.clone());
+        let mut forwarded = Some([
+            client_ip.clone(),
+            client_ip.clone(),
+            HeaderValue::from_static(if *tls { "https" } else { "http" }),
+            port.clone(),
+            request_id.clone(),
+            host_value.clone(),
+        ]);
+        let action = route.action.as_deref();
+        if client_forwarded || action.is_some_and(|a| !a.request_headers.is_empty()) {
+            // Room for the headers added, made once instead of growing the map twice.
+            headers.reserve(FORWARDED.len() + 2);
+            for (name, value) in FORWARDED.iter().zip(forwarded.take().into_iter().flatten()) {
+                headers.insert(name.clone(), value);
+            }
+        }
 
         // A Route's request filters: header changes, then the URL rewrite.
-        let action = route.action.as_deref();
         let rewrite = action.and_then(|a| a.rewrite.as_ref());
         let rewritten_host;
         if let Some(action) = action {
@@ -406,7 +421,7 @@ impl Proxy {
         }
         let on_end = parts.extensions.remove::<BodyEndHook>();
         let body = RequestBody::new(body, route.policy.max_body_size, on_end);
-        Ok((Request::from_parts(parts, body), on_upgrade))
+        Ok((Request::from_parts(parts, body), on_upgrade, forwarded))
     }
 
     /// Phase 3: send to an endpoint. A connection that fails before the request left is
@@ -423,9 +438,11 @@ impl Proxy {
         mut req: Request<RequestBody>,
         route: &Route,
         upgrade: bool,
+        forwarded: Option<&[HeaderValue; 6]>,
         raw_head: bool,
         log: &mut RequestLog,
     ) -> Result<Sent, ProxyError> {
+        let extra = forwarded.map_or_else(Extra::default, |values| Extra(&FORWARDED, values));
         let action = route.action.as_deref();
         let key = action.map_or_else(Default::default, |a| a.balance.request_key(req.headers(), log.client));
         let backend = match action.and_then(|a| a.backends.as_ref()) {
@@ -508,7 +525,7 @@ impl Proxy {
                         .then(|| Replay::of(&req))
                 })
                 .flatten();
-            let sent = tokio::time::timeout(timeout, conn.send(req, raw_head)).await;
+            let sent = tokio::time::timeout(timeout, conn.send(req, extra, raw_head)).await;
             // Whether this failure may be retried, and with what request.
             let again = |what: fn(&RetryPolicy) -> bool, budget: u32, replay: &Option<Replay>| {
                 let others = backend
@@ -620,6 +637,14 @@ impl Proxy {
     }
 }
 
+/// What [`Proxy::upstream_request`] makes: the request, the client's side of an
+/// upgrade, and the [`FORWARDED`] values when they are not in the request's map.
+type UpstreamRequest = (
+    Request<RequestBody>,
+    Option<hyper::upgrade::OnUpgrade>,
+    Option<[HeaderValue; 6]>,
+);
+
 /// What [`Proxy::send_upstream`] returns: the endpoint's response (its body holds a
 /// pooled connection until it ends) and the affinity `Set-Cookie`, if one is due.
 type Sent = (Response<UpstreamBody>, Option<HeaderValue>);
@@ -708,6 +733,26 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the endpoint learns of the client, in the order the values of
+/// [`Proxy::upstream_request`] come in.
+static FORWARDED: [HeaderName; 6] = [
+    X_FORWARDED_FOR,
+    X_REAL_IP,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_PORT,
+    X_REQUEST_ID,
+    X_FORWARDED_HOST,
+];
+
+/// Whether the client sent any [`FORWARDED`] field: one cheap pass, as almost all
+/// names differ from those in length or first bytes.
+fn client_forwarded(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        name.len() >= 9 && name.starts_with("x-") && FORWARDED.iter().any(|f| f.as_str() == name)
+    })
+}
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -829,8 +874,8 @@ fn request_size<B>(req: &Request<B>) -> u64 {
 
 /// Keeps a client's `X-Request-ID` when it is a sane token, else makes a new one: 32
 /// hex digits from a random per-process key and a counter, unique without a lock.
-fn take_or_make_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID)
+fn take_or_make_request_id(headers: &HeaderMap, client_forwarded: bool) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID).filter(|_| client_forwarded)
         && !v.is_empty()
         && v.len() <= 128
         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())

@@ -214,7 +214,11 @@ def test_rewrites_and_header_filters_reach_the_backend(portico, echo):
                         {
                             "type": "RequestHeaderModifier",
                             "requestHeaderModifier": {
-                                "set": [{"name": "X-Env", "value": "prod"}],
+                                "set": [
+                                    {"name": "X-Env", "value": "prod"},
+                                    # Portico's own forwarded fields can be set too.
+                                    {"name": "X-Forwarded-Proto", "value": "https"},
+                                ],
                                 "add": [{"name": "X-Tag", "value": "two"}],
                                 "remove": ["X-Secret"],
                             },
@@ -244,6 +248,7 @@ def test_rewrites_and_header_filters_reach_the_backend(portico, echo):
     assert seen["headers"]["host"] == "internal.example"
     assert seen["headers"]["x-forwarded-host"].split(":")[0] == HOST
     assert seen["headers"]["x-env"] == "prod"
+    assert seen["headers"]["x-forwarded-proto"] == "https"
     assert seen["headers"]["x-tag"] == "one, two"
     assert "x-secret" not in seen["headers"]
     assert r.header("x-served-by") == "portico"

@@ -134,6 +134,12 @@ pub struct H1Conn {
     home: usize,
 }
 
+/// Header fields a request head carries besides those in its map, names and values in
+/// step: a proxy's own fields, written straight into the head rather than hashed into
+/// the map first.
+#[derive(Clone, Copy, Default)]
+pub struct Extra<'a>(pub &'a [HeaderName], pub &'a [HeaderValue]);
+
 /// A response head read, and how its body is framed.
 pub struct Head {
     pub response: Response<()>,
@@ -227,12 +233,12 @@ impl H1Conn {
     /// Sends `req` and reads the response head. The request body is streamed while the
     /// connection is watched for an early response (an endpoint may refuse an upload
     /// before it has all arrived).
-    /// With `raw`, a response head that can pass through unchanged comes as a
-    /// [`RawHead`].
-    pub async fn send(&mut self, mut req: Request<RequestBody>, raw: bool) -> Result<Head, Failure> {
+    /// `extra` fields are written after the request's own. With `raw`, a response head
+    /// that can pass through unchanged comes as a [`RawHead`].
+    pub async fn send(&mut self, mut req: Request<RequestBody>, extra: Extra<'_>, raw: bool) -> Result<Head, Failure> {
         let mut body = std::mem::replace(req.body_mut(), RequestBody::Empty);
         let bodiless = body.is_end_stream();
-        let chunked = self.encode_head(&req, &body);
+        let chunked = self.encode_head(&req, &body, extra);
         let head_only = req.method() == Method::HEAD;
         let mut w = Writer {
             pos: 0,
@@ -293,7 +299,7 @@ impl H1Conn {
     }
 
     /// Encodes the request head into `out`; returns whether the body goes chunked.
-    fn encode_head(&mut self, req: &Request<RequestBody>, body: &RequestBody) -> bool {
+    fn encode_head(&mut self, req: &Request<RequestBody>, body: &RequestBody, extra: Extra<'_>) -> bool {
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(req.method().as_str().as_bytes());
@@ -306,6 +312,12 @@ impl H1Conn {
             if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
                 continue;
             }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        for (name, value) in extra.0.iter().zip(extra.1) {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
@@ -721,6 +733,10 @@ struct Scan {
     connection_names: bool,
     date: bool,
     other_hop: bool,
+    /// This hop's own lines (`Connection`, `Keep-Alive`, `Transfer-Encoding`), by
+    /// index: the first [`RAW_SKIPS`], and how many there are.
+    own: [usize; RAW_SKIPS],
+    owns: usize,
 }
 
 impl Scan {
@@ -734,10 +750,19 @@ impl Scan {
             connection_names: false,
             date: false,
             other_hop: false,
+            own: [0; RAW_SKIPS],
+            owns: 0,
         };
-        for &(ns, ne, vs, ve) in spans {
+        for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
             let value = &head[vs as usize..ve as usize];
-            match Field::of(&head[ns as usize..ne as usize]) {
+            let field = Field::of(&head[ns as usize..ne as usize]);
+            if matches!(field, Field::Connection | Field::KeepAlive | Field::TransferEncoding) {
+                if let Some(own) = scan.own.get_mut(scan.owns) {
+                    *own = i;
+                }
+                scan.owns += 1;
+            }
+            match field {
                 Field::ContentLength => scan.content_length(value),
                 Field::TransferEncoding => scan.transfer_encoding = Some((vs, ve)),
                 Field::Connection => {
@@ -836,40 +861,39 @@ pub struct RawHead {
 impl RawHead {
     fn of(head: &Bytes, spans: &[(u32, u32, u32, u32)], scan: &Scan) -> Option<RawHead> {
         let both_framings = scan.length.is_some() && scan.transfer_encoding.is_some();
-        if scan.other_hop || scan.connection_names || both_framings || !head.ends_with(b"\r\n\r\n") {
+        if scan.other_hop
+            || scan.connection_names
+            || both_framings
+            || scan.owns > RAW_SKIPS
+            || !head.ends_with(b"\r\n\r\n")
+        {
             return None;
         }
         let end = head.len() - 2;
         let start = spans.first().map_or(end, |s| s.0 as usize);
-        let mut raw = RawHead {
-            block: Bytes::new(),
-            skip: [(0, 0); RAW_SKIPS],
-            skips: 0,
-            content_length: scan.length.is_some(),
-            date: scan.date,
-        };
-        for (i, &(ns, ne, _, ve)) in spans.iter().enumerate() {
-            let line_end = spans.get(i + 1).map_or(end, |next| next.0 as usize);
+        let line_end = |i: usize| spans.get(i + 1).map_or(end, |next| next.0 as usize);
+        for (i, &(_, _, _, ve)) in spans.iter().enumerate() {
             // Only optional whitespace and CRLF may follow the value: a bare LF ends
             // the line for httparse, and is not passed on.
-            let gap = &head[ve as usize..line_end];
+            let gap = &head[ve as usize..line_end(i)];
             if !gap.ends_with(b"\r\n") || !gap[..gap.len() - 2].iter().all(|&b| b == b' ' || b == b'\t') {
                 return None;
             }
-            if matches!(
-                Field::of(&head[ns as usize..ne as usize]),
-                Field::Connection | Field::KeepAlive | Field::TransferEncoding
-            ) {
-                let range = (
-                    u16::try_from(ns as usize - start).ok()?,
-                    u16::try_from(line_end - start).ok()?,
-                );
-                *raw.skip.get_mut(usize::from(raw.skips))? = range;
-                raw.skips += 1;
-            }
         }
-        raw.block = head.slice(start..end);
-        Some(raw)
+        let mut skip = [(0, 0); RAW_SKIPS];
+        for (range, &i) in skip.iter_mut().zip(&scan.own[..scan.owns]) {
+            *range = (
+                u16::try_from(spans[i].0 as usize - start).ok()?,
+                u16::try_from(line_end(i) - start).ok()?,
+            );
+        }
+        Some(RawHead {
+            block: head.slice(start..end),
+            skip,
+            skips: scan.owns as u8,
+            content_length: scan.length.is_some(),
+            date: scan.date,
+        })
     }
 
     /// Appends the lines passed on, each with its CRLF.

@@ -15,6 +15,6 @@ mod h1;
 mod pool;
 
 pub use balance::{Balance, HashOn, InFlight, LbPolicy, RequestKey, WeightedBackends, hash_bytes, mix};
-pub use h1::{Error as UpstreamError, Failure, RawHead};
+pub use h1::{Error as UpstreamError, Extra, Failure, RawHead};
 pub(crate) use h1::{hex, itoa};
 pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn, set_worker};

@@ -24,7 +24,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::h1::{self, Failure, H1Body, H1Conn, RawHead, Stream};
+use super::h1::{self, Extra, Failure, H1Body, H1Conn, RawHead, Stream};
 use crate::body::RequestBody;
 use crate::metrics::Metrics;
 use crate::table::UpstreamProtocol;
@@ -152,8 +152,13 @@ pub struct PooledConn {
 
 impl PooledConn {
     /// Sends a request; the response body holds the connection until it has ended.
-    async fn send(mut self, req: Request<RequestBody>, raw: bool) -> Result<Response<H1Body>, Failure> {
-        let head = self.conn.send(req, raw).await?;
+    async fn send(
+        mut self,
+        req: Request<RequestBody>,
+        extra: Extra<'_>,
+        raw: bool,
+    ) -> Result<Response<H1Body>, Failure> {
+        let head = self.conn.send(req, extra, raw).await?;
         let (response, body) = H1Body::new(self, head);
         Ok(response.map(|()| body))
     }
@@ -408,11 +413,24 @@ async fn upgrade_conn(addr: SocketAddr, stream: Stream) -> Result<http1::SendReq
 impl UpstreamConn {
     /// Sends a request. [`Failure::Unsent`] hands the request back unsent (the
     /// connection closed before taking it), so it can go out on another connection.
+    /// `extra` fields go after the request's own (into its map, for hyper's client).
     /// With `raw`, an HTTP/1.1 endpoint's response head may come as it was read (see
     /// [`UpstreamBody::raw_head`]).
-    pub async fn send(self, req: Request<RequestBody>, raw: bool) -> Result<Response<UpstreamBody>, Failure> {
+    pub async fn send(
+        self,
+        req: Request<RequestBody>,
+        extra: Extra<'_>,
+        raw: bool,
+    ) -> Result<Response<UpstreamBody>, Failure> {
+        let mut req = req;
+        if let UpstreamConn::Upgrade(_) | UpstreamConn::H2(_) = self {
+            let headers = req.headers_mut();
+            for (name, value) in extra.0.iter().zip(extra.1) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
         let result = match self {
-            UpstreamConn::H1(conn) => return conn.send(req, raw).await.map(|r| r.map(UpstreamBody::H1)),
+            UpstreamConn::H1(conn) => return conn.send(req, extra, raw).await.map(|r| r.map(UpstreamBody::H1)),
             UpstreamConn::Upgrade(mut tx) => tx.try_send_request(req).await,
             UpstreamConn::H2(mut tx) => tx.try_send_request(req).await,
         };

@@ -102,7 +102,7 @@ async fn body(conn: &mut H1Conn, framing: &mut Framing) -> Result<(Vec<u8>, Opti
 
 /// One exchange: the head, the body as text, and whether the connection may be reused.
 async fn exchange(conn: &mut H1Conn, req: Request<RequestBody>) -> Result<(Response<()>, String, bool), Error> {
-    let head = match conn.send(req, false).await {
+    let head = match conn.send(req, Extra::default(), false).await {
         Ok(head) => head,
         Err(Failure::Unsent(_)) => return Err(Error::Closed),
         Err(Failure::Failed { error, .. }) => return Err(error),
@@ -168,7 +168,11 @@ async fn chunked_body_with_extensions_and_trailers_arriving_a_byte_at_a_time() {
     ])
     .await;
     let mut conn = connect(addr).await;
-    let head = conn.send(request(Method::GET, "/"), false).await.ok().expect("head");
+    let head = conn
+        .send(request(Method::GET, "/"), Extra::default(), false)
+        .await
+        .ok()
+        .expect("head");
     assert_eq!(head.framing, Framing::Chunked(Chunked::Size));
     let mut framing = head.framing;
     let (data, trailers) = body(&mut conn, &mut framing).await.expect("body");
@@ -308,7 +312,7 @@ async fn a_body_cut_short_is_an_error_not_an_end() {
 async fn a_request_comes_back_whole_only_when_no_answer_came() {
     let (addr, _heads) = endpoint(vec![closing(b"")]).await;
     let mut conn = connect(addr).await;
-    match conn.send(request(Method::GET, "/again"), false).await {
+    match conn.send(request(Method::GET, "/again"), Extra::default(), false).await {
         Err(Failure::Failed {
             error: Error::Closed,
             request: Some(req),
@@ -332,7 +336,7 @@ async fn a_request_comes_back_whole_only_when_no_answer_came() {
         let (addr, _heads) = endpoint(vec![answer(bytes)]).await;
         let mut conn = connect(addr).await;
         let failed = matches!(
-            conn.send(request(Method::GET, "/"), false).await,
+            conn.send(request(Method::GET, "/"), Extra::default(), false).await,
             Err(Failure::Failed { request: None, .. })
         );
         assert!(failed, "{what}");
