@@ -525,7 +525,20 @@ impl Proxy {
                         .then(|| Replay::of(&req))
                 })
                 .flatten();
-            let sent = tokio::time::timeout(timeout, conn.send(req, extra, raw_head)).await;
+            let sent = match conn {
+                // Portico's own client, awaited here: through `UpstreamConn::send`, each
+                // async layer would keep a copy of the request in this future.
+                UpstreamConn::H1(mut pooled) => {
+                    match tokio::time::timeout(timeout, pooled.send(req, extra, raw_head)).await {
+                        Ok(Ok(head)) => Ok(Ok(pooled.response(head))),
+                        Ok(Err(failure)) => Ok(Err(failure)),
+                        Err(elapsed) => Err(elapsed),
+                    }
+                }
+                // hyper's, for HTTP/2 and upgrades: on the heap, so that its larger
+                // future does not size this one.
+                conn => tokio::time::timeout(timeout, Box::pin(conn.send(req, extra, raw_head))).await,
+            };
             // Whether this failure may be retried, and with what request.
             let again = |what: fn(&RetryPolicy) -> bool, budget: u32, replay: &Option<Replay>| {
                 let others = backend

@@ -151,16 +151,23 @@ pub struct PooledConn {
 }
 
 impl PooledConn {
-    /// Sends a request; the response body holds the connection until it has ended.
-    async fn send(
-        mut self,
+    /// Sends a request and reads the response head; [`PooledConn::response`] makes the
+    /// response of it. (Two steps, so that the caller awaits this client's future
+    /// directly: an async layer around it would keep one more copy of the request.)
+    pub fn send<'a>(
+        &'a mut self,
         req: Request<RequestBody>,
-        extra: Extra<'_>,
+        extra: Extra<'a>,
         raw: bool,
-    ) -> Result<Response<H1Body>, Failure> {
-        let head = self.conn.send(req, extra, raw).await?;
+    ) -> impl Future<Output = Result<h1::Head, Failure>> + Send + 'a {
+        self.conn.send(req, extra, raw)
+    }
+
+    /// The response of a head [`PooledConn::send`] read; its body holds the connection
+    /// until it has ended.
+    pub fn response(self, head: h1::Head) -> Response<UpstreamBody> {
         let (response, body) = H1Body::new(self, head);
-        Ok(response.map(|()| body))
+        response.map(|()| UpstreamBody::H1(body))
     }
 
     /// Returns the connection for the next request. Call only once the response body
@@ -430,7 +437,7 @@ impl UpstreamConn {
             }
         }
         let result = match self {
-            UpstreamConn::H1(conn) => return conn.send(req, extra, raw).await.map(|r| r.map(UpstreamBody::H1)),
+            UpstreamConn::H1(mut conn) => return conn.send(req, extra, raw).await.map(|head| conn.response(head)),
             UpstreamConn::Upgrade(mut tx) => tx.try_send_request(req).await,
             UpstreamConn::H2(mut tx) => tx.try_send_request(req).await,
         };
