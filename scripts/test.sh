@@ -36,6 +36,11 @@ step "integration tests"
 "$PORTICO_CACHE/venv/bin/python" -m pytest -q tests/integration
 
 step "chart and manifests"; scripts/check-chart.sh
+
+step "benchmark harness smoke run (bench/run.sh --quick; its numbers gate nothing)"
+# Fails only when the harness breaks: a tool or peer that does not start, a peer that
+# dies, answers anything but 2xx or fails TLS. Results go to the cache, not the tree.
+bench/run.sh --quick
 if [ -x e2e/run.sh ]; then
   step "end-to-end tests against a real kube-apiserver"
   e2e/run.sh
