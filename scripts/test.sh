@@ -41,6 +41,7 @@ step "benchmark harness smoke run (bench/run.sh --quick; its numbers gate nothin
 # Fails only when the harness breaks: a tool or peer that does not start, a peer that
 # dies, answers anything but 2xx or fails TLS. Results go to the cache, not the tree.
 bench/run.sh --quick
+
 if [ -x e2e/run.sh ]; then
   step "end-to-end tests against a real kube-apiserver"
   e2e/run.sh
