@@ -16,8 +16,8 @@ COPY . .
 # copied out of the cache mount so the next stage can take it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p portico-controller \
-    && install -D -m 0755 target/release/portico /out/portico \
+    cargo build --profile dist --locked -p portico-controller \
+    && install -D -m 0755 target/dist/portico /out/portico \
     && /out/portico --version
 
 # ---- runtime stage -----------------------------------------------------------------

@@ -131,14 +131,14 @@ elif [[ -n "$rev" ]]; then
 		git -C "$repo" archive "$sha" | tar -x -C "$src.tmp"
 		mv "$src.tmp" "$src"
 	fi
-	log "building portico $sha (release)"
-	(cd "$src" && CARGO_TARGET_DIR="$PORTICO_CACHE/bench-target" cargo build --release --locked -p portico-controller) >&2
-	PORTICO_BIN="$PORTICO_CACHE/bench-target/release/portico"
+	log "building portico $sha (profile dist)"
+	(cd "$src" && CARGO_TARGET_DIR="$PORTICO_CACHE/bench-target" cargo build --profile dist --locked -p portico-controller) >&2
+	PORTICO_BIN="$PORTICO_CACHE/bench-target/dist/portico"
 	label="$(git -C "$repo" rev-parse --short=12 "$sha") (clean export of $rev)"
 else
-	log "building portico from the checkout (release)"
-	(cd "$repo" && cargo build --release --locked -p portico-controller) >&2
-	PORTICO_BIN="$CARGO_TARGET_DIR/release/portico"
+	log "building portico from the checkout (profile dist)"
+	(cd "$repo" && cargo build --profile dist --locked -p portico-controller) >&2
+	PORTICO_BIN="$CARGO_TARGET_DIR/dist/portico"
 	label="$(git -C "$repo" describe --always --dirty --abbrev=12) (checkout)"
 fi
 export BENCH_PORTICO_LABEL="$label"

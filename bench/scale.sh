@@ -9,7 +9,7 @@
 #                           criterion runs -> $PORTICO_CACHE/scale-quick/scale.{md,json}
 #   bench/scale.sh --out DIR   write the results to DIR instead (README left alone)
 #
-# Builds Portico's release binary (cargo build --release -p portico-controller) unless
+# Builds Portico's release binary (cargo build --profile dist -p portico-controller) unless
 # PORTICO_BIN names one, and runs the criterion benches with `cargo bench`
 # (dataplane/benches/lookup.rs, controller/benches/compile.rs). Needs python3 (3.11,
 # standard library only) and nothing else beyond the Rust toolchain.
@@ -60,9 +60,9 @@ export PORTICO_SCALE_SIZES="$sizes"
 if [[ -n "${PORTICO_BIN:-}" ]]; then
 	bin="$PORTICO_BIN"
 else
-	log "building the release binary (cargo build --release -p portico-controller)"
-	(cd "$repo" && cargo build --release -p portico-controller)
-	bin="$CARGO_TARGET_DIR/release/portico"
+	log "building the release binary (cargo build --profile dist -p portico-controller)"
+	(cd "$repo" && cargo build --profile dist -p portico-controller)
+	bin="$CARGO_TARGET_DIR/dist/portico"
 fi
 [[ -x "$bin" ]] || {
 	log "no portico binary at $bin"
