@@ -92,6 +92,7 @@ fn build_table(rules: usize) -> RoutingTable {
                     service: service.clone(),
                     host: written.clone(),
                     path: path.clone(),
+                    ..Default::default()
                 },
                 backend: backend.clone(),
                 policy: RoutePolicy::default(),

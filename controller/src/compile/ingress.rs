@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
-use portico_dataplane::table::{HostMatch, PathKind, Route, RouteMeta, RoutePolicy, RouteRule, RuleError};
+use portico_dataplane::table::{HostMatch, ObjectKind, PathKind, Route, RouteMeta, RoutePolicy, RouteRule, RuleError};
 
 use super::backend::Resolved;
 use super::diagnostics::{Problems, reason};
@@ -43,7 +43,7 @@ impl<'a> Compiler<'a> {
 
         // Every host the Ingress declares, as first written, for its defaultBackend.
         let mut hosts: BTreeMap<HostMatch, &str> = BTreeMap::new();
-        for rule in rules {
+        for (rule_index, rule) in rules.iter().enumerate() {
             let written = rule.host.as_deref().unwrap_or_default();
             let host = match HostMatch::parse(written) {
                 Ok(host) => host,
@@ -60,8 +60,9 @@ impl<'a> Compiler<'a> {
             } else {
                 &policy
             };
-            for path in &http.paths {
-                self.add_path(owner, &host, written, path, host_policy, &mut problems);
+            for (path_index, path) in http.paths.iter().enumerate() {
+                let at = Some((rule_index, path_index));
+                self.add_path(owner, (&host, written), path, at, host_policy, &mut problems);
             }
         }
         if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {
@@ -74,9 +75,9 @@ impl<'a> Compiler<'a> {
     fn add_path(
         &mut self,
         owner: Owner<'a>,
-        host: &HostMatch,
-        written_host: &str,
+        (host, written_host): (&HostMatch, &str),
         rule: &'a HTTPIngressPath,
+        at: Option<(usize, usize)>,
         policy: &RoutePolicy,
         problems: &mut Problems,
     ) {
@@ -106,7 +107,7 @@ impl<'a> Compiler<'a> {
             return;
         };
         let route = Arc::new(Route {
-            meta: meta(owner, service, written_host, written_path),
+            meta: meta(owner, service, written_host, written_path, at),
             backend: resolved.backend,
             policy: policy.clone(),
             action: None,
@@ -145,7 +146,7 @@ impl<'a> Compiler<'a> {
         };
         let route = |host: &str| {
             Arc::new(Route {
-                meta: meta(owner, service, host, ""),
+                meta: meta(owner, service, host, "", None),
                 backend: resolved.backend.clone(),
                 policy: policy.clone(),
                 action: None,
@@ -228,12 +229,18 @@ impl<'a> Compiler<'a> {
     }
 }
 
-fn meta(owner: Owner<'_>, service: &str, host: &str, path: &str) -> RouteMeta {
+/// `at` is the (rule, path) index of an `http.paths` entry; `None` for the
+/// defaultBackend.
+fn meta(owner: Owner<'_>, service: &str, host: &str, path: &str, at: Option<(usize, usize)>) -> RouteMeta {
+    let index = |i: usize| u32::try_from(i).ok();
     RouteMeta {
+        kind: ObjectKind::Ingress,
         namespace: owner.namespace.to_string(),
         ingress: owner.name.to_string(),
         service: service.to_string(),
         host: host.to_string(),
         path: path.to_string(),
+        rule: at.and_then(|(r, _)| index(r)),
+        path_index: at.and_then(|(_, p)| index(p)),
     }
 }

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use portico_dataplane::table::{
-    Backend, HeaderCondition, HeaderModifier, HostMatch, MatchConditions, PathKind, PathModifier, QueryCondition,
-    Redirect, RetryPolicy, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule, RuleError, Timeouts,
+    Backend, HeaderCondition, HeaderModifier, HostMatch, MatchConditions, ObjectKind, PathKind, PathModifier,
+    QueryCondition, Redirect, RetryPolicy, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule, RuleError, Timeouts,
     UpstreamProtocol, UrlRewrite, ValueMatch, full_match_regex,
 };
 use portico_dataplane::upstream::{Balance, HashOn, LbPolicy, WeightedBackends};
@@ -92,8 +92,8 @@ impl<'a> Compiler<'a> {
                 policy.hsts = self.opts.hsts;
             }
         }
-        for rule in &spec.rules {
-            self.add_route_rule(namespace, name, &hosts, rule, &policy, problems);
+        for (index, rule) in spec.rules.iter().enumerate() {
+            self.add_route_rule(namespace, name, &hosts, (index, rule), &policy, problems);
         }
     }
 
@@ -102,7 +102,7 @@ impl<'a> Compiler<'a> {
         namespace: &'a str,
         name: &'a str,
         hosts: &[(HostMatch, &str)],
-        rule: &'a crd::RouteRule,
+        (rule_index, rule): (usize, &'a crd::RouteRule),
         policy: &RoutePolicy,
         problems: &mut Problems,
     ) {
@@ -146,7 +146,7 @@ impl<'a> Compiler<'a> {
             &rule.matches[..]
         };
         let mut placed = false;
-        for m in matches {
+        for (match_index, m) in matches.iter().enumerate() {
             let path = m.path.clone().unwrap_or_default();
             let kind = match path.type_ {
                 PathMatchType::Exact => PathKind::Exact,
@@ -160,11 +160,14 @@ impl<'a> Compiler<'a> {
             for (host, written) in hosts {
                 let route = Arc::new(Route {
                     meta: RouteMeta {
+                        kind: ObjectKind::Route,
                         namespace: namespace.to_string(),
                         ingress: name.to_string(),
                         service: service.to_string(),
                         host: written.to_string(),
                         path: path.value.clone(),
+                        rule: u32::try_from(rule_index).ok(),
+                        path_index: u32::try_from(match_index).ok(),
                     },
                     backend: primary.clone(),
                     policy: policy.clone(),

@@ -158,9 +158,37 @@ impl Default for RoutePolicy {
 /// the same behaviour; raise it per Ingress with the same annotation or globally.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 1024 * 1024;
 
-/// Where a matched route came from: the labels metrics and logs carry.
+/// The kind of object a route came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum ObjectKind {
+    /// A `networking.k8s.io/v1` Ingress.
+    #[default]
+    Ingress,
+    /// A `portico.dev/v1alpha1` Route.
+    Route,
+}
+
+impl ObjectKind {
+    /// The Kubernetes `kind`, as a metric label or in text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Ingress => "Ingress",
+            ObjectKind::Route => "Route",
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a matched route came from: the labels metrics and logs carry, and the object
+/// and rule `explain` names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteMeta {
+    pub kind: ObjectKind,
     pub namespace: String,
     /// The Ingress (or Route) name.
     pub ingress: String,
@@ -169,6 +197,12 @@ pub struct RouteMeta {
     pub host: String,
     /// The rule's path as written, never the request's URL.
     pub path: String,
+    /// Index of the rule in the object's `spec.rules`; `None` for an Ingress's
+    /// `spec.defaultBackend`.
+    pub rule: Option<u32>,
+    /// Index within that rule of the path (an Ingress's `http.paths`) or the match (a
+    /// Route's `matches`; 0 for a rule without matches, which matches every path).
+    pub path_index: Option<u32>,
 }
 
 /// What a request that matched is sent to.

@@ -505,3 +505,22 @@ fn route_watch_namespace() {
     c.assert_clean();
     assert_eq!(c.hit("a.com", "/"), None);
 }
+
+/// A Route's table entries name the Route, its rule and its match, as written.
+#[test]
+fn route_meta_names_rule_and_match() {
+    let spec = json!({"hostnames": ["a.com"], "rules": [
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/x"}}], "backendRefs": [{"name": "web", "port": 80}]},
+        {"matches": [{"path": {"type": "Exact", "value": "/a"}}, {"path": {"type": "PathPrefix", "value": "/b/"}}],
+         "backendRefs": [{"name": "web", "port": 80}]}]});
+    let c = world()
+        .backend("default", "web", &["10.0.0.1"])
+        .route(route("default", "r", spec))
+        .compile();
+    c.assert_clean();
+    let meta = &c.route("a.com", "/b/c").unwrap().meta;
+    assert_eq!(meta.kind, portico_dataplane::table::ObjectKind::Route);
+    assert_eq!((meta.ingress.as_str(), meta.path.as_str()), ("r", "/b/"));
+    assert_eq!((meta.rule, meta.path_index), (Some(1), Some(1)));
+    assert_eq!(meta.kind.as_str(), "Route");
+}

@@ -1,6 +1,6 @@
 //! Hosts, paths, precedence between Ingresses, defaultBackend and annotations.
 
-use portico_dataplane::table::{DEFAULT_MAX_BODY_SIZE, RouteMeta};
+use portico_dataplane::table::{DEFAULT_MAX_BODY_SIZE, ObjectKind, RouteMeta};
 
 use super::*;
 use crate::compile::{InvalidSize, PROXY_BODY_SIZE, parse_size, reason};
@@ -400,14 +400,19 @@ fn route_meta_labels() {
         )
         .compile();
     let want = RouteMeta {
+        kind: ObjectKind::Ingress,
         namespace: "default".into(),
         ingress: "web".into(),
         service: "api".into(),
         host: "*.Example.com".into(),
         path: "/api/".into(),
+        rule: Some(0),
+        path_index: Some(0),
     };
     assert_eq!(c.route("x.example.com", "/api/v1").unwrap().meta, want);
-    assert_eq!(c.route("other", "/").unwrap().meta.host, "");
+    let catch_all = &c.route("other", "/").unwrap().meta;
+    assert_eq!(catch_all.host, "");
+    assert_eq!((catch_all.rule, catch_all.path_index), (Some(1), Some(0)));
 }
 
 /// Given the same objects in any order, the table answers every request the same way
