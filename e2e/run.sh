@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the end-to-end suite: portico against a real kube-apiserver and etcd.
+# Runs the end-to-end suite: portico against a real kube-apiserver and etcd, and as
+# pods on a real node (kubelet, containerd).
 #
 #   e2e/run.sh                       everything
 #   e2e/run.sh routing::             only tests whose name contains routing::
@@ -30,7 +31,7 @@ for tool in curl python3 ip openssl; do
 done
 
 log "control-plane binaries (built once, then cached under $PORTICO_CACHE)"
-e2e/cluster build
+e2e/cluster build --node
 
 if [[ -z "${PORTICO_BIN:-}" ]]; then
 	log "building portico (release)"

@@ -2,7 +2,8 @@
 # Installs what the integration tests (tests/integration/) need on a fresh Debian
 # machine, and does nothing (quickly) when it is all there already:
 #
-#   - Debian packages: curl, h2load (nghttp2-client), openssl, ss (iproute2).
+#   - Debian packages: curl, h2load (nghttp2-client), openssl, ss (iproute2); for the
+#     end-to-end rig's node: containerd, runc, iptables, containernetworking-plugins.
 #     `apt-get update` runs only when something has to be installed.
 #   - A Python virtualenv with pinned pytest, websockets and grpcio, at
 #     ${PORTICO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portico}/venv
@@ -30,6 +31,9 @@ declare -A APT_FOR=(
 	[h2load]=nghttp2-client
 	[openssl]=openssl
 	[ss]=iproute2
+	[containerd]=containerd
+	[runc]=runc
+	[iptables]=iptables
 )
 
 missing=()
@@ -38,6 +42,9 @@ for cmd in "${!APT_FOR[@]}"; do
 		missing+=("${APT_FOR[$cmd]}")
 	fi
 done
+
+# The CNI plugins are not on PATH.
+[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
 
 if ((${#missing[@]})); then
 	as_root=()
@@ -52,7 +59,7 @@ if ((${#missing[@]})); then
 	"${as_root[@]}" apt-get update -qq >&2
 	DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 else
-	log "Debian packages present (curl, h2load, openssl, ss)"
+	log "Debian packages present (curl, h2load, openssl, ss, containerd, runc, iptables, CNI plugins)"
 fi
 
 # The venv is keyed by the requirement list and the interpreter's version, so an

@@ -15,6 +15,9 @@ bin_path() {
 etcd_bin() { bin_path etcd "$PORTICO_ETCD_VERSION"; }
 apiserver_bin() { bin_path kube-apiserver "$PORTICO_KUBE_VERSION"; }
 kubectl_bin() { bin_path kubectl "$PORTICO_KUBE_VERSION"; }
+# The node's components (e2e/cluster up --node), from the same k8s.io/kubernetes.
+NODE_COMPONENTS=(kube-controller-manager kube-scheduler kubelet kube-proxy)
+node_bin() { bin_path "$1" "$PORTICO_KUBE_VERSION"; }
 
 # The published staging version for a Kubernetes release: v1.35.4 -> v0.35.4.
 kube_staging_version() {
@@ -150,6 +153,21 @@ kube_src() {
 	printf '%s\n' "$src"
 }
 
+# kube_src_node: the same scratch module, with the node's commands resolved too.
+kube_src_node() {
+	local version=$PORTICO_KUBE_VERSION src name pkgs=()
+	src=$(kube_src) || exit 1
+	if [[ ! -f "$src/.ready-node" ]]; then
+		for name in "${NODE_COMPONENTS[@]}"; do
+			pkgs+=("k8s.io/kubernetes/cmd/$name@$version")
+		done
+		(cd "$src" && go_env go get "${pkgs[@]}") >&2 ||
+			die "resolving the node's commands of k8s.io/kubernetes $version failed (see above)"
+		touch "$src/.ready-node"
+	fi
+	printf '%s\n' "$src"
+}
+
 kube_ldflags() {
 	local version=$PORTICO_KUBE_VERSION minor pkg out="-s -w"
 	minor=${version#v1.}
@@ -166,7 +184,11 @@ build_kube() {
 	local name=$1 version=$PORTICO_KUBE_VERSION src tmp started flags
 	started=$(now)
 	log "building $name $version from k8s.io/kubernetes (about 5 minutes on 2 cores when cold)"
-	src=$(kube_src) || exit 1
+	if [[ "$name" == kube-apiserver || "$name" == kubectl ]]; then
+		src=$(kube_src) || exit 1
+	else
+		src=$(kube_src_node) || exit 1
+	fi
 	tmp=$(mktemp -d "$PORTICO_CACHE/bin/.$name-$version.XXXXXX")
 	mapfile -t flags < <(go_build_flags)
 	(cd "$src" && go_env go build "${flags[@]}" -ldflags "$(kube_ldflags)" \
@@ -174,9 +196,9 @@ build_kube() {
 		rm -rf "$tmp"
 		die "building $name $version failed (see above)"
 	}
-	if [[ "$name" == kube-apiserver && "$("$tmp/$name" --version)" != "Kubernetes $version" ]]; then
+	if [[ "$name" != kubectl && "$("$tmp/$name" --version)" != "Kubernetes $version" ]]; then
 		rm -rf "$tmp"
-		die "the built kube-apiserver does not report version $version"
+		die "the built $name does not report version $version"
 	fi
 	write_build_info "$tmp/build-info.txt" "k8s.io/kubernetes/cmd/$name@$version" "$started"
 	install_dir "$tmp" "$name" "$version"
@@ -210,6 +232,32 @@ ensure_binaries() {
 		fi
 		log "build finished in $(($(now) - started))s"
 	fi
+	flock -u "$lockfd"
+	exec {lockfd}>&-
+}
+
+node_binaries_present() {
+	local name
+	for name in "${NODE_COMPONENTS[@]}"; do
+		[[ -x "$(node_bin "$name")" ]] || return 1
+	done
+}
+
+# ensure_node_binaries: the control plane's binaries, then the node's, under the lock.
+ensure_node_binaries() {
+	ensure_binaries
+	node_binaries_present && return 0
+	local lockfd started name
+	exec {lockfd}>"$PORTICO_CACHE/build.lock"
+	if ! flock -n "$lockfd"; then
+		log "another build holds $PORTICO_CACHE/build.lock; waiting for it"
+		flock "$lockfd"
+	fi
+	started=$(now)
+	for name in "${NODE_COMPONENTS[@]}"; do
+		[[ -x "$(node_bin "$name")" ]] || build_kube "$name"
+	done
+	log "node build finished in $(($(now) - started))s"
 	flock -u "$lockfd"
 	exec {lockfd}>&-
 }

@@ -1,0 +1,3 @@
+module portico.invalid/e2e/images
+
+go 1.24
