@@ -118,13 +118,46 @@ struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     connect_timeout: Duration,
 
-    /// Time allowed from sending a request to an endpoint to its response headers.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// Time allowed from sending a request to an endpoint to its response headers, and
+    /// then between two reads of the response body or of an upgraded connection (an
+    /// idle WebSocket closes after it): nginx's `proxy_read_timeout`.
+    #[arg(long, alias = "proxy-read-timeout", default_value = "60s", value_parser = parse_duration)]
     upstream_timeout: Duration,
+
+    /// Longest wait between two writes to an upgraded connection's endpoint (nginx's
+    /// `proxy_send_timeout`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    proxy_send_timeout: Duration,
+
+    /// Longest wait between two reads of a request body; exceeded: 408 (nginx's
+    /// `client_body_timeout`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    client_body_timeout: Duration,
+
+    /// Longest wait between two writes to a client that is not reading its response;
+    /// exceeded: the connection is closed (nginx's `send_timeout`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    send_timeout: Duration,
 
     /// Time a client has to send request headers; also the idle keep-alive timeout.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     client_header_timeout: Duration,
+
+    /// Read each request body before contacting the endpoint, so slow uploads tie up
+    /// no backend connection and a malformed body forwards nothing (ingress-nginx's
+    /// `proxy-request-buffering`). Per Ingress: the `proxy-request-buffering` annotation.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    proxy_request_buffering: bool,
+
+    /// The most of one request body read ahead (nginx size syntax); the rest streams
+    /// after it.
+    #[arg(long, default_value = "1m", value_parser = parse_size)]
+    client_body_buffer_size: BodyLimit,
+
+    /// The most memory all request bodies read ahead may hold at once; a body that finds
+    /// it spent streams instead.
+    #[arg(long, default_value = "256m", value_parser = parse_size)]
+    request_buffer_memory: BodyLimit,
 
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -223,6 +256,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let cfg = ProxyConfig {
         connect_timeout: args.connect_timeout,
         upstream_response_timeout: args.upstream_timeout,
+        proxy_send_timeout: args.proxy_send_timeout,
+        client_body_timeout: args.client_body_timeout,
+        send_timeout: args.send_timeout,
+        request_buffering: args.proxy_request_buffering,
+        client_body_buffer_size: args.client_body_buffer_size.0.unwrap_or(0),
+        request_buffer_budget: args.request_buffer_memory.0.unwrap_or(0),
         client_header_timeout: args.client_header_timeout,
         drain_timeout: args.drain_timeout,
         access_log: args.access_log,
@@ -263,17 +302,28 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(http = %server.http_addr(), https = ?server.https_addr(), admin = %server.admin_addr(), "listening");
 
     let (tx, rx) = watch::channel(Arc::new(RoutingTable::default()));
+    // SIGTERM starts the drain and, at the same moment, the leader's Lease release.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Without a status writer (file mode) there is nothing to release.
+    let (released_tx, mut released_rx) = watch::channel(args.from_file.is_some());
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
     let source = async {
         match &args.from_file {
             Some(path) => portico_controller::file::run(path.clone(), opts, tx)
                 .await
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error>),
-            None => run_cluster(&args, opts, tx).await,
+            None => run_cluster(&args, opts, tx, stop_rx.clone(), released_tx).await,
         }
     };
-    let serve = server.run(rx, shutdown_signal());
+    let mut stopped = stop_rx.clone();
+    let serve = server.run(rx, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    });
     tokio::pin!(serve);
-    tokio::select! {
+    let result = tokio::select! {
         () = &mut serve => Ok(()),
         res = source => match res {
             // The source only returns on a fatal error; a clean return would leave the
@@ -281,7 +331,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             Ok(()) => { serve.await; Ok(()) }
             Err(e) => Err(e),
         },
-    }
+    };
+    // The release usually finished while the connections drained; a short drain waits
+    // for it, briefly (an API server that does not answer must not hold the exit).
+    let _ = tokio::time::timeout(Duration::from_secs(5), released_rx.wait_for(|r| *r)).await;
+    result
 }
 
 async fn kube_client(args: &Args) -> Result<kube::Client, Box<dyn std::error::Error>> {
@@ -302,6 +356,8 @@ async fn run_cluster(
     args: &Args,
     opts: CompileOptions,
     tx: watch::Sender<Arc<RoutingTable>>,
+    stop: watch::Receiver<bool>,
+    released: watch::Sender<bool>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use portico_controller::{k8s, status};
     let client = kube_client(args).await?;
@@ -331,7 +387,14 @@ async fn run_cluster(
         lease_duration: Duration::from_secs(15),
     };
     let (compiled_tx, compiled_rx) = watch::channel(k8s::Compiled::default());
-    tokio::spawn(status::run(client.clone(), status_opts, opts.clone(), compiled_rx));
+    tokio::spawn(status::run(
+        client.clone(),
+        status_opts,
+        opts.clone(),
+        compiled_rx,
+        stop,
+        released,
+    ));
     k8s::run(client, opts, k8s::Coalesce::default(), tx, compiled_tx).await;
     Ok(())
 }

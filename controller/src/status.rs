@@ -16,6 +16,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
@@ -48,12 +50,25 @@ pub struct StatusOptions {
 
 const FIELD_MANAGER: &str = "portico";
 
-/// Runs forever: campaigns for the Lease, and while leader keeps status and Events current.
+/// How often a replica that does not lead looks whether the Lease is free: client-go's
+/// default retry period. A Lease released on shutdown is taken within this.
+const RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// The least time between two passes of status writes: endpoint churn recompiles many
+/// times a second, and status and Events need not follow each compile.
+const WRITE_PERIOD: Duration = Duration::from_secs(1);
+
+/// Runs until `stop` turns true: campaigns for the Lease, and while leader keeps status
+/// and Events current. The Lease is renewed on a timer (a third of its duration), not
+/// on every compile, so endpoint churn costs no Lease writes. On `stop`, a leader
+/// releases the Lease (client-go's `ReleaseOnCancel`) so that another replica takes
+/// over at once rather than when it expires; `released` turns true when that is done.
 pub async fn run(
     client: Client,
     opts: StatusOptions,
     compile_opts: CompileOptions,
     mut compiled: watch::Receiver<Compiled>,
+    mut stop: watch::Receiver<bool>,
+    released: watch::Sender<bool>,
 ) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &opts.lease_namespace);
     let recorder = Recorder::new(
@@ -65,22 +80,54 @@ pub async fn run(
     );
     let mut published: HashSet<String> = HashSet::new();
     let mut leader = false;
-    let retry = opts.lease_duration / 3;
+    // When the Lease was last renewed: a leader that cannot renew stops writing before
+    // its Lease can have expired for the others.
+    let mut renewed = Instant::now();
+    let renew_every = opts.lease_duration / 3;
+    let mut next_campaign = Instant::now();
+    let mut compiles_open = true;
     loop {
-        match campaign(&leases, &opts).await {
-            Ok(now_leader) => {
-                if now_leader != leader {
-                    tracing::info!(identity = %opts.identity, leader = now_leader, "leadership changed");
-                    published.clear();
+        // Whether this pass writes status: on winning the Lease, and on a new compile.
+        let mut write = false;
+        tokio::select! {
+            () = async { drop(stop.wait_for(|stopped| *stopped).await) } => {
+                if leader {
+                    match release(&leases, &opts).await {
+                        Ok(()) => tracing::info!(identity = %opts.identity, "released the leader Lease"),
+                        Err(e) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
+                    }
                 }
-                leader = now_leader;
+                let _ = released.send(true);
+                return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "leader election failed; not writing status until it succeeds");
-                leader = false;
+            () = tokio::time::sleep_until(next_campaign) => {
+                let was = leader;
+                match campaign(&leases, &opts).await {
+                    Ok(now_leader) => {
+                        leader = now_leader;
+                        if leader {
+                            renewed = Instant::now();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader election failed; retrying");
+                        // Kept for a while: the Lease is still ours until it expires.
+                        leader &= renewed.elapsed() < opts.lease_duration * 2 / 3;
+                    }
+                }
+                if leader != was {
+                    tracing::info!(identity = %opts.identity, leader, "leadership changed");
+                    published.clear();
+                    write = leader;
+                }
+                next_campaign = Instant::now() + if leader { renew_every } else { RETRY_PERIOD };
+            }
+            changed = compiled.changed(), if compiles_open && leader => {
+                compiles_open = changed.is_ok();
+                write = compiles_open;
             }
         }
-        if leader {
+        if write {
             let current = compiled.borrow_and_update().clone();
             if let Err(e) = write_status(&client, &opts, &compile_opts, &current).await {
                 tracing::warn!(error = %e, "writing Ingress status failed; will retry");
@@ -89,10 +136,28 @@ pub async fn run(
                 tracing::warn!(error = %e, "writing Route status failed; will retry");
             }
             publish_events(&recorder, &current, &mut published).await;
+            tokio::time::sleep(WRITE_PERIOD).await;
         }
-        // Wake on a new compile (while leader) or when the Lease needs renewing.
-        let _ = tokio::time::timeout(retry, compiled.changed()).await;
     }
+}
+
+/// Gives the Lease up if this replica holds it, as client-go's `ReleaseOnCancel` does:
+/// no holder, a duration of one second, so the next candidate to look takes it.
+async fn release(leases: &Api<Lease>, opts: &StatusOptions) -> Result<(), kube::Error> {
+    let Some(mut lease) = leases.get_opt(&opts.lease_name).await? else {
+        return Ok(());
+    };
+    let spec = lease.spec.get_or_insert_default();
+    if spec.holder_identity.as_deref() != Some(opts.identity.as_str()) {
+        return Ok(());
+    }
+    let now = MicroTime(Timestamp::now());
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(now.clone());
+    spec.acquire_time = Some(now);
+    leases.replace(&opts.lease_name, &PostParams::default(), &lease).await?;
+    Ok(())
 }
 
 /// Takes or renews the Lease; true while this replica holds it. Uses the Lease's
@@ -124,11 +189,13 @@ async fn campaign(leases: &Api<Lease>, opts: &StatusOptions) -> Result<bool, kub
     };
     let spec = lease.spec.clone().unwrap_or_default();
     let held_by_me = spec.holder_identity.as_deref() == Some(opts.identity.as_str());
-    let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-        (Some(MicroTime(renewed)), Some(secs)) => *renewed + SignedDuration::from_secs(i64::from(secs)) < now,
-        _ => true,
-    };
-    if !held_by_me && !expired {
+    // Released (no holder) or not renewed in time.
+    let free = spec.holder_identity.as_deref().is_none_or(str::is_empty)
+        || match (&spec.renew_time, spec.lease_duration_seconds) {
+            (Some(MicroTime(renewed)), Some(secs)) => *renewed + SignedDuration::from_secs(i64::from(secs)) < now,
+            _ => true,
+        };
+    if !held_by_me && !free {
         return Ok(false);
     }
     let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!held_by_me);

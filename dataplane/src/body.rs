@@ -3,12 +3,15 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::idle::Idle;
 use crate::upstream::{RawHead, UpstreamBody};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -19,6 +22,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct BodyTooLarge {
     pub limit: u64,
 }
+
+/// The client sent no part of its request body for longer than `client_body_timeout`
+/// (nginx answers 408).
+#[derive(Debug, thiserror::Error)]
+#[error("no request body bytes for {0:?}")]
+pub struct ClientBodyTimeout(pub Duration);
+
+/// The endpoint sent no part of its response body for longer than the read timeout
+/// (nginx's `proxy_read_timeout`, which also bounds an idle WebSocket).
+#[derive(Debug, thiserror::Error)]
+#[error("no response body bytes from the endpoint for {0:?}")]
+pub struct UpstreamReadTimeout(pub Duration);
 
 /// Called once when a request body has been read to its end. The listener puts one in
 /// a request's extensions when it wants to know (a plain HTTP/1.1 connection releases
@@ -34,22 +49,115 @@ pub enum RequestBody {
         limit: Option<u64>,
         seen: u64,
         on_end: Option<BodyEndHook>,
+        idle: Idle,
     },
+    /// Read ahead before the endpoint was contacted ([`RequestBody::buffer`]): the
+    /// frames read, then the rest of the body when it did not fit.
+    Buffered(Box<Buffered>),
+}
+
+/// A body read ahead, and the memory it holds against the process's budget.
+pub struct Buffered {
+    frames: std::collections::VecDeque<Frame<Bytes>>,
+    /// Data bytes among `frames`.
+    len: u64,
+    rest: Option<RequestBody>,
+    held: Held,
+}
+
+/// Bytes of request bodies held in memory by the whole process.
+static BUFFERED: AtomicU64 = AtomicU64::new(0);
+
+/// A share of [`BUFFERED`], given back when dropped.
+struct Held(u64);
+
+impl Held {
+    /// Takes `n` more bytes of the budget, if `budget` allows.
+    fn take(&mut self, n: u64, budget: u64) -> bool {
+        if BUFFERED.fetch_add(n, Ordering::AcqRel) + n > budget {
+            BUFFERED.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        self.0 += n;
+        true
+    }
+
+    fn give_back(&mut self, n: u64) {
+        let n = n.min(self.0);
+        self.0 -= n;
+        BUFFERED.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        BUFFERED.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
+/// Bytes of request bodies the process holds in memory now.
+pub fn buffered_bytes() -> u64 {
+    BUFFERED.load(Ordering::Acquire)
 }
 
 impl RequestBody {
     /// `None`: a request that has no body (Portico's own HTTP/1.1 server reads only
     /// those; hyper reads the rest).
-    pub fn new(inner: Option<Incoming>, limit: Option<u64>, on_end: Option<BodyEndHook>) -> Self {
+    /// `timeout` bounds the wait between two reads of the body (`client_body_timeout`).
+    pub fn new(inner: Option<Incoming>, limit: Option<u64>, on_end: Option<BodyEndHook>, timeout: Duration) -> Self {
         match inner {
             Some(inner) if !inner.is_end_stream() => RequestBody::Streaming {
                 inner,
                 limit,
                 seen: 0,
                 on_end,
+                idle: Idle::new(timeout),
             },
             _ => RequestBody::Empty,
         }
+    }
+}
+
+impl RequestBody {
+    /// ingress-nginx's `proxy-request-buffering: on`: reads the body before the
+    /// endpoint is contacted, so a slow client ties up no backend connection, and a
+    /// body that turns out malformed, too large or stalled is refused with nothing
+    /// forwarded. Up to `cap` bytes are read, and only while the process holds fewer
+    /// than `budget` bytes of bodies in all; what does not fit then streams after
+    /// what was read (nginx would spill it to a file). A body read in full goes out
+    /// with a `Content-Length`, as nginx sends it.
+    pub async fn buffer(self, cap: u64, budget: u64) -> Result<RequestBody, BoxError> {
+        if !matches!(self, RequestBody::Streaming { .. }) {
+            return Ok(self);
+        }
+        let mut body = self;
+        let mut buffered = Buffered {
+            frames: Default::default(),
+            len: 0,
+            rest: None,
+            held: Held(0),
+        };
+        loop {
+            if buffered.len >= cap {
+                buffered.rest = Some(body);
+                break;
+            }
+            let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await else {
+                break;
+            };
+            let frame = frame?;
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            if !buffered.held.take(n, budget) {
+                // Over the budget: this frame and the rest stream.
+                buffered.frames.push_back(frame);
+                buffered.len += n;
+                buffered.rest = Some(body);
+                break;
+            }
+            buffered.len += n;
+            buffered.frames.push_back(frame);
+        }
+        Ok(RequestBody::Buffered(Box::new(buffered)))
     }
 }
 
@@ -67,13 +175,32 @@ impl Body for RequestBody {
         let this = self.get_mut();
         match this {
             RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Buffered(b) => {
+                if let Some(frame) = b.frames.pop_front() {
+                    if let Some(data) = frame.data_ref() {
+                        let n = data.len() as u64;
+                        b.len -= n;
+                        b.held.give_back(n);
+                    }
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                match &mut b.rest {
+                    Some(rest) => Pin::new(rest).poll_frame(cx),
+                    None => Poll::Ready(None),
+                }
+            }
             RequestBody::Streaming {
                 inner,
                 limit,
                 seen,
                 on_end,
+                idle,
             } => match Pin::new(&mut *inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
+                Poll::Ready(Some(Ok(mut frame))) => {
+                    idle.progress();
+                    if let Some(trailers) = frame.trailers_mut() {
+                        crate::codec::clean_trailers(trailers);
+                    }
                     if let Some(data) = frame.data_ref() {
                         *seen += data.len() as u64;
                         if let Some(limit) = *limit
@@ -96,7 +223,10 @@ impl Body for RequestBody {
                     body_ended(on_end);
                     Poll::Ready(None)
                 }
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => match idle.poll_expired(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ClientBodyTimeout(idle.limit()))))),
+                    Poll::Pending => Poll::Pending,
+                },
             },
         }
     }
@@ -104,6 +234,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
+            RequestBody::Buffered(b) => b.frames.is_empty() && b.rest.as_ref().is_none_or(|r| r.is_end_stream()),
             RequestBody::Streaming { inner, .. } => inner.is_end_stream(),
         }
     }
@@ -111,6 +242,18 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Buffered(b) => match &b.rest {
+                None => SizeHint::with_exact(b.len),
+                Some(rest) => {
+                    let rest = rest.size_hint();
+                    let mut hint = SizeHint::new();
+                    hint.set_lower(rest.lower().saturating_add(b.len));
+                    if let Some(upper) = rest.upper() {
+                        hint.set_upper(upper.saturating_add(b.len));
+                    }
+                    hint
+                }
+            },
             RequestBody::Streaming { inner, .. } => inner.size_hint(),
         }
     }
@@ -155,9 +298,12 @@ pub struct ResponseBody {
     done: Option<Box<dyn OnComplete>>,
 }
 
+// Most responses are an endpoint's: boxing that variant would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Full(Option<Bytes>),
-    Upstream(UpstreamBody),
+    /// An endpoint's body, and the longest wait allowed between two of its frames.
+    Upstream(UpstreamBody, Idle),
 }
 
 impl ResponseBody {
@@ -178,10 +324,11 @@ impl ResponseBody {
         }
     }
 
-    /// Streams an endpoint's body.
-    pub fn upstream(inner: UpstreamBody) -> Self {
+    /// Streams an endpoint's body, waiting up to `timeout` between two reads of it
+    /// (nginx's `proxy_read_timeout`).
+    pub fn upstream(inner: UpstreamBody, timeout: Duration) -> Self {
         ResponseBody {
-            kind: Kind::Upstream(inner),
+            kind: Kind::Upstream(inner, Idle::new(timeout)),
             sent: 0,
             done: None,
         }
@@ -192,7 +339,7 @@ impl ResponseBody {
     /// response's own header map.
     pub fn raw_head(&self) -> Option<&RawHead> {
         match &self.kind {
-            Kind::Upstream(inner) => inner.raw_head(),
+            Kind::Upstream(inner, _) => inner.raw_head(),
             Kind::Full(_) => None,
         }
     }
@@ -223,7 +370,16 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream(inner) => Pin::new(inner).poll_frame(cx),
+            Kind::Upstream(inner, idle) => match Pin::new(inner).poll_frame(cx) {
+                Poll::Pending => match idle.poll_expired(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(UpstreamReadTimeout(idle.limit())) as BoxError))),
+                    Poll::Pending => Poll::Pending,
+                },
+                polled => {
+                    idle.progress();
+                    polled
+                }
+            },
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -240,7 +396,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
-            Kind::Upstream(inner) => inner.is_end_stream(),
+            Kind::Upstream(inner, _) => inner.is_end_stream(),
         }
     }
 
@@ -248,7 +404,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Upstream(inner) => inner.size_hint(),
+            Kind::Upstream(inner, _) => inner.size_hint(),
         }
     }
 }

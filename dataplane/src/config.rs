@@ -10,9 +10,31 @@ pub struct ProxyConfig {
     /// Default 5 s: a pod that does not accept in 5 s is not coming back soon, and the
     /// request still has time for its one retry on another endpoint.
     pub connect_timeout: Duration,
-    /// Time from sending the request to receiving the response headers (nginx
-    /// `proxy_read_timeout`, default 60 s). Exceeded: 504.
+    /// Time from sending the request to receiving the response headers, and then the
+    /// longest wait between two reads of the response body or of an upgraded
+    /// connection (a WebSocket) from the endpoint: nginx's `proxy_read_timeout`, default
+    /// 60 s. Exceeded before the headers: 504; after: the connection is closed.
     pub upstream_response_timeout: Duration,
+    /// Longest wait between two writes to an upgraded connection's endpoint (nginx
+    /// `proxy_send_timeout`, 60 s). A request body's writes are bounded by the response
+    /// timeout, which runs from the first byte sent.
+    pub proxy_send_timeout: Duration,
+    /// Longest wait between two reads of a request body (nginx `client_body_timeout`,
+    /// 60 s). Exceeded: 408, or the connection closed when the request was already on
+    /// its way.
+    pub client_body_timeout: Duration,
+    /// Read request bodies before contacting the endpoint (ingress-nginx's
+    /// `proxy-request-buffering`, on by default); per Ingress by the annotation.
+    pub request_buffering: bool,
+    /// The most of one request body read ahead; the rest streams after it. 1 MiB: every
+    /// body within the default body limit is read whole.
+    pub client_body_buffer_size: u64,
+    /// The most bytes of request bodies read ahead by the whole process at once; a body
+    /// that finds the budget spent streams.
+    pub request_buffer_budget: u64,
+    /// Longest wait between two writes to a client (nginx `send_timeout`, 60 s): a
+    /// client that stops reading its response is disconnected.
+    pub send_timeout: Duration,
     /// How long a client may take to send a request's headers, and how long an idle
     /// keep-alive connection is kept open waiting for the next one (nginx
     /// `client_header_timeout`, 60 s).
@@ -44,6 +66,12 @@ impl Default for ProxyConfig {
         ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
+            proxy_send_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            request_buffering: true,
+            client_body_buffer_size: 1 << 20,
+            request_buffer_budget: 256 << 20,
             client_header_timeout: Duration::from_secs(60),
             max_header_size: 16 * 1024,
             pool_max_idle_per_endpoint: 256,

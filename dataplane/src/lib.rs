@@ -10,7 +10,9 @@
 //! ```
 
 pub mod body;
+pub mod codec;
 pub mod config;
+pub mod idle;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

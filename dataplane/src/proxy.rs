@@ -24,8 +24,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::body::{BodyEndHook, BodyTooLarge, OnComplete, RequestBody, ResponseBody};
+use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, OnComplete, RequestBody, ResponseBody};
 use crate::config::ProxyConfig;
+use crate::idle::IdleIo;
 use crate::metrics::Metrics;
 use crate::table::{Redirect, RequestView, RetryPolicy, Route, RoutingTable, UpstreamProtocol};
 use crate::upstream::{Extra, Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
@@ -107,6 +108,10 @@ pub enum ProxyError {
     UpstreamClosed(SocketAddr),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    #[error("bad request: {0}")]
+    BadHost(#[from] crate::codec::BadHost),
+    #[error("client sent no request body bytes for {0:?}")]
+    ClientBodyTimeout(std::time::Duration),
 }
 
 impl ProxyError {
@@ -118,7 +123,8 @@ impl ProxyError {
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UpstreamClosed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadHost(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -131,7 +137,13 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(self, ProxyError::BodyTooLarge(_) | ProxyError::BadRequest(_)) {
+        if matches!(
+            self,
+            ProxyError::BodyTooLarge(_)
+                | ProxyError::BadRequest(_)
+                | ProxyError::BadHost(_)
+                | ProxyError::ClientBodyTimeout(_)
+        ) {
             // The rest of the body is unread; the connection cannot carry another request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -251,6 +263,10 @@ impl Proxy {
         raw_head: bool,
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, ProxyError> {
+        if let Err(e) = crate::codec::check_host(req.version(), req.uri(), req.headers()) {
+            crate::body::linger(req.into_body());
+            return Err(e.into());
+        }
         let table = self.table.load();
         let route = Self::route_request(&table, log.host(), &req)?;
         log.route = Some(route.clone());
@@ -269,8 +285,11 @@ impl Proxy {
             return Err(ProxyError::BodyTooLarge(limit));
         }
         let upgrade = is_upgrade(&req);
-        let (req, on_client_upgrade, forwarded) =
+        let (mut req, on_client_upgrade, forwarded) =
             self.upstream_request(req, &route, conn, &log.request_id, &log.host, upgrade, client_forwarded)?;
+        if !upgrade && route.policy.request_buffering.unwrap_or(self.cfg.request_buffering) {
+            req = self.buffer_request(req).await?;
+        }
         let sent = Instant::now();
         // Lines that pass through unchanged must need no change here.
         let raw_head = raw_head
@@ -280,7 +299,7 @@ impl Proxy {
             .send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log)
             .await?;
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
-        let mut resp = self.upstream_response(resp, on_client_upgrade);
+        let mut resp = self.upstream_response(resp, on_client_upgrade, &route);
         if let Some(action) = &route.action {
             action.response_headers.apply(resp.headers_mut());
         }
@@ -420,7 +439,7 @@ impl Proxy {
             }
         }
         let on_end = parts.extensions.remove::<BodyEndHook>();
-        let body = RequestBody::new(body, route.policy.max_body_size, on_end);
+        let body = RequestBody::new(body, route.policy.max_body_size, on_end, self.cfg.client_body_timeout);
         Ok((Request::from_parts(parts, body), on_upgrade, forwarded))
     }
 
@@ -460,6 +479,7 @@ impl Proxy {
         let attempt_timeout = retry
             .and_then(|r| r.per_try_timeout)
             .or(action.and_then(|a| a.timeouts.backend_request))
+            .or(route.policy.read_timeout)
             .unwrap_or(self.cfg.upstream_response_timeout);
         let deadline = action.and_then(|a| a.timeouts.request).map(|t| (log.start + t, t));
         let replay = retry
@@ -602,6 +622,9 @@ impl Proxy {
                     if let Some(limit) = find_source::<BodyTooLarge>(&e).map(|b| b.limit) {
                         return Err(ProxyError::BodyTooLarge(limit));
                     }
+                    if let Some(t) = find_source::<ClientBodyTimeout>(&e) {
+                        return Err(ProxyError::ClientBodyTimeout(t.0));
+                    }
                     if reused && !stale_retried {
                         let again = request
                             .filter(|r| is_idempotent(r.method()) || replay.is_some())
@@ -627,18 +650,46 @@ impl Proxy {
         }
     }
 
+    /// Between phases 2 and 3: the request body read ahead, so that the endpoint is
+    /// contacted only once it is in (see [`RequestBody::buffer`]). A body that fails
+    /// meanwhile is refused with nothing forwarded: too large 413, stalled 408,
+    /// malformed framing (bad chunking) 400.
+    async fn buffer_request(&self, req: Request<RequestBody>) -> Result<Request<RequestBody>, ProxyError> {
+        let (parts, body) = req.into_parts();
+        match body
+            .buffer(self.cfg.client_body_buffer_size, self.cfg.request_buffer_budget)
+            .await
+        {
+            Ok(body) => Ok(Request::from_parts(parts, body)),
+            Err(e) => {
+                let e: &(dyn std::error::Error + 'static) = &*e;
+                Err(if let Some(b) = find_source::<BodyTooLarge>(e) {
+                    ProxyError::BodyTooLarge(b.limit)
+                } else if let Some(t) = find_source::<ClientBodyTimeout>(e) {
+                    ProxyError::ClientBodyTimeout(t.0)
+                } else {
+                    ProxyError::BadRequest("malformed request body")
+                })
+            }
+        }
+    }
+
     /// Phase 4: the endpoint's response as the client should see it.
     fn upstream_response(
         &self,
         resp: Response<UpstreamBody>,
         on_client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        route: &Route,
     ) -> Response<ResponseBody> {
+        let read_timeout = route.policy.read_timeout.unwrap_or(self.cfg.upstream_response_timeout);
         let mut resp = resp;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client) = on_client_upgrade
         {
             let upstream = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client, upstream));
+            let send_timeout = route.policy.send_timeout.unwrap_or(self.cfg.proxy_send_timeout);
+            let timeouts = [read_timeout, send_timeout, self.cfg.send_timeout];
+            tokio::spawn(tunnel(client, upstream, timeouts));
             let mut switched = Response::new(ResponseBody::empty());
             *switched.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             *switched.headers_mut() = std::mem::take(resp.headers_mut());
@@ -646,7 +697,7 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, ResponseBody::upstream(body))
+        Response::from_parts(parts, ResponseBody::upstream(body, read_timeout))
     }
 }
 
@@ -709,7 +760,17 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// Copies bytes both ways between an upgraded client and endpoint until either closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+///
+/// Idle limits as nginx sets them on an upgraded connection: reads from the endpoint
+/// `proxy_read_timeout` (so an idle WebSocket closes after it, as with ingress-nginx's
+/// `proxy-read-timeout`), writes to it `proxy_send_timeout`, writes to the client
+/// `send_timeout`.
+/// `timeouts`: endpoint reads, endpoint writes, client writes.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    [read, send, client_send]: [std::time::Duration; 3],
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -719,8 +780,8 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     };
     let gauge = &Metrics::get().upgraded_connections;
     gauge.inc();
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    let mut client = IdleIo::new(hyper_util::rt::TokioIo::new(client), None, Some(client_send));
+    let mut upstream = IdleIo::new(hyper_util::rt::TokioIo::new(upstream), Some(read), Some(send));
     if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         tracing::debug!(error = %e, "upgraded connection ended");
     }

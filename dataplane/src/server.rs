@@ -22,6 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::body::ResponseBody;
+use crate::idle::IdleIo;
 use crate::metrics::{self, Metrics};
 use crate::proxy::{ConnInfo, Proxy};
 use crate::table::RoutingTable;
@@ -502,7 +503,8 @@ where
     } = conn;
     let cfg = proxy.config();
     let max_header = cfg.max_header_size;
-    let io = TokioIo::new(stream);
+    // nginx's `send_timeout`: a client that stops reading its response is let go of.
+    let io = TokioIo::new(IdleIo::new(stream, None, Some(cfg.send_timeout)));
     let svc_info = info.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();

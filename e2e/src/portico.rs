@@ -284,6 +284,11 @@ impl Portico {
         }
     }
 
+    /// Stops it as Kubernetes stops a pod (SIGTERM), waiting up to 5 s for it to exit.
+    pub fn stop(&mut self) {
+        self.terminate();
+    }
+
     fn terminate(&mut self) {
         if self.stopped {
             return;

@@ -425,3 +425,68 @@ class Metrics:
 
 def which(tool):
     return shutil.which(tool)
+
+
+# --- a backend that records every byte ---------------------------------------------
+
+
+class ByteLogBackend:
+    """An endpoint in this process that records every byte it receives, per
+    connection, and answers `200 ok` once a connection has been quiet for a moment
+    after sending something. For framing tests: whether anything of a request reached
+    an endpoint, and exactly what."""
+
+    def __init__(self, ip="127.0.0.1", quiet=0.2):
+        self.ip, self.quiet = ip, quiet
+        self._lock = threading.Lock()
+        self.connections = []  # one bytearray per accepted connection
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((ip, 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def received(self):
+        with self._lock:
+            return b"".join(bytes(c) for c in self.connections)
+
+    def _accept(self):
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            got = bytearray()
+            with self._lock:
+                self.connections.append(got)
+            threading.Thread(target=self._serve, args=(conn, got), daemon=True).start()
+
+    def _serve(self, conn, got):
+        conn.settimeout(self.quiet)
+        unanswered = False
+        with conn:
+            while not self._closed:
+                try:
+                    data = conn.recv(65536)
+                except socket.timeout:
+                    if unanswered:
+                        unanswered = False
+                        try:
+                            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        except OSError:
+                            return
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                with self._lock:
+                    got.extend(data)
+                unanswered = True
+
+    def close(self):
+        self._closed = True
+        self._sock.close()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from harness import wait_until
-from k8s import Config, path, rule
+from k8s import Config, path, rule, service_backend
 
 EXACT = "app.tls.test"
 WILD = "*.wild.test"
@@ -185,6 +185,24 @@ def test_plain_http_redirects_to_https_and_https_has_hsts(portico, echo, ca):
     assert re.search(r"(?im)^strict-transport-security: max-age=31536000; includeSubDomains", headers), headers
     # A host without TLS is served on plain HTTP as it is.
     assert p.get("/", host=PLAIN).status == 200
+
+
+def test_a_tls_hosts_default_backend_redirects_and_has_hsts(portico, echo, ca):
+    """The paths no rule of a TLS host matches go to its Ingress's defaultBackend, and
+    get the same 308 and HSTS as the host's own paths (ingress-nginx puts the
+    defaultBackend in the host's server block, where the redirect applies)."""
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.add(tls_secret("exact", *ca.leaf(EXACT)))
+    ing = cfg.ingress("exact", rules=[rule(EXACT, path("/app", "web"))], default_backend=service_backend("web"))
+    ing["spec"]["tls"] = [{"hosts": [EXACT], "secretName": "exact"}]
+    p = portico(cfg)
+    r = p.get("/elsewhere", host=EXACT)
+    assert r.status == 308
+    assert r.header("location") == "https://%s:%d/elsewhere" % (EXACT, p.https_port)
+    status, _, headers, _ = https(p, EXACT, ca, url_path="/elsewhere")
+    assert status == 200
+    assert re.search(r"(?im)^strict-transport-security: max-age=31536000; includeSubDomains", headers), headers
 
 
 def test_ssl_redirect_false_keeps_plain_http(portico, echo, ca):

@@ -19,7 +19,28 @@ const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const PROXY_BODY_SIZE: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
 
 /// The ingress-nginx annotations that have an effect.
-const SUPPORTED: &[&str] = &[PROXY_BODY_SIZE, SSL_REDIRECT, FORCE_SSL_REDIRECT];
+const SUPPORTED: &[&str] = &[
+    PROXY_BODY_SIZE,
+    SSL_REDIRECT,
+    FORCE_SSL_REDIRECT,
+    PROXY_REQUEST_BUFFERING,
+    PROXY_READ_TIMEOUT,
+    PROXY_SEND_TIMEOUT,
+];
+
+/// `"off"` streams request bodies to the endpoint as they arrive; `"on"` (the default)
+/// reads them first.
+pub const PROXY_REQUEST_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-request-buffering";
+/// Seconds, as ingress-nginx takes them: nginx's `proxy_read_timeout`.
+pub const PROXY_READ_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-read-timeout";
+/// Seconds: nginx's `proxy_send_timeout`.
+pub const PROXY_SEND_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-send-timeout";
+
+/// ingress-nginx's timeout annotations: whole seconds, 1 to a day.
+fn parse_seconds(value: &str) -> Option<std::time::Duration> {
+    let n: u64 = value.trim().parse().ok()?;
+    (1..=86_400).contains(&n).then(|| std::time::Duration::from_secs(n))
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid size {value:?}: {reason}")]
@@ -109,6 +130,29 @@ pub(super) fn route_policy(
                 reason::INVALID_ANNOTATION,
                 format!("{PROXY_BODY_SIZE}: {e}; using the default"),
             )),
+        }
+    }
+    match annotations.get(PROXY_REQUEST_BUFFERING).map(|v| v.trim()) {
+        None => {}
+        Some("on") => policy.request_buffering = Some(true),
+        Some("off") => policy.request_buffering = Some(false),
+        Some(other) => problems.push(Problem::warning(
+            reason::INVALID_ANNOTATION,
+            format!("{PROXY_REQUEST_BUFFERING}: {other:?} is not \"on\" or \"off\"; using the default"),
+        )),
+    }
+    for (key, slot) in [
+        (PROXY_READ_TIMEOUT, &mut policy.read_timeout),
+        (PROXY_SEND_TIMEOUT, &mut policy.send_timeout),
+    ] {
+        if let Some(value) = annotations.get(key) {
+            match parse_seconds(value) {
+                Some(t) => *slot = Some(t),
+                None => problems.push(Problem::warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{key}: {value:?} is not a whole number of seconds from 1 to 86400; using the default"),
+                )),
+            }
         }
     }
     for key in annotations.keys() {

@@ -1,6 +1,6 @@
 //! One Ingress's rules and defaultBackend into the table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
@@ -66,7 +66,9 @@ impl<'a> Compiler<'a> {
             }
         }
         if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {
-            self.add_default_backend(owner, &hosts, rules.is_empty(), backend, &policy, &mut problems);
+            // A TLS host's defaultBackend gets the host's redirect and HSTS, as its paths do.
+            let policies = (&policy, &tls_policy, &tls_hosts);
+            self.add_default_backend(owner, &hosts, rules.is_empty(), backend, policies, &mut problems);
         }
         self.diagnostics
             .extend(problems.into_diagnostics("Ingress", owner.namespace, owner.name));
@@ -138,13 +140,13 @@ impl<'a> Compiler<'a> {
         hosts: &BTreeMap<HostMatch, &str>,
         only_default_backend: bool,
         backend: &'a IngressBackend,
-        policy: &RoutePolicy,
+        (policy, tls_policy, tls_hosts): (&RoutePolicy, &RoutePolicy, &BTreeSet<HostMatch>),
         problems: &mut Problems,
     ) {
         let Some((service, resolved)) = self.resolve(owner, backend, problems) else {
             return;
         };
-        let route = |host: &str| {
+        let route = |host: &str, policy: &RoutePolicy| {
             Arc::new(Route {
                 meta: meta(owner, service, host, "", None),
                 backend: resolved.backend.clone(),
@@ -155,7 +157,8 @@ impl<'a> Compiler<'a> {
         };
         let mut used = false;
         for (host, written) in hosts.iter().filter(|(h, _)| **h != HostMatch::Any) {
-            match self.claim_fallback(host, route(written), owner) {
+            let policy = if tls_hosts.contains(host) { tls_policy } else { policy };
+            match self.claim_fallback(host, route(written, policy), owner) {
                 Ok(()) => used = true,
                 Err(holder) => problems.warning(
                     reason::DUPLICATE_RULE,
@@ -165,7 +168,7 @@ impl<'a> Compiler<'a> {
                 ),
             }
         }
-        match self.claim_fallback(&HostMatch::Any, route(""), owner) {
+        match self.claim_fallback(&HostMatch::Any, route("", policy), owner) {
             Ok(()) => used = true,
             // Only an Ingress whose sole purpose is the catch-all is told it lost it;
             // the others still serve their own hosts.

@@ -36,12 +36,13 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use hyper::body::Incoming;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use crate::body::ResponseBody;
+use crate::idle::IdleIo;
 use crate::upstream::{hex, itoa};
 
 /// How a busy spell ended.
@@ -76,6 +77,7 @@ pub(super) async fn spell(
 ) -> Spell {
     let cfg = conn.proxy.config();
     let (timeout, max_head) = (cfg.client_header_timeout, cfg.max_header_size.max(8192));
+    let send_timeout = cfg.send_timeout;
     let mut buffers = Buffers::take();
     let Buffers { buf, out } = &mut buffers;
     buf.extend_from_slice(&read_ahead);
@@ -96,10 +98,12 @@ pub(super) async fn spell(
                 Parsed::Hyper => return Spell::Hyper(stream, buf.split().freeze()),
                 Parsed::Bad(status) => {
                     reject(&mut stream, out, status).await;
+                    linger_close(&mut stream, buf, &conn.drain).await;
                     return Spell::Closed;
                 }
                 Parsed::Partial if buf.len() >= max_head => {
                     reject(&mut stream, out, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).await;
+                    linger_close(&mut stream, buf, &conn.drain).await;
                     return Spell::Closed;
                 }
                 Parsed::Partial => {}
@@ -177,8 +181,15 @@ pub(super) async fn spell(
         };
         // Draining: this response is the connection's last.
         let keep_alive = keep_alive && !*conn.drain.rx.borrow();
-        match respond(&mut stream, out, resp, head, version, keep_alive).await {
+        let refused = resp.status().is_client_error();
+        match respond(&mut stream, out, resp, head, version, keep_alive, send_timeout).await {
             Ok(true) => {}
+            Ok(false) if refused => {
+                // A refusal (a bad Host, say) may have more of the client's bytes
+                // behind it: let the client read it before the connection goes.
+                linger_close(&mut stream, buf, &conn.drain).await;
+                return Spell::Closed;
+            }
             Ok(false) | Err(_) => return Spell::Closed,
         }
     }
@@ -294,14 +305,12 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     let mut close = version == Version::HTTP_10;
     let mut fields = [[0usize; 4]; MAX_HEADERS];
     let n = req.headers.len();
+    let (mut length, mut chunked, mut upgrade) = (false, false, false);
     for (field, h) in fields.iter_mut().zip(req.headers.iter()) {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"upgrade")
-        {
-            return Parsed::Hyper;
-        }
+        length |= name.eq_ignore_ascii_case(b"content-length");
+        chunked |= name.eq_ignore_ascii_case(b"transfer-encoding");
+        upgrade |= name.eq_ignore_ascii_case(b"upgrade");
         if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
@@ -313,6 +322,14 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
         }
         let ([a, b], [c, d]) = (at(name), at(h.value));
         *field = [a, b, c, d];
+    }
+    // Checked here, before hyper parses the head: hyper would take a bare LF as a line
+    // end, and would drop the `Content-Length` beside a `Transfer-Encoding`.
+    if crate::codec::check_line_endings(&buf[..len]).is_err() || (length && chunked) {
+        return Parsed::Bad(StatusCode::BAD_REQUEST);
+    }
+    if length || chunked || upgrade {
+        return Parsed::Hyper;
     }
     let head = buf.split_to(len).freeze();
     let Ok(uri) = Uri::from_maybe_shared(head.slice(path[0]..path[1])) else {
@@ -349,7 +366,8 @@ enum Framing {
 }
 
 /// Writes `resp` to the client; `Ok(true)` when the connection can carry another
-/// request.
+/// request. A write that waits longer than `send_timeout` fails (nginx's
+/// `send_timeout`: a client that stops reading is let go of).
 async fn respond(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
@@ -357,7 +375,9 @@ async fn respond(
     head: bool,
     version: Version,
     mut keep_alive: bool,
+    send_timeout: Duration,
 ) -> io::Result<bool> {
+    let stream = &mut IdleIo::new(stream, None, Some(send_timeout));
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let hint = body.size_hint().exact();
@@ -384,6 +404,12 @@ async fn respond(
     if framing == Framing::Close {
         keep_alive = false;
     }
+    // The proxy's own refusals (a body left unread, a bad Host) close the connection.
+    let closing = parts
+        .headers
+        .get(header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    keep_alive &= !closing;
 
     status_line(out, version, status);
     for (name, value) in &parts.headers {
@@ -415,7 +441,7 @@ async fn respond(
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
-    if !keep_alive && version == Version::HTTP_11 {
+    if !keep_alive && version == Version::HTTP_11 && !closing {
         out.extend_from_slice(b"connection: close\r\n");
     } else if keep_alive && version == Version::HTTP_10 {
         out.extend_from_slice(b"connection: keep-alive\r\n");
@@ -482,7 +508,7 @@ async fn respond(
 }
 
 /// Writes `first` and then `second` with as few (vectored) writes as the socket takes.
-async fn write_both(stream: &mut TcpStream, first: &[u8], mut second: Bytes) -> io::Result<()> {
+async fn write_both<S: AsyncWrite + Unpin>(stream: &mut S, first: &[u8], mut second: Bytes) -> io::Result<()> {
     let mut first = first;
     while !first.is_empty() {
         let n = stream
@@ -520,6 +546,31 @@ async fn reject(stream: &mut TcpStream, out: &mut Vec<u8>, status: StatusCode) {
     out.extend_from_slice(b"\r\n\r\n");
     tracing::debug!(status = status.as_u16(), "malformed request head");
     let _ = stream.write_all(out).await;
+}
+
+/// How long a closing connection waits for each read of what the client still sends,
+/// and in all (nginx's `lingering_timeout` and `lingering_time` are 5 s and 30 s).
+const LINGER_EACH: Duration = Duration::from_secs(2);
+const LINGER_TOTAL: Duration = Duration::from_secs(10);
+
+/// nginx's lingering close, after an error response that ends the connection: the
+/// write side is shut (the response, then FIN), and what the client still sends is read
+/// and dropped until it closes, falls quiet or the time is up. Closing with unread bytes
+/// would send a reset instead, and a reset can destroy the response before the client
+/// has read it (RFC 9112 section 9.6).
+async fn linger_close(stream: &mut TcpStream, buf: &mut BytesMut, drain: &super::Drain) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TOTAL;
+    loop {
+        buf.clear();
+        let each = (Instant::now() + LINGER_EACH).min(deadline);
+        match drain.until(each, |cx| fill(stream, buf, cx)).await {
+            Some(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 /// Appends the current time as an HTTP date, formatted once a second per thread.

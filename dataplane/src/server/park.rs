@@ -43,6 +43,7 @@ use tokio::time::Instant;
 
 use super::h1::Spell;
 use crate::body::{BodyEndHook, BoxError, ResponseBody};
+use crate::idle::IdleIo;
 
 /// What the requests of one connection are doing, shared by its task, its socket
 /// wrapper and the bodies of its requests (which another task may read).
@@ -361,6 +362,8 @@ async fn busy_spell(
         read_ahead,
         activity: activity.clone(),
     };
+    // nginx's `send_timeout`: a client that stops reading its response is let go of.
+    let io = IdleIo::new(io, None, Some(proxy.config().send_timeout));
     let mut conn = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
     // A busy connection looks once per quiet interval whether a request came.
     let mut quiet = busy.then(|| tokio::time::interval_at(tokio::time::Instant::now() + QUIET, QUIET));
@@ -406,7 +409,7 @@ async fn busy_spell(
         return None;
     }
     let http1::Parts { io, read_buf, .. } = conn.into_parts()?;
-    let io = io.into_inner();
+    let io = io.into_inner().into_inner();
     let read_ahead = if io.read_ahead.is_empty() && read_buf.is_empty() {
         Bytes::new()
     } else {

@@ -142,6 +142,14 @@ pub struct RoutePolicy {
     pub ssl_redirect: bool,
     /// HTTPS responses carry `Strict-Transport-Security`.
     pub hsts: bool,
+    /// Read the request body before the endpoint is contacted (ingress-nginx's
+    /// `proxy-request-buffering` annotation); `None`: the proxy's own setting.
+    pub request_buffering: Option<bool>,
+    /// nginx's `proxy_read_timeout` for this route (the `proxy-read-timeout`
+    /// annotation); `None`: the proxy's own.
+    pub read_timeout: Option<std::time::Duration>,
+    /// nginx's `proxy_send_timeout` for this route (`proxy-send-timeout`).
+    pub send_timeout: Option<std::time::Duration>,
 }
 
 impl Default for RoutePolicy {
@@ -150,6 +158,9 @@ impl Default for RoutePolicy {
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
             ssl_redirect: false,
             hsts: false,
+            request_buffering: None,
+            read_timeout: None,
+            send_timeout: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod apiserver;
 mod endpoints;
+mod lease;
 mod perf;
 mod rbac;
 mod route;

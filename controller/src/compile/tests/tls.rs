@@ -113,6 +113,27 @@ fn tls_hosts_redirect_and_send_hsts_by_default() {
     assert!(!plain.ssl_redirect && !plain.hsts);
 }
 
+/// A TLS host's defaultBackend (paths no rule matches) redirects and sends HSTS as the
+/// host's paths do; the catch-all for hosts without TLS does neither.
+#[test]
+fn a_tls_hosts_default_backend_redirects_and_sends_hsts() {
+    let c = world()
+        .backend("default", "web", &["10.0.0.1"])
+        .secret(secret("default", "a-tls", pem(&["a.com"], false)))
+        .with(
+            ingress("default", "a")
+                .host("a.com")
+                .path("/app", "Prefix", "web", 80)
+                .tls(&["a.com"], "a-tls")
+                .default_backend("web", 80),
+        )
+        .compile_with(&opts());
+    let fallback = &c.route("a.com", "/elsewhere").unwrap().policy;
+    assert!(fallback.ssl_redirect && fallback.hsts);
+    let elsewhere = &c.route("other.com", "/").unwrap().policy;
+    assert!(!elsewhere.ssl_redirect && !elsewhere.hsts);
+}
+
 /// `ssl-redirect: "false"` keeps plain HTTP for that Ingress; `force-ssl-redirect` redirects without TLS.
 #[test]
 fn ssl_redirect_annotations() {
