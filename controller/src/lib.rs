@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 pub mod compile;
 pub mod crd;
 pub mod file;

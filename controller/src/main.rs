@@ -1,5 +1,7 @@
 //! `portico`: the ingress controller and its dataplane in one process.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;

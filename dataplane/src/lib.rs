@@ -9,6 +9,9 @@
 //!                                                 upstream::Pool (shared by every thread)
 //! ```
 
+#![forbid(unsafe_code)]
+
+pub mod balance;
 pub mod body;
 pub mod codec;
 pub mod config;

@@ -1,17 +1,23 @@
 //! One request's life, in Pingora's named phases:
 //!
-//! 1. [`Proxy::route`]: find the route in the live table; 404 when none.
-//! 2. [`Proxy::upstream_request`]: rewrite the request for the endpoint (forwarded
-//!    headers, request ID, hop-by-hop headers removed).
-//! 3. [`Proxy::send_upstream`]: pick an endpoint round-robin, take a pooled
-//!    connection, send; retried once on another endpoint when the connection fails
-//!    before the request left.
-//! 4. [`Proxy::upstream_response`]: clean the endpoint's response and stream it back.
+//! 1. route: [`Proxy::route_request`] finds the route in the live table (404 when
+//!    none); the route may answer by itself (the HTTPS redirect, a Route's redirect,
+//!    413 for a declared body over the limit).
+//! 2. upstream request: [`Proxy::upstream_request`] rewrites the request for the
+//!    endpoint (forwarded fields, request ID, hop-by-hop fields removed, a Route's
+//!    header changes and rewrite).
+//! 3. send: [`Proxy::send_upstream`] picks a backend (a weighted split) and an endpoint
+//!    ([`crate::balance`]), takes a pooled connection and sends; after each attempt
+//!    [`retry::decide`] says whether it goes again, and where.
+//! 4. upstream response: [`Proxy::upstream_response`] cleans the endpoint's response
+//!    and streams it back (or tunnels an upgrade).
 //! 5. logging: metrics and the access-log line, when the response body is done
 //!    ([`RequestLog`]).
 //!
 //! Every failure is a [`ProxyError`], and [`ProxyError::status`] alone decides its
 //! status code.
+
+mod retry;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -28,7 +34,7 @@ use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, OnComplete, Requ
 use crate::config::ProxyConfig;
 use crate::idle::IdleIo;
 use crate::metrics::Metrics;
-use crate::table::{Redirect, RequestView, RetryPolicy, Route, RoutingTable, UpstreamProtocol};
+use crate::table::{Redirect, RequestView, Route, RoutingTable, UpstreamProtocol};
 use crate::upstream::{Extra, Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
@@ -156,6 +162,8 @@ impl ProxyError {
 pub struct Proxy {
     table: ArcSwap<RoutingTable>,
     pool: Arc<Pool>,
+    /// Balancing counters carried from each table to the next.
+    balance: crate::balance::Registry,
     cfg: ProxyConfig,
 }
 
@@ -169,12 +177,14 @@ impl Proxy {
         Arc::new(Proxy {
             table: ArcSwap::from_pointee(RoutingTable::default()),
             pool,
+            balance: crate::balance::Registry::new(),
             cfg,
         })
     }
 
     /// Swaps in a new table; requests in flight keep the one they started with.
     pub fn swap_table(&self, table: Arc<RoutingTable>) {
+        self.balance.attach(&table);
         let m = Metrics::get();
         m.table_routes.set(table.route_count() as i64);
         m.table_generation.set(table.generation as i64);
@@ -307,11 +317,6 @@ impl Proxy {
             resp.headers_mut().append(header::SET_COOKIE, cookie);
         }
         Ok(resp)
-    }
-
-    /// Phase 1: the route for this host and path, from the table the request started with.
-    pub fn route(table: &RoutingTable, host: &str, path: &str) -> Result<Arc<Route>, ProxyError> {
-        table.lookup(host, path).cloned().ok_or(ProxyError::NoRoute)
     }
 
     /// Phase 1 for a whole request: a Route's method, header and query matches too.
@@ -447,7 +452,7 @@ impl Proxy {
     /// retried once on another endpoint: nothing reached the first one, so this is safe
     /// for every method, idempotent or not.
     ///
-    /// A Route rule may ask for more (see [`RetryPolicy`]): further attempts on other
+    /// A Route rule may ask for more (see [`crate::table::RetryPolicy`]): further attempts on other
     /// endpoints after a reset, a timeout or a listed status code. Those replay the
     /// request, so they are made only for requests without a body, and for idempotent
     /// methods unless the rule opts in; a streamed body has gone to the first endpoint
@@ -485,20 +490,29 @@ impl Proxy {
         let replay = retry
             .filter(|r| http_body::Body::is_end_stream(req.body()) && (r.non_idempotent || is_idempotent(req.method())))
             .map(|_| Replay::of(&req));
-        let mut budget = retry.map_or(0, |r| r.attempts);
-        let retried = |reason: &str| Metrics::get().upstream_retries.with_label_values(&[reason]).inc();
+        let mut budget = retry::Budget {
+            attempts: retry.map_or(0, |r| r.attempts),
+            replayable: replay.is_some(),
+            ..retry::Budget::default()
+        };
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut connect_failures = 0;
-        let mut stale_retried = false;
         loop {
             let picked = match action {
                 Some(a) => a.balance.pick(backend, key, &tried),
-                None => backend.pick_avoiding(&tried),
+                None => crate::balance::round_robin(backend, &tried),
             };
             let Some(addr) = picked.map(|e| e.addr) else {
                 return Err(ProxyError::NoEndpoint(backend.name.clone()));
             };
             log.upstream = Some(addr);
+            // Counted only once something failed: the request path does not pay for it.
+            let others_left = |tried: &[SocketAddr]| {
+                backend
+                    .endpoints
+                    .iter()
+                    .any(|e| e.addr != addr && !tried.contains(&e.addr))
+            };
             let (conn, reused) = match self
                 .pool
                 .get(addr, backend.protocol, backend.tls.as_deref(), upgrade)
@@ -508,19 +522,12 @@ impl Proxy {
                 Err(e) => {
                     connect_failures += 1;
                     tracing::warn!(backend = %backend.name, endpoint = %addr, error = %e, "upstream connect failed");
-                    let free = connect_failures == 1;
-                    let by_policy = retry.is_some_and(|r| r.on_connect_failure) && budget > 0;
-                    let others = backend
-                        .endpoints
-                        .iter()
-                        .any(|e| e.addr != addr && !tried.contains(&e.addr));
-                    if !(free || by_policy) || !others {
+                    budget.others_left = others_left(&tried);
+                    let outcome = retry::Outcome::ConnectFailed { nth: connect_failures };
+                    let retry::Decision::Retry { spent } = retry::decide(retry, budget, outcome) else {
                         return Err(e.into());
-                    }
-                    if !free {
-                        budget -= 1;
-                        retried("connect-failure");
-                    }
+                    };
+                    spend(&mut budget, spent);
                     tried.push(addr);
                     continue;
                 }
@@ -530,7 +537,7 @@ impl Proxy {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
             let in_flight = match action.map(|a| &a.balance.policy) {
-                Some(crate::upstream::LbPolicy::LeastRequest) => crate::upstream::InFlight::start(backend, addr),
+                Some(policy) if policy.counts_in_flight() => crate::balance::InFlight::start(backend, addr),
                 _ => None,
             };
             // An endpoint may close an idle keep-alive connection just as a request goes
@@ -539,7 +546,7 @@ impl Proxy {
             // nginx does for keep-alive connections). An HTTP/1.1 connection hands such
             // a request back; for HTTP/2 its head is kept to rebuild it.
             let h2 = matches!(conn, UpstreamConn::H2(_));
-            let stale = (h2 && reused && !stale_retried && replay.is_none())
+            let stale = (h2 && reused && !budget.stale_resent && replay.is_none())
                 .then(|| {
                     (http_body::Body::is_end_stream(req.body()) && is_idempotent(req.method()))
                         .then(|| Replay::of(&req))
@@ -559,65 +566,32 @@ impl Proxy {
                 // future does not size this one.
                 conn => tokio::time::timeout(timeout, Box::pin(conn.send(req, extra, raw_head))).await,
             };
-            // Whether this failure may be retried, and with what request.
-            let again = |what: fn(&RetryPolicy) -> bool, budget: u32, replay: &Option<Replay>| {
-                let others = backend
-                    .endpoints
-                    .iter()
-                    .any(|e| e.addr != addr && !tried.contains(&e.addr));
-                match (retry, replay) {
-                    (Some(r), Some(replay)) if budget > 0 && others && what(r) => Some(replay.request()),
-                    _ => None,
-                }
-            };
-            match sent {
+            // What happened, the answer if nothing more is tried, and a copy of the
+            // request that this attempt handed back, if any.
+            let (outcome, answer, own): (_, Result<Sent, ProxyError>, _) = match sent {
                 Err(_) => {
                     let overall = deadline.filter(|(at, _)| Instant::now() >= *at);
-                    if overall.is_none()
-                        && let Some(next) = again(|r| r.on_timeout, budget, &replay)
-                    {
-                        tracing::debug!(backend = %backend.name, endpoint = %addr, "attempt timed out; retrying");
-                        retried("timeout");
-                        budget -= 1;
-                        tried.push(addr);
-                        req = next;
-                        continue;
-                    }
-                    return Err(ProxyError::UpstreamTimeout(overall.map_or(timeout, |(_, t)| t)));
+                    let error = ProxyError::UpstreamTimeout(overall.map_or(timeout, |(_, t)| t));
+                    let outcome = retry::Outcome::TimedOut {
+                        overall: overall.is_some(),
+                    };
+                    (outcome, Err(error), None)
                 }
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
-                    if retry.is_some_and(|r| r.codes.contains(&status))
-                        && let Some(next) = again(|_| true, budget, &replay)
-                    {
-                        tracing::debug!(backend = %backend.name, endpoint = %addr, status, "retrying on status");
-                        retried("status");
-                        budget -= 1;
-                        tried.push(addr);
-                        req = next;
-                        continue;
+                    if !retry.is_some_and(|r| r.codes.contains(&status)) {
+                        log.in_flight = in_flight;
+                        let cookie = action.and_then(|a| a.balance.affinity_cookie(backend, addr, key));
+                        return Ok((resp, cookie));
                     }
-                    log.in_flight = in_flight;
                     let cookie = action.and_then(|a| a.balance.affinity_cookie(backend, addr, key));
-                    return Ok((resp, cookie));
+                    (retry::Outcome::Status(status), Ok((resp, cookie)), None)
                 }
-                // A pooled connection the endpoint closed as we took it: the request never
-                // left, so it goes again on a fresh connection without counting as a retry.
-                Ok(Err(Failure::Unsent(unsent))) if reused => {
-                    req = unsent;
-                    continue;
-                }
-                Ok(Err(Failure::Unsent(unsent))) => {
-                    // Never sent, so even a request with a body may go elsewhere.
-                    if retry.is_some_and(|r| r.on_reset) && budget > 0 {
-                        retried("reset");
-                        budget -= 1;
-                        tried.push(addr);
-                        req = unsent;
-                        continue;
-                    }
-                    return Err(ProxyError::UpstreamClosed(addr));
-                }
+                Ok(Err(Failure::Unsent(unsent))) => (
+                    retry::Outcome::Unsent { reused },
+                    Err(ProxyError::UpstreamClosed(addr)),
+                    Some(unsent),
+                ),
                 Ok(Err(Failure::Failed { error: e, request })) => {
                     if let Some(limit) = find_source::<BodyTooLarge>(&e).map(|b| b.limit) {
                         return Err(ProxyError::BodyTooLarge(limit));
@@ -625,28 +599,46 @@ impl Proxy {
                     if let Some(t) = find_source::<ClientBodyTimeout>(&e) {
                         return Err(ProxyError::ClientBodyTimeout(t.0));
                     }
-                    if reused && !stale_retried {
-                        let again = request
-                            .filter(|r| is_idempotent(r.method()) || replay.is_some())
-                            .or_else(|| stale.as_ref().or(replay.as_ref()).map(Replay::request));
-                        if let Some(again) = again {
-                            tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "reused connection failed; sending again");
-                            stale_retried = true;
-                            req = again;
-                            continue;
-                        }
+                    let again = (reused && !budget.stale_resent)
+                        .then(|| {
+                            request
+                                .filter(|r| is_idempotent(r.method()) || replay.is_some())
+                                .or_else(|| stale.as_ref().or(replay.as_ref()).map(Replay::request))
+                        })
+                        .flatten();
+                    let outcome = retry::Outcome::Broken {
+                        reused,
+                        resendable: again.is_some(),
+                    };
+                    (outcome, Err(ProxyError::Upstream(e)), again)
+                }
+            };
+            budget.others_left = others_left(&tried);
+            let decision = retry::decide(retry, budget, outcome);
+            let next = match decision {
+                retry::Decision::Stop => None,
+                _ => own.or_else(|| replay.as_ref().map(Replay::request)),
+            };
+            let Some(next) = next else {
+                if answer.is_ok() {
+                    log.in_flight = in_flight;
+                }
+                return answer;
+            };
+            match decision {
+                retry::Decision::Resend { stale } => {
+                    tracing::debug!(backend = %backend.name, endpoint = %addr, ?outcome, "sending again on a fresh connection");
+                    budget.stale_resent |= stale;
+                }
+                _ => {
+                    tracing::debug!(backend = %backend.name, endpoint = %addr, ?outcome, "retrying on another endpoint");
+                    if let retry::Decision::Retry { spent } = decision {
+                        spend(&mut budget, spent);
                     }
-                    if let Some(next) = again(|r| r.on_reset, budget, &replay) {
-                        tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "upstream reset; retrying");
-                        retried("reset");
-                        budget -= 1;
-                        tried.push(addr);
-                        req = next;
-                        continue;
-                    }
-                    return Err(ProxyError::Upstream(e));
+                    tried.push(addr);
                 }
             }
+            req = next;
         }
     }
 
@@ -748,6 +740,17 @@ impl Replay {
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         req
+    }
+}
+
+/// Takes one attempt of the rule's retry policy, and counts it.
+fn spend(budget: &mut retry::Budget, spent: Option<retry::Reason>) {
+    if let Some(reason) = spent {
+        budget.attempts = budget.attempts.saturating_sub(1);
+        Metrics::get()
+            .upstream_retries
+            .with_label_values(&[reason.label()])
+            .inc();
     }
 }
 
@@ -999,7 +1002,7 @@ struct RequestLog {
     request_size: u64,
     access_log: bool,
     /// Counts the request against its endpoint (least request) until the response ends.
-    in_flight: Option<crate::upstream::InFlight>,
+    in_flight: Option<crate::balance::InFlight>,
     /// The backend a weighted split chose, for the `service` label.
     split_backend: Option<Arc<crate::table::Backend>>,
 }

@@ -22,7 +22,7 @@ use portico_dataplane::table::{
     QueryCondition, Redirect, RetryPolicy, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule, RuleError, Timeouts,
     UpstreamProtocol, UrlRewrite, ValueMatch, full_match_regex,
 };
-use portico_dataplane::upstream::{Balance, HashOn, LbPolicy, WeightedBackends};
+use portico_dataplane::table::{Balance, HashOn, LbPolicy, WeightedBackends};
 
 use super::diagnostics::{Problems, reason};
 use super::{Compiler, namespace_of};

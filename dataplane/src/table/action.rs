@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
 
-use crate::upstream::{Balance, WeightedBackends};
+use super::WeightedBackends;
 
 /// The extras of one `Route` match, applied by the proxy's phases.
 #[derive(Debug, Default)]
@@ -26,6 +26,36 @@ pub struct RouteAction {
     pub balance: Balance,
     pub timeouts: Timeouts,
     pub retry: Option<RetryPolicy>,
+}
+
+/// How a rule spreads requests over the endpoints of a backend; the choosing is
+/// [`crate::balance`]'s.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    /// Power of two choices on requests in flight.
+    LeastRequest,
+    /// Rendezvous hashing on a request key.
+    ConsistentHash(HashOn),
+}
+
+/// What consistent hashing keys on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashOn {
+    Header(http::HeaderName),
+    Cookie(String),
+    ClientIp,
+}
+
+/// A rule's policy and its cookie affinity, if any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Balance {
+    pub policy: LbPolicy,
+    /// Name of the affinity cookie: the first response sets it naming the endpoint (by
+    /// its hash, never its address); later requests carrying it go back to that
+    /// endpoint while it is ready.
+    pub affinity_cookie: Option<String>,
 }
 
 /// `set` replaces, `add` appends, `remove` deletes; applied in that order: remove, set, add.

@@ -22,116 +22,30 @@
 //! whatever the number of hosts and routes in the table.
 
 mod action;
+mod backend;
 mod host;
 mod matches;
 mod path;
+mod split;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use action::{HeaderModifier, PathModifier, Redirect, RetryPolicy, RouteAction, Timeouts, UrlRewrite};
+pub use action::{
+    Balance, HashOn, HeaderModifier, LbPolicy, PathModifier, Redirect, RetryPolicy, RouteAction, Timeouts, UrlRewrite,
+};
+pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use host::{HostMatch, InvalidHost, normalize_host};
 pub use matches::{
     HeaderCondition, InvalidRegex, MatchConditions, QueryCondition, REGEX_MAX_LEN, RequestView, ValueMatch,
     full_match_regex, query_pairs,
 };
 pub use path::{InvalidPath, PathKind};
+pub use split::WeightedBackends;
 
 use path::PathIndex;
 
 use crate::tls::Certificate;
-
-/// How the proxy speaks to a backend's endpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UpstreamProtocol {
-    /// HTTP/1.1 with keep-alive.
-    Http1,
-    /// HTTP/2 with prior knowledge, cleartext (gRPC, `appProtocol: kubernetes.io/h2c`).
-    H2c,
-    /// HTTP/1.1 over TLS (`appProtocol: https`); see [`Backend::tls`].
-    Https,
-}
-
-/// One ready endpoint of a backend.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub addr: SocketAddr,
-}
-
-/// A Service port resolved to its ready endpoints.
-#[derive(Debug)]
-pub struct Backend {
-    /// `namespace/service:port`, for logs and errors.
-    pub name: String,
-    pub protocol: UpstreamProtocol,
-    pub endpoints: Vec<Endpoint>,
-    /// How to speak TLS to the endpoints, for [`UpstreamProtocol::Https`].
-    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
-    next: AtomicUsize,
-    /// Each endpoint's stable hash (consistent hashing, affinity cookies).
-    pub(crate) hashes: Box<[u64]>,
-    /// Requests in flight per endpoint (least request).
-    pub(crate) in_flight: Box<[AtomicUsize]>,
-}
-
-impl Backend {
-    pub fn new(name: impl Into<String>, protocol: UpstreamProtocol, endpoints: Vec<Endpoint>) -> Self {
-        let hashes = endpoints
-            .iter()
-            .map(|e| crate::upstream::hash_bytes(e.addr.to_string().as_bytes()))
-            .collect();
-        let in_flight = endpoints.iter().map(|_| AtomicUsize::new(0)).collect();
-        Backend {
-            name: name.into(),
-            protocol,
-            endpoints,
-            tls: None,
-            next: AtomicUsize::new(0),
-            hashes,
-            in_flight,
-        }
-    }
-
-    /// Speaks TLS to the endpoints with `tls`.
-    pub fn with_tls(mut self, tls: Arc<crate::tls::UpstreamTls>) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// Round-robin over the ready endpoints; `None` when there are none.
-    ///
-    /// `skip` is an endpoint already tried by this request, avoided when another exists.
-    pub fn pick(&self, skip: Option<SocketAddr>) -> Option<&Endpoint> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.endpoints[(start + i) % n])
-            .find(|e| Some(e.addr) != skip)
-    }
-
-    /// Round-robin, avoiding every endpoint in `tried` (endpoints a request has already
-    /// failed on); `None` when none is left.
-    pub fn pick_avoiding(&self, tried: &[SocketAddr]) -> Option<&Endpoint> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &self.endpoints[(start + i) % n])
-            .find(|e| !tried.contains(&e.addr))
-    }
-
-    /// A number that differs on every call, for random choices without a lock.
-    pub(crate) fn next_random(&self) -> u64 {
-        self.next.fetch_add(1, Ordering::Relaxed) as u64 ^ (self as *const Backend as u64)
-    }
-}
 
 /// Per-route limits and switches, with the proxy's defaults filled in by the controller.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -243,29 +243,6 @@ fn invalid_hosts_refused() {
     assert_eq!(HostMatch::parse("*.A.com"), Ok(HostMatch::Wildcard("a.com".into())));
 }
 
-/// Round robin visits every endpoint in turn, and a retry avoids the endpoint that failed.
-#[test]
-fn round_robin_and_retry_skip() {
-    let eps: Vec<Endpoint> = (1..=3)
-        .map(|i| Endpoint {
-            addr: format!("10.0.0.{i}:80").parse().unwrap(),
-        })
-        .collect();
-    let b = Backend::new("b", UpstreamProtocol::Http1, eps.clone());
-    let picked: Vec<_> = (0..6).map(|_| b.pick(None).unwrap().addr).collect();
-    assert_eq!(&picked[..3], &picked[3..]);
-    let mut uniq = picked[..3].to_vec();
-    uniq.sort();
-    uniq.dedup();
-    assert_eq!(uniq.len(), 3);
-    for _ in 0..5 {
-        assert_ne!(b.pick(Some(eps[0].addr)).unwrap().addr, eps[0].addr);
-    }
-    let single = Backend::new("s", UpstreamProtocol::Http1, vec![eps[0].clone()]);
-    assert!(single.pick(Some(eps[0].addr)).is_none());
-    assert!(Backend::new("e", UpstreamProtocol::Http1, vec![]).pick(None).is_none());
-}
-
 /// A table of 100,000 hosts still finds the one host and path asked for, and nothing else.
 #[test]
 fn lookup_in_a_table_of_100k_hosts() {

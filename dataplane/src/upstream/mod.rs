@@ -6,15 +6,12 @@
 //!
 //! `h1`: Portico's own HTTP/1.1 client, which keeps each connection's buffers for its
 //! whole life and reads responses in the task that serves the request.
-//!
-//! `balance`: which backend (by weight) and which endpoint (round robin, least request,
-//! consistent hash, cookie affinity) a request goes to, without a lock.
+//! Which endpoint a request goes to is [`crate::balance`]'s choice, made before a
+//! connection is asked for.
 
-mod balance;
 mod h1;
 mod pool;
 
-pub use balance::{Balance, HashOn, InFlight, LbPolicy, RequestKey, WeightedBackends, hash_bytes, mix};
 pub use h1::{Error as UpstreamError, Extra, Failure, RawHead};
 pub(crate) use h1::{hex, itoa};
 pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn, set_worker};

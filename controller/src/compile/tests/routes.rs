@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode};
+use portico_dataplane::table::{HashOn, LbPolicy};
 use portico_dataplane::table::{PathModifier, RequestView};
-use portico_dataplane::upstream::{HashOn, LbPolicy};
 use serde_json::{Value, json};
 
 use super::tls::{NOW, pem, secret};

@@ -1,0 +1,190 @@
+use std::sync::Arc;
+
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue};
+
+use super::*;
+use crate::table::{
+    Backend, Endpoint, HostMatch, PathKind, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule, RoutingTable,
+    TableBuilder, UpstreamProtocol,
+};
+
+fn backend(name: &str, addrs: &[&str]) -> Arc<Backend> {
+    let eps = addrs
+        .iter()
+        .map(|a| Endpoint {
+            addr: a.parse().unwrap(),
+        })
+        .collect();
+    Arc::new(Backend::new(name, UpstreamProtocol::Http1, eps))
+}
+
+fn least_request() -> Balance {
+    Balance {
+        policy: LbPolicy::LeastRequest,
+        affinity_cookie: None,
+    }
+}
+
+/// A table with one route to `backend`, as the controller builds after every change.
+fn table_with(backend: Arc<Backend>) -> RoutingTable {
+    let mut t = TableBuilder::new();
+    let route = Route {
+        meta: RouteMeta::default(),
+        backend,
+        policy: RoutePolicy::default(),
+        action: Some(Arc::new(RouteAction {
+            balance: least_request(),
+            ..RouteAction::default()
+        })),
+        series: Default::default(),
+    };
+    t.add(RouteRule {
+        host: HostMatch::Any,
+        path: "/".into(),
+        kind: PathKind::Prefix,
+        route: Arc::new(route),
+    })
+    .unwrap();
+    t.build(1)
+}
+
+/// Round robin visits every endpoint in turn, and a retry avoids the endpoints tried.
+#[test]
+fn round_robin_visits_each_endpoint_and_avoids_tried_ones() {
+    let b = backend("b", &["198.18.0.1:80", "198.18.0.2:80", "198.18.0.3:80"]);
+    let picked: Vec<_> = (0..6).map(|_| round_robin(&b, &[]).unwrap().addr).collect();
+    assert_eq!(&picked[..3], &picked[3..]);
+    let mut uniq = picked[..3].to_vec();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 3);
+    let first = b.endpoints[0].addr;
+    for _ in 0..5 {
+        assert_ne!(round_robin(&b, &[first]).unwrap().addr, first);
+    }
+    let single = backend("s", &["198.18.0.1:80"]);
+    assert!(round_robin(&single, &[first]).is_none());
+    assert!(round_robin(&backend("e", &[]), &[]).is_none());
+}
+
+/// Consistent hashing keeps every key whose endpoint stays where it was when
+/// another endpoint is removed.
+#[test]
+fn consistent_hash_moves_only_keys_of_the_removed_endpoint() {
+    let all = backend(
+        "b",
+        &["198.18.0.1:80", "198.18.0.2:80", "198.18.0.3:80", "198.18.0.4:80"],
+    );
+    let fewer = backend("b", &["198.18.0.1:80", "198.18.0.2:80", "198.18.0.4:80"]);
+    let balance = Balance {
+        policy: LbPolicy::ConsistentHash(HashOn::ClientIp),
+        affinity_cookie: None,
+    };
+    let mut used = std::collections::HashSet::new();
+    for i in 0..1000u64 {
+        let key = RequestKey {
+            hash: Some(hash_bytes(&i.to_le_bytes())),
+            affinity: None,
+        };
+        let before = balance.pick(&all, key, &[]).unwrap().addr;
+        let after = balance.pick(&fewer, key, &[]).unwrap().addr;
+        used.insert(before);
+        if before.to_string() != "198.18.0.3:80" {
+            assert_eq!(before, after, "key {i} moved");
+        }
+    }
+    assert_eq!(used.len(), 4, "every endpoint gets keys");
+}
+
+/// Least request prefers the endpoint with fewer requests in flight.
+#[test]
+fn least_request_prefers_idle_endpoint() {
+    let b = backend("b", &["198.18.0.1:80", "198.18.0.2:80"]);
+    let busy: Vec<_> = (0..5)
+        .filter_map(|_| InFlight::start(&b, "198.18.0.1:80".parse().unwrap()))
+        .collect();
+    for _ in 0..20 {
+        let e = least_request().pick(&b, RequestKey::default(), &[]).unwrap();
+        assert_eq!(e.addr.to_string(), "198.18.0.2:80");
+    }
+    drop(busy);
+    assert_eq!(b.state().in_flight(0), 0);
+}
+
+/// Under load with least request, an EndpointSlice change (a new table with one more
+/// endpoint) does not send the next requests to the busy endpoint: its requests in
+/// flight count in the new table too, and end against the same counter.
+#[test]
+fn least_request_keeps_in_flight_counts_across_a_table_swap() {
+    let registry = Registry::new();
+    let busy_addr = "198.18.0.1:80".parse().unwrap();
+    let before = table_with(backend("ns/svc:80", &["198.18.0.1:80", "198.18.0.2:80"]));
+    registry.attach(&before);
+    let old = before.backends().remove(0);
+    let busy: Vec<_> = (0..8).filter_map(|_| InFlight::start(&old, busy_addr)).collect();
+    assert_eq!(busy.len(), 8);
+
+    // The slice gains an endpoint: a new table, new Backend objects.
+    let after = table_with(backend(
+        "ns/svc:80",
+        &["198.18.0.2:80", "198.18.0.1:80", "198.18.0.3:80"],
+    ));
+    registry.attach(&after);
+    drop(before);
+    let new = after.backends().remove(0);
+    let busy_index = new.position(busy_addr).unwrap();
+    assert_eq!(new.state().in_flight(busy_index), 8, "the busy endpoint is still busy");
+    for _ in 0..50 {
+        let e = least_request().pick(&new, RequestKey::default(), &[]).unwrap();
+        assert_ne!(
+            e.addr, busy_addr,
+            "a request went to the busy endpoint right after the change"
+        );
+    }
+    // Requests that started on the old table end against the counter the new one reads.
+    drop(busy);
+    assert_eq!(new.state().in_flight(busy_index), 0);
+}
+
+/// The rotation carries over a swap, and the registry forgets endpoints no table
+/// holds any more.
+#[test]
+fn registry_keeps_rotation_and_forgets_removed_endpoints() {
+    let registry = Registry::new();
+    let first = table_with(backend("ns/svc:80", &["198.18.0.1:80", "198.18.0.2:80"]));
+    registry.attach(&first);
+    let b = first.backends().remove(0);
+    let next = round_robin(&b, &[]).unwrap().addr;
+    let second = table_with(backend("ns/svc:80", &["198.18.0.1:80", "198.18.0.2:80"]));
+    registry.attach(&second);
+    drop((first, b));
+    let b2 = second.backends().remove(0);
+    assert_ne!(round_robin(&b2, &[]).unwrap().addr, next, "the rotation went on");
+    let third = table_with(backend("ns/svc:80", &["198.18.0.9:80"]));
+    registry.attach(&third);
+    drop((second, b2));
+    registry.attach(&third);
+    assert_eq!(registry.endpoint_count(), 1);
+}
+
+/// The affinity cookie brings a client back to its endpoint, and is set only when
+/// the request did not already carry it.
+#[test]
+fn affinity_cookie_round_trip() {
+    let b = backend("b", &["198.18.0.1:80", "198.18.0.2:80", "198.18.0.3:80"]);
+    let balance = Balance {
+        policy: LbPolicy::RoundRobin,
+        affinity_cookie: Some("route".into()),
+    };
+    let first = balance.pick(&b, RequestKey::default(), &[]).unwrap().addr;
+    let set = balance.affinity_cookie(&b, first, RequestKey::default()).unwrap();
+    let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {pair}")).unwrap());
+    let key = balance.request_key(&headers, "127.0.0.1".parse().unwrap());
+    for _ in 0..10 {
+        assert_eq!(balance.pick(&b, key, &[]).unwrap().addr, first);
+    }
+    assert!(balance.affinity_cookie(&b, first, key).is_none());
+}
