@@ -274,7 +274,7 @@ NGINX_PROXY_CONF = (
 worker_processes {workers};
 http {{
 {temp}
-  access_log off;
+{access_log}
   keepalive_timeout 600s;
   keepalive_requests 1000000000;
   upstream backend {{
@@ -296,6 +296,17 @@ http {{
 }}
 """
 )
+
+# With --access-logs: one JSON line per request to a file, the fields of Portico's own
+# access line (escape=json, as ingress-nginx's JSON log formats use).
+NGINX_ACCESS_LOG = """\
+  log_format portico_json escape=json '{{"timestamp":"$time_iso8601","client":"$remote_addr",'
+    '"method":"$request_method","host":"$host","uri":"$request_uri","protocol":"$server_protocol",'
+    '"status":$status,"bytes_sent":$bytes_sent,"request_length":$request_length,'
+    '"duration_ms":$request_time,"upstream":"$upstream_addr","upstream_status":"$upstream_status",'
+    '"upstream_ms":"$upstream_response_time","request_id":"$request_id",'
+    '"user_agent":"$http_user_agent","referer":"$http_referer"}}';
+  access_log {dir}/nginx-access.log portico_json;"""
 
 HAPROXY_CONF = """\
 global
@@ -592,6 +603,9 @@ class Bench:
                 tls_port=tls_port,
                 backend_port=bport,
                 workers=self.s["workers"],
+                access_log=NGINX_ACCESS_LOG.format(dir=self.workdir)
+                if self.args.access_logs
+                else "  access_log off;",
                 **nginx_vars(self.workdir, "nginx", self.nofile),
             ).replace("master_process on;", "master_process %s;" % ("off" if self.valgrind else "on"))
         )
@@ -637,7 +651,7 @@ class Bench:
             "--http-port", port,
             "--admin-port", admin,
             "--bind-address", HOST,
-            "--access-log", "false",
+            "--access-log", "true" if self.args.access_logs else "false",
             "--worker-threads", self.s["workers"],
         ]  # fmt: skip
         if tls_port:
@@ -1277,6 +1291,8 @@ def render_instructions(meta, counts, labels, seconds):
     versions = "Portico %s, nginx %s, HAProxy %s" % (meta["portico"], meta["nginx"], meta["haproxy"])
     if meta.get("pingora"):
         versions += ", Pingora peer on %s" % meta["pingora"]
+    if meta.get("access_logs"):
+        versions += ". nginx and Portico write a JSON access line per request"
     lines = [
         "%s, %s cores, valgrind %s. %s." % (meta["date"], meta["cores"], meta["valgrind"], versions),
         "",
@@ -1430,6 +1446,7 @@ def metadata(args, bench):
         "os": tool_version(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         # What run.sh built (a commit, or the checkout with "-dirty" for uncommitted edits).
         "portico": os.environ.get("BENCH_PORTICO_LABEL") or "%s (checkout)" % git,
+        "access_logs": bool(getattr(args, "access_logs", False)),
         "nginx": tool_version(["nginx", "-v"], r"nginx/(\S+)"),
         "haproxy": tool_version(["haproxy", "-v"], r"version (\S+)"),
         "wrk": tool_version(["wrk", "-v"], r"wrk (?:debian/)?([0-9][0-9.]*[0-9])"),
@@ -1619,6 +1636,11 @@ def main():
         "--instructions",
         action="store_true",
         help="instead of the comparison: instructions per request of every proxy, under callgrind",
+    )
+    ap.add_argument(
+        "--access-logs",
+        action="store_true",
+        help="nginx and Portico write one JSON access line per request to a file (HAProxy and Pingora log nothing)",
     )
     ap.add_argument("--render", metavar="JSON", help="only re-render latest.md (and the README table) from a results file")
     args = ap.parse_args()

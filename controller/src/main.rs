@@ -267,6 +267,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         client_header_timeout: args.client_header_timeout,
         drain_timeout: args.drain_timeout,
         access_log: args.access_log,
+        log_format: if args.log_format == "text" {
+            portico_dataplane::access_log::LogFormat::Text
+        } else {
+            portico_dataplane::access_log::LogFormat::Json
+        },
         https_redirect_port: args.https_redirect_port.unwrap_or(if args.https_port == 8443 {
             443
         } else {

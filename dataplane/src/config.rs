@@ -49,8 +49,10 @@ pub struct ProxyConfig {
     pub pool_idle_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests before closing what is left.
     pub drain_timeout: Duration,
-    /// One JSON access-log line per request.
+    /// One access-log line per request.
     pub access_log: bool,
+    /// How access-log lines are written (JSON unless `--log-format text`).
+    pub log_format: crate::access_log::LogFormat,
     /// Port named in HTTP-to-HTTPS redirects: the one clients reach HTTPS on (443 behind
     /// a Service mapping 443 to the container's 8443), omitted from the URL when 443.
     pub https_redirect_port: u16,
@@ -78,6 +80,7 @@ impl Default for ProxyConfig {
             pool_idle_timeout: Duration::from_secs(55),
             drain_timeout: Duration::from_secs(30),
             access_log: true,
+            log_format: crate::access_log::LogFormat::Json,
             https_redirect_port: 443,
             hsts_header: http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod balance;
 pub mod body;
 pub mod codec;
@@ -22,6 +23,7 @@ pub mod server;
 pub mod table;
 pub mod tls;
 pub mod upstream;
+pub mod wire;
 
 pub use config::ProxyConfig;
 pub use proxy::Proxy;

@@ -34,7 +34,7 @@ use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, OnComplete, Requ
 use crate::config::ProxyConfig;
 use crate::idle::IdleIo;
 use crate::metrics::Metrics;
-use crate::table::{Redirect, RequestView, Route, RoutingTable, UpstreamProtocol};
+use crate::table::{LiveTable, Redirect, RequestView, Route, RoutingTable, UpstreamProtocol};
 use crate::upstream::{Extra, Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
@@ -160,7 +160,7 @@ impl ProxyError {
 
 /// The proxy: the live table, the shared pool and the limits. One per process.
 pub struct Proxy {
-    table: ArcSwap<RoutingTable>,
+    table: LiveTable,
     pool: Arc<Pool>,
     /// Balancing counters carried from each table to the next.
     balance: crate::balance::Registry,
@@ -175,7 +175,7 @@ impl Proxy {
             cfg.connect_timeout,
         );
         Arc::new(Proxy {
-            table: ArcSwap::from_pointee(RoutingTable::default()),
+            table: Arc::new(ArcSwap::from_pointee(RoutingTable::default())),
             pool,
             balance: crate::balance::Registry::new(),
             cfg,
@@ -203,6 +203,12 @@ impl Proxy {
 
     pub fn table(&self) -> Arc<RoutingTable> {
         self.table.load_full()
+    }
+
+    /// The handle to the table in service, for readers outside the request path (the
+    /// listeners' certificate resolver).
+    pub fn live_table(&self) -> LiveTable {
+        self.table.clone()
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
@@ -243,7 +249,16 @@ impl Proxy {
             upstream: None,
             upstream_secs: None,
             request_size: request_size(&req),
-            access_log: self.cfg.access_log,
+            access: self.cfg.access_log.then(|| {
+                Box::new(AccessFields {
+                    format: self.cfg.log_format,
+                    client: conn.client_ip.clone(),
+                    version: req.version(),
+                    user_agent: req.headers().get(header::USER_AGENT).cloned(),
+                    referer: req.headers().get(header::REFERER).cloned(),
+                    upstream_status: None,
+                })
+            }),
             in_flight: None,
             split_backend: None,
         };
@@ -579,6 +594,9 @@ impl Proxy {
                 }
                 Ok(Ok(resp)) => {
                     let status = resp.status().as_u16();
+                    if let Some(access) = &mut log.access {
+                        access.upstream_status = Some(status);
+                    }
                     if !retry.is_some_and(|r| r.codes.contains(&status)) {
                         log.in_flight = in_flight;
                         let cookie = action.and_then(|a| a.balance.affinity_cookie(backend, addr, key));
@@ -1000,11 +1018,22 @@ struct RequestLog {
     upstream: Option<SocketAddr>,
     upstream_secs: Option<f64>,
     request_size: u64,
-    access_log: bool,
+    /// What only the access log needs, taken only when it is on.
+    access: Option<Box<AccessFields>>,
     /// Counts the request against its endpoint (least request) until the response ends.
     in_flight: Option<crate::balance::InFlight>,
     /// The backend a weighted split chose, for the `service` label.
     split_backend: Option<Arc<crate::table::Backend>>,
+}
+
+/// The access log's own fields.
+struct AccessFields {
+    format: crate::access_log::LogFormat,
+    client: HeaderValue,
+    version: Version,
+    user_agent: Option<HeaderValue>,
+    referer: Option<HeaderValue>,
+    upstream_status: Option<u16>,
 }
 
 impl RequestLog {
@@ -1048,24 +1077,47 @@ impl OnComplete for RequestLog {
         if let Some(up) = self.upstream_secs {
             series.upstream_duration.observe(up);
         }
-        if self.access_log {
-            tracing::info!(
-                target: "access",
-                client = %self.client,
-                method = %self.method,
-                host = %self.host(),
-                uri = %self.uri,
-                status = self.status.as_u16(),
-                bytes_sent = bytes,
-                duration_ms = elapsed * 1000.0,
-                upstream = self.upstream.map(|a| a.to_string()).unwrap_or_default(),
-                upstream_ms = self.upstream_secs.map_or(-1.0, |s| s * 1000.0),
-                request_id = self.request_id.to_str().unwrap_or(""),
-                namespace = labels[0],
-                ingress = labels[1],
-                service = labels[2],
+        if let Some(access) = &self.access {
+            crate::access_log::write(
+                access.format,
+                &crate::access_log::Entry {
+                    client: access.client.as_bytes(),
+                    method: self.method.as_str(),
+                    host: self.host.as_bytes(),
+                    uri: self.uri.path_and_query().map_or("/", |p| p.as_str()),
+                    protocol: protocol(access.version),
+                    status: self.status.as_u16(),
+                    bytes_sent: bytes,
+                    request_length: self.request_size,
+                    duration_us: (elapsed * 1e6) as u64,
+                    upstream: self.upstream,
+                    upstream_status: access.upstream_status,
+                    upstream_us: self.upstream_secs.map(|s| (s * 1e6) as u64),
+                    request_id: self.request_id.as_bytes(),
+                    user_agent: header_bytes(&access.user_agent),
+                    referer: header_bytes(&access.referer),
+                    namespace: labels[0],
+                    kind: "",
+                    ingress: labels[1],
+                    service: labels[2],
+                },
             );
         }
+    }
+}
+
+fn header_bytes(value: &Option<HeaderValue>) -> &[u8] {
+    value.as_ref().map_or(b"", HeaderValue::as_bytes)
+}
+
+/// The protocol as nginx's `$server_protocol` writes it.
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/0.9",
     }
 }
 

@@ -31,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 
 mod h1;
 mod park;
+mod sni;
 
 /// HTTP/2's connection preface starts with a method no HTTP/1 client sends.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -66,7 +67,8 @@ impl Server {
         let https = match addrs.https {
             Some(addr) => {
                 let default = Certificate::generate_default().map_err(std::io::Error::other)?;
-                let config = tls::server_config(proxy.clone(), Arc::new(default)).map_err(std::io::Error::other)?;
+                let config =
+                    sni::server_config(proxy.live_table(), Arc::new(default)).map_err(std::io::Error::other)?;
                 Some((bind_each(addr, "https", workers)?, TlsAcceptor::from(config)))
             }
             None => None,

@@ -1,6 +1,7 @@
-//! TLS termination: certificates from Kubernetes Secrets, picked per SNI from the live
-//! routing table, so a rotated Secret serves new handshakes as soon as the table that
-//! carries it is swapped in, and open connections keep the session they have.
+//! TLS: certificates from Kubernetes Secrets (served per SNI by the listeners'
+//! resolver, `server/sni.rs`, from the live routing table, so a rotated Secret serves
+//! new handshakes as soon as the table that carries it is swapped in, and open
+//! connections keep the session they have), and TLS to endpoints.
 //!
 //! Crypto provider: aws-lc-rs. Its assembly for AES-GCM, ChaCha20 and P-256/RSA
 //! signing is what OpenSSL uses too, and it signs RSA handshakes markedly faster than
@@ -15,12 +16,9 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::aws_lc_rs;
 use rustls::pki_types::{ServerName, UnixTime};
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use rustls::{ServerConfig, pki_types::CertificateDer, pki_types::PrivateKeyDer, pki_types::pem::PemObject};
-
-use crate::proxy::Proxy;
+use rustls::{pki_types::CertificateDer, pki_types::PrivateKeyDer, pki_types::pem::PemObject};
 
 /// A certificate ready to serve, with what metrics and diagnostics need to know of it.
 #[derive(Debug)]
@@ -53,7 +51,7 @@ pub enum InvalidCertificate {
     NotYetValid(i64),
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
 }
 
@@ -139,47 +137,6 @@ impl Certificate {
             now,
         )
     }
-}
-
-/// Picks the certificate for each handshake from the live routing table: exact name,
-/// then wildcard, then the default.
-pub struct SniResolver {
-    proxy: Arc<Proxy>,
-    default: Arc<Certificate>,
-}
-
-impl std::fmt::Debug for SniResolver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SniResolver")
-            .field("default", &self.default.source)
-            .finish()
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let table = self.proxy.table();
-        let cert = hello
-            .server_name()
-            .and_then(|sni| table.certificate(sni))
-            .or(table.default_certificate());
-        Some(cert.unwrap_or(&self.default).key.clone())
-    }
-}
-
-/// The listener's TLS configuration.
-pub fn server_config(proxy: Arc<Proxy>, default: Arc<Certificate>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { proxy, default }));
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // The server's cipher order (AES-GCM, then ChaCha20) decides, not the client's, so
-    // a client that lists a weaker AEAD first still gets the stronger one.
-    cfg.ignore_client_order = true;
-    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
-    cfg.ticketer = aws_lc_rs::Ticketer::new()?;
-    Ok(Arc::new(cfg))
 }
 
 /// A short, stable label for why a handshake failed, for metrics.

@@ -43,7 +43,7 @@ use tokio_util::io::poll_read_buf;
 
 use crate::body::ResponseBody;
 use crate::idle::IdleIo;
-use crate::upstream::{hex, itoa};
+use crate::wire::{hex, itoa};
 
 /// How a busy spell ended.
 pub(super) enum Spell {

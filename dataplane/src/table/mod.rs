@@ -197,6 +197,10 @@ struct CertIndex {
     default: Option<Arc<Certificate>>,
 }
 
+/// The table in service, swapped whole by the proxy; readers (requests, TLS handshakes)
+/// load it without a lock.
+pub type LiveTable = Arc<arc_swap::ArcSwap<RoutingTable>>;
+
 /// The immutable table the proxy routes by.
 #[derive(Debug, Default)]
 pub struct RoutingTable {

@@ -36,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, RequestBody};
+use crate::wire::{hex, itoa};
 
 /// The largest response head (status line and headers) read before giving up.
 const MAX_HEAD: usize = 64 * 1024;
@@ -904,32 +905,6 @@ impl RawHead {
             at = to as usize;
         }
         out.extend_from_slice(&self.block[at..]);
-    }
-}
-
-/// `n` in decimal, written at the end of `buf`.
-pub(crate) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-/// `n` in hexadecimal (a chunk size), written at the end of `buf`.
-pub(crate) fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b"0123456789abcdef"[(n & 0xf) as usize];
-        n >>= 4;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 

@@ -13,5 +13,4 @@ mod h1;
 mod pool;
 
 pub use h1::{Error as UpstreamError, Extra, Failure, RawHead};
-pub(crate) use h1::{hex, itoa};
 pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn, set_worker};

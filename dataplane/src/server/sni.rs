@@ -1,0 +1,52 @@
+//! The listeners' TLS side: the certificate for each handshake, read from the live
+//! routing table (not from the proxy, which this layer only serves through).
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::table::LiveTable;
+use crate::tls::Certificate;
+
+/// Picks the certificate for each handshake from the live routing table: exact name,
+/// then wildcard, then the default.
+pub struct SniResolver {
+    table: LiveTable,
+    default: Arc<Certificate>,
+}
+
+impl std::fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SniResolver")
+            .field("default", &self.default.source)
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
+        let cert = hello
+            .server_name()
+            .and_then(|sni| table.certificate(sni))
+            .or(table.default_certificate());
+        Some(cert.unwrap_or(&self.default).key.clone())
+    }
+}
+
+/// The listener's TLS configuration.
+pub fn server_config(table: LiveTable, default: Arc<Certificate>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut cfg = ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver { table, default }));
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's cipher order (AES-GCM, then ChaCha20) decides, not the client's, so
+    // a client that lists a weaker AEAD first still gets the stronger one.
+    cfg.ignore_client_order = true;
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
+    cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(Arc::new(cfg))
+}
