@@ -1097,7 +1097,7 @@ impl OnComplete for RequestLog {
                     user_agent: header_bytes(&access.user_agent),
                     referer: header_bytes(&access.referer),
                     namespace: labels[0],
-                    kind: "",
+                    kind: meta.map_or("", |m| m.kind.as_str()),
                     ingress: labels[1],
                     service: labels[2],
                 },
