@@ -2,17 +2,13 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::de::{FieldPath, Located, from_value, from_yaml, locate, sanitize, yaml_options};
 use super::{FileError, InvalidDocument};
-use crate::crd::{self, Route};
-use crate::snapshot::Snapshot;
+use crate::crd;
+use crate::snapshot::{InputObject, Kind, KindVisitor, Object, Snapshot};
 
 /// Reads every object of a multi-document YAML file into a [`Snapshot`].
 ///
@@ -116,16 +112,6 @@ fn is_blank(text: &str) -> bool {
         .all(|l| l.is_empty() || l.starts_with('#') || l.starts_with('%'))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kind {
-    Ingress,
-    IngressClass,
-    Service,
-    EndpointSlice,
-    Secret,
-    Route,
-}
-
 enum Known {
     Object(Kind),
     List,
@@ -135,15 +121,10 @@ enum Known {
 /// including same-named kinds of other API groups (a Knative `Service`), and an error
 /// for our kinds at a version that is not served, like `extensions/v1beta1` Ingresses.
 fn classify(api_version: Option<&str>, kind: &str) -> Result<Option<Known>, String> {
-    let (group, served, known) = match kind {
-        "Ingress" => ("networking.k8s.io", "v1", Known::Object(Kind::Ingress)),
-        "IngressClass" => ("networking.k8s.io", "v1", Known::Object(Kind::IngressClass)),
-        "Service" => ("", "v1", Known::Object(Kind::Service)),
-        "EndpointSlice" => ("discovery.k8s.io", "v1", Known::Object(Kind::EndpointSlice)),
-        "Secret" => ("", "v1", Known::Object(Kind::Secret)),
-        "Route" => ("portico.dev", "v1alpha1", Known::Object(Kind::Route)),
-        "List" => ("", "v1", Known::List),
-        _ => return Ok(None),
+    let (group, served, known) = match (kind, Kind::from_name(kind)) {
+        ("List", _) => ("", "v1", Known::List),
+        (_, Some(k)) => (k.info().group, k.info().version, Known::Object(k)),
+        (_, None) => return Ok(None),
     };
     let expected = if group.is_empty() {
         served.to_string()
@@ -165,10 +146,8 @@ fn classify(api_version: Option<&str>, kind: &str) -> Result<Option<Known>, Stri
     Ok(Some(known))
 }
 
-impl Kind {
-    fn namespaced(self) -> bool {
-        self != Kind::IngressClass
-    }
+fn namespaced(kind: Kind) -> bool {
+    kind.info().namespaced
 }
 
 /// The fields every object has, read before the kind is known.
@@ -195,7 +174,7 @@ impl Header {
         let Some(name) = self.metadata.name.as_deref() else {
             return Some(kind_name.to_string());
         };
-        if kind.is_some_and(|k| !k.namespaced()) {
+        if kind.is_some_and(|k| !namespaced(k)) {
             return Some(format!("{kind_name} {name}"));
         }
         let namespace = self
@@ -212,19 +191,6 @@ impl Header {
 struct ListDocument {
     #[serde(default)]
     items: Vec<Spanned<serde_json::Value>>,
-}
-
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one at a time, moved straight into the snapshot"
-)]
-enum Object {
-    Ingress(Ingress),
-    IngressClass(IngressClass),
-    Service(Service),
-    EndpointSlice(EndpointSlice),
-    Secret(Secret),
-    Route(Route),
 }
 
 /// Unknown fields are errors, as with `kubectl apply`: a misspelt field (`pathtype`)
@@ -246,45 +212,23 @@ fn deny_unknown((object, unknown): (Object, Vec<FieldPath>)) -> Result<Object, L
     Ok(object)
 }
 
-fn wrap<T>(
-    parsed: Result<(T, Vec<FieldPath>), Located>,
-    f: fn(T) -> Object,
-) -> Result<(Object, Vec<FieldPath>), Located> {
-    parsed.map(|(object, unknown)| (f(object), unknown))
+/// Reads one document's text as the type of its kind.
+struct FromYaml<'a>(&'a str);
+
+impl KindVisitor for FromYaml<'_> {
+    type Output = Result<(Object, Vec<FieldPath>), Located>;
+    fn visit<T: InputObject>(self) -> Self::Output {
+        from_yaml::<T>(self.0).map(|(object, unknown)| (object.into(), unknown))
+    }
 }
 
-impl Object {
-    fn from_yaml(kind: Kind, text: &str) -> Result<(Object, Vec<FieldPath>), Located> {
-        match kind {
-            Kind::Ingress => wrap(from_yaml(text), Object::Ingress),
-            Kind::IngressClass => wrap(from_yaml(text), Object::IngressClass),
-            Kind::Service => wrap(from_yaml(text), Object::Service),
-            Kind::EndpointSlice => wrap(from_yaml(text), Object::EndpointSlice),
-            Kind::Secret => wrap(from_yaml(text), Object::Secret),
-            Kind::Route => wrap(from_yaml(text), Object::Route),
-        }
-    }
+/// Reads one List item as the type of its kind.
+struct FromValue(serde_json::Value);
 
-    fn from_value(kind: Kind, value: serde_json::Value) -> Result<(Object, Vec<FieldPath>), Located> {
-        match kind {
-            Kind::Ingress => wrap(from_value(value), Object::Ingress),
-            Kind::IngressClass => wrap(from_value(value), Object::IngressClass),
-            Kind::Service => wrap(from_value(value), Object::Service),
-            Kind::EndpointSlice => wrap(from_value(value), Object::EndpointSlice),
-            Kind::Secret => wrap(from_value(value), Object::Secret),
-            Kind::Route => wrap(from_value(value), Object::Route),
-        }
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        match self {
-            Object::Ingress(o) => &mut o.metadata,
-            Object::IngressClass(o) => &mut o.metadata,
-            Object::Service(o) => &mut o.metadata,
-            Object::EndpointSlice(o) => &mut o.metadata,
-            Object::Secret(o) => &mut o.metadata,
-            Object::Route(o) => &mut o.metadata,
-        }
+impl KindVisitor for FromValue {
+    type Output = Result<(Object, Vec<FieldPath>), Located>;
+    fn visit<T: InputObject>(self) -> Self::Output {
+        from_value::<T>(self.0).map(|(object, unknown)| (object.into(), unknown))
     }
 }
 
@@ -324,7 +268,8 @@ impl Loader {
             None => Ok(()),
             Some(Known::List) => self.load_list(number, document).map_err(place),
             Some(Known::Object(kind)) => {
-                let object = Object::from_yaml(kind, &document.text)
+                let object = kind
+                    .visit(FromYaml(&document.text))
                     .and_then(deny_unknown)
                     .map_err(|e| Located {
                         object: header.describe(Some(kind)),
@@ -349,7 +294,7 @@ impl Loader {
         if kind == Kind::Route {
             return None;
         }
-        let mut object = Object::from_yaml(kind, text).and_then(deny_unknown).ok()?;
+        let mut object = kind.visit(FromYaml(text)).and_then(deny_unknown).ok()?;
         let meta = object.metadata_mut();
         let header = Header {
             api_version: Some(api_version.to_string()),
@@ -410,7 +355,8 @@ impl Loader {
                 None => {}
                 Some(Known::List) => return Err(at(Located::new(None, "a List inside a List is not supported"))),
                 Some(Known::Object(kind)) => {
-                    let object = Object::from_value(kind, item.value)
+                    let object = kind
+                        .visit(FromValue(item.value))
                         .and_then(deny_unknown)
                         .map_err(|e| Located {
                             object: header.describe(Some(kind)),
@@ -438,7 +384,7 @@ impl Loader {
                 ..missing
             });
         };
-        let namespace = if kind.namespaced() {
+        let namespace = if namespaced(kind) {
             meta.namespace.get_or_insert_with(|| "default".to_string()).clone()
         } else {
             String::new()
@@ -450,15 +396,7 @@ impl Loader {
                 ..Located::new(None, message)
             });
         }
-        let snapshot = &mut self.snapshot;
-        match object {
-            Object::Ingress(o) => snapshot.ingresses.push(o),
-            Object::IngressClass(o) => snapshot.ingress_classes.push(o),
-            Object::Service(o) => snapshot.services.push(o),
-            Object::EndpointSlice(o) => snapshot.endpoint_slices.push(o),
-            Object::Secret(o) => snapshot.secrets.push(o),
-            Object::Route(o) => snapshot.routes.push(o),
-        }
+        self.snapshot.push(object);
         Ok(())
     }
 }

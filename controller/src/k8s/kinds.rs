@@ -1,31 +1,40 @@
-//! One watcher and reflector store per watched kind.
+//! One watcher and reflector store per kind of [`crate::snapshot`]'s list.
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::crd::Route;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{InputObject, Kind, KindVisitor, Snapshot};
 
-/// Read handles of every store.
+/// Read handles of every store, one per kind served.
 pub struct Stores {
-    ingresses: Store<Ingress>,
-    classes: Store<IngressClass>,
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
-    secrets: Store<Secret>,
-    /// `None` when the Route CRD is not installed (or Portico may not list Routes):
-    /// Ingresses are served all the same.
-    routes: Option<Store<Route>>,
+    stores: Vec<Box<dyn AnyStore>>,
+}
+
+/// A reflector store of any kind.
+trait AnyStore: Send + Sync {
+    fn copy_into(&self, snapshot: &mut Snapshot);
+    fn ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+impl<T: InputObject> AnyStore for Store<T> {
+    fn copy_into(&self, snapshot: &mut Snapshot) {
+        T::list_mut(snapshot).extend(self.state().iter().map(|o| T::clone(o)));
+    }
+
+    fn ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.wait_until_ready().await;
+        })
+    }
 }
 
 fn metrics() -> &'static (prometheus::IntCounterVec, prometheus::IntGaugeVec) {
@@ -90,83 +99,85 @@ where
     reader
 }
 
+/// Starts the watcher of one kind, after checking that an optional kind is served.
+struct Start {
+    client: Client,
+    namespace: Option<String>,
+    changed: Arc<Notify>,
+}
+
+impl KindVisitor for Start {
+    type Output = Pin<Box<dyn Future<Output = Option<Box<dyn AnyStore>>> + Send>>;
+
+    fn visit<T: InputObject>(self) -> Self::Output {
+        Box::pin(async move {
+            let api = T::api(&self.client, self.namespace.as_deref());
+            let info = T::KIND.info();
+            if info.optional && !served(&api, T::KIND).await {
+                return None;
+            }
+            let mut config = watcher::Config::default();
+            if let Some(fields) = info.field_selector {
+                config = config.fields(fields);
+            }
+            Some(Box::new(watch(api, config, self.changed)) as Box<dyn AnyStore>)
+        })
+    }
+}
+
 impl Stores {
     /// Starts all watchers. `namespace` limits the namespaced kinds to one namespace.
     pub async fn start(client: Client, namespace: Option<&str>, changed: Arc<Notify>) -> Stores {
-        fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-        where
-            K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-            K::DynamicType: Default,
-        {
-            match ns {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            }
+        let mut stores = Vec::new();
+        for kind in Kind::ALL {
+            let start = Start {
+                client: client.clone(),
+                namespace: namespace.map(str::to_string),
+                changed: changed.clone(),
+            };
+            stores.extend(kind.visit(start).await);
         }
-        let cfg = watcher::Config::default;
-        let routes = match routes_served(&api::<Route>(&client, namespace)).await {
-            true => Some(watch(api(&client, namespace), cfg(), changed.clone())),
-            false => None,
-        };
-        Stores {
-            routes,
-            ingresses: watch(api(&client, namespace), cfg(), changed.clone()),
-            classes: watch(Api::all(client.clone()), cfg(), changed.clone()),
-            services: watch(api(&client, namespace), cfg(), changed.clone()),
-            slices: watch(api(&client, namespace), cfg(), changed.clone()),
-            // Only TLS Secrets: the rest are none of an ingress controller's business.
-            secrets: watch(api(&client, namespace), cfg().fields("type=kubernetes.io/tls"), changed),
-        }
+        Stores { stores }
     }
 
     pub async fn wait_until_ready(&self) {
-        let _ = self.ingresses.wait_until_ready().await;
-        let _ = self.classes.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.slices.wait_until_ready().await;
-        let _ = self.secrets.wait_until_ready().await;
-        if let Some(routes) = &self.routes {
-            let _ = routes.wait_until_ready().await;
+        for store in &self.stores {
+            store.ready().await;
         }
     }
 
     /// A consistent-enough copy of every store. Each store is copied atomically; across
     /// stores, one may be a moment ahead of another, which the next compile settles.
     pub fn snapshot(&self) -> Snapshot {
-        fn all<K: Clone + kube::Resource + 'static>(s: &Store<K>) -> Vec<K>
-        where
-            K::DynamicType: Eq + std::hash::Hash + Clone,
-        {
-            s.state().iter().map(|o| K::clone(o)).collect()
+        let mut snapshot = Snapshot::default();
+        for store in &self.stores {
+            store.copy_into(&mut snapshot);
         }
-        Snapshot {
-            ingresses: all(&self.ingresses),
-            ingress_classes: all(&self.classes),
-            services: all(&self.services),
-            endpoint_slices: all(&self.slices),
-            secrets: all(&self.secrets),
-            routes: self.routes.as_ref().map(all).unwrap_or_default(),
-        }
+        snapshot
     }
 }
 
-/// Whether Routes can be watched: the CRD is installed and Portico may list them.
-/// Checked once at start: installing the CRD later needs a restart, said in the log.
-async fn routes_served(api: &Api<Route>) -> bool {
+/// Whether an optional kind (a custom resource) can be watched: its CRD is installed
+/// and Portico may list it. Checked once at start: installing the CRD later needs a
+/// restart, said in the log.
+async fn served<T: InputObject>(api: &Api<T>, kind: Kind) -> bool {
+    let info = kind.info();
     let probe = kube::api::ListParams::default().limit(1);
     match api.list_metadata(&probe).await {
         Ok(_) => true,
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
             tracing::warn!(
                 code = e.code,
-                "Routes (portico.dev/v1alpha1) are not served: the CRD is not installed or Portico may not list them; \
-                 apply crds/portico.dev_routes.yaml and restart to serve them"
+                kind = info.name,
+                api_version = %info.api_version(),
+                "kind not served: its CRD is not installed or Portico may not list it; \
+                 apply the CRD (crds/) and restart to serve it"
             );
             false
         }
         // Anything else (the API server restarting) is what the watcher retries.
         Err(e) => {
-            tracing::warn!(error = %e, "checking for the Route CRD failed; watching Routes anyway");
+            tracing::warn!(kind = info.name, error = %e, "checking for the CRD failed; watching anyway");
             true
         }
     }
