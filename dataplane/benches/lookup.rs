@@ -85,8 +85,8 @@ fn build_table(rules: usize) -> RoutingTable {
         let written = site_host(site);
         let host = HostMatch::parse(&written).expect("generated host is valid");
         for (path, kind) in site_paths(site) {
-            let route = Arc::new(Route {
-                meta: RouteMeta {
+            let route = Arc::new(Route::new(
+                RouteMeta {
                     namespace: namespace.clone(),
                     ingress: format!("site-{site}"),
                     service: service.clone(),
@@ -94,11 +94,10 @@ fn build_table(rules: usize) -> RoutingTable {
                     path: path.clone(),
                     ..Default::default()
                 },
-                backend: backend.clone(),
-                policy: RoutePolicy::default(),
-                action: None,
-                series: Default::default(),
-            });
+                backend.clone(),
+                RoutePolicy::default(),
+                None,
+            ));
             builder
                 .add(RouteRule {
                     host: host.clone(),

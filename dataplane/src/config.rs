@@ -56,9 +56,6 @@ pub struct ProxyConfig {
     /// Port named in HTTP-to-HTTPS redirects: the one clients reach HTTPS on (443 behind
     /// a Service mapping 443 to the container's 8443), omitted from the URL when 443.
     pub https_redirect_port: u16,
-    /// `Strict-Transport-Security` value sent on HTTPS responses of routes with HSTS on.
-    /// ingress-nginx's default: one year, subdomains included.
-    pub hsts_header: http::HeaderValue,
     /// Serving threads, each with an event loop of its own (nginx's worker processes).
     pub workers: usize,
 }
@@ -82,7 +79,6 @@ impl Default for ProxyConfig {
             access_log: true,
             log_format: crate::access_log::LogFormat::Json,
             https_redirect_port: 443,
-            hsts_header: http::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }

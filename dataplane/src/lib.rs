@@ -16,6 +16,7 @@ pub mod balance;
 pub mod body;
 pub mod codec;
 pub mod config;
+pub mod filter;
 pub mod idle;
 pub mod metrics;
 pub mod proxy;

@@ -32,9 +32,10 @@ use hyper::body::Incoming;
 
 use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, OnComplete, RequestBody, ResponseBody};
 use crate::config::ProxyConfig;
+use crate::filter::{Answer, RequestHead, ResponseHead, UpstreamHead};
 use crate::idle::IdleIo;
 use crate::metrics::Metrics;
-use crate::table::{LiveTable, Redirect, RequestView, Route, RoutingTable, UpstreamProtocol};
+use crate::table::{LiveTable, RequestView, Route, RoutingTable, UpstreamProtocol};
 use crate::upstream::{Extra, Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
@@ -271,9 +272,15 @@ impl Proxy {
                 e.response()
             }
         };
-        if tls && log.route.as_ref().is_some_and(|r| r.policy.hsts) {
-            resp.headers_mut()
-                .insert(header::STRICT_TRANSPORT_SECURITY, self.cfg.hsts_header.clone());
+        // The response phase, for every answer: the endpoint's, a redirect or an error.
+        if let Some(route) = &log.route {
+            let status = resp.status();
+            route.filters.response(&mut ResponseHead {
+                status,
+                headers: resp.headers_mut(),
+                tls,
+                from_upstream: log.upstream_secs.is_some(),
+            });
         }
         log.status = resp.status();
         let (parts, body) = resp.into_parts();
@@ -296,18 +303,26 @@ impl Proxy {
         let route = Self::route_request(&table, log.host(), &req)?;
         log.route = Some(route.clone());
         drop(table);
-        if !conn.tls && route.policy.ssl_redirect {
-            return Ok(self.redirect_to_https(log.host(), req.uri()));
-        }
-        if let Some(redirect) = route.action.as_ref().and_then(|a| a.redirect.as_ref()) {
-            return Ok(route_redirect(redirect, conn.tls, log.host(), req.uri()));
-        }
-
-        if let (Some(limit), Some(len)) = (route.policy.max_body_size, content_length(req.headers()))
-            && len > limit
-        {
-            crate::body::linger(req.into_body());
-            return Err(ProxyError::BodyTooLarge(limit));
+        let head = RequestHead {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            host: log.host(),
+            tls: conn.tls,
+            cfg: &self.cfg,
+        };
+        match route.filters.request(&head) {
+            None => {}
+            Some(Answer::Status { status, headers }) => {
+                let mut resp = Response::new(ResponseBody::empty());
+                *resp.status_mut() = status;
+                *resp.headers_mut() = headers;
+                return Ok(resp);
+            }
+            Some(Answer::PayloadTooLarge(limit)) => {
+                crate::body::linger(req.into_body());
+                return Err(ProxyError::BodyTooLarge(limit));
+            }
         }
         let upgrade = is_upgrade(&req);
         let (mut req, on_client_upgrade, forwarded) =
@@ -317,17 +332,12 @@ impl Proxy {
         }
         let sent = Instant::now();
         // Lines that pass through unchanged must need no change here.
-        let raw_head = raw_head
-            && route.action.as_ref().is_none_or(|a| a.response_headers.is_empty())
-            && !(conn.tls && route.policy.hsts);
+        let raw_head = raw_head && !route.filters.changes_response();
         let (resp, cookie) = self
             .send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log)
             .await?;
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
         let mut resp = self.upstream_response(resp, on_client_upgrade, &route);
-        if let Some(action) = &route.action {
-            action.response_headers.apply(resp.headers_mut());
-        }
         if let Some(cookie) = cookie {
             resp.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -343,24 +353,6 @@ impl Proxy {
             headers: req.headers(),
         };
         table.route(host, &view).cloned().ok_or(ProxyError::NoRoute)
-    }
-
-    /// The 308 that sends a plain-HTTP request for a TLS host to HTTPS, method and body
-    /// kept (as ingress-nginx does for `ssl-redirect`).
-    fn redirect_to_https(&self, host: &str, uri: &Uri) -> Response<ResponseBody> {
-        let name = crate::table::normalize_host(host);
-        let port = match self.cfg.https_redirect_port {
-            443 => String::new(),
-            p => format!(":{p}"),
-        };
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let location = format!("https://{name}{port}{path}");
-        let mut resp = Response::new(ResponseBody::empty());
-        *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
-        resp
     }
 
     /// Phase 2: the request as the endpoint should see it.
@@ -403,8 +395,7 @@ impl Proxy {
             request_id.clone(),
             host_value.clone(),
         ]);
-        let action = route.action.as_deref();
-        if client_forwarded || action.is_some_and(|a| !a.request_headers.is_empty()) {
+        if client_forwarded || route.filters.changes_upstream_request() {
             // Room for the headers added, made once instead of growing the map twice.
             headers.reserve(FORWARDED.len() + 2);
             for (name, value) in FORWARDED.iter().zip(forwarded.take().into_iter().flatten()) {
@@ -412,19 +403,25 @@ impl Proxy {
             }
         }
 
-        // A Route's request filters: header changes, then the URL rewrite.
-        let rewrite = action.and_then(|a| a.rewrite.as_ref());
+        // The route's upstream-request filters: header changes, then the URL rewrite.
+        let mut head = UpstreamHead {
+            headers,
+            uri: &parts.uri,
+            host: None,
+            path_and_query: None,
+        };
+        route.filters.upstream_request(&mut head);
+        let UpstreamHead {
+            host: new_host,
+            path_and_query: rewritten_path,
+            ..
+        } = head;
         let rewritten_host;
-        if let Some(action) = action {
-            action.request_headers.apply(headers);
-        }
-        if let Some(name) = rewrite.and_then(|r| r.hostname.as_ref()) {
-            headers.insert(header::HOST, name.clone());
-            host_value = name.clone();
+        if let Some(name) = new_host {
             rewritten_host = name.to_str().unwrap_or(host).to_owned();
+            host_value = name;
             host = &rewritten_host;
         }
-        let rewritten_path = rewrite.and_then(|r| r.path.as_ref()).map(|m| m.apply_to(&parts.uri));
         let path_and_query = match &rewritten_path {
             Some(p) => p.as_str(),
             None => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
@@ -722,16 +719,6 @@ type UpstreamRequest = (
 /// What [`Proxy::send_upstream`] returns: the endpoint's response (its body holds a
 /// pooled connection until it ends) and the affinity `Set-Cookie`, if one is due.
 type Sent = (Response<UpstreamBody>, Option<HeaderValue>);
-
-/// A Route rule's redirect, answered by the proxy itself.
-fn route_redirect(redirect: &Redirect, tls: bool, host: &str, uri: &Uri) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::empty());
-    *resp.status_mut() = redirect.status;
-    if let Ok(v) = HeaderValue::from_str(&redirect.location(tls, host, uri)) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
 
 /// What it takes to send a bodiless request again.
 struct Replay {

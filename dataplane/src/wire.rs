@@ -1,5 +1,8 @@
 //! Bytes on the wire shared by both sides of the proxy: the HTTP/1.1 server (to
-//! clients) and client (to endpoints) write numbers with these, and the access log too.
+//! clients) and client (to endpoints) write numbers with these, and the access log too;
+//! and the host a request names, as routing and redirects compare it.
+
+use std::borrow::Cow;
 
 /// `n` in decimal, written at the end of `buf`.
 pub fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
@@ -24,5 +27,25 @@ pub fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
         if n == 0 {
             return &buf[i..];
         }
+    }
+}
+
+/// Lower-cases a request host and strips its port and any trailing dot; borrows when
+/// nothing needs changing, which is the common case.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: `[::1]:8080`.
+        return Cow::Borrowed(rest.split_once(']').map_or(rest, |(ip, _)| ip));
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
     }
 }

@@ -108,13 +108,12 @@ impl<'a> Compiler<'a> {
         let Some((service, resolved)) = self.resolve(owner, &rule.backend, problems) else {
             return;
         };
-        let route = Arc::new(Route {
-            meta: meta(owner, service, written_host, written_path, at),
-            backend: resolved.backend,
-            policy: policy.clone(),
-            action: None,
-            series: Default::default(),
-        });
+        let route = Arc::new(Route::new(
+            meta(owner, service, written_host, written_path, at),
+            resolved.backend,
+            policy.clone(),
+            None,
+        ));
         match self.builder.add(RouteRule {
             host: host.clone(),
             path: path.to_string(),
@@ -147,13 +146,12 @@ impl<'a> Compiler<'a> {
             return;
         };
         let route = |host: &str, policy: &RoutePolicy| {
-            Arc::new(Route {
-                meta: meta(owner, service, host, "", None),
-                backend: resolved.backend.clone(),
-                policy: policy.clone(),
-                action: None,
-                series: Default::default(),
-            })
+            Arc::new(Route::new(
+                meta(owner, service, host, "", None),
+                resolved.backend.clone(),
+                policy.clone(),
+                None,
+            ))
         };
         let mut used = false;
         for (host, written) in hosts.iter().filter(|(h, _)| **h != HostMatch::Any) {

@@ -158,8 +158,8 @@ impl<'a> Compiler<'a> {
             };
             let action = Arc::new(base.for_path(&path.value, split.clone()));
             for (host, written) in hosts {
-                let route = Arc::new(Route {
-                    meta: RouteMeta {
+                let route = Arc::new(Route::new(
+                    RouteMeta {
                         kind: ObjectKind::Route,
                         namespace: namespace.to_string(),
                         ingress: name.to_string(),
@@ -169,11 +169,10 @@ impl<'a> Compiler<'a> {
                         rule: u32::try_from(rule_index).ok(),
                         path_index: u32::try_from(match_index).ok(),
                     },
-                    backend: primary.clone(),
-                    policy: policy.clone(),
-                    action: Some(action.clone()),
-                    series: Default::default(),
-                });
+                    primary.clone(),
+                    policy.clone(),
+                    Some(action.clone()),
+                ));
                 let rule = RouteRule {
                     host: host.clone(),
                     path: path.value.clone(),

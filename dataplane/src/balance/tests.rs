@@ -29,16 +29,16 @@ fn least_request() -> Balance {
 /// A table with one route to `backend`, as the controller builds after every change.
 fn table_with(backend: Arc<Backend>) -> RoutingTable {
     let mut t = TableBuilder::new();
-    let route = Route {
-        meta: RouteMeta::default(),
-        backend,
-        policy: RoutePolicy::default(),
-        action: Some(Arc::new(RouteAction {
-            balance: least_request(),
-            ..RouteAction::default()
-        })),
-        series: Default::default(),
+    let action = RouteAction {
+        balance: least_request(),
+        ..RouteAction::default()
     };
+    let route = Route::new(
+        RouteMeta::default(),
+        backend,
+        RoutePolicy::default(),
+        Some(Arc::new(action)),
+    );
     t.add(RouteRule {
         host: HostMatch::Any,
         path: "/".into(),

@@ -1,7 +1,8 @@
 //! Host names as Ingress v1 defines them.
 
-use std::borrow::Cow;
 use std::fmt;
+
+pub use crate::wire::normalize_host;
 
 /// The host part of a rule.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,25 +83,5 @@ impl fmt::Display for HostMatch {
             HostMatch::Wildcard(s) => write!(f, "*.{s}"),
             HostMatch::Any => Ok(()),
         }
-    }
-}
-
-/// Lower-cases a request host and strips its port and any trailing dot; borrows when
-/// nothing needs changing, which is the common case.
-pub fn normalize_host(host: &str) -> Cow<'_, str> {
-    let host = if let Some(rest) = host.strip_prefix('[') {
-        // IPv6 literal: `[::1]:8080`.
-        return Cow::Borrowed(rest.split_once(']').map_or(rest, |(ip, _)| ip));
-    } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-            _ => host,
-        }
-    };
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(host.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(host)
     }
 }

@@ -140,8 +140,57 @@ pub struct Route {
     /// A `Route` rule's filters, split, balancing, timeouts and retries; `None` for
     /// Ingress paths, which only proxy.
     pub action: Option<Arc<RouteAction>>,
+    /// The filters the model above asks for, sorted by phase: what the proxy runs.
+    pub filters: crate::filter::FilterChain,
     /// The request metric series this route has recorded.
     pub series: crate::metrics::SeriesCache,
+}
+
+impl Route {
+    /// A route and the filter chain its policy and action ask for.
+    pub fn new(meta: RouteMeta, backend: Arc<Backend>, policy: RoutePolicy, action: Option<Arc<RouteAction>>) -> Route {
+        let filters = filter_chain(&policy, action.as_deref());
+        Route {
+            meta,
+            backend,
+            policy,
+            action,
+            filters,
+            series: Default::default(),
+        }
+    }
+}
+
+/// The filters of a route, in the order they run within each phase: the HTTPS
+/// redirect before a Route's own redirect, both before the body limit; header changes
+/// before the rewrite.
+fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::filter::FilterChain {
+    use crate::filter;
+    let mut all = Vec::new();
+    if policy.ssl_redirect {
+        all.push(filter::https_redirect());
+    }
+    if let Some(r) = action.and_then(|a| a.redirect.as_ref()) {
+        all.push(filter::redirect(r.clone()));
+    }
+    if let Some(limit) = policy.max_body_size {
+        all.push(filter::body_limit(limit));
+    }
+    if let Some(a) = action {
+        if !a.request_headers.is_empty() {
+            all.push(filter::request_headers(a.request_headers.clone()));
+        }
+        if let Some(rewrite) = &a.rewrite {
+            all.push(filter::rewrite(rewrite.clone()));
+        }
+        if !a.response_headers.is_empty() {
+            all.push(filter::response_headers(a.response_headers.clone()));
+        }
+    }
+    if policy.hsts {
+        all.push(filter::hsts(filter::DEFAULT_HSTS.clone()));
+    }
+    filter::FilterChain::of(all)
 }
 
 /// A route rule before it is placed in a table.

@@ -3,17 +3,16 @@
 use super::*;
 
 fn route(name: &str) -> Arc<Route> {
-    Arc::new(Route {
-        meta: RouteMeta {
+    Arc::new(Route::new(
+        RouteMeta {
             namespace: "default".into(),
             ingress: name.into(),
             ..Default::default()
         },
-        backend: Arc::new(Backend::new(name, UpstreamProtocol::Http1, vec![])),
-        policy: RoutePolicy::default(),
-        action: None,
-        series: Default::default(),
-    })
+        Arc::new(Backend::new(name, UpstreamProtocol::Http1, vec![])),
+        RoutePolicy::default(),
+        None,
+    ))
 }
 
 fn table(rules: &[(&str, &str, PathKind, &str)]) -> RoutingTable {

@@ -1,0 +1,303 @@
+//! Filters: what a route does to the requests it serves besides choosing a backend,
+//! each hooked into the phases it belongs to.
+//!
+//! ```text
+//!  route phase ── request():          may answer by itself (HTTPS redirect, a redirect, 413)
+//!  upstream request ── upstream_request(): changes what the endpoint sees (headers, rewrite)
+//!  response ── response():             changes what the client sees (headers, HSTS)
+//! ```
+//!
+//! A route's filters are sorted into a [`FilterChain`] when the table is built: one
+//! list per phase, so a phase a route has no filter for costs an empty-slice check, and
+//! a route without filters pays nothing. Filters hold only values the controller has
+//! parsed and checked; none interprets user text at request time.
+//!
+//! Filters know nothing of the routing table: the table composes each route's chain
+//! from the route's model (`table::Route::new`).
+//!
+//! Adding a filter: a file here with its data and a type implementing [`Filter`] for
+//! the phases it needs, a constructor function below, the field that asks for it in
+//! the route's model (`table/action.rs`), and one line in `table::Route::new`.
+
+mod body_limit;
+mod headers;
+mod hsts;
+mod https_redirect;
+mod redirect;
+mod rewrite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HeaderValue};
+use http::{Method, StatusCode, Uri};
+
+use crate::config::ProxyConfig;
+
+pub use headers::HeaderModifier;
+pub use hsts::DEFAULT_HSTS;
+pub use redirect::Redirect;
+pub use rewrite::{PathModifier, UrlRewrite};
+
+/// The phases a filter can hook.
+pub trait Filter: Send + Sync + fmt::Debug {
+    /// The route phase, before anything is sent: `Some` answers the request here and
+    /// nothing reaches a backend.
+    fn request(&self, _req: &RequestHead<'_>) -> Option<Answer> {
+        None
+    }
+
+    /// The upstream-request phase: the request as the endpoint will see it.
+    fn upstream_request(&self, _req: &mut UpstreamHead<'_>) {}
+
+    /// The response phase: the head the client gets, the proxy's own answers included.
+    fn response(&self, _resp: &mut ResponseHead<'_>) {}
+
+    /// Which of the phases above it hooks; the others are never called.
+    fn phases(&self) -> Phases;
+}
+
+/// The filters this module has, to compose a chain from (the table does, per route).
+pub fn https_redirect() -> Arc<dyn Filter> {
+    Arc::new(https_redirect::HttpsRedirect)
+}
+
+pub fn redirect(r: Redirect) -> Arc<dyn Filter> {
+    Arc::new(redirect::RequestRedirect(r))
+}
+
+pub fn body_limit(limit: u64) -> Arc<dyn Filter> {
+    Arc::new(body_limit::BodyLimit(limit))
+}
+
+pub fn request_headers(m: HeaderModifier) -> Arc<dyn Filter> {
+    Arc::new(headers::RequestHeaders(m))
+}
+
+pub fn rewrite(r: UrlRewrite) -> Arc<dyn Filter> {
+    Arc::new(rewrite::Rewrite(r))
+}
+
+pub fn response_headers(m: HeaderModifier) -> Arc<dyn Filter> {
+    Arc::new(headers::ResponseHeaders(m))
+}
+
+pub fn hsts(value: HeaderValue) -> Arc<dyn Filter> {
+    Arc::new(hsts::Hsts(value))
+}
+
+/// A set of phases.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Phases {
+    pub request: bool,
+    pub upstream_request: bool,
+    pub response: bool,
+}
+
+impl Phases {
+    pub const REQUEST: Phases = Phases {
+        request: true,
+        upstream_request: false,
+        response: false,
+    };
+    pub const UPSTREAM_REQUEST: Phases = Phases {
+        request: false,
+        upstream_request: true,
+        response: false,
+    };
+    pub const RESPONSE: Phases = Phases {
+        request: false,
+        upstream_request: false,
+        response: true,
+    };
+}
+
+/// What the route phase reads of a request.
+#[derive(Debug)]
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    /// The host the request named (`Host` or `:authority`), as sent.
+    pub host: &'a str,
+    /// It came over TLS.
+    pub tls: bool,
+    pub cfg: &'a ProxyConfig,
+}
+
+/// A request answered by a filter.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A response without a body: a redirect, or a refusal such as a 401 or a 429.
+    Status { status: StatusCode, headers: HeaderMap },
+    /// The declared body is over the limit: 413, the body drained, the connection closed.
+    PayloadTooLarge(u64),
+}
+
+/// What the upstream-request phase may change.
+#[derive(Debug)]
+pub struct UpstreamHead<'a> {
+    pub headers: &'a mut HeaderMap,
+    /// The request's URL as the client sent it.
+    pub uri: &'a Uri,
+    /// A new `Host` (`:authority`) for the endpoint.
+    pub host: Option<HeaderValue>,
+    /// A new path and query for the endpoint.
+    pub path_and_query: Option<String>,
+}
+
+/// What the response phase may change.
+#[derive(Debug)]
+pub struct ResponseHead<'a> {
+    pub status: StatusCode,
+    pub headers: &'a mut HeaderMap,
+    /// The client's connection is TLS.
+    pub tls: bool,
+    /// The response came from an endpoint (not the proxy's own redirect or error).
+    pub from_upstream: bool,
+}
+
+/// A route's filters, sorted by phase.
+#[derive(Debug, Default)]
+pub struct FilterChain {
+    request: Box<[Arc<dyn Filter>]>,
+    upstream_request: Box<[Arc<dyn Filter>]>,
+    response: Box<[Arc<dyn Filter>]>,
+}
+
+impl FilterChain {
+    /// A chain of `filters`, each in the phases it hooks, in the given order.
+    pub fn of(filters: Vec<Arc<dyn Filter>>) -> FilterChain {
+        let pick = |f: fn(Phases) -> bool| filters.iter().filter(|x| f(x.phases())).cloned().collect();
+        FilterChain {
+            request: pick(|p| p.request),
+            upstream_request: pick(|p| p.upstream_request),
+            response: pick(|p| p.response),
+        }
+    }
+
+    /// The route phase: the first filter that answers wins.
+    pub fn request(&self, req: &RequestHead<'_>) -> Option<Answer> {
+        self.request.iter().find_map(|f| f.request(req))
+    }
+
+    pub fn upstream_request(&self, req: &mut UpstreamHead<'_>) {
+        for f in &self.upstream_request {
+            f.upstream_request(req);
+        }
+    }
+
+    pub fn response(&self, resp: &mut ResponseHead<'_>) {
+        for f in &self.response {
+            f.response(resp);
+        }
+    }
+
+    /// Whether any filter changes the request headers the endpoint gets (the proxy
+    /// then writes forwarded fields into the map before them, not straight to the wire).
+    pub fn changes_upstream_request(&self) -> bool {
+        !self.upstream_request.is_empty()
+    }
+
+    /// Whether any filter changes response heads (the proxy then cannot pass an
+    /// endpoint's header lines through untouched).
+    pub fn changes_response(&self) -> bool {
+        !self.response.is_empty()
+    }
+
+    /// Every filter, for `explain`: request-phase ones first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Filter>> {
+        self.request.iter().chain(&self.upstream_request).chain(&self.response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::header::{HOST, LOCATION, STRICT_TRANSPORT_SECURITY};
+
+    use super::*;
+
+    fn head<'a>(uri: &'a Uri, headers: &'a HeaderMap, tls: bool, cfg: &'a ProxyConfig) -> RequestHead<'a> {
+        RequestHead {
+            method: &Method::GET,
+            uri,
+            headers,
+            host: "Shop.Example.com:8080",
+            tls,
+            cfg,
+        }
+    }
+
+    /// A route without filters has nothing to run in any phase.
+    #[test]
+    fn empty_chain_changes_nothing() {
+        let chain = FilterChain::default();
+        assert!(!chain.changes_upstream_request() && !chain.changes_response());
+        let (uri, headers, cfg) = ("/a".parse().unwrap(), HeaderMap::new(), ProxyConfig::default());
+        assert_eq!(chain.request(&head(&uri, &headers, false, &cfg)), None);
+    }
+
+    /// Each filter runs in its own phases only, in the order the chain was given.
+    #[test]
+    fn filters_are_sorted_into_their_phases() {
+        let mut set = HeaderModifier::default();
+        set.set.push((HOST, HeaderValue::from_static("x")));
+        let chain = FilterChain::of(vec![https_redirect(), request_headers(set), hsts(DEFAULT_HSTS.clone())]);
+        assert_eq!(chain.request.len(), 1);
+        assert_eq!(chain.upstream_request.len(), 1);
+        assert_eq!(chain.response.len(), 1);
+        assert_eq!(chain.iter().count(), 3);
+    }
+
+    /// The HTTPS redirect answers plain HTTP only, with the host lower-cased, the port
+    /// replaced and the path and query kept.
+    #[test]
+    fn https_redirect_answers_plain_http_only() {
+        let chain = FilterChain::of(vec![https_redirect(), body_limit(10)]);
+        let (uri, headers, cfg) = ("/a?b=1".parse().unwrap(), HeaderMap::new(), ProxyConfig::default());
+        let Some(Answer::Status { status, headers: h }) = chain.request(&head(&uri, &headers, false, &cfg)) else {
+            panic!("no redirect");
+        };
+        assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(h[LOCATION], "https://shop.example.com/a?b=1");
+        assert_eq!(chain.request(&head(&uri, &headers, true, &cfg)), None);
+    }
+
+    /// A declared body over the limit is refused before anything is sent.
+    #[test]
+    fn body_limit_refuses_declared_length() {
+        let chain = FilterChain::of(vec![body_limit(10)]);
+        let (uri, cfg) = ("/".parse().unwrap(), ProxyConfig::default());
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("11"));
+        assert_eq!(
+            chain.request(&head(&uri, &headers, true, &cfg)),
+            Some(Answer::PayloadTooLarge(10))
+        );
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert_eq!(chain.request(&head(&uri, &headers, true, &cfg)), None);
+    }
+
+    /// HSTS goes on every HTTPS answer, the proxy's own included; response header
+    /// changes apply to what an endpoint answered only.
+    #[test]
+    fn response_phase() {
+        let mut add = HeaderModifier::default();
+        add.add.push((
+            http::header::HeaderName::from_static("x-a"),
+            HeaderValue::from_static("1"),
+        ));
+        let chain = FilterChain::of(vec![response_headers(add), hsts(DEFAULT_HSTS.clone())]);
+        for (tls, from_upstream) in [(true, true), (true, false), (false, true)] {
+            let mut headers = HeaderMap::new();
+            chain.response(&mut ResponseHead {
+                status: StatusCode::OK,
+                headers: &mut headers,
+                tls,
+                from_upstream,
+            });
+            assert_eq!(headers.contains_key(STRICT_TRANSPORT_SECURITY), tls);
+            assert_eq!(headers.contains_key("x-a"), from_upstream);
+        }
+    }
+}
