@@ -414,6 +414,28 @@ spec:
 """
 
 
+# With --filters: a Route with three filters (a header change, a rewrite, HSTS without
+# the HTTPS redirect), for the cost of filters against the plain Ingress rule.
+PORTICO_FILTERED_ROUTE = """\
+apiVersion: portico.dev/v1alpha1
+kind: Route
+metadata:
+  name: bench
+  namespace: default
+spec:
+  hostnames: [{vhost}]
+  tls: {{secretName: bench-tls}}
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /}}}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {{set: [{{name: X-Env, value: bench}}]}}
+    - type: URLRewrite
+      urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
+    backendRefs: [{{name: bench-backend, port: 80}}]
+"""
+
+
 def nginx_vars(workdir, name, nofile):
     (workdir / ("%s-tmp" % name)).mkdir(exist_ok=True)
     return dict(
@@ -642,9 +664,16 @@ class Bench:
             b64 = lambda name: base64.b64encode((self.workdir / "tls" / name).read_bytes()).decode()  # noqa: E731
             secret = PORTICO_TLS_SECRET.format(crt=b64("cert.pem"), key=b64("key.pem"))
             ingress_tls = "  tls:\n  - hosts:\n    - %s\n    secretName: bench-tls" % VHOST
-        conf.write_text(
-            secret + PORTICO_CONF.format(host=HOST, vhost=VHOST, backend_port=bport, tls=ingress_tls)
-        )
+        text = secret + PORTICO_CONF.format(host=HOST, vhost=VHOST, backend_port=bport, tls=ingress_tls)
+        if self.args.filters:
+            # The same host and backend through a Route with three filters instead of the
+            # plain Ingress rule (whose document is left out).
+            b64 = lambda name: base64.b64encode((self.workdir / "tls" / name).read_bytes()).decode()  # noqa: E731
+            text = text[: text.index("apiVersion: networking.k8s.io/v1\nkind: Ingress\n")]
+            if not secret:
+                text += PORTICO_TLS_SECRET.format(crt=b64("cert.pem"), key=b64("key.pem")).lstrip("-\n") + "---\n"
+            text += PORTICO_FILTERED_ROUTE.format(vhost=VHOST)
+        conf.write_text(text)
         argv = [
             self.portico_bin,
             "--from-file", conf,
@@ -652,6 +681,8 @@ class Bench:
             "--admin-port", admin,
             "--bind-address", HOST,
             "--access-log", "true" if self.args.access_logs else "false",
+            # A route with filters keeps HSTS on (on plain HTTP it has nothing to add).
+            *(["--ssl-redirect", "false"] if self.args.filters else []),
             "--worker-threads", self.s["workers"],
         ]  # fmt: skip
         if tls_port:
@@ -1293,6 +1324,8 @@ def render_instructions(meta, counts, labels, seconds):
         versions += ", Pingora peer on %s" % meta["pingora"]
     if meta.get("access_logs"):
         versions += ". nginx and Portico write a JSON access line per request"
+    if meta.get("filters"):
+        versions += ". Portico's route has three filters (header change, rewrite, HSTS)"
     lines = [
         "%s, %s cores, valgrind %s. %s." % (meta["date"], meta["cores"], meta["valgrind"], versions),
         "",
@@ -1447,6 +1480,7 @@ def metadata(args, bench):
         # What run.sh built (a commit, or the checkout with "-dirty" for uncommitted edits).
         "portico": os.environ.get("BENCH_PORTICO_LABEL") or "%s (checkout)" % git,
         "access_logs": bool(getattr(args, "access_logs", False)),
+        "filters": bool(getattr(args, "filters", False)),
         "nginx": tool_version(["nginx", "-v"], r"nginx/(\S+)"),
         "haproxy": tool_version(["haproxy", "-v"], r"version (\S+)"),
         "wrk": tool_version(["wrk", "-v"], r"wrk (?:debian/)?([0-9][0-9.]*[0-9])"),
@@ -1641,6 +1675,11 @@ def main():
         "--access-logs",
         action="store_true",
         help="nginx and Portico write one JSON access line per request to a file (HAProxy and Pingora log nothing)",
+    )
+    ap.add_argument(
+        "--filters",
+        action="store_true",
+        help="Portico serves the route through a Route with three filters (header change, rewrite, HSTS)",
     )
     ap.add_argument("--render", metavar="JSON", help="only re-render latest.md (and the README table) from a results file")
     args = ap.parse_args()

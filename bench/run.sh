@@ -16,6 +16,12 @@
 #   bench/run.sh --no-pingora
 #                           without the Pingora peer (and without building it)
 #
+#   bench/run.sh --access-logs
+#                           nginx and Portico each write a JSON access line per request
+#                           to a file (HAProxy and Pingora log nothing)
+#   bench/run.sh --filters  Portico routes through a Route with three filters (header
+#                           change, rewrite, HSTS) instead of the plain Ingress rule
+#
 # Other flags go to bench/bench.py (--rounds N, --duration S, --out DIR, --keep-workdir).
 # Installs what it needs and does nothing (quickly) when it is all there already:
 #   - Debian packages nginx, haproxy, wrk, nghttp2-client (h2load) and openssl (the
