@@ -158,6 +158,9 @@ node_enter_cmd() {
 	printf '%s\0' bash -c '
 		dir=$1 cgroup=$2 netns=$3
 		shift 3
+		# Image layers and volumes must be readable by the containers'"'"' users
+		# (e2e/cluster runs with umask 077 for its keys).
+		umask 022
 		for root in /sys/fs/cgroup/*; do
 			[[ -f "$root/$cgroup/system/cgroup.procs" ]] && echo $$ >"$root/$cgroup/system/cgroup.procs"
 		done

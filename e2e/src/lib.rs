@@ -26,6 +26,8 @@
 //! - `PORTICO_E2E_PYTHON`: the Python for the echo backends (default `python3`).
 
 pub mod http;
+pub mod load;
+pub mod node;
 pub mod objects;
 mod portico;
 mod testhost;
@@ -152,7 +154,13 @@ impl Cluster {
             .unwrap_or_else(|| PathBuf::from("kubectl"));
 
         let cluster_dir = run_dir.join("cluster");
-        let up = run(Command::new(&script).arg("up").arg("--dir").arg(&cluster_dir))?;
+        // A cluster with a node (e2e/cluster up --node): pods run, Deployments have
+        // their EndpointSlices written by kube-controller-manager.
+        let up = run(Command::new(&script)
+            .arg("up")
+            .arg("--dir")
+            .arg(&cluster_dir)
+            .arg("--node"))?;
         let admin_kubeconfig = PathBuf::from(up.lines().last().ok_or("e2e/cluster up printed nothing")?.trim());
 
         let portico_bin = match std::env::var_os("PORTICO_BIN") {
@@ -171,8 +179,15 @@ impl Cluster {
         if !portico_bin.exists() {
             return Err(format!("PORTICO_BIN {} does not exist", portico_bin.display()));
         }
+        // The node's images: Portico's from this binary, the echo backend, pause.
+        let images = Instant::now();
+        run(Command::new(repo.join("e2e/images/build.sh"))
+            .arg("--load")
+            .arg(&cluster_dir)
+            .env("PORTICO_BIN", &portico_bin))?;
+        eprintln!("e2e: images built and loaded in {:.1}s", images.elapsed().as_secs_f64());
 
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             portico_kubeconfig: run_dir.join("portico.kubeconfig"),
             repo,
             run_dir,
@@ -195,7 +210,7 @@ impl Cluster {
 
     /// RBAC, the CRDs, the IngressClass, and a kubeconfig holding a token of portico's
     /// ServiceAccount, so portico gets exactly what `deploy/rbac.yaml` grants.
-    fn setup(&mut self) -> Result<(), String> {
+    fn setup(&self) -> Result<(), String> {
         let rbac = self.repo.join("deploy/rbac.yaml");
         self.kubectl_ok(&["apply", "-f", &rbac.to_string_lossy()])?;
         // Portico's CRDs, as an install has them: portico then watches Routes too.
@@ -335,6 +350,25 @@ current-context: e2e
 
     pub fn repo(&self) -> &Path {
         &self.repo
+    }
+
+    pub fn cluster_dir(&self) -> &Path {
+        &self.cluster_dir
+    }
+
+    pub fn admin_kubeconfig(&self) -> &Path {
+        &self.admin_kubeconfig
+    }
+
+    pub fn kubectl(&self) -> &Path {
+        &self.kubectl
+    }
+
+    /// Puts back what [`Cluster::setup`] made (RBAC, CRDs, the IngressClass), after a
+    /// test that installed and removed Portico objects of the same names.
+    pub fn restore_setup(&self) {
+        self.setup()
+            .unwrap_or_else(|e| panic!("restoring the cluster's setup: {e}"));
     }
 
     pub fn run_dir(&self) -> &Path {

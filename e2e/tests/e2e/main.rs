@@ -5,6 +5,7 @@
 mod apiserver;
 mod endpoints;
 mod lease;
+mod node;
 mod perf;
 mod rbac;
 mod route;
