@@ -2,7 +2,8 @@
 # Runs every test Portico has, on a fresh machine or a warm one:
 #   formatting and lints, unit tests, integration tests (the real binary, real
 #   backends, real clients), and the end-to-end suite (a real kube-apiserver and etcd,
-#   built from upstream source and cached).
+#   and a real node: kubelet, containerd, kube-proxy, where Helm installs Portico as
+#   pods; Kubernetes built from upstream source and cached).
 # Slow things are cached outside the checkout, keyed by version, under $PORTICO_CACHE
 # (default ~/.cache/portico): the cargo target directory, the control-plane binaries,
 # the Python test environment.
@@ -43,7 +44,7 @@ step "benchmark harness smoke run (bench/run.sh --quick; its numbers gate nothin
 bench/run.sh --quick
 
 if [ -x e2e/run.sh ]; then
-  step "end-to-end tests against a real kube-apiserver"
+  step "end-to-end tests against a real kube-apiserver and node"
   e2e/run.sh
 fi
 
