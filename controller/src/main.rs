@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use portico_controller::compile::CompileOptions;
 use portico_dataplane::server::Addresses;
-use portico_dataplane::table::RoutingTable;
+use portico_dataplane::table::{ExplainRequest, RoutingTable};
 use portico_dataplane::{Proxy, ProxyConfig, Server};
 use tokio::sync::watch;
 
@@ -30,8 +30,126 @@ use tokio::sync::watch;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Kubernetes ingress controller: routes HTTP traffic by Ingress objects.
+///
+/// Without a subcommand, `portico` serves; `portico explain` tells how one request
+/// would be routed.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Which object and rule would serve a request, what it would pass through, the
+    /// backends and endpoints, and why every other rule of the host would not serve it.
+    /// Exits 0 when a rule or defaultBackend serves it, 1 when nothing does (404), 2
+    /// when the objects cannot be read.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ExplainArgs {
+    /// Read the objects from this multi-document YAML file (as `--from-file` serves it).
+    #[arg(long, value_name = "FILE")]
+    from_file: Option<PathBuf>,
+
+    /// Read the objects from the cluster once (default: in-cluster config, then
+    /// KUBECONFIG); nothing is written.
+    #[arg(long, value_name = "FILE", conflicts_with = "from_file")]
+    kubeconfig: Option<PathBuf>,
+
+    #[command(flatten)]
+    compile: CompileArgs,
+
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+
+    /// A request header, `Name: value`; repeat for more.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+
+    /// `text` or `json` (the admin port's `/explain` answer).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    /// The request's host (`Host` or `:authority`; a port is allowed).
+    host: String,
+
+    /// The request's path, with its query if any (`/search?q=1`).
+    path: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+/// The flags that shape the compile, shared by serving and `explain`.
+#[derive(clap::Args, Debug)]
+struct CompileArgs {
+    /// IngressClass name this controller serves.
+    #[arg(long, default_value = "portico")]
+    ingress_class: String,
+
+    /// `spec.controller` value of IngressClasses this controller serves.
+    #[arg(long, default_value = "portico.dev/ingress-controller")]
+    controller_name: String,
+
+    /// Only serve Ingresses in this namespace (default: all).
+    #[arg(long)]
+    watch_namespace: Option<String>,
+
+    /// `namespace/name` of the TLS Secret served when no host certificate matches the
+    /// client's SNI (default: a self-signed certificate generated at start).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    default_ssl_certificate: Option<String>,
+
+    /// Redirect plain-HTTP requests for hosts with TLS to HTTPS (308). Per Ingress:
+    /// `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    ssl_redirect: bool,
+
+    /// Send `Strict-Transport-Security` on HTTPS responses of hosts with TLS.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    hsts: bool,
+
+    /// Largest request body accepted, nginx size syntax (`1m`, `512k`, `0` = no limit).
+    /// Per Ingress: the `nginx.ingress.kubernetes.io/proxy-body-size` annotation.
+    #[arg(long, default_value = "1m", value_parser = parse_size)]
+    max_body_size: BodyLimit,
+}
+
+impl CompileArgs {
+    fn options(&self) -> Result<CompileOptions, String> {
+        let default_ssl_certificate = match &self.default_ssl_certificate {
+            Some(s) => Some(
+                s.split_once('/')
+                    .map(|(ns, name)| (ns.to_string(), name.to_string()))
+                    .ok_or_else(|| format!("--default-ssl-certificate {s:?}: expected NAMESPACE/NAME"))?,
+            ),
+            None => None,
+        };
+        Ok(CompileOptions {
+            ingress_class: self.ingress_class.clone(),
+            controller_name: self.controller_name.clone(),
+            watch_namespace: self.watch_namespace.clone(),
+            max_body_size: self.max_body_size.0,
+            generation: 0,
+            ssl_redirect: self.ssl_redirect,
+            hsts: self.hsts,
+            default_ssl_certificate,
+            now: 0,
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Serve the Kubernetes objects in this multi-document YAML file instead of a
     /// cluster's, and follow edits to it.
@@ -64,17 +182,8 @@ struct Args {
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
 
-    /// IngressClass name this controller serves.
-    #[arg(long, default_value = "portico")]
-    ingress_class: String,
-
-    /// `spec.controller` value of IngressClasses this controller serves.
-    #[arg(long, default_value = "portico.dev/ingress-controller")]
-    controller_name: String,
-
-    /// Only serve Ingresses in this namespace (default: all).
-    #[arg(long)]
-    watch_namespace: Option<String>,
+    #[command(flatten)]
+    compile: CompileArgs,
 
     /// Address the listeners bind to.
     #[arg(long, default_value = "0.0.0.0")]
@@ -93,28 +202,9 @@ struct Args {
     #[arg(long)]
     https_redirect_port: Option<u16>,
 
-    /// `namespace/name` of the TLS Secret served when no host certificate matches the
-    /// client's SNI (default: a self-signed certificate generated at start).
-    #[arg(long, value_name = "NAMESPACE/NAME")]
-    default_ssl_certificate: Option<String>,
-
-    /// Redirect plain-HTTP requests for hosts with TLS to HTTPS (308). Per Ingress:
-    /// `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    ssl_redirect: bool,
-
-    /// Send `Strict-Transport-Security` on HTTPS responses of hosts with TLS.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    hsts: bool,
-
-    /// Admin listener port: /metrics, /healthz, /readyz.
+    /// Admin listener port: /metrics, /healthz, /readyz, /explain.
     #[arg(long, default_value_t = 10254)]
     admin_port: u16,
-
-    /// Largest request body accepted, nginx size syntax (`1m`, `512k`, `0` = no limit).
-    /// Per Ingress: the `nginx.ingress.kubernetes.io/proxy-body-size` annotation.
-    #[arg(long, default_value = "1m", value_parser = parse_size)]
-    max_body_size: BodyLimit,
 
     /// Time allowed to connect to an endpoint.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -219,8 +309,12 @@ fn init_logging(format: &str) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
     portico_dataplane::tls::install_crypto_provider();
+    if let Some(Command::Explain(args)) = cli.command {
+        return explain(args);
+    }
+    let args = cli.serve;
     init_logging(&args.log_format);
     raise_open_file_limit();
     // This runtime runs the control side (watches, compiling, status, the admin
@@ -280,25 +374,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         workers: args.worker_threads.unwrap_or(ProxyConfig::default().workers).max(1),
         ..ProxyConfig::default()
     };
-    let default_ssl_certificate = match &args.default_ssl_certificate {
-        Some(s) => Some(
-            s.split_once('/')
-                .map(|(ns, name)| (ns.to_string(), name.to_string()))
-                .ok_or_else(|| format!("--default-ssl-certificate {s:?}: expected NAMESPACE/NAME"))?,
-        ),
-        None => None,
-    };
-    let opts = CompileOptions {
-        ingress_class: args.ingress_class.clone(),
-        controller_name: args.controller_name.clone(),
-        watch_namespace: args.watch_namespace.clone(),
-        max_body_size: args.max_body_size.0,
-        generation: 0,
-        ssl_redirect: args.ssl_redirect,
-        hsts: args.hsts,
-        default_ssl_certificate,
-        now: 0,
-    };
+    let opts = args.compile.options()?;
     let proxy = Proxy::new(cfg);
     let addrs = Addresses {
         http: SocketAddr::new(args.bind_address, args.http_port),
@@ -345,8 +421,71 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
-async fn kube_client(args: &Args) -> Result<kube::Client, Box<dyn std::error::Error>> {
-    let config = match &args.kubeconfig {
+/// `portico explain`: compiles the objects once, as serving would, and explains one
+/// request against that table.
+fn explain(args: ExplainArgs) -> ExitCode {
+    const FAILED: u8 = 2;
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("portico explain: {e}");
+        ExitCode::from(FAILED)
+    };
+    let request = match ExplainRequest::new(
+        &args.host,
+        &args.method,
+        &args.path,
+        args.headers.iter().map(String::as_str),
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let mut opts = match args.compile.options() {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    opts.generation = 1;
+    opts.now = portico_controller::compile::unix_now();
+    let snapshot = match &args.from_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|text| portico_controller::file::parse(&text).map_err(|e| format!("{}: {e}", path.display()))),
+        None => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let watch_namespace = opts.watch_namespace.clone();
+            rt.map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(async {
+                    let client = kube_client(args.kubeconfig.as_ref()).await.map_err(|e| e.to_string())?;
+                    portico_controller::k8s::list_once(&client, watch_namespace.as_deref())
+                        .await
+                        .map_err(|e| format!("cannot list the objects: {e}"))
+                })
+            })
+        }
+    };
+    let snapshot = match snapshot {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let (table, diagnostics) = portico_controller::compile::compile(&snapshot, &opts);
+    for d in &diagnostics {
+        eprintln!("{}: {d}", if d.is_warning() { "warning" } else { "note" });
+    }
+    let explanation = table.explain_request(&request);
+    match args.output {
+        Output::Text => print!("{explanation}"),
+        Output::Json => match serde_json::to_string_pretty(&explanation) {
+            Ok(json) => println!("{json}"),
+            Err(e) => return fail(&e),
+        },
+    }
+    if explanation.served_by.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
@@ -367,7 +506,7 @@ async fn run_cluster(
     released: watch::Sender<bool>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use portico_controller::{k8s, status};
-    let client = kube_client(args).await?;
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
     let version = client
         .apiserver_version()
         .await

@@ -1,5 +1,5 @@
 //! Listeners: accept, pick HTTP/1.1 or HTTP/2, serve through the [`Proxy`], and drain
-//! on shutdown. Also the admin listener (`/metrics`, `/healthz`, `/readyz`).
+//! on shutdown. Also the admin listener (`/metrics`, `/healthz`, `/readyz`, `/explain`).
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
@@ -115,6 +115,7 @@ impl Server {
         };
         let drain_notify = drain.notify.clone();
 
+        let admin_tables = tables.clone();
         let feeder = {
             let proxy = proxy.clone();
             let ready = ready.clone();
@@ -132,7 +133,7 @@ impl Server {
                 }
             })
         };
-        let admin_task = tokio::spawn(serve_admin(admin, ready.clone()));
+        let admin_task = tokio::spawn(serve_admin(admin, ready.clone(), admin_tables));
         let workers = match Workers::start(proxy.config().workers) {
             Ok(w) => w,
             Err(e) => {
@@ -611,21 +612,47 @@ async fn first_bytes(stream: &mut TcpStream, deadline: Instant, drain: &Drain) -
     }
 }
 
-async fn serve_admin(listener: TcpListener, ready: Arc<AtomicBool>) {
+async fn serve_admin(listener: TcpListener, ready: Arc<AtomicBool>, tables: watch::Receiver<Arc<RoutingTable>>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let ready = ready.clone();
+        let tables = tables.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let ready = ready.load(Ordering::Acquire);
-                async move { Ok::<_, Infallible>(admin_response(req.uri().path(), ready)) }
+                let resp = match req.uri().path() {
+                    // The table is cloned out, so the watch is not held while explaining.
+                    "/explain" => admin_explain(req.uri().query(), &tables.borrow().clone()),
+                    path => admin_response(path, ready),
+                };
+                async move { Ok::<_, Infallible>(resp) }
             });
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
+}
+
+/// `/explain?host=..&path=..`: how the live table routes that request, as JSON.
+fn admin_explain(query: Option<&str>, table: &RoutingTable) -> Response<ResponseBody> {
+    let (status, body, ctype) = if table.generation == 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no routing table loaded yet\n".to_string(),
+            "text/plain",
+        )
+    } else {
+        match crate::table::ExplainRequest::from_query(query.unwrap_or_default()) {
+            Ok(req) => match serde_json::to_string_pretty(&table.explain_request(&req)) {
+                Ok(json) => (StatusCode::OK, json + "\n", "application/json"),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"), "text/plain"),
+            },
+            Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n"), "text/plain"),
+        }
+    };
+    admin_reply(status, body, ctype)
 }
 
 fn admin_response(path: &str, ready: bool) -> Response<ResponseBody> {
@@ -640,6 +667,10 @@ fn admin_response(path: &str, ready: bool) -> Response<ResponseBody> {
         ),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_string(), "text/plain"),
     };
+    admin_reply(status, body, ctype)
+}
+
+fn admin_reply(status: StatusCode, body: String, ctype: &str) -> Response<ResponseBody> {
     let mut resp = Response::new(ResponseBody::full(body));
     *resp.status_mut() = status;
     if let Ok(v) = http::HeaderValue::from_str(ctype) {

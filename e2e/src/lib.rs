@@ -379,6 +379,11 @@ current-context: e2e
         &self.portico_kubeconfig
     }
 
+    /// The `portico` binary under test.
+    pub fn portico_bin(&self) -> &Path {
+        &self.portico_bin
+    }
+
     /// A number unique within this run.
     pub fn next_id(&self) -> u32 {
         self.counter.fetch_add(1, Ordering::Relaxed)

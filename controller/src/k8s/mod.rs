@@ -16,6 +16,7 @@
 //! table.
 
 mod kinds;
+mod list;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use crate::compile::{CompileOptions, Diagnostic, compile};
 use crate::snapshot::Snapshot;
 
 pub use kinds::Stores;
+pub use list::list_once;
 
 /// What the last compile produced, for the status writer.
 #[derive(Clone, Default)]

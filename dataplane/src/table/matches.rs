@@ -71,6 +71,20 @@ impl ValueMatch {
     }
 }
 
+/// `= "value"` or `~ pattern`, as `explain` prints a condition.
+impl fmt::Display for ValueMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueMatch::Exact(v) => write!(f, "= {v:?}"),
+            ValueMatch::Regex(r) => {
+                let p = r.as_str();
+                let written = p.strip_prefix("^(?:").and_then(|p| p.strip_suffix(")$")).unwrap_or(p);
+                write!(f, "~ {written:?} (the whole value)")
+            }
+        }
+    }
+}
+
 impl PartialEq for ValueMatch {
     fn eq(&self, other: &Self) -> bool {
         self.key() == other.key()
@@ -131,6 +145,52 @@ impl MatchConditions {
                 query_pairs(req.query.unwrap_or_default())
                     .any(|(name, value)| name == c.name && c.value.matches(&value))
             })
+    }
+}
+
+impl MatchConditions {
+    /// Every condition with its value, one line each (`header x-canary = "always"`).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        out.extend(self.method.iter().map(|m| format!("method {m}")));
+        out.extend(self.headers.iter().map(|h| format!("header {} {}", h.name, h.value)));
+        out.extend(self.query.iter().map(|q| format!("query {} {}", q.name, q.value)));
+        out
+    }
+
+    /// What `req` lacks to meet these conditions, one line each; empty exactly when
+    /// [`MatchConditions::matches`] holds (the same tests, one by one).
+    pub fn unmet(&self, req: &RequestView<'_>) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(method) = &self.method
+            && method != req.method
+        {
+            out.push(format!("method is {}, the rule needs {method}", req.method));
+        }
+        for c in &self.headers {
+            let mut values = req.headers.get_all(&c.name).iter().peekable();
+            if values.peek().is_none() {
+                out.push(format!(
+                    "header {} is missing, the rule needs {} {}",
+                    c.name, c.name, c.value
+                ));
+            } else if !values.any(|v| v.to_str().is_ok_and(|v| c.value.matches(v))) {
+                out.push(format!("header {}: no value {}", c.name, c.value));
+            }
+        }
+        for c in &self.query {
+            let mut pairs = query_pairs(req.query.unwrap_or_default()).filter(|(name, _)| *name == c.name);
+            let mut pairs = pairs.by_ref().peekable();
+            if pairs.peek().is_none() {
+                out.push(format!(
+                    "query parameter {} is missing, the rule needs {} {}",
+                    c.name, c.name, c.value
+                ));
+            } else if !pairs.any(|(_, value)| c.value.matches(&value)) {
+                out.push(format!("query parameter {}: no value {}", c.name, c.value));
+            }
+        }
+        out
     }
 }
 

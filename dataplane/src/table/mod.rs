@@ -23,6 +23,7 @@
 
 mod action;
 mod backend;
+mod explain;
 mod host;
 mod matches;
 mod path;
@@ -35,6 +36,7 @@ pub use action::{
     Balance, HashOn, HeaderModifier, LbPolicy, PathModifier, Redirect, RetryPolicy, RouteAction, Timeouts, UrlRewrite,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
+pub use explain::{ExplainRequest, Explanation};
 pub use host::{HostMatch, InvalidHost, normalize_host};
 pub use matches::{
     HeaderCondition, InvalidRegex, MatchConditions, QueryCondition, REGEX_MAX_LEN, RequestView, ValueMatch,
@@ -226,6 +228,21 @@ fn conditions_text(conditions: &str) -> String {
     }
 }
 
+/// A rule or defaultBackend the builder refused because an earlier one keeps its place.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub host: HostMatch,
+    /// The rule's path as given to the builder; empty for a defaultBackend.
+    pub path: String,
+    /// `None` for a defaultBackend.
+    pub kind: Option<PathKind>,
+    /// The conditions, as text (`method POST, header x-canary`).
+    pub conditions: String,
+    pub loser: RouteMeta,
+    /// The rule that keeps the place.
+    pub owner: RouteMeta,
+}
+
 #[derive(Debug, Default)]
 struct HostBlock {
     paths: PathIndex,
@@ -259,6 +276,9 @@ pub struct RoutingTable {
     any: HostBlock,
     routes: usize,
     certs: CertIndex,
+    /// Rules and defaultBackends refused because an earlier one holds the same place,
+    /// for `explain`; never read by a lookup. At most one per rule added.
+    refused: Vec<Refused>,
     /// Increases with every table the controller publishes.
     pub generation: u64,
 }
@@ -377,6 +397,14 @@ impl TableBuilder {
             .paths
             .insert(&rule.path, rule.kind, conditions, rule.route.clone())?
         {
+            self.table.refused.push(Refused {
+                host: rule.host.clone(),
+                path: rule.path.clone(),
+                kind: Some(rule.kind),
+                conditions: text.clone(),
+                loser: rule.route.meta.clone(),
+                owner: existing.meta.clone(),
+            });
             return Err(RuleError::Duplicate {
                 host: rule.host.to_string(),
                 path: rule.path,
@@ -394,7 +422,16 @@ impl TableBuilder {
     /// Returns false when an earlier fallback keeps the host.
     pub fn fallback(&mut self, host: &HostMatch, route: Arc<Route>) -> bool {
         let block = self.block_mut(host);
-        if block.fallback.is_some() {
+        if let Some(owner) = &block.fallback {
+            let owner = owner.meta.clone();
+            self.table.refused.push(Refused {
+                host: host.clone(),
+                path: String::new(),
+                kind: None,
+                conditions: String::new(),
+                loser: route.meta.clone(),
+                owner,
+            });
             return false;
         }
         block.fallback = Some(route);

@@ -16,7 +16,7 @@ use super::Route;
 use super::matches::{MatchConditions, RequestView, full_match_regex};
 
 /// Ingress v1 `pathType`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum PathKind {
     /// Byte-exact.
     Exact,
@@ -31,7 +31,7 @@ pub enum PathKind {
 
 impl PathKind {
     /// Tie-break at equal rule length: higher wins.
-    fn rank(self) -> u8 {
+    pub(super) fn rank(self) -> u8 {
         match self {
             PathKind::Exact => 3,
             PathKind::Prefix => 2,
@@ -97,17 +97,25 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 }
 
 #[derive(Debug)]
-struct Candidate {
-    conditions: MatchConditions,
-    route: Arc<Route>,
+pub(super) struct Candidate {
+    pub(super) conditions: MatchConditions,
+    pub(super) route: Arc<Route>,
 }
 
 #[derive(Debug)]
-struct Entry {
+pub(super) struct Entry {
     /// Most specific first; among equals, the order they were added (oldest first).
     candidates: Vec<Candidate>,
     /// Length of the rule path as indexed: the "longest path wins" measure.
     len: usize,
+}
+
+/// One indexed path of a host, as `explain` walks them.
+pub(super) struct IndexedPath<'a> {
+    /// The path as indexed (a Prefix without its trailing slash, a pattern as written).
+    pub path: String,
+    pub kind: PathKind,
+    pub entry: &'a Entry,
 }
 
 impl Entry {
@@ -138,6 +146,21 @@ impl Entry {
             .iter()
             .find(|c| c.conditions.is_empty() || c.conditions.matches(req))
             .map(|c| &c.route)
+    }
+
+    /// The candidates, in the order they are tried.
+    pub(super) fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    /// Which candidate a request gets, by position, exactly as a lookup chooses it.
+    pub(super) fn chosen(&self, req: &RequestView<'_>) -> Option<usize> {
+        let route = self.find(req)?;
+        self.candidates.iter().position(|c| std::ptr::eq(&c.route, route))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -260,7 +283,13 @@ impl PathIndex {
         if let Some(route) = self.best(req.path).and_then(|e| e.find(req)) {
             return Some(route);
         }
-        let path = req.path;
+        self.matching(req.path).into_iter().find_map(|(e, _)| e.find(req))
+    }
+
+    /// Every entry whose path matches `path`, in the order a lookup tries them: longest
+    /// rule path first, then Exact, Prefix, ImplementationSpecific, RegularExpression;
+    /// regular expressions of equal length in the order they were added.
+    pub(super) fn matching(&self, path: &str) -> Vec<(&Entry, PathKind)> {
         let mut found: Vec<(&Entry, PathKind)> = Vec::new();
         if let Some(e) = self.exact.get(path) {
             found.push((e, PathKind::Exact));
@@ -304,8 +333,9 @@ impl PathIndex {
                 ),
             }
         }
+        // A stable sort: among equals, the order found, which is the order added.
         found.sort_by_key(|(e, kind)| std::cmp::Reverse((e.len, kind.rank())));
-        found.into_iter().find_map(|(e, _)| e.find(req))
+        found
     }
 
     /// The longest matching entry (Exact over Prefix over ImplementationSpecific over
@@ -348,23 +378,87 @@ impl PathIndex {
         }
         let regex = &self.regex;
         if !regex.patterns.is_empty() {
+            // The first of the longest (`min_by_key` keeps the first of equals): at equal
+            // length the pattern added first, from the older object, wins, as in
+            // `matching`.
             let longest = match &regex.set {
                 Some(set) => set
                     .matches(path)
                     .iter()
                     .map(|i| &regex.entries[i])
-                    .max_by_key(|e| e.len),
+                    .min_by_key(|e| std::cmp::Reverse(e.len)),
                 None => regex
                     .patterns
                     .iter()
                     .zip(&regex.entries)
                     .filter(|(p, _)| p.is_match(path))
                     .map(|(_, e)| e)
-                    .max_by_key(|e| e.len),
+                    .min_by_key(|e| std::cmp::Reverse(e.len)),
             };
             consider(longest, PathKind::RegularExpression);
         }
         best.map(|(e, _)| e)
+    }
+
+    /// Every indexed path with its kind; no order.
+    pub(super) fn entries(&self) -> Vec<IndexedPath<'_>> {
+        let mut out: Vec<IndexedPath<'_>> = self
+            .exact
+            .iter()
+            .map(|(p, entry)| IndexedPath {
+                path: p.to_string(),
+                kind: PathKind::Exact,
+                entry,
+            })
+            .collect();
+        let mut stack = vec![(String::new(), &self.prefix)];
+        while let Some((path, node)) = stack.pop() {
+            if let Some(entry) = &node.entry {
+                let path = if path.is_empty() { "/".to_string() } else { path.clone() };
+                out.push(IndexedPath {
+                    path,
+                    kind: PathKind::Prefix,
+                    entry,
+                });
+            }
+            stack.extend(
+                node.children
+                    .iter()
+                    .map(|(seg, child)| (format!("{path}/{seg}"), child)),
+            );
+        }
+        if !self.string_prefix.is_empty() {
+            let mut stack = vec![(Vec::new(), 0usize)];
+            while let Some((bytes, at)) = stack.pop() {
+                let node = &self.string_prefix[at];
+                if let Some(entry) = &node.entry {
+                    out.push(IndexedPath {
+                        path: String::from_utf8_lossy(&bytes).into_owned(),
+                        kind: PathKind::ImplementationSpecific,
+                        entry,
+                    });
+                }
+                for &(b, child) in &node.children {
+                    let mut next = bytes.clone();
+                    next.push(b);
+                    stack.push((next, child as usize));
+                }
+            }
+        }
+        let regex = &self.regex;
+        out.extend(regex.patterns.iter().zip(&regex.entries).map(|(p, entry)| {
+            let pattern = p.as_str();
+            let written = pattern
+                .strip_prefix("^(?:")
+                .and_then(|p| p.strip_suffix(")$"))
+                .unwrap_or(pattern);
+            IndexedPath {
+                path: written.to_string(),
+                kind: PathKind::RegularExpression,
+                entry,
+            }
+        }));
+        out
     }
 
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {

@@ -81,6 +81,11 @@ impl WeightedBackends {
         self.backends.iter().map(|(b, _)| b)
     }
 
+    /// Each backend with its weight as written, for `explain`.
+    pub fn weighted(&self) -> impl Iterator<Item = (&Arc<Backend>, u32)> {
+        self.backends.iter().map(|(b, w)| (b, *w))
+    }
+
     /// The backend holding the endpoint an affinity cookie names, if any still does.
     pub fn holding(&self, token: u64) -> Option<&Arc<Backend>> {
         self.backends().find(|b| b.hashes.contains(&token))

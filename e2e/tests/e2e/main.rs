@@ -4,6 +4,7 @@
 
 mod apiserver;
 mod endpoints;
+mod explain;
 mod lease;
 mod node;
 mod perf;

@@ -1,0 +1,74 @@
+//! One read of every kind of [`crate::snapshot`]'s list, for `portico explain` against
+//! a cluster: plain paginated lists, no watch, no lease, no writes.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use kube::Client;
+use kube::api::ListParams;
+
+use crate::snapshot::{InputObject, Kind, KindVisitor, Object, Snapshot};
+
+/// Items per list call; the API server hands out the rest page by page.
+const PAGE: u32 = 500;
+
+type Listed<'a> = Pin<Box<dyn Future<Output = Result<Vec<Object>, kube::Error>> + Send + 'a>>;
+
+/// Lists one kind, every page.
+struct Lister<'a> {
+    client: &'a Client,
+    namespace: Option<&'a str>,
+    fields: Option<&'static str>,
+}
+
+impl<'a> KindVisitor for Lister<'a> {
+    type Output = Listed<'a>;
+
+    fn visit<T: InputObject>(self) -> Listed<'a> {
+        Box::pin(async move {
+            let api = T::api(self.client, self.namespace);
+            let mut params = ListParams::default().limit(PAGE);
+            if let Some(f) = self.fields {
+                params = params.fields(f);
+            }
+            let mut out = Vec::new();
+            loop {
+                let page = api.list(&params).await?;
+                out.extend(page.items.into_iter().map(Into::into));
+                match page.metadata.continue_ {
+                    Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                    _ => return Ok(out),
+                }
+            }
+        })
+    }
+}
+
+/// Every object the compile reads, listed once. `namespace` limits the namespaced kinds
+/// as `--watch-namespace` does. An optional kind (a custom resource) whose definition
+/// is not installed, or that may not be listed, is left out with a warning on stderr,
+/// as the controller itself serves without it.
+pub async fn list_once(client: &Client, namespace: Option<&str>) -> Result<Snapshot, kube::Error> {
+    let mut snapshot = Snapshot::default();
+    for kind in Kind::ALL {
+        let info = kind.info();
+        let lister = Lister {
+            client,
+            namespace,
+            fields: info.field_selector,
+        };
+        match kind.visit(lister).await {
+            Ok(objects) => objects.into_iter().for_each(|o| snapshot.push(o)),
+            Err(kube::Error::Api(e)) if info.optional && (e.code == 404 || e.code == 403) => {
+                eprintln!(
+                    "warning: {} ({}) not read: {}",
+                    info.name,
+                    info.api_version(),
+                    e.message
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(snapshot)
+}
