@@ -33,6 +33,9 @@ done
 log "control-plane binaries (built once, then cached under $PORTICO_CACHE)"
 e2e/cluster build --node
 
+log "the node's life cycle: up, a killed run, up again, down; nothing left behind"
+e2e/check-node.sh
+
 if [[ -z "${PORTICO_BIN:-}" ]]; then
 	log "building portico (release)"
 	cargo build --release --locked -p portico-controller
