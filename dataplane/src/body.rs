@@ -159,6 +159,21 @@ impl RequestBody {
         }
         Ok(RequestBody::Buffered(Box::new(buffered)))
     }
+
+    /// Reads and drops what is left of the body in the background ([`linger`]), for a
+    /// request answered before its body was sent.
+    pub fn linger(self) {
+        match self {
+            RequestBody::Streaming { inner, on_end, .. } => linger_then(Some(inner), on_end),
+            // What was read ahead is dropped; what had not been read yet lingers.
+            RequestBody::Buffered(buffered) => {
+                if let Some(rest) = buffered.rest {
+                    rest.linger();
+                }
+            }
+            RequestBody::Empty => {}
+        }
+    }
 }
 
 fn body_ended(on_end: &mut Option<BodyEndHook>) {
@@ -263,11 +278,16 @@ impl Body for RequestBody {
 /// the client can finish sending and read the refusal (413) instead of failing with a
 /// broken pipe: nginx's lingering close. Bounded in time and in bytes.
 pub fn linger(body: Option<Incoming>) {
+    linger_then(body, None);
+}
+
+/// [`linger`], running `on_end` if the body is read to its end.
+fn linger_then(body: Option<Incoming>, mut on_end: Option<BodyEndHook>) {
     const TOTAL: std::time::Duration = std::time::Duration::from_secs(10);
     const EACH: std::time::Duration = std::time::Duration::from_secs(2);
     const MAX_BYTES: u64 = 1 << 30;
     let Some(mut body) = body.filter(|b| !b.is_end_stream()) else {
-        return;
+        return body_ended(&mut on_end);
     };
     tokio::spawn(async move {
         use http_body_util::BodyExt;
@@ -277,6 +297,7 @@ pub fn linger(body: Option<Incoming>) {
             let next = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + EACH), body.frame()).await;
             match next {
                 Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Ok(None) => return body_ended(&mut on_end),
                 _ => return,
             }
         }

@@ -189,12 +189,37 @@ impl Proxy {
         let m = Metrics::get();
         m.table_routes.set(table.route_count() as i64);
         m.table_generation.set(table.generation as i64);
-        m.ssl_expire_time.reset();
-        for (host, cert) in table.certificates() {
-            m.ssl_expire_time
-                .with_label_values(&[host.as_str(), cert.source.as_str()])
-                .set(cert.not_after as f64);
-        }
+        m.set_certificates(
+            table
+                .certificates()
+                .map(|(host, cert)| (host, cert.source.as_str(), cert.not_after as f64)),
+            table
+                .default_certificate()
+                .map(|cert| (cert.source.as_str(), cert.not_after as f64)),
+        );
+        let live = table
+            .routes()
+            .flat_map(|route| {
+                let meta = &route.meta;
+                let split = route.action.iter().filter_map(|a| a.backends.as_ref());
+                let services = split
+                    .flat_map(|w| w.backends())
+                    .filter_map(|b| service_of(&b.name))
+                    .chain(std::iter::once(meta.service.as_str()));
+                services.map(|service| {
+                    [
+                        meta.namespace.as_str(),
+                        meta.kind.as_str(),
+                        meta.ingress.as_str(),
+                        service,
+                        meta.host.as_str(),
+                        meta.path.as_str(),
+                    ]
+                })
+            })
+            .collect();
+        crate::metrics::drop_stale_series(&live);
+        drop(live);
         self.table.store(table);
         m.table_reloads.inc();
         if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
@@ -1043,6 +1068,7 @@ impl OnComplete for RequestLog {
         let label = |f: fn(&crate::table::RouteMeta) -> &String| meta.map_or(&empty, f).as_str();
         let labels = [
             label(|m| &m.namespace),
+            meta.map_or("", |m| m.kind.as_str()),
             label(|m| &m.ingress),
             // A split route is labelled with the Service that got the request.
             self.split_backend
@@ -1051,7 +1077,7 @@ impl OnComplete for RequestLog {
                 .unwrap_or(label(|m| &m.service)),
             label(|m| &m.host),
             label(|m| &m.path),
-            self.method.as_str(),
+            crate::metrics::method_label(&self.method),
             self.status.as_str(),
         ];
         // Requests that matched no rule share one cache; a route's own holds its series.
@@ -1084,9 +1110,9 @@ impl OnComplete for RequestLog {
                     user_agent: header_bytes(&access.user_agent),
                     referer: header_bytes(&access.referer),
                     namespace: labels[0],
-                    kind: meta.map_or("", |m| m.kind.as_str()),
-                    ingress: labels[1],
-                    service: labels[2],
+                    kind: labels[1],
+                    ingress: labels[2],
+                    service: labels[3],
                 },
             );
         }

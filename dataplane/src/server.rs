@@ -126,6 +126,7 @@ impl Server {
                     if table.generation > 0 {
                         proxy.swap_table(table);
                         ready.store(true, Ordering::Release);
+                        Metrics::get().ready.set(1);
                     }
                     if tables.changed().await.is_err() {
                         return;
@@ -169,6 +170,7 @@ impl Server {
         // The accept loops (and every listening socket) are gone: no new connections
         // from here on.
         ready.store(false, Ordering::Release);
+        Metrics::get().ready.set(0);
         tracing::info!(timeout = ?proxy.config().drain_timeout, "shutting down: draining in-flight requests");
         let _ = drain_tx.send(true);
         // After the send: a connection that checks the value after this wake-up sees it.

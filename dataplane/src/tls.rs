@@ -139,6 +139,20 @@ impl Certificate {
     }
 }
 
+/// Every `reason` of `portico_tls_handshake_errors_total`: each value
+/// [`handshake_failure_reason`] gives, and `timeout`.
+pub const HANDSHAKE_FAILURE_REASONS: [&str; 9] = [
+    "timeout",
+    "client_closed",
+    "incompatible_version_or_cipher",
+    "no_application_protocol",
+    "alert_received",
+    "invalid_message",
+    "peer_misbehaved",
+    "other_tls_error",
+    "io_error",
+];
+
 /// A short, stable label for why a handshake failed, for metrics.
 pub fn handshake_failure_reason(e: &std::io::Error) -> &'static str {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -38,6 +38,7 @@ impl ResolvesServerCert for SniResolver {
 
 /// The listener's TLS configuration.
 pub fn server_config(table: LiveTable, default: Arc<Certificate>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    crate::metrics::Metrics::get().set_fallback_certificate(&default.source, default.not_after as f64);
     let mut cfg = ServerConfig::builder_with_provider(crate::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()

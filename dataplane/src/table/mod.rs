@@ -338,6 +338,16 @@ impl RoutingTable {
         self.routes
     }
 
+    /// Every route in the table, path rules and fallbacks; a route serving several
+    /// hosts or paths comes once for each.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(std::iter::once(&self.any))
+            .flat_map(|block| block.paths.routes().chain(block.fallback.iter()))
+    }
+
     /// Every backend the table references, each once.
     pub fn backends(&self) -> Vec<Arc<Backend>> {
         let mut seen = std::collections::HashSet::new();

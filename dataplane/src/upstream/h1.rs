@@ -253,23 +253,27 @@ impl H1Conn {
         // its memory is reused rather than a map allocated per response.
         let mut spare = Some(std::mem::take(req.headers_mut()));
         let mut write_done = false;
+        let mut write_failed: Option<io::Error> = None;
         let result = std::future::poll_fn(|cx| {
-            if !write_done {
+            if !write_done && write_failed.is_none() {
                 match self.poll_write_request(cx, &mut w, &mut body) {
                     Poll::Ready(Ok(())) => write_done = true,
-                    Poll::Ready(Err(Error::Io(e))) => {
-                        // The endpoint may have answered and closed without reading the
-                        // rest (a refused upload): that answer is the one to pass on.
-                        return match self.poll_read_head(cx, head_only, raw, &mut spare) {
-                            Poll::Ready(Ok(head)) => Poll::Ready(Ok(head)),
-                            _ => Poll::Ready(Err(Error::Io(e))),
-                        };
-                    }
+                    // The endpoint may have answered and closed without reading the rest
+                    // (a refused upload): that answer is the one to pass on. It arrived
+                    // before the reset that failed the write, but the event loop may not
+                    // have reported the socket readable yet, so a read tried now can
+                    // wait: the head is waited for below, not only tried once. A reset
+                    // connection ends that wait at once, with the data before it read.
+                    Poll::Ready(Err(Error::Io(e))) => write_failed = Some(e),
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {}
                 }
             }
-            self.poll_read_head(cx, head_only, raw, &mut spare)
+            let read = ready!(self.poll_read_head(cx, head_only, raw, &mut spare));
+            Poll::Ready(match (read, write_failed.take()) {
+                (Err(_), Some(e)) => Err(Error::Io(e)),
+                (read, _) => read,
+            })
         })
         .await;
         if let Some(headers) = spare {
@@ -278,8 +282,13 @@ impl H1Conn {
         match result {
             Ok(mut head) => {
                 // An answer before the whole request left: the rest of the body cannot
-                // follow on this connection.
+                // follow on this connection, and what the client still sends is read
+                // and dropped for a while, so that it can finish sending and read the
+                // answer instead of meeting a reset (nginx's lingering close).
                 head.reusable &= write_done;
+                if !write_done {
+                    body.linger();
+                }
                 Ok(head)
             }
             // Not a byte left: the request goes elsewhere as it is, body and all.
