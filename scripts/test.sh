@@ -5,18 +5,31 @@
 #   and a real node: kubelet, containerd, kube-proxy, where Helm installs Portico as
 #   pods; Kubernetes built from upstream source and cached).
 # Slow things are cached outside the checkout, keyed by version, under $PORTICO_CACHE
-# (default ~/.cache/portico): the cargo target directory, the control-plane binaries,
-# the Python test environment.
+# (default ~/.cache/portico): the control-plane binaries, the Python test environment
+# and, in a fresh clone, the cargo target directory.
+#
+# Where cargo builds: CARGO_TARGET_DIR when set; else the checkout's own ./target when
+# the README's first command (`cargo run --release ...`) has built the binary there,
+# so nothing is built twice; else $PORTICO_CACHE/target, which outlives the clone
+# (CI starts from a fresh clone every time). One place for the whole run: the test
+# that runs the README's commands uses the same build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PORTICO_CACHE="${PORTICO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portico}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PORTICO_CACHE/target}"
+if [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  if [ -x target/release/portico ]; then
+    CARGO_TARGET_DIR="$PWD/target"
+  else
+    CARGO_TARGET_DIR="$PORTICO_CACHE/target"
+  fi
+fi
+export CARGO_TARGET_DIR
 mkdir -p "$PORTICO_CACHE"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing test dependencies"
+step "installing test dependencies (cargo builds in $CARGO_TARGET_DIR)"
 scripts/test-deps.sh
 
 step "cargo fmt --check"

@@ -255,11 +255,11 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
 
-    /// One JSON access-log line per request.
+    /// One access-log line per request, in the `--log-format` (JSON or text).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     access_log: bool,
 
-    /// Log format: `json` or `text`.
+    /// Log format: `json` or `text` (coloured only on a terminal).
     #[arg(long, default_value = "json")]
     log_format: String,
 
@@ -298,8 +298,10 @@ fn init_logging(format: &str) {
         // rustls warns about every client that sends an IP address as SNI (health checks
         // and load generators do): expected, handled (the default certificate), not news.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
+    // Colour codes only for a person at a terminal: none in a file, a pipe or a pod log.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "text" {
         builder.init();
@@ -382,7 +384,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         admin: SocketAddr::new(args.bind_address, args.admin_port),
     };
     let server = Server::bind(proxy, addrs).await?;
-    tracing::info!(http = %server.http_addr(), https = ?server.https_addr(), admin = %server.admin_addr(), "listening");
+    let https = server.https_addr().map_or_else(|| "off".to_string(), |a| a.to_string());
+    tracing::info!(http = %server.http_addr(), https = %https, admin = %server.admin_addr(), "listening");
 
     let (tx, rx) = watch::channel(Arc::new(RoutingTable::default()));
     // SIGTERM starts the drain and, at the same moment, the leader's Lease release.

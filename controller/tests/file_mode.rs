@@ -190,6 +190,8 @@ fn field_error_names_object_field_and_line() {
         text.starts_with("line 27, column 23: document 2 (Ingress default/web): spec.rules[0].http.paths[0].backend.service.port.number: "),
         "{text}"
     );
+    // The words a person needs, not Rust's type name (`invalid i32`).
+    assert!(text.ends_with("expected a whole number"), "{text}");
 }
 
 /// Given a misspelt field, the document is refused with the field's path and line, as
@@ -273,6 +275,8 @@ fn list_items_are_read() {
     let broken = list.replace("port: 80", "port: eighty");
     let e = invalid(&broken);
     assert_eq!(e.field.as_deref(), Some("items[0].spec.ports[0].port"));
+    assert!(e.to_string().ends_with("expected a whole number"), "{e}");
+    assert!(!e.to_string().contains("i32"), "{e}");
     assert_eq!(e.object.as_deref(), Some("Service default/web"));
     assert_eq!(e.line, Some(11), "{e}");
 }

@@ -131,9 +131,24 @@ impl Located {
     }
 }
 
-/// Error text quotes the file's own content; keep it on one line in logs.
+/// Error text quotes the file's own content; keep it on one line in logs. Rust's type
+/// names (`invalid i32`, `expected u16`) become what a person writing YAML needs.
 pub(super) fn sanitize(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    let mut text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    for (types, words) in [
+        (
+            &["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize"][..],
+            "expected a whole number",
+        ),
+        (&["f32", "f64"][..], "expected a number"),
+    ] {
+        for ty in types {
+            for lead in ["invalid", "expected"] {
+                text = text.replace(&format!("{lead} {ty}"), words);
+            }
+        }
+    }
+    text
 }
 
 pub(super) fn yaml_options() -> serde_saphyr::Options {
