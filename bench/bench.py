@@ -681,8 +681,6 @@ class Bench:
             "--admin-port", admin,
             "--bind-address", HOST,
             "--access-log", "true" if self.args.access_logs else "false",
-            # A route with filters keeps HSTS on (on plain HTTP it has nothing to add).
-            *(["--ssl-redirect", "false"] if self.args.filters else []),
             "--worker-threads", self.s["workers"],
         ]  # fmt: skip
         if tls_port:
@@ -690,10 +688,13 @@ class Bench:
                 "--https-port", tls_port,
                 "--default-ssl-certificate", "default/bench-tls",
                 "--ssl-redirect", "false",
-                "--hsts", "false",
+                # A route with filters keeps HSTS (on plain HTTP it has nothing to add).
+                "--hsts", "true" if self.args.filters else "false",
             ]  # fmt: skip
         elif self.portico_has_https:
             argv += ["--https-port", "0"]  # no HTTPS listener: nothing binds the default 8443
+        if self.args.filters and not tls_port:
+            argv += ["--ssl-redirect", "false"]
         proc = spawn(self.wrap(argv), self.workdir / "portico.log", "portico")
         wait_for_port(admin, proc, "portico admin")
         wait_for_port(port, proc, "portico")
