@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test Portico has, on a fresh machine or a warm one:
-#   formatting and lints, unit tests, integration tests (the real binary, real
-#   backends, real clients), and the end-to-end suite (a real kube-apiserver and etcd,
-#   and a real node: kubelet, containerd, kube-proxy, where Helm installs Portico as
-#   pods; Kubernetes built from upstream source and cached).
+#   formatting and lints, unit tests, bounded fuzzing runs, integration tests (the
+#   real binary, real backends, real clients), and the end-to-end suite (a real
+#   kube-apiserver and etcd, and a real node: kubelet, containerd, kube-proxy, where
+#   Helm installs Portico as pods; Kubernetes built from upstream source and cached).
 # Slow things are cached outside the checkout, keyed by version, under $PORTICO_CACHE
 # (default ~/.cache/portico): the control-plane binaries, the Python test environment
 # and, in a fresh clone, the cargo target directory.
@@ -41,6 +41,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "unit tests"
 # The end-to-end crate needs a control plane; e2e/run.sh runs it below.
 cargo test --workspace --exclude portico-e2e --locked
+
+step "fuzzing every parser that sees outside input (bounded: FUZZ_SECONDS each)"
+# A crash fails the run and leaves its input under fuzz/artifacts/.
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" scripts/fuzz.sh
 
 step "building the release binary"
 cargo build --release --locked -p portico-controller

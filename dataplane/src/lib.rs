@@ -17,6 +17,8 @@ pub mod body;
 pub mod codec;
 pub mod config;
 pub mod filter;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod idle;
 pub mod metrics;
 pub mod proxy;

@@ -33,6 +33,9 @@ mod h1;
 mod park;
 mod sni;
 
+#[cfg(fuzzing)]
+pub(crate) use h1::fuzz_parse as fuzz_request_head;
+
 /// HTTP/2's connection preface starts with a method no HTTP/1 client sends.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 

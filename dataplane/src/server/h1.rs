@@ -354,6 +354,16 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     Parsed::Request(req, !close)
 }
 
+/// For the fuzz target: request heads parsed from arbitrary bytes, one after another
+/// as pipelined requests would be, each served one checked for its Host.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_parse(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    while let Parsed::Request(req, _) = parse(&mut buf, 16 * 1024) {
+        let _ = crate::codec::check_host(req.version(), req.uri(), req.headers());
+    }
+}
+
 /// How a response body is delimited on the wire.
 #[derive(Clone, Copy, PartialEq)]
 enum Framing {

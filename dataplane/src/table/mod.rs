@@ -42,6 +42,8 @@ pub use matches::{
     HeaderCondition, InvalidRegex, MatchConditions, QueryCondition, REGEX_MAX_LEN, RequestView, ValueMatch,
     full_match_regex, query_pairs,
 };
+#[cfg(fuzzing)]
+pub(crate) use path::validate as validate_path;
 pub use path::{InvalidPath, PathKind};
 pub use split::WeightedBackends;
 

@@ -478,101 +478,27 @@ impl H1Conn {
         }
     }
 
-    /// The next frame of the response body, advancing `framing`.
+    /// The next frame of the response body, advancing `framing`: [`decode_body`] on
+    /// what is buffered, reading more when it needs more.
     pub fn poll_body(
         &mut self,
         cx: &mut Context<'_>,
         framing: &mut Framing,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         loop {
-            match framing {
-                Framing::Done | Framing::Length(0) => {
-                    *framing = Framing::Done;
-                    return Poll::Ready(None);
-                }
-                Framing::Length(remaining) => {
-                    let data = ready!(self.poll_data(cx, remaining))?;
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Close => {
-                    if self.buf.is_empty() && ready!(self.poll_fill(cx))? == 0 {
+            match decode_body(&mut self.buf, framing) {
+                Ok(Decoded::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
+                Ok(Decoded::End) => return Poll::Ready(None),
+                Ok(Decoded::NeedMore) if *framing == Framing::Close => {
+                    if ready!(self.poll_fill(cx))? == 0 {
                         *framing = Framing::Done;
                         return Poll::Ready(None);
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(self.buf.split().freeze()))));
                 }
-                Framing::Chunked(Chunked::Size) => match httparse::parse_chunk_size(&self.buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        self.buf.advance(used);
-                        *framing = Framing::Chunked(if size == 0 {
-                            Chunked::Trailers
-                        } else {
-                            Chunked::Data(size)
-                        });
-                    }
-                    Ok(httparse::Status::Partial) if self.buf.len() < MAX_CHUNK_LINE => {
-                        ready!(self.fill_more(cx))?;
-                    }
-                    _ => return Poll::Ready(Some(Err(Error::Invalid("bad chunk size line")))),
-                },
-                Framing::Chunked(Chunked::Data(remaining)) => {
-                    let data = ready!(self.poll_data(cx, remaining))?;
-                    if *remaining == 0 {
-                        *framing = Framing::Chunked(Chunked::DataEnd);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Framing::Chunked(Chunked::DataEnd) => {
-                    if self.buf.len() < 2 {
-                        ready!(self.fill_more(cx))?;
-                        continue;
-                    }
-                    if &self.buf[..2] != b"\r\n" {
-                        return Poll::Ready(Some(Err(Error::Invalid("chunk data longer than its size"))));
-                    }
-                    self.buf.advance(2);
-                    *framing = Framing::Chunked(Chunked::Size);
-                }
-                Framing::Chunked(Chunked::Trailers) => {
-                    if self.buf.starts_with(b"\r\n") {
-                        self.buf.advance(2);
-                        *framing = Framing::Done;
-                        return Poll::Ready(None);
-                    }
-                    let mut fields = [httparse::EMPTY_HEADER; 32];
-                    match httparse::parse_headers(&self.buf, &mut fields) {
-                        Ok(httparse::Status::Complete((used, fields))) => {
-                            let mut trailers = HeaderMap::with_capacity(fields.len());
-                            for f in fields {
-                                if let (Ok(name), Ok(value)) = (
-                                    HeaderName::from_bytes(f.name.as_bytes()),
-                                    HeaderValue::from_bytes(f.value),
-                                ) {
-                                    trailers.append(name, value);
-                                }
-                            }
-                            self.buf.advance(used);
-                            *framing = Framing::Done;
-                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                        }
-                        Ok(httparse::Status::Partial) if self.buf.len() < MAX_CHUNK_LINE => {
-                            ready!(self.fill_more(cx))?;
-                        }
-                        _ => return Poll::Ready(Some(Err(Error::Invalid("bad trailer section")))),
-                    }
-                }
+                Ok(Decoded::NeedMore) => ready!(self.fill_more(cx))?,
+                Err(e) => return Poll::Ready(Some(Err(e))),
             }
         }
-    }
-
-    /// Up to `remaining` bytes of body, reading when the buffer is empty.
-    fn poll_data(&mut self, cx: &mut Context<'_>, remaining: &mut u64) -> Poll<Result<Bytes, Error>> {
-        if self.buf.is_empty() {
-            ready!(self.fill_more(cx))?;
-        }
-        let take = self.buf.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-        *remaining -= take as u64;
-        Poll::Ready(Ok(self.buf.split_to(take).freeze()))
     }
 
     /// Reads more; the end of the stream here cuts a body short.
@@ -587,6 +513,150 @@ impl H1Conn {
     /// bytes cannot be trusted with another exchange.
     pub fn clean(&self) -> bool {
         self.buf.is_empty()
+    }
+}
+
+/// For the fuzz target: a response head read from arbitrary bytes (into a map and as
+/// raw lines), then its body decoded as the head frames it.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_response(data: &[u8]) {
+    for raw in [false, true] {
+        let mut buf = BytesMut::from(data);
+        let mut spare = None;
+        loop {
+            match parse_head(&mut buf, false, raw, &mut spare) {
+                Ok(Parsed::Informational) => continue,
+                Ok(Parsed::Final(head)) => {
+                    if let Some(raw) = &head.raw {
+                        raw.write_to(&mut Vec::new());
+                    }
+                    let mut framing = head.framing;
+                    while let Ok(Decoded::Frame(_)) = decode_body(&mut buf, &mut framing) {}
+                    break;
+                }
+                Ok(Parsed::Partial) | Err(_) => break,
+            }
+        }
+    }
+}
+
+/// For the fuzz target: a chunked body decoded from arbitrary bytes, fed in two parts
+/// split where the first byte says, as reads would bring them.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_chunked(data: &[u8]) {
+    let Some((&split, data)) = data.split_first() else {
+        return;
+    };
+    let at = usize::from(split).min(data.len());
+    let mut framing = Framing::Chunked(Chunked::Size);
+    let mut buf = BytesMut::from(&data[..at]);
+    let mut total = 0usize;
+    for more in [&data[at..], &[][..]] {
+        loop {
+            match decode_body(&mut buf, &mut framing) {
+                Ok(Decoded::Frame(frame)) => {
+                    total += frame.data_ref().map_or(0, |d| d.len());
+                    assert!(total <= data.len(), "more body than bytes");
+                }
+                Ok(Decoded::NeedMore) => break,
+                Ok(Decoded::End) | Err(_) => return,
+            }
+        }
+        buf.extend_from_slice(more);
+    }
+}
+
+/// What [`decode_body`] found in the buffer.
+#[derive(Debug)]
+pub enum Decoded {
+    Frame(Frame<Bytes>),
+    /// The body ended where its framing said.
+    End,
+    /// Not enough buffered to go on (for [`Framing::Close`], the end of the stream
+    /// ends the body; for the others it cuts it short).
+    NeedMore,
+}
+
+/// Takes the next piece of a response body off the front of `buf`, advancing
+/// `framing`: a pure function of the bytes, so that it can be tested with byte
+/// literals and fuzzed. Chunked framing follows RFC 9112 section 7.1: a chunk-size
+/// line (hex digits, optional extensions) ended by CRLF, the data, CRLF; after the
+/// last chunk a trailer section, whose fields RFC 9110 section 6.5.1 forbids are
+/// dropped. A size line or trailer section longer than [`MAX_CHUNK_LINE`] is an error.
+pub fn decode_body(buf: &mut BytesMut, framing: &mut Framing) -> Result<Decoded, Error> {
+    loop {
+        match framing {
+            Framing::Done | Framing::Length(0) => {
+                *framing = Framing::Done;
+                return Ok(Decoded::End);
+            }
+            Framing::Length(remaining) | Framing::Chunked(Chunked::Data(remaining)) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                let take = buf.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                *remaining -= take as u64;
+                if *framing == Framing::Chunked(Chunked::Data(0)) {
+                    *framing = Framing::Chunked(Chunked::DataEnd);
+                }
+                return Ok(Decoded::Frame(Frame::data(buf.split_to(take).freeze())));
+            }
+            Framing::Close => {
+                if buf.is_empty() {
+                    return Ok(Decoded::NeedMore);
+                }
+                return Ok(Decoded::Frame(Frame::data(buf.split().freeze())));
+            }
+            Framing::Chunked(Chunked::Size) => match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete((used, size))) => {
+                    buf.advance(used);
+                    *framing = Framing::Chunked(if size == 0 {
+                        Chunked::Trailers
+                    } else {
+                        Chunked::Data(size)
+                    });
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => return Ok(Decoded::NeedMore),
+                _ => return Err(Error::Invalid("bad chunk size line")),
+            },
+            Framing::Chunked(Chunked::DataEnd) => {
+                if buf.len() < 2 {
+                    return Ok(Decoded::NeedMore);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(Error::Invalid("chunk data longer than its size"));
+                }
+                buf.advance(2);
+                *framing = Framing::Chunked(Chunked::Size);
+            }
+            Framing::Chunked(Chunked::Trailers) => {
+                if buf.starts_with(b"\r\n") {
+                    buf.advance(2);
+                    *framing = Framing::Done;
+                    return Ok(Decoded::End);
+                }
+                let mut fields = [httparse::EMPTY_HEADER; 32];
+                match httparse::parse_headers(buf, &mut fields) {
+                    Ok(httparse::Status::Complete((used, fields))) => {
+                        let mut trailers = HeaderMap::with_capacity(fields.len());
+                        for f in fields {
+                            if let (Ok(name), Ok(value)) = (
+                                HeaderName::from_bytes(f.name.as_bytes()),
+                                HeaderValue::from_bytes(f.value),
+                            ) && crate::codec::trailer_allowed(&name)
+                            {
+                                trailers.append(name, value);
+                            }
+                        }
+                        buf.advance(used);
+                        *framing = Framing::Done;
+                        return Ok(Decoded::Frame(Frame::trailers(trailers)));
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => return Ok(Decoded::NeedMore),
+                    _ => return Err(Error::Invalid("bad trailer section")),
+                }
+            }
+        }
     }
 }
 

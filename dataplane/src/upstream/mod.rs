@@ -13,4 +13,6 @@ mod h1;
 mod pool;
 
 pub use h1::{Error as UpstreamError, Extra, Failure, RawHead};
+#[cfg(fuzzing)]
+pub(crate) use h1::{fuzz_chunked, fuzz_response};
 pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn, set_worker};

@@ -476,3 +476,47 @@ async fn a_connection_moved_to_another_event_loop_serves_there() {
         "{heads:?}"
     );
 }
+
+/// The body decoder alone, on byte literals (RFC 9112 section 7.1): each malformed
+/// chunking the request side refuses is an error here too, never a short body.
+#[test]
+fn chunked_decoding_on_byte_literals() {
+    let decode_all = |bytes: &[u8]| -> Result<(Vec<u8>, Option<HeaderMap>), Error> {
+        let mut buf = BytesMut::from(bytes);
+        let mut framing = Framing::Chunked(Chunked::Size);
+        let (mut data, mut trailers) = (Vec::new(), None);
+        loop {
+            match decode_body(&mut buf, &mut framing)? {
+                Decoded::Frame(frame) => match frame.into_data() {
+                    Ok(d) => data.extend_from_slice(&d),
+                    Err(frame) => trailers = frame.into_trailers().ok(),
+                },
+                Decoded::End => return Ok((data, trailers)),
+                Decoded::NeedMore => return Err(Error::Incomplete),
+            }
+        }
+    };
+    let (data, trailers) =
+        decode_all(b"5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\nHost: evil\r\n\r\n").expect("valid");
+    assert_eq!(data, b"hello world");
+    let trailers = trailers.expect("trailers");
+    assert_eq!(trailers.get("x-sum").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    assert!(
+        trailers.get("host").is_none(),
+        "RFC 9110 section 6.5.1: no Host in trailers"
+    );
+    for bad in [
+        &b"0x5\r\nhello\r\n0\r\n\r\n"[..],
+        b" 5\r\nhello\r\n0\r\n\r\n",
+        b"ffffffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        b"2\r\nhello\r\n0\r\n\r\n",
+    ] {
+        assert!(
+            matches!(decode_all(bad), Err(Error::Invalid(_))),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Cut short: more is needed, which the caller turns into an error at the close.
+    assert!(matches!(decode_all(b"5\r\nhel"), Err(Error::Incomplete)));
+}
