@@ -289,6 +289,12 @@ impl PathIndex {
     /// Every entry whose path matches `path`, in the order a lookup tries them: longest
     /// rule path first, then Exact, Prefix, ImplementationSpecific, RegularExpression;
     /// regular expressions of equal length in the order they were added.
+    ///
+    /// The lookup's slow path and `explain` share it, so they cannot disagree. As a call
+    /// it costs a request no rule matches about 18 instructions more than the same loop
+    /// written inside `lookup` (1,417 against 1,399 per miss in `benches/lookup` at
+    /// 1,000 rules, callgrind); a hit is unchanged (2,401 against 2,402). Forcing it
+    /// inline measured worse (1,477).
     pub(super) fn matching(&self, path: &str) -> Vec<(&Entry, PathKind)> {
         let mut found: Vec<(&Entry, PathKind)> = Vec::new();
         if let Some(e) = self.exact.get(path) {
