@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod crd;
 pub mod file;
+pub mod gateway_api;
 pub mod k8s;
 pub mod snapshot;
 pub mod status;

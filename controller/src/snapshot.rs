@@ -209,6 +209,23 @@ input_kinds! {
     Route(routes: crate::crd::Route) {
         group: "portico.dev", version: "v1alpha1", scope: namespaced, optional: true, field_selector: None,
     },
+    /// Gateway API: the classes, of which Portico serves those naming its controller.
+    GatewayClass(gateway_classes: crate::gateway_api::GatewayClass) {
+        group: "gateway.networking.k8s.io", version: "v1", scope: cluster, optional: true, field_selector: None,
+    },
+    Gateway(gateways: crate::gateway_api::Gateway) {
+        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selector: None,
+    },
+    HTTPRoute(http_routes: crate::gateway_api::HTTPRoute) {
+        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selector: None,
+    },
+    GRPCRoute(grpc_routes: crate::gateway_api::GRPCRoute) {
+        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selector: None,
+    },
+    /// Permits a Gateway's certificateRefs and a route's backendRefs across namespaces.
+    ReferenceGrant(reference_grants: crate::gateway_api::ReferenceGrant) {
+        group: "gateway.networking.k8s.io", version: "v1beta1", scope: namespaced, optional: true, field_selector: None,
+    },
 }
 
 #[cfg(test)]

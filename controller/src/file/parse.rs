@@ -200,7 +200,10 @@ fn deny_unknown((object, unknown): (Object, Vec<FieldPath>)) -> Result<Object, L
     // A custom resource's derived type reads apiVersion and kind without keeping them;
     // the header already checked both.
     let header = [FieldPath::key("apiVersion"), FieldPath::key("kind")];
-    if let Some(field) = unknown.into_iter().find(|f| !header.contains(f)) {
+    // Gateway API objects are read leniently, as in a cluster: their types hold only
+    // what Portico uses, and what it does not support is reported in their status.
+    let lenient = object.kind().info().group == crate::gateway_api::GROUP;
+    if let Some(field) = unknown.into_iter().find(|f| !header.contains(f) && !lenient) {
         return Err(Located::new(Some(field), "unknown field"));
     }
     if let Object::Route(route) = &object
@@ -290,8 +293,8 @@ impl Loader {
         let Ok(Some(Known::Object(kind))) = classify(Some(api_version), kind_name) else {
             return None;
         };
-        // A Route's derived type does not check its apiVersion and kind.
-        if kind == Kind::Route {
+        // A custom resource's derived type does not check its apiVersion and kind.
+        if kind == Kind::Route || kind.info().group == crate::gateway_api::GROUP {
             return None;
         }
         let mut object = kind.visit(FromYaml(text)).and_then(deny_unknown).ok()?;
