@@ -3,8 +3,8 @@
 //!
 //! Request metrics carry the labels ingress-nginx users already chart: `namespace`,
 //! `ingress`, `service`, `host` and `path` name the rule that matched (never the raw URL,
-//! which would explode the series count), plus `kind` (`Ingress` or `Route`: which kind
-//! of object `ingress` names), `method` and `status`.
+//! which would explode the series count), plus `kind` (`Ingress`, `Route`, `HTTPRoute` or
+//! `GRPCRoute`: which kind of object `ingress` names), `method` and `status`.
 //!
 //! No label takes a value a client chooses: `method` is one of the methods RFC 9110 and
 //! RFC 5789 define, or `_OTHER` for any other (OpenTelemetry's HTTP semantic

@@ -766,7 +766,7 @@ impl fmt::Display for RuleRef {
         write!(f, "{} {}/{}", self.kind, self.namespace, self.name)?;
         let item = match self.kind {
             ObjectKind::Ingress => "path",
-            ObjectKind::Route => "match",
+            ObjectKind::Route | ObjectKind::HttpRoute | ObjectKind::GrpcRoute => "match",
         };
         match (self.rule, self.path_index) {
             (Some(r), Some(p)) => write!(f, " rules[{r}] {item} {p}:")?,

@@ -95,6 +95,12 @@ pub enum ObjectKind {
     Ingress,
     /// A `portico.dev/v1alpha1` Route.
     Route,
+    /// A `gateway.networking.k8s.io/v1` HTTPRoute.
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
+    /// A `gateway.networking.k8s.io/v1` GRPCRoute.
+    #[serde(rename = "GRPCRoute")]
+    GrpcRoute,
 }
 
 impl ObjectKind {
@@ -103,6 +109,8 @@ impl ObjectKind {
         match self {
             ObjectKind::Ingress => "Ingress",
             ObjectKind::Route => "Route",
+            ObjectKind::HttpRoute => "HTTPRoute",
+            ObjectKind::GrpcRoute => "GRPCRoute",
         }
     }
 }
@@ -265,6 +273,26 @@ struct CertIndex {
     default: Option<Arc<Certificate>>,
 }
 
+/// What a Gateway listener port speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ListenerProtocol {
+    /// Plain HTTP/1.1, HTTP/2 with prior knowledge, upgrades.
+    Http,
+    /// TLS, the certificate chosen by SNI among the listener's own.
+    Https,
+}
+
+/// A Gateway listener port: the connections accepted on `port` are routed by `table`
+/// alone, never by the Ingress table that holds it.
+#[derive(Debug)]
+pub struct Listener {
+    /// The port the proxy binds (the internal port, which a Service may map).
+    pub port: u16,
+    pub protocol: ListenerProtocol,
+    /// Its hosts, routes and certificates; a listener's table has no listeners.
+    pub table: RoutingTable,
+}
+
 /// The table in service, swapped whole by the proxy; readers (requests, TLS handshakes)
 /// load it without a lock.
 pub type LiveTable = Arc<arc_swap::ArcSwap<RoutingTable>>;
@@ -281,6 +309,8 @@ pub struct RoutingTable {
     /// Rules and defaultBackends refused because an earlier one holds the same place,
     /// for `explain`; never read by a lookup. At most one per rule added.
     refused: Vec<Refused>,
+    /// Gateway listener ports, sorted by port.
+    listeners: Vec<Listener>,
     /// Increases with every table the controller publishes.
     pub generation: u64,
 }
@@ -328,21 +358,33 @@ impl RoutingTable {
         self.certs.default.as_ref()
     }
 
-    /// Every certificate the table serves, with the host it serves it for.
+    /// Every certificate the table serves, with the host it serves it for: its own, then
+    /// its listeners' (a host may come again, once per listener serving it).
     pub fn certificates(&self) -> impl Iterator<Item = (String, &Arc<Certificate>)> {
+        self.own_certificates()
+            .chain(self.listeners.iter().flat_map(|l| l.table.own_certificates()))
+    }
+
+    fn own_certificates(&self) -> impl Iterator<Item = (String, &Arc<Certificate>)> {
         let exact = self.certs.exact.iter().map(|(h, c)| (h.to_string(), c));
         let wild = self.certs.wildcard.iter().map(|(h, c)| (format!("*.{h}"), c));
         exact.chain(wild)
     }
 
-    /// Number of path rules in the table (fallbacks not counted).
+    /// Number of path rules in the table and its listeners (fallbacks not counted).
     pub fn route_count(&self) -> usize {
-        self.routes
+        self.routes + self.listeners.iter().map(|l| l.table.routes).sum::<usize>()
     }
 
-    /// Every route in the table, path rules and fallbacks; a route serving several
-    /// hosts or paths comes once for each.
+    /// Every route in the table and its listeners, path rules and fallbacks; a route
+    /// serving several hosts or paths comes once for each.
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.own_routes()
+            .chain(self.listeners.iter().flat_map(|l| l.table.own_routes()))
+    }
+
+    /// The routes of this table's own host blocks, without its listeners'.
+    fn own_routes(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.exact
             .values()
             .chain(self.wildcard.values())
@@ -350,26 +392,34 @@ impl RoutingTable {
             .flat_map(|block| block.paths.routes().chain(block.fallback.iter()))
     }
 
-    /// Every backend the table references, each once.
+    /// Every backend the table and its listeners reference, each once.
     pub fn backends(&self) -> Vec<Arc<Backend>> {
         let mut seen = std::collections::HashSet::new();
-        let blocks = self
-            .exact
-            .values()
-            .chain(self.wildcard.values())
-            .chain(std::iter::once(&self.any));
         let mut out = Vec::new();
-        for block in blocks {
-            for route in block.paths.routes().chain(block.fallback.iter()) {
-                let split = route.action.iter().filter_map(|a| a.backends.as_ref());
-                for backend in std::iter::once(&route.backend).chain(split.flat_map(|w| w.backends())) {
-                    if seen.insert(Arc::as_ptr(backend)) {
-                        out.push(backend.clone());
-                    }
+        for route in self.routes() {
+            let split = route.action.iter().filter_map(|a| a.backends.as_ref());
+            for backend in std::iter::once(&route.backend).chain(split.flat_map(|w| w.backends())) {
+                if seen.insert(Arc::as_ptr(backend)) {
+                    out.push(backend.clone());
                 }
             }
         }
         out
+    }
+
+    /// The Gateway listener on `port`, if the table has one.
+    pub fn listener(&self, port: u16) -> Option<&Listener> {
+        // A handful of listeners at most per proxy in practice, sorted: a binary search
+        // on a short slice, no hashing.
+        self.listeners
+            .binary_search_by_key(&port, |l| l.port)
+            .ok()
+            .and_then(|i| self.listeners.get(i))
+    }
+
+    /// Every Gateway listener of the table, by port ascending.
+    pub fn listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners.iter()
     }
 }
 
@@ -378,6 +428,8 @@ impl RoutingTable {
 #[derive(Debug, Default)]
 pub struct TableBuilder {
     table: RoutingTable,
+    /// The Gateway listeners' builders by port, with the protocol their first call set.
+    listeners: std::collections::BTreeMap<u16, (ListenerProtocol, TableBuilder)>,
 }
 
 impl TableBuilder {
@@ -481,14 +533,44 @@ impl TableBuilder {
         }
     }
 
-    pub fn build(mut self, generation: u64) -> RoutingTable {
-        self.table.generation = generation;
-        let t = &mut self.table;
-        for block in t.exact.values_mut().chain(t.wildcard.values_mut()) {
+    /// The builder of the Gateway listener on internal `port`: rules, fallbacks and
+    /// certificates added to it are served only on connections accepted on that port,
+    /// and its default certificate serves the handshakes on that port that name none of
+    /// its certificates (without one, the table's default does). The first call for a
+    /// port fixes its protocol; later calls return the same builder whatever protocol
+    /// they name. A listener's own table has no listeners: calling this on a listener's
+    /// builder adds nothing that is served.
+    pub fn listener(&mut self, port: u16, protocol: ListenerProtocol) -> &mut TableBuilder {
+        &mut self
+            .listeners
+            .entry(port)
+            .or_insert_with(|| (protocol, TableBuilder::new()))
+            .1
+    }
+
+    pub fn build(self, generation: u64) -> RoutingTable {
+        let TableBuilder { mut table, listeners } = self;
+        table.generation = generation;
+        for block in table.exact.values_mut().chain(table.wildcard.values_mut()) {
             block.paths.finish();
         }
-        t.any.paths.finish();
-        self.table
+        table.any.paths.finish();
+        // BTreeMap order: sorted by port, as `RoutingTable::listener` searches.
+        table.listeners = listeners
+            .into_iter()
+            .map(|(port, (protocol, mut builder))| {
+                if !builder.listeners.is_empty() {
+                    tracing::warn!(port, "listeners nested in a listener are not served");
+                    builder.listeners.clear();
+                }
+                Listener {
+                    port,
+                    protocol,
+                    table: builder.build(generation),
+                }
+            })
+            .collect();
+        table
     }
 }
 

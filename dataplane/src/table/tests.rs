@@ -424,3 +424,149 @@ fn bad_regex_paths_refused() {
         assert!(matches!(r, Err(RuleError::Path(_))), "{p}: {r:?}");
     }
 }
+
+fn rule(host: &str, path: &str, name: &str) -> RouteRule {
+    RouteRule {
+        host: HostMatch::parse(host).unwrap(),
+        path: path.into(),
+        kind: Prefix,
+        route: route(name),
+    }
+}
+
+/// A table with an Ingress rule and two Gateway listeners, each with its own rules for
+/// the same host.
+fn with_listeners() -> RoutingTable {
+    let mut b = TableBuilder::new();
+    b.add(rule("a.com", "/", "ingress")).unwrap();
+    b.listener(20080, ListenerProtocol::Http)
+        .add(rule("a.com", "/", "gw-http"))
+        .unwrap();
+    let https = b.listener(20443, ListenerProtocol::Https);
+    https.add(rule("b.com", "/api", "gw-https")).unwrap();
+    https.fallback(&HostMatch::Any, route("gw-any"));
+    b.build(7)
+}
+
+/// Each listener routes by its own rules only, and the Ingress table never by a
+/// listener's: the same host gets different routes by port, and a host only a listener
+/// names is not served on the Ingress ports.
+#[test]
+fn listener_tables_are_isolated() {
+    let t = with_listeners();
+    assert_eq!(hit(&t, "a.com", "/").as_deref(), Some("ingress"));
+    assert_eq!(hit(&t, "b.com", "/api"), None);
+    let http = t.listener(20080).expect("listener 20080");
+    assert_eq!(http.protocol, ListenerProtocol::Http);
+    assert_eq!(hit(&http.table, "a.com", "/x").as_deref(), Some("gw-http"));
+    assert_eq!(hit(&http.table, "b.com", "/api"), None);
+    let https = t.listener(20443).expect("listener 20443");
+    assert_eq!(https.protocol, ListenerProtocol::Https);
+    assert_eq!(hit(&https.table, "b.com", "/api/v1").as_deref(), Some("gw-https"));
+    // a.com has no rule on this port: the listener's catch-all, not the Ingress rule.
+    assert_eq!(hit(&https.table, "a.com", "/").as_deref(), Some("gw-any"));
+    assert!(t.listener(20081).is_none());
+    assert!(t.listener(0).is_none());
+}
+
+/// Listeners come out sorted by port with the table's generation; a listener's table
+/// has none of its own.
+#[test]
+fn listeners_sorted_with_generation() {
+    let mut b = TableBuilder::new();
+    for port in [30000, 20000, 25000, 1] {
+        b.listener(port, ListenerProtocol::Http);
+    }
+    let t = b.build(3);
+    let ports: Vec<u16> = t.listeners().map(|l| l.port).collect();
+    assert_eq!(ports, [1, 20000, 25000, 30000]);
+    for l in t.listeners() {
+        assert_eq!(l.table.generation, 3);
+        assert_eq!(l.table.listeners().count(), 0);
+        assert_eq!(t.listener(l.port).map(|x| x.port), Some(l.port));
+    }
+}
+
+/// The first call for a port fixes its protocol, and later calls add to the same
+/// listener.
+#[test]
+fn first_listener_call_fixes_protocol() {
+    let mut b = TableBuilder::new();
+    b.listener(20000, ListenerProtocol::Https)
+        .add(rule("a.com", "/one", "one"))
+        .unwrap();
+    b.listener(20000, ListenerProtocol::Http)
+        .add(rule("a.com", "/two", "two"))
+        .unwrap();
+    let t = b.build(1);
+    assert_eq!(t.listeners().count(), 1);
+    let l = t.listener(20000).unwrap();
+    assert_eq!(l.protocol, ListenerProtocol::Https);
+    assert_eq!(hit(&l.table, "a.com", "/one").as_deref(), Some("one"));
+    assert_eq!(hit(&l.table, "a.com", "/two").as_deref(), Some("two"));
+}
+
+/// A listener nested in a listener is not served anywhere.
+#[test]
+fn nested_listener_is_dropped() {
+    let mut b = TableBuilder::new();
+    b.listener(20000, ListenerProtocol::Http)
+        .listener(20001, ListenerProtocol::Http)
+        .add(rule("a.com", "/", "nested"))
+        .unwrap();
+    let t = b.build(1);
+    assert!(t.listener(20001).is_none());
+    assert_eq!(t.listener(20000).unwrap().table.listeners().count(), 0);
+    assert_eq!(t.route_count(), 0);
+}
+
+/// Routes, backends and the route count cover the listeners' too: balancing, metrics
+/// and health checks follow every route the proxy serves.
+#[test]
+fn routes_and_backends_include_listeners() {
+    let t = with_listeners();
+    let mut names: Vec<String> = t.routes().map(|r| r.meta.ingress.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["gw-any", "gw-http", "gw-https", "ingress"]);
+    let mut backends: Vec<String> = t.backends().iter().map(|b| b.name.clone()).collect();
+    backends.sort();
+    assert_eq!(backends, ["gw-any", "gw-http", "gw-https", "ingress"]);
+    assert_eq!(t.route_count(), 3);
+    // A listener's own table counts only its own.
+    assert_eq!(t.listener(20443).unwrap().table.route_count(), 1);
+}
+
+/// Certificates are per listener: SNI on one port never finds another port's, and each
+/// listener has its own default.
+#[test]
+fn listener_certificates_are_isolated() {
+    let cert = || Arc::new(Certificate::generate_default().unwrap());
+    let (ingress, gw, gw_default) = (cert(), cert(), cert());
+    let mut b = TableBuilder::new();
+    assert!(b.certificate(&HostMatch::parse("a.com").unwrap(), ingress.clone()));
+    let l = b.listener(20443, ListenerProtocol::Https);
+    assert!(l.certificate(&HostMatch::parse("*.b.com").unwrap(), gw.clone()));
+    l.default_certificate(gw_default.clone());
+    let t = b.build(1);
+    let l = &t.listener(20443).unwrap().table;
+    assert!(Arc::ptr_eq(t.certificate("a.com").unwrap(), &ingress));
+    assert!(t.certificate("x.b.com").is_none());
+    assert!(t.default_certificate().is_none());
+    assert!(Arc::ptr_eq(l.certificate("x.b.com").unwrap(), &gw));
+    assert!(l.certificate("a.com").is_none());
+    assert!(Arc::ptr_eq(l.default_certificate().unwrap(), &gw_default));
+    let mut hosts: Vec<String> = t.certificates().map(|(h, _)| h).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["*.b.com", "a.com"]);
+}
+
+/// The Gateway API kinds name themselves as Kubernetes spells them, in metrics, logs
+/// and explain's JSON.
+#[test]
+fn gateway_kinds_as_kubernetes_spells_them() {
+    assert_eq!(ObjectKind::HttpRoute.as_str(), "HTTPRoute");
+    assert_eq!(ObjectKind::GrpcRoute.to_string(), "GRPCRoute");
+    assert_eq!(serde_json::to_string(&ObjectKind::HttpRoute).unwrap(), "\"HTTPRoute\"");
+    assert_eq!(serde_json::to_string(&ObjectKind::GrpcRoute).unwrap(), "\"GRPCRoute\"");
+    assert_eq!(serde_json::to_string(&ObjectKind::Ingress).unwrap(), "\"Ingress\"");
+}
