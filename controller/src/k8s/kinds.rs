@@ -3,7 +3,8 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
@@ -16,7 +17,8 @@ use crate::snapshot::{InputObject, Kind, KindVisitor, Snapshot};
 
 /// Read handles of every store, one per kind served.
 pub struct Stores {
-    stores: Vec<Box<dyn AnyStore>>,
+    /// Grows when an optional kind is discovered after start.
+    stores: Arc<RwLock<Vec<Arc<dyn AnyStore>>>>,
 }
 
 /// A reflector store of any kind.
@@ -99,58 +101,98 @@ where
     reader
 }
 
-/// Starts the watcher of one kind, after checking that an optional kind is served.
+/// How often an optional kind that is not served yet is looked for again. Installing
+/// its CRD (or granting Portico its RBAC) later is picked up within this, without a
+/// restart. One `list` of at most one object's metadata per missing kind and period:
+/// cheaper than watching every CustomResourceDefinition of the cluster, and it needs no
+/// permission beyond the kind's own `list`.
+pub const DISCOVERY_PERIOD: Duration = Duration::from_secs(5);
+
+/// Starts the watcher of one kind. An optional kind that is not served (its CRD is not
+/// installed, or Portico may not list it) is looked for again every
+/// [`DISCOVERY_PERIOD`] and its watcher started, and its store added, once it is.
 struct Start {
     client: Client,
     namespace: Option<String>,
     changed: Arc<Notify>,
+    stores: Arc<RwLock<Vec<Arc<dyn AnyStore>>>>,
 }
 
 impl KindVisitor for Start {
-    type Output = Pin<Box<dyn Future<Output = Option<Box<dyn AnyStore>>> + Send>>;
+    type Output = Pin<Box<dyn Future<Output = ()> + Send>>;
 
     fn visit<T: InputObject>(self) -> Self::Output {
         Box::pin(async move {
             let api = T::api(&self.client, self.namespace.as_deref());
             let info = T::KIND.info();
-            if info.optional && !served(&api, T::KIND).await {
-                return None;
-            }
             let mut config = watcher::Config::default();
             if let Some(fields) = info.field_selector {
                 config = config.fields(fields);
             }
-            Some(Box::new(watch(api, config, self.changed)) as Box<dyn AnyStore>)
+            if !info.optional || served(&api, T::KIND, true).await {
+                let store = watch(api, config, self.changed);
+                push(&self.stores, Arc::new(store));
+                return;
+            }
+            // Later: the first table goes out without this kind.
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(DISCOVERY_PERIOD).await;
+                    if served(&api, T::KIND, false).await {
+                        tracing::info!(
+                            kind = info.name,
+                            api_version = %info.api_version(),
+                            "kind now served: watching it"
+                        );
+                        let store = watch(api, config, self.changed.clone());
+                        push(&self.stores, Arc::new(store));
+                        // Its first list wakes the compile loop (InitDone).
+                        return;
+                    }
+                }
+            });
         })
     }
+}
+
+fn push(stores: &RwLock<Vec<Arc<dyn AnyStore>>>, store: Arc<dyn AnyStore>) {
+    stores.write().unwrap_or_else(PoisonError::into_inner).push(store);
 }
 
 impl Stores {
     /// Starts all watchers. `namespace` limits the namespaced kinds to one namespace.
     pub async fn start(client: Client, namespace: Option<&str>, changed: Arc<Notify>) -> Stores {
-        let mut stores = Vec::new();
+        let stores = Arc::new(RwLock::new(Vec::new()));
         for kind in Kind::ALL {
             let start = Start {
                 client: client.clone(),
                 namespace: namespace.map(str::to_string),
                 changed: changed.clone(),
+                stores: stores.clone(),
             };
-            stores.extend(kind.visit(start).await);
+            kind.visit(start).await;
         }
         Stores { stores }
     }
 
+    fn current(&self) -> Vec<Arc<dyn AnyStore>> {
+        self.stores.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Waits for the first list of every kind served at start (a kind discovered later
+    /// joins without holding anything up).
     pub async fn wait_until_ready(&self) {
-        for store in &self.stores {
+        for store in self.current() {
             store.ready().await;
         }
     }
 
     /// A consistent-enough copy of every store. Each store is copied atomically; across
     /// stores, one may be a moment ahead of another, which the next compile settles.
+    /// A kind discovered late is empty here until its first list is done.
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot::default();
-        for store in &self.stores {
+        for store in self.current() {
             store.copy_into(&mut snapshot);
         }
         snapshot
@@ -158,21 +200,23 @@ impl Stores {
 }
 
 /// Whether an optional kind (a custom resource) can be watched: its CRD is installed
-/// and Portico may list it. Checked once at start: installing the CRD later needs a
-/// restart, said in the log.
-async fn served<T: InputObject>(api: &Api<T>, kind: Kind) -> bool {
+/// and Portico may list it. `first`: the check at start, which says in the log why a
+/// kind is not served; the later ones are quiet until the kind appears.
+async fn served<T: InputObject>(api: &Api<T>, kind: Kind, first: bool) -> bool {
     let info = kind.info();
     let probe = kube::api::ListParams::default().limit(1);
     match api.list_metadata(&probe).await {
         Ok(_) => true,
         Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => {
-            tracing::warn!(
-                code = e.code,
-                kind = info.name,
-                api_version = %info.api_version(),
-                "kind not served: its CRD is not installed or Portico may not list it; \
-                 apply the CRD (crds/) and restart to serve it"
-            );
+            if first {
+                tracing::warn!(
+                    code = e.code,
+                    kind = info.name,
+                    api_version = %info.api_version(),
+                    "kind not served: its CRD is not installed or Portico may not list it; \
+                     serving without it, and looking again every few seconds"
+                );
+            }
             false
         }
         // Anything else (the API server restarting) is what the watcher retries.

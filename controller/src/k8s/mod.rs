@@ -6,7 +6,7 @@
 //!   Service ──┤        │ any event
 //!   EndpointSlice ──┤        ▼
 //!   Secret (tls) ──┤   Notify ──▶ coalesce ──▶ Snapshot ──▶ compile() ──▶ watch channel
-//!   Route ──┘ (portico.dev/v1alpha1, when the CRD is installed)
+//!   Route ──┘ (portico.dev/v1alpha1, once its CRD is installed: looked for every few seconds)
 //! ```
 //!
 //! The stores may lag the API server: a watch that breaks keeps its store as it was
