@@ -5,5 +5,6 @@ pub mod crd;
 pub mod file;
 pub mod gateway_api;
 pub mod k8s;
+pub mod model;
 pub mod snapshot;
 pub mod status;

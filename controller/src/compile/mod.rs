@@ -17,9 +17,9 @@ mod class;
 mod diagnostics;
 mod ingress;
 mod metrics;
-mod route;
 mod route_status;
 mod tls;
+mod translate;
 
 #[cfg(test)]
 mod tests;
