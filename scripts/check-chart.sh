@@ -105,6 +105,8 @@ variants=(
 	"single|--set replicaCount=1 --set controller.watchNamespace=apps --set controller.defaultSslCertificate=apps/wildcard --set controller.drainTimeout=2m --set preStopSleepSeconds=0"
 	"extras|--set controller.extraArgs.log-format=text --set controller.extraArgs.publish-service=null --set controller.publishStatusAddress={203.0.113.7} --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --set controller.extraEnv[0].name=RUST_LOG --set controller.extraEnv[0].value=debug"
 	"servicemonitor|--set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.additionalLabels.release=prometheus"
+	"gatewaycrds|--set gatewayAPI.installCRDs=true --set gatewayAPI.serviceType=ClusterIP"
+	"nogateway|--set gatewayAPI.enabled=false"
 )
 for v in "${variants[@]}"; do
 	name=${v%%|*}
@@ -120,6 +122,11 @@ grep -q 'kind: DaemonSet' "$work/render-daemonset.yaml" || fail "kind=DaemonSet 
 grep -q 'kind: HorizontalPodAutoscaler' "$work/render-autoscaling.yaml" || fail "autoscaling did not render an HPA"
 grep -q 'kind: ServiceMonitor' "$work/render-servicemonitor.yaml" || fail "no ServiceMonitor rendered"
 grep -q 'kind: ServiceMonitor' "$work/render-defaults.yaml" && fail "the ServiceMonitor must be off by default"
+[[ $(grep -c '^kind: CustomResourceDefinition' "$work/render-gatewaycrds.yaml") == 10 ]] ||
+	fail "gatewayAPI.installCRDs=true did not render the 10 Gateway API standard-channel CRDs"
+grep -q 'name: gateways.gateway.networking.k8s.io' "$work/render-defaults.yaml" &&
+	fail "the Gateway API CRDs must not be installed by default"
+grep -q 'gateway' "$work/render-nogateway.yaml" && fail "gatewayAPI.enabled=false still grants or passes Gateway API"
 grep -q 'terminationGracePeriodSeconds: 130' "$work/render-single.yaml" ||
 	fail "terminationGracePeriodSeconds does not follow controller.drainTimeout (2m + 0 + 10 = 130)"
 grep -E '^ +- "--publish-service' "$work/render-extras.yaml" && fail "a null in controller.extraArgs did not remove the flag"
@@ -278,7 +285,7 @@ sa() { "$KUBECTL" --kubeconfig "$sa_kubeconfig" "$@"; }
 [[ "$(sa auth whoami -o jsonpath='{.status.userInfo.username}')" == "system:serviceaccount:$NAMESPACE:$RELEASE" ]] ||
 	fail "the token is not the chart's ServiceAccount's"
 # A few things the ServiceAccount must not be able to do.
-for denied in "get secrets" "create ingresses" "update ingresses" "delete services" "create pods" "update leases -n kube-system"; do
+for denied in "get secrets" "create ingresses" "update ingresses" "delete services -n default" "create pods" "update leases -n kube-system"; do
 	# shellcheck disable=SC2086
 	sa auth can-i $denied >/dev/null 2>&1 && fail "the chart's ServiceAccount can $denied: its RBAC is too wide"
 done

@@ -123,6 +123,65 @@ struct CompileArgs {
     /// Per Ingress: the `nginx.ingress.kubernetes.io/proxy-body-size` annotation.
     #[arg(long, default_value = "1m", value_parser = parse_size)]
     max_body_size: BodyLimit,
+
+    /// `spec.controllerName` of the GatewayClasses this controller serves.
+    #[arg(long, default_value = "portico.dev/gateway-controller")]
+    gateway_controller_name: String,
+
+    /// How Gateways are reached: through one Service per Gateway of this type, its
+    /// listener ports mapped onto internal ports (LoadBalancer, ClusterIP, NodePort), or
+    /// `None`: each listener port bound as it is. File mode is always `None`.
+    #[arg(long, value_enum, default_value_t = GatewayServiceTypeArg::LoadBalancer)]
+    gateway_service_type: GatewayServiceTypeArg,
+
+    /// Namespace of the Services kept for Gateways (default: this pod's namespace,
+    /// else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    gateway_service_namespace: String,
+
+    /// With `--gateway-service-type None`: an address written to every Gateway's
+    /// status (an IP; repeat for more).
+    #[arg(long = "gateway-address", value_name = "IP")]
+    gateway_addresses: Vec<IpAddr>,
+
+    /// Internal ports given to Gateway listeners in service mode, `FIRST-LAST`.
+    #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
+    gateway_port_range: (u16, u16),
+}
+
+/// `--gateway-service-type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GatewayServiceTypeArg {
+    #[value(name = "LoadBalancer")]
+    LoadBalancer,
+    #[value(name = "ClusterIP")]
+    ClusterIp,
+    #[value(name = "NodePort")]
+    NodePort,
+    #[value(name = "None")]
+    None,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("invalid port range {s:?}: expected FIRST-LAST, e.g. 20000-29999");
+    let (first, last) = s.trim().split_once('-').ok_or_else(bad)?;
+    let first: u16 = first.trim().parse().map_err(|_| bad())?;
+    let last: u16 = last.trim().parse().map_err(|_| bad())?;
+    if first == 0 || first > last {
+        return Err(bad());
+    }
+    Ok((first, last))
+}
+
+/// `--gateway-service-selector k=v,k=v`.
+fn parse_selector(s: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    s.split(',')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+            _ => Err(format!("invalid selector {s:?}: expected key=value,key=value")),
+        })
+        .collect()
 }
 
 impl CompileArgs {
@@ -145,6 +204,22 @@ impl CompileArgs {
             hsts: self.hsts,
             default_ssl_certificate,
             now: 0,
+            gateway_controller_name: self.gateway_controller_name.clone(),
+            gateway_service: {
+                use portico_controller::compile::{GatewayServiceOptions, GatewayServiceType};
+                let service_type = match self.gateway_service_type {
+                    GatewayServiceTypeArg::LoadBalancer => Some(GatewayServiceType::LoadBalancer),
+                    GatewayServiceTypeArg::ClusterIp => Some(GatewayServiceType::ClusterIP),
+                    GatewayServiceTypeArg::NodePort => Some(GatewayServiceType::NodePort),
+                    GatewayServiceTypeArg::None => None,
+                };
+                service_type.map(|service_type| GatewayServiceOptions {
+                    namespace: self.gateway_service_namespace.clone(),
+                    service_type,
+                })
+            },
+            gateway_addresses: self.gateway_addresses.iter().map(IpAddr::to_string).collect(),
+            gateway_port_range: self.gateway_port_range,
         })
     }
 }
@@ -181,6 +256,11 @@ struct Args {
     /// This replica's identity in the Lease (default: the pod name, else host name and PID).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+
+    /// Labels of Portico's own pods, `key=value,key=value`: the selector of the Service
+    /// kept for each Gateway (service mode).
+    #[arg(long, value_name = "KEY=VALUE,...", value_parser = parse_selector)]
+    gateway_service_selector: Option<std::collections::BTreeMap<String, String>>,
 
     #[command(flatten)]
     compile: CompileArgs,
@@ -376,7 +456,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         workers: args.worker_threads.unwrap_or(ProxyConfig::default().workers).max(1),
         ..ProxyConfig::default()
     };
-    let opts = args.compile.options()?;
+    let mut opts = args.compile.options()?;
+    if args.from_file.is_some() {
+        // No Services to keep without a cluster: each listener port is bound as it is.
+        opts.gateway_service = None;
+    }
     let proxy = Proxy::new(cfg);
     let addrs = Addresses {
         http: SocketAddr::new(args.bind_address, args.http_port),
@@ -447,6 +531,9 @@ fn explain(args: ExplainArgs) -> ExitCode {
     };
     opts.generation = 1;
     opts.now = portico_controller::compile::unix_now();
+    if args.from_file.is_some() {
+        opts.gateway_service = None;
+    }
     let snapshot = match &args.from_file {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))
@@ -534,7 +621,14 @@ async fn run_cluster(
         lease_name: args.election_id.clone(),
         identity,
         lease_duration: Duration::from_secs(15),
+        gateway_service_selector: args.gateway_service_selector.clone().unwrap_or_default(),
     };
+    if opts.gateway_service.is_some() && status_opts.gateway_service_selector.is_empty() {
+        tracing::warn!(
+            "no --gateway-service-selector: the Services kept for Gateways would select no pod; \
+             give the labels of Portico's pods (the chart does)"
+        );
+    }
     let (compiled_tx, compiled_rx) = watch::channel(k8s::Compiled::default());
     tokio::spawn(status::run(
         client.clone(),

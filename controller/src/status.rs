@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::compile::CompileOptions;
 use crate::k8s::Compiled;
 
+pub mod gateway_services;
 mod route;
 
 /// Where the status writer takes the address to publish, and how it is elected.
@@ -46,6 +47,8 @@ pub struct StatusOptions {
     /// This replica's name in the Lease (the pod name in a cluster).
     pub identity: String,
     pub lease_duration: Duration,
+    /// The selector of the Services kept for Gateways (service mode): Portico's pods.
+    pub gateway_service_selector: std::collections::BTreeMap<String, String>,
 }
 
 const FIELD_MANAGER: &str = "portico";

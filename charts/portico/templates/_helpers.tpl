@@ -139,6 +139,14 @@ replace the chart's flag of the same name; a null value removes it.
 {{- /* Redirects to HTTPS name the port clients reach, the Service's, not the pod's. */}}
 {{- $_ := set $flags "https-redirect-port" (toString .Values.service.ports.https) }}
 {{- end }}
+{{- if .Values.gatewayAPI.enabled }}
+{{- $_ := set $flags "gateway-controller-name" .Values.gatewayAPI.controllerName }}
+{{- $_ := set $flags "gateway-service-type" .Values.gatewayAPI.serviceType }}
+{{- /* The Services Portico keeps for Gateways select this release's pods. */}}
+{{- $sel := list }}
+{{- range $k, $v := include "portico.selectorLabels" . | fromYaml }}{{ $sel = append $sel (printf "%s=%s" $k $v) }}{{ end }}
+{{- $_ := set $flags "gateway-service-selector" (join "," (sortAlpha $sel)) }}
+{{- end }}
 {{- with $c.watchNamespace }}{{ $_ := set $flags "watch-namespace" . }}{{ end -}}
 {{- with (include "portico.publishService" .) }}{{ $_ := set $flags "publish-service" . }}{{ end -}}
 {{- with $c.publishStatusAddress }}{{ $_ := set $flags "publish-status-address" (join "," .) }}{{ end -}}

@@ -15,6 +15,7 @@ mod annotations;
 mod backend;
 mod class;
 mod diagnostics;
+mod gateway_service;
 mod ingress;
 mod metrics;
 mod route_status;
@@ -34,6 +35,7 @@ pub use annotations::{InvalidSize, PROXY_BODY_SIZE, parse_size};
 pub use backend::SERVICE_NAME_LABEL;
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
 pub use diagnostics::{Diagnostic, Severity, reason};
+pub use gateway_service::{GatewayPorts, fnv1a64, gateway_service_name};
 pub use metrics::record_diagnostics;
 pub use route_status::route_conditions;
 
@@ -66,7 +68,46 @@ pub struct CompileOptions {
     /// The time certificates are checked against (Unix seconds). An input, so that
     /// `compile` stays a pure function: callers stamp it before each compile.
     pub now: i64,
+    /// `spec.controllerName` of the GatewayClasses that are Portico's.
+    pub gateway_controller_name: String,
+    /// Service mode: each Gateway is reached through a Service Portico keeps, and its
+    /// listener ports are mapped onto internal ports. `None`: direct mode, each
+    /// listener port is bound as it is (always so in file mode).
+    pub gateway_service: Option<GatewayServiceOptions>,
+    /// Direct mode: the addresses written to every Gateway's status.
+    pub gateway_addresses: Vec<String>,
+    /// Service mode: the internal ports Gateway listeners are given (inclusive).
+    pub gateway_port_range: (u16, u16),
 }
+
+/// Where and how the Service of each Gateway is kept (service mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayServiceOptions {
+    /// The namespace of the Services (Portico's own by default).
+    pub namespace: String,
+    pub service_type: GatewayServiceType,
+}
+
+/// `spec.type` of the Services kept for Gateways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayServiceType {
+    LoadBalancer,
+    ClusterIP,
+    NodePort,
+}
+
+impl GatewayServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayServiceType::LoadBalancer => "LoadBalancer",
+            GatewayServiceType::ClusterIP => "ClusterIP",
+            GatewayServiceType::NodePort => "NodePort",
+        }
+    }
+}
+
+/// The default `--gateway-port-range`.
+pub const DEFAULT_GATEWAY_PORT_RANGE: (u16, u16) = (20000, 29999);
 
 impl Default for CompileOptions {
     fn default() -> Self {
@@ -80,6 +121,10 @@ impl Default for CompileOptions {
             hsts: true,
             default_ssl_certificate: None,
             now: 0,
+            gateway_controller_name: "portico.dev/gateway-controller".to_string(),
+            gateway_service: None,
+            gateway_addresses: Vec::new(),
+            gateway_port_range: DEFAULT_GATEWAY_PORT_RANGE,
         }
     }
 }

@@ -47,6 +47,27 @@ async fn service_account_is_least_privilege() {
         &["update", "leases.coordination.k8s.io", "-n", SYSTEM_NAMESPACE],
         &["watch", "routes.portico.dev", "--all-namespaces"],
         &["patch", "routes.portico.dev", "--subresource=status", "-n", ns],
+        &["watch", "gateways.gateway.networking.k8s.io", "--all-namespaces"],
+        &["watch", "httproutes.gateway.networking.k8s.io", "--all-namespaces"],
+        &["watch", "gatewayclasses.gateway.networking.k8s.io"],
+        &[
+            "patch",
+            "gateways.gateway.networking.k8s.io",
+            "--subresource=status",
+            "-n",
+            ns,
+        ],
+        &[
+            "patch",
+            "httproutes.gateway.networking.k8s.io",
+            "--subresource=status",
+            "-n",
+            ns,
+        ],
+        // The Service of each Gateway, in portico's own namespace only.
+        &["create", "services", "-n", SYSTEM_NAMESPACE],
+        &["patch", "services", "-n", SYSTEM_NAMESPACE],
+        &["delete", "services", "-n", SYSTEM_NAMESPACE],
     ];
     let denied: &[&[&str]] = &[
         // Reading one Secret by name, or writing any.
@@ -60,6 +81,11 @@ async fn service_account_is_least_privilege() {
         &["update", "routes.portico.dev", "-n", ns],
         &["delete", "routes.portico.dev", "-n", ns],
         &["update", "services", "-n", ns],
+        &["delete", "services", "-n", ns],
+        &["create", "services", "-n", ns],
+        // A Gateway's or HTTPRoute's spec is the user's.
+        &["update", "gateways.gateway.networking.k8s.io", "-n", ns],
+        &["patch", "httproutes.gateway.networking.k8s.io", "-n", ns],
         &["patch", "services", "--subresource=status", "-n", ns],
         &["update", "endpointslices.discovery.k8s.io", "-n", ns],
         // Leases only in portico's own namespace, and never deleted.
