@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::compile::CompileOptions;
 use crate::k8s::Compiled;
 
+pub mod gateway;
 pub mod gateway_services;
 mod route;
 
