@@ -1090,7 +1090,9 @@ impl OnComplete for RequestLog {
         if let Some(up) = self.upstream_secs {
             series.upstream_duration.observe(up);
         }
-        if let Some(access) = &self.access {
+        if let Some(access) = &self.access
+            && self.route.as_ref().is_none_or(|r| r.policy.access_log)
+        {
             crate::access_log::write(
                 access.format,
                 &crate::access_log::Entry {

@@ -69,6 +69,9 @@ pub(super) struct Backends<'a> {
     resolved: HashMap<(&'a str, &'a str, i32), ResolvedPort>,
     /// Backends that cannot resolve, by their display name; they have no endpoints.
     unresolved: HashMap<String, Arc<Backend>>,
+    /// Service ports spoken to in another protocol than their `appProtocol` says
+    /// (ingress-nginx's `backend-protocol`), shared like the others.
+    overridden: HashMap<(String, UpstreamProtocol), Arc<Backend>>,
 }
 
 #[derive(Debug)]
@@ -112,6 +115,7 @@ impl<'a> Backends<'a> {
             secrets,
             resolved: HashMap::new(),
             unresolved: HashMap::new(),
+            overridden: HashMap::new(),
         }
     }
 
@@ -194,6 +198,36 @@ impl<'a> Backends<'a> {
             })
         });
         Resolved { backend, problem }
+    }
+
+    /// `backend` spoken to in `protocol` instead; HTTPS without certificate checks, as
+    /// ingress-nginx's `backend-protocol: HTTPS` does unless `proxy-ssl-verify` is on.
+    /// The same name keeps the same balancing state; the connection pool tells the
+    /// protocols apart.
+    pub fn with_protocol(
+        &mut self,
+        backend: &Arc<Backend>,
+        protocol: UpstreamProtocol,
+        service: &str,
+        namespace: &str,
+    ) -> Arc<Backend> {
+        if backend.protocol == protocol {
+            return backend.clone();
+        }
+        self.overridden
+            .entry((backend.name.clone(), protocol))
+            .or_insert_with(|| {
+                let plain = Backend::new(backend.name.clone(), protocol, backend.endpoints.clone());
+                match protocol {
+                    UpstreamProtocol::Https => match UpstreamTls::unverified(&format!("{service}.{namespace}.svc")) {
+                        Ok(tls) => Arc::new(plain.with_tls(Arc::new(tls))),
+                        // The proxy refuses an HTTPS backend without TLS settings (502).
+                        Err(_) => Arc::new(plain),
+                    },
+                    _ => Arc::new(plain),
+                }
+            })
+            .clone()
     }
 
     fn unresolved(&mut self, namespace: &str, name: &str, port: &str, problem: Problem) -> Resolved {

@@ -28,6 +28,10 @@ pub mod reason {
     pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
     /// An ingress-nginx annotation Portico does not implement; it has no effect.
     pub const UNSUPPORTED_ANNOTATION: &str = "UnsupportedAnnotation";
+    /// A `*-snippet` annotation: nginx configuration text, never interpreted.
+    pub const SNIPPET_REFUSED: &str = "SnippetRefused";
+    /// A canary Ingress whose host and path no other Ingress serves.
+    pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMain";
     /// A `spec.tls` Secret that does not exist or is not a `kubernetes.io/tls` Secret.
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     /// A TLS Secret whose certificate or key cannot be served (bad PEM, mismatched key,
@@ -50,6 +54,8 @@ pub mod reason {
         DUPLICATE_RULE,
         INVALID_ANNOTATION,
         UNSUPPORTED_ANNOTATION,
+        SNIPPET_REFUSED,
+        CANARY_WITHOUT_MAIN,
         SECRET_NOT_FOUND,
         INVALID_CERTIFICATE,
         INVALID_ROUTE,

@@ -6,15 +6,26 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
 use portico_dataplane::table::{HostMatch, ObjectKind, PathKind, Route, RouteMeta, RoutePolicy, RouteRule, RuleError};
 
+use super::annotations::IngressAnnotations;
 use super::backend::Resolved;
 use super::diagnostics::{Problems, reason};
+use super::ingress_extras::{self, CanaryKey};
 use super::{Compiler, annotations, namespace_of};
 
 /// Who an Ingress is, for route labels and diagnostics.
 #[derive(Clone, Copy)]
-struct Owner<'a> {
-    namespace: &'a str,
-    name: &'a str,
+pub(super) struct Owner<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+impl<'a> Owner<'a> {
+    pub fn of(ingress: &'a Ingress) -> Self {
+        Owner {
+            namespace: namespace_of(&ingress.metadata),
+            name: ingress.metadata.name.as_deref().unwrap_or_default(),
+        }
+    }
 }
 
 impl<'a> Compiler<'a> {
@@ -30,12 +41,14 @@ impl<'a> Compiler<'a> {
     /// to a shorter path or the catch-all, quietly sending traffic meant for one
     /// application to another.
     pub(super) fn add_ingress(&mut self, ingress: &'a Ingress) {
-        let owner = Owner {
-            namespace: namespace_of(&ingress.metadata),
-            name: ingress.metadata.name.as_deref().unwrap_or_default(),
-        };
+        if self.extras.is_canary(ingress) {
+            // Its rules join the main Ingress's routes (ingress_extras.rs).
+            return;
+        }
+        let owner = Owner::of(ingress);
         let mut problems = Problems::default();
-        let policy = annotations::route_policy(ingress.metadata.annotations.as_ref(), self.opts, &mut problems);
+        let ann = IngressAnnotations::parse(ingress.metadata.annotations.as_ref(), self.opts, &mut problems);
+        let policy = ann.policy.clone();
         let tls_hosts = self.add_tls(ingress, owner.namespace, &mut problems);
         let tls_policy = annotations::tls_policy(&policy, ingress.metadata.annotations.as_ref(), self.opts);
         let spec = ingress.spec.as_ref();
@@ -62,8 +75,9 @@ impl<'a> Compiler<'a> {
             };
             for (path_index, path) in http.paths.iter().enumerate() {
                 let at = Some((rule_index, path_index));
-                self.add_path(owner, (&host, written), path, at, host_policy, &mut problems);
+                self.add_path(owner, (&host, written), path, at, (host_policy, &ann), &mut problems);
             }
+            self.add_host_redirects(owner, (&host, written), (host_policy, &ann), &mut problems);
         }
         if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {
             // A TLS host's defaultBackend gets the host's redirect and HSTS, as its paths do.
@@ -80,7 +94,7 @@ impl<'a> Compiler<'a> {
         (host, written_host): (&HostMatch, &str),
         rule: &'a HTTPIngressPath,
         at: Option<(usize, usize)>,
-        policy: &RoutePolicy,
+        (policy, ann): (&RoutePolicy, &IngressAnnotations),
         problems: &mut Problems,
     ) {
         let written_path = rule.path.as_deref().unwrap_or_default();
@@ -108,20 +122,70 @@ impl<'a> Compiler<'a> {
         let Some((service, resolved)) = self.resolve(owner, &rule.backend, problems) else {
             return;
         };
+        // ingress-nginx makes every ImplementationSpecific path of a host a regex
+        // location (`~* "^<path>"`) once one Ingress on it asks for regex paths.
+        let (kind, indexed) = if kind == PathKind::ImplementationSpecific && self.extras.regex_host(host, ann) {
+            (PathKind::RegularExpression, ingress_extras::nginx_regex(path))
+        } else {
+            (kind, path.to_string())
+        };
+        let backend = match ann.upstream.protocol {
+            Some(p) => self
+                .backends
+                .with_protocol(&resolved.backend, p, service, owner.namespace),
+            None => resolved.backend.clone(),
+        };
+        let canary = self.extras.canary_for(
+            &CanaryKey::new(host, path),
+            ann,
+            &backend,
+            owner.namespace,
+            &mut self.backends,
+        );
+        let action = ingress_extras::action(ann, path, canary.as_ref().and_then(|c| c.split.clone()), problems);
         let route = Arc::new(Route::new(
             meta(owner, service, written_host, written_path, at),
-            resolved.backend,
+            backend.clone(),
             policy.clone(),
-            None,
+            action,
         ));
         match self.builder.add(RouteRule {
             host: host.clone(),
-            path: path.to_string(),
+            path: indexed.clone(),
             kind,
             route,
         }) {
             // Backend problems are reported only for paths that made it into the table.
-            Ok(()) => problems.extend(resolved.problem),
+            Ok(()) => {
+                problems.extend(resolved.problem);
+                if let Some(canary) = canary {
+                    let plain = ingress_extras::action(ann, path, None, &mut Problems::default());
+                    let main = Arc::new(Route::new(
+                        meta(owner, service, written_host, written_path, at),
+                        backend,
+                        policy.clone(),
+                        plain.clone(),
+                    ));
+                    let to_canary = Arc::new(Route::new(
+                        canary.meta(written_host, written_path),
+                        canary.backend.clone(),
+                        policy.clone(),
+                        plain,
+                    ));
+                    for (conditions, to_main) in canary.conditions {
+                        let route = if to_main { main.clone() } else { to_canary.clone() };
+                        let rule = RouteRule {
+                            host: host.clone(),
+                            path: indexed.clone(),
+                            kind,
+                            route,
+                        };
+                        if let Err(e) = self.builder.add_with(rule, conditions) {
+                            problems.warning(reason::DUPLICATE_RULE, format!("canary: {e}"));
+                        }
+                    }
+                }
+            }
             Err(RuleError::Path(e)) => problems.warning(reason::INVALID_PATH, format!("{e}; the path is skipped")),
             Err(e @ RuleError::Duplicate { .. }) => {
                 problems.warning(reason::DUPLICATE_RULE, format!("{e}; this rule is ignored"))
@@ -183,6 +247,36 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// `app-root` on `host`, and the `from-to-www-redirect` alias, which waits until
+    /// every Ingress has claimed its hosts.
+    fn add_host_redirects(
+        &mut self,
+        owner: Owner<'a>,
+        (host, written): (&HostMatch, &str),
+        (policy, ann): (&RoutePolicy, &IngressAnnotations),
+        problems: &mut Problems,
+    ) {
+        if let Some(root) = &ann.paths.app_root {
+            let route = ingress_extras::app_root_route(meta(owner, "", written, "/", None), policy, root);
+            let rule = RouteRule {
+                host: host.clone(),
+                path: "/".to_string(),
+                kind: PathKind::Exact,
+                route,
+            };
+            if let Err(e) = self.builder.add(rule) {
+                problems.warning(reason::DUPLICATE_RULE, format!("app-root: {e}; it is ignored"));
+            }
+        }
+        if ann.paths.from_to_www
+            && let Some(alias) = annotations::rewrite::www_alias(written)
+            && let Ok(alias_host) = HostMatch::parse(&alias)
+        {
+            let route = ingress_extras::www_route(meta(owner, "", &alias, "/", None), written);
+            self.extras.www.push((alias_host, route));
+        }
+    }
+
     /// Sets a host's fallback, or names the Ingress that already holds it.
     fn claim_fallback(&mut self, host: &HostMatch, route: Arc<Route>, owner: Owner<'_>) -> Result<(), String> {
         if self.builder.fallback(host, route) {
@@ -232,7 +326,7 @@ impl<'a> Compiler<'a> {
 
 /// `at` is the (rule, path) index of an `http.paths` entry; `None` for the
 /// defaultBackend.
-fn meta(owner: Owner<'_>, service: &str, host: &str, path: &str, at: Option<(usize, usize)>) -> RouteMeta {
+pub(super) fn meta(owner: Owner<'_>, service: &str, host: &str, path: &str, at: Option<(usize, usize)>) -> RouteMeta {
     let index = |i: usize| u32::try_from(i).ok();
     RouteMeta {
         kind: ObjectKind::Ingress,

@@ -17,6 +17,7 @@ mod class;
 mod diagnostics;
 mod gateway_service;
 mod ingress;
+mod ingress_extras;
 mod metrics;
 mod route_status;
 mod tls;
@@ -31,7 +32,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use portico_dataplane::table::{DEFAULT_MAX_BODY_SIZE, HostMatch, RoutingTable, TableBuilder};
 
-pub use annotations::{InvalidSize, PROXY_BODY_SIZE, parse_size};
+pub use annotations::{InvalidSize, PROXY_BODY_SIZE, catalog, parse_size};
 pub use backend::SERVICE_NAME_LABEL;
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
 pub use diagnostics::{Diagnostic, Severity, reason};
@@ -144,8 +145,10 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
         fallback_owners: BTreeMap::new(),
         diagnostics: Vec::new(),
         certificates: tls::Certificates::new(&snapshot.secrets, opts.now),
+        extras: Default::default(),
     };
     compiler.add_default_certificate();
+    compiler.prepare_ingresses(&owned_ingresses(snapshot, opts));
     // Ingresses and Routes claim hosts and paths together, oldest first; at equal age
     // (objects read from a file have none) namespace and name decide, then Ingress
     // before Route.
@@ -161,6 +164,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
             Source::Route(route) => compiler.add_route(route),
         }
     }
+    compiler.finish_ingresses();
     (compiler.builder.build(opts.generation), compiler.diagnostics)
 }
 
@@ -222,6 +226,8 @@ struct Compiler<'a> {
     fallback_owners: BTreeMap<HostMatch, String>,
     diagnostics: Vec<Diagnostic>,
     certificates: tls::Certificates<'a>,
+    /// What Ingresses' annotations say about each other (regex hosts, canaries).
+    extras: ingress_extras::Extras<'a>,
 }
 
 /// Kubernetes sets the namespace on every namespaced object it returns; a file may

@@ -98,6 +98,7 @@ fn action(rule: &Rule, path: &str, backends: Option<Arc<WeightedBackends>>) -> R
         balance: rule.balance.clone(),
         timeouts: rule.timeouts,
         retry: rule.retry.clone(),
+        ..Default::default()
     }
 }
 

@@ -24,6 +24,8 @@ mod headers;
 mod hsts;
 mod https_redirect;
 mod redirect;
+mod regex_rewrite;
+mod return_redirect;
 mod rewrite;
 
 use std::fmt;
@@ -37,6 +39,8 @@ use crate::config::ProxyConfig;
 pub use headers::HeaderModifier;
 pub use hsts::DEFAULT_HSTS;
 pub use redirect::Redirect;
+pub use regex_rewrite::RegexRewrite;
+pub use return_redirect::ReturnRedirect;
 pub use rewrite::{PathModifier, UrlRewrite};
 
 /// The phases a filter can hook.
@@ -64,6 +68,14 @@ pub fn https_redirect() -> Arc<dyn Filter> {
 
 pub fn redirect(r: Redirect) -> Arc<dyn Filter> {
     Arc::new(redirect::RequestRedirect(r))
+}
+
+pub fn return_redirect(r: ReturnRedirect) -> Arc<dyn Filter> {
+    Arc::new(r)
+}
+
+pub fn regex_rewrite(r: RegexRewrite) -> Arc<dyn Filter> {
+    Arc::new(r)
 }
 
 pub fn body_limit(limit: u64) -> Arc<dyn Filter> {

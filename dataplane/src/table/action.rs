@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::WeightedBackends;
-pub use crate::filter::{HeaderModifier, PathModifier, Redirect, UrlRewrite};
+pub use crate::filter::{HeaderModifier, PathModifier, Redirect, RegexRewrite, ReturnRedirect, UrlRewrite};
 
 /// The extras of one `Route` match, applied by the proxy's phases.
 #[derive(Debug, Default)]
@@ -21,6 +21,12 @@ pub struct RouteAction {
     pub rewrite: Option<UrlRewrite>,
     /// Answered in the route phase; nothing is sent to a backend.
     pub redirect: Option<Redirect>,
+    /// A path rewritten from the rule path's capture groups (ingress-nginx's
+    /// `rewrite-target`), after `rewrite`.
+    pub regex_rewrite: Option<RegexRewrite>,
+    /// A redirect to one fixed URL (ingress-nginx's `permanent-redirect`), answered
+    /// before any other filter runs.
+    pub return_redirect: Option<ReturnRedirect>,
     /// Several backends with weights; `None` sends everything to [`super::Route::backend`].
     pub backends: Option<std::sync::Arc<WeightedBackends>>,
     pub balance: Balance,

@@ -33,14 +33,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use action::{
-    Balance, HashOn, HeaderModifier, LbPolicy, PathModifier, Redirect, RetryPolicy, RouteAction, Timeouts, UrlRewrite,
+    Balance, HashOn, HeaderModifier, LbPolicy, PathModifier, Redirect, RegexRewrite, RetryPolicy, ReturnRedirect,
+    RouteAction, Timeouts, UrlRewrite,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use explain::{ExplainRequest, Explanation};
 pub use host::{HostMatch, InvalidHost, normalize_host};
 pub use matches::{
-    HeaderCondition, InvalidRegex, MatchConditions, QueryCondition, REGEX_MAX_LEN, RequestView, ValueMatch,
-    full_match_regex, query_pairs,
+    HeaderCondition, InvalidRegex, MatchConditions, QueryCondition, REGEX_MAX_LEN, REGEX_SIZE_LIMIT, RequestView,
+    ValueMatch, full_match_regex, query_pairs,
 };
 #[cfg(fuzzing)]
 pub(crate) use path::validate as validate_path;
@@ -68,6 +69,9 @@ pub struct RoutePolicy {
     pub read_timeout: Option<std::time::Duration>,
     /// nginx's `proxy_send_timeout` for this route (`proxy-send-timeout`).
     pub send_timeout: Option<std::time::Duration>,
+    /// Requests of this route are written to the access log (when it is on at all);
+    /// ingress-nginx's `enable-access-log: "false"` turns it off per Ingress.
+    pub access_log: bool,
 }
 
 impl Default for RoutePolicy {
@@ -79,6 +83,7 @@ impl Default for RoutePolicy {
             request_buffering: None,
             read_timeout: None,
             send_timeout: None,
+            access_log: true,
         }
     }
 }
@@ -179,6 +184,10 @@ impl Route {
 fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::filter::FilterChain {
     use crate::filter;
     let mut all = Vec::new();
+    // nginx's `return` runs in the rewrite phase, before anything else answers.
+    if let Some(r) = action.and_then(|a| a.return_redirect.as_ref()) {
+        all.push(filter::return_redirect(r.clone()));
+    }
     if policy.ssl_redirect {
         all.push(filter::https_redirect());
     }
@@ -194,6 +203,9 @@ fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::fi
         }
         if let Some(rewrite) = &a.rewrite {
             all.push(filter::rewrite(rewrite.clone()));
+        }
+        if let Some(rewrite) = &a.regex_rewrite {
+            all.push(filter::regex_rewrite(rewrite.clone()));
         }
         if !a.response_headers.is_empty() {
             all.push(filter::response_headers(a.response_headers.clone()));

@@ -4,7 +4,16 @@
 //! never passed on as text. An annotation that does not parse leaves the default in
 //! place and produces an `InvalidAnnotation` diagnostic; an ingress-nginx annotation
 //! Portico does not implement produces `UnsupportedAnnotation`, so nobody migrating
-//! from ingress-nginx silently loses a rewrite or a redirect they relied on.
+//! from ingress-nginx silently loses a rewrite or a redirect they relied on. A snippet
+//! (nginx configuration text) is never interpreted: `SnippetRefused` says so.
+//!
+//! [`catalog`] lists every annotation ingress-nginx documents with Portico's status;
+//! one file per family parses the ones that have an effect.
+
+pub mod canary;
+pub mod catalog;
+pub mod rewrite;
+pub mod upstream;
 
 use std::collections::BTreeMap;
 
@@ -13,20 +22,79 @@ use portico_dataplane::table::RoutePolicy;
 use super::CompileOptions;
 use super::diagnostics::{Problem, Problems, reason};
 
-const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+pub(crate) const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
 /// `nginx.ingress.kubernetes.io/proxy-body-size`: largest request body, nginx size syntax.
 pub const PROXY_BODY_SIZE: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
 
-/// The ingress-nginx annotations that have an effect.
-const SUPPORTED: &[&str] = &[
-    PROXY_BODY_SIZE,
-    SSL_REDIRECT,
-    FORCE_SSL_REDIRECT,
-    PROXY_REQUEST_BUFFERING,
-    PROXY_READ_TIMEOUT,
-    PROXY_SEND_TIMEOUT,
-];
+/// What one Ingress's annotations ask of each of its routes.
+pub(in crate::compile) struct IngressAnnotations {
+    pub policy: RoutePolicy,
+    pub paths: rewrite::Paths,
+    pub upstream: upstream::Upstream,
+    /// Set when the Ingress is a canary of another for the same hosts and paths.
+    pub canary: Option<canary::Canary>,
+}
+
+impl IngressAnnotations {
+    /// Parses every annotation Portico knows; each one that does not parse keeps its
+    /// default and leaves a diagnostic in `problems`.
+    pub fn parse(
+        annotations: Option<&BTreeMap<String, String>>,
+        opts: &CompileOptions,
+        problems: &mut Problems,
+    ) -> Self {
+        let empty = BTreeMap::new();
+        let all = annotations.unwrap_or(&empty);
+        let mut policy = route_policy(annotations, opts, problems);
+        if let Some(v) = get(all, "enable-access-log") {
+            match v.trim() {
+                "true" => {}
+                "false" => policy.access_log = false,
+                other => invalid(problems, "enable-access-log", other, "is not \"true\" or \"false\""),
+            }
+        }
+        IngressAnnotations {
+            policy,
+            paths: rewrite::parse(all, problems),
+            upstream: upstream::parse(all, problems),
+            canary: canary::parse(all, problems),
+        }
+    }
+}
+
+/// The value of `nginx.ingress.kubernetes.io/<name>`.
+fn get<'a>(annotations: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    annotations.get(&format!("{NGINX_PREFIX}{name}")).map(String::as_str)
+}
+
+/// `"true"` or `"false"`; anything else is reported and counts as unset.
+fn get_flag(annotations: &BTreeMap<String, String>, name: &str, problems: &mut Problems) -> Option<bool> {
+    match get(annotations, name)?.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        other => {
+            invalid(problems, name, other, "is not \"true\" or \"false\"");
+            None
+        }
+    }
+}
+
+/// An annotation whose value does not parse: the default stays, and the user is told.
+fn invalid(problems: &mut Problems, name: &str, value: &str, why: &str) {
+    problems.push(Problem::warning(
+        reason::INVALID_ANNOTATION,
+        format!("{NGINX_PREFIX}{name}: {value:?} {why}; using the default"),
+    ));
+}
+
+/// A value ingress-nginx accepts but Portico cannot honour: reported, no effect.
+fn unsupported_value(problems: &mut Problems, name: &str, value: &str, why: &str) {
+    problems.push(Problem::warning(
+        reason::UNSUPPORTED_ANNOTATION,
+        format!("{NGINX_PREFIX}{name}: {value:?} {why}; it has no effect"),
+    ));
+}
 
 /// `"off"` streams request bodies to the endpoint as they arrive; `"on"` (the default)
 /// reads them first.
@@ -155,12 +223,23 @@ pub(super) fn route_policy(
             }
         }
     }
-    for key in annotations.keys() {
-        if key.starts_with(NGINX_PREFIX) && !SUPPORTED.contains(&key.as_str()) {
-            problems.push(Problem::warning(
+    for key in annotations.keys().filter(|k| k.starts_with(NGINX_PREFIX)) {
+        match catalog::status(key) {
+            Some(s) if s.has_effect() => {}
+            Some(catalog::Status::Refused) => problems.push(Problem::warning(
+                reason::SNIPPET_REFUSED,
+                format!(
+                    "annotation {key} is nginx configuration text, which Portico never interprets; it has no effect and the rest of the Ingress is served"
+                ),
+            )),
+            Some(_) => problems.push(Problem::warning(
                 reason::UNSUPPORTED_ANNOTATION,
                 format!("annotation {key} is not supported and has no effect"),
-            ));
+            )),
+            None => problems.push(Problem::warning(
+                reason::UNSUPPORTED_ANNOTATION,
+                format!("annotation {key} is not an ingress-nginx annotation Portico knows; it has no effect"),
+            )),
         }
     }
     policy

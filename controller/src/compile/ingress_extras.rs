@@ -1,0 +1,332 @@
+//! What ingress-nginx's annotations make of an Ingress beyond its own rules: regex
+//! hosts, canary Ingresses joining the main one's routes, `app-root` and
+//! `from-to-www-redirect` routes, and the route action the annotations ask for.
+//!
+//! ```text
+//!  owned Ingresses ─ prepare ─▶ regex hosts (use-regex / rewrite-target on any Ingress of the host)
+//!                            └▶ canaries by (host, path) ─▶ main path: weighted split
+//!                                                           + header / cookie candidates
+//!  after every Ingress ─ finish ─▶ www aliases on hosts nobody claimed; canaries without a main
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use http::header::COOKIE;
+use http::{HeaderName, StatusCode};
+use k8s_openapi::api::networking::v1::Ingress;
+use portico_dataplane::table::{
+    Backend, HeaderCondition, HeaderModifier, HostMatch, MatchConditions, PathKind, PathModifier, Redirect, Route,
+    RouteAction, RouteMeta, RoutePolicy, RouteRule, UpstreamProtocol, UrlRewrite, ValueMatch, WeightedBackends,
+    full_match_regex,
+};
+
+use super::Compiler;
+use super::annotations::IngressAnnotations;
+use super::annotations::canary::Canary;
+use super::backend::Backends;
+use super::diagnostics::{Problems, reason};
+use super::ingress::{Owner, meta};
+
+/// A canary's place: the main Ingress's host and path as written.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct CanaryKey(HostMatch, String);
+
+impl CanaryKey {
+    pub fn new(host: &HostMatch, path: &str) -> Self {
+        CanaryKey(host.clone(), path.to_string())
+    }
+}
+
+struct CanaryTarget<'a> {
+    owner: Owner<'a>,
+    service: &'a str,
+    backend: Arc<Backend>,
+    canary: Canary,
+}
+
+/// What a main path gets from its canary.
+pub(super) struct CanaryParts<'a> {
+    owner: Owner<'a>,
+    service: &'a str,
+    pub backend: Arc<Backend>,
+    /// The main route's split, when the canary has a weight.
+    pub split: Option<Arc<WeightedBackends>>,
+    /// Candidates tried before the main route, in ingress-nginx's precedence; `true`
+    /// sends to the main backend (a header or cookie saying `never`).
+    pub conditions: Vec<(MatchConditions, bool)>,
+}
+
+impl CanaryParts<'_> {
+    pub fn meta(&self, host: &str, path: &str) -> RouteMeta {
+        meta(self.owner, self.service, host, path, None)
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Extras<'a> {
+    regex_hosts: BTreeSet<HostMatch>,
+    canary_ingresses: BTreeSet<(&'a str, &'a str)>,
+    canaries: BTreeMap<CanaryKey, CanaryTarget<'a>>,
+    used: BTreeSet<CanaryKey>,
+    /// Problems of each canary Ingress, reported when the compile finishes.
+    canary_problems: Vec<(Owner<'a>, Problems)>,
+    /// `from-to-www-redirect` routes, placed once every Ingress has claimed its hosts.
+    pub www: Vec<(HostMatch, Arc<Route>)>,
+}
+
+impl<'a> Extras<'a> {
+    pub fn is_canary(&self, ingress: &Ingress) -> bool {
+        let o = Owner::of(ingress);
+        self.canary_ingresses.contains(&(o.namespace, o.name))
+    }
+
+    pub fn regex_host(&self, host: &HostMatch, ann: &IngressAnnotations) -> bool {
+        ann.paths.regex || self.regex_hosts.contains(host)
+    }
+
+    /// The canary of a main path, if one is set for its host and path.
+    pub fn canary_for(
+        &mut self,
+        key: &CanaryKey,
+        ann: &IngressAnnotations,
+        main: &Arc<Backend>,
+        namespace: &str,
+        backends: &mut Backends<'a>,
+    ) -> Option<CanaryParts<'a>> {
+        let target = self.canaries.get(key)?;
+        self.used.insert(key.clone());
+        let backend = match ann.upstream.protocol {
+            Some(p) => backends.with_protocol(&target.backend, p, target.service, namespace),
+            None => target.backend.clone(),
+        };
+        let c = &target.canary;
+        let split = (c.weight > 0)
+            .then(|| WeightedBackends::new(vec![(main.clone(), c.total - c.weight), (backend.clone(), c.weight)]))
+            .flatten()
+            .map(Arc::new);
+        let mut conditions = Vec::new();
+        let header = |name: &HeaderName, value: ValueMatch| MatchConditions {
+            headers: vec![HeaderCondition {
+                name: name.clone(),
+                value,
+            }],
+            ..Default::default()
+        };
+        if let Some(h) = &c.header {
+            match &h.value {
+                Some(v) => conditions.push((header(&h.name, v.clone()), false)),
+                None => {
+                    conditions.push((header(&h.name, ValueMatch::Exact("always".into())), false));
+                    conditions.push((header(&h.name, ValueMatch::Exact("never".into())), true));
+                }
+            }
+        }
+        if let Some(name) = &c.cookie {
+            for (word, to_main) in [("always", false), ("never", true)] {
+                let pattern = format!(r"(?:.*;)?\s*{}={word}\s*(?:;.*)?", regex::escape(name));
+                if let Ok(re) = full_match_regex(&pattern) {
+                    conditions.push((header(&COOKIE, ValueMatch::Regex(re)), to_main));
+                }
+            }
+        }
+        Some(CanaryParts {
+            owner: target.owner,
+            service: target.service,
+            backend,
+            split,
+            conditions,
+        })
+    }
+}
+
+/// An ImplementationSpecific path as ingress-nginx's regex location `~* "^<path>"`:
+/// case-insensitive, anchored at the start only.
+pub(super) fn nginx_regex(path: &str) -> String {
+    format!("(?i){path}.*")
+}
+
+/// The action an Ingress's annotations ask of a route on `path`; `None` when they ask
+/// nothing, so a plain Ingress route keeps costing what it did.
+pub(super) fn action(
+    ann: &IngressAnnotations,
+    path: &str,
+    backends: Option<Arc<WeightedBackends>>,
+    problems: &mut Problems,
+) -> Option<Arc<RouteAction>> {
+    let regex_rewrite = match ann.paths.rewrite_for(path) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            problems.warning(
+                reason::INVALID_ANNOTATION,
+                format!("rewrite-target on path {path:?}: {e}; the path is not rewritten"),
+            );
+            None
+        }
+        None => None,
+    };
+    let mut request_headers = HeaderModifier::default();
+    // As ingress-nginx's buildProxyPass: the header goes with a rewrite only.
+    if regex_rewrite.is_some()
+        && let Some(prefix) = &ann.paths.x_forwarded_prefix
+    {
+        request_headers
+            .set
+            .push((HeaderName::from_static("x-forwarded-prefix"), prefix.clone()));
+    }
+    let rewrite = ann.paths.upstream_vhost.clone().map(|host| UrlRewrite {
+        hostname: Some(host),
+        path: None,
+    });
+    let nothing = regex_rewrite.is_none()
+        && rewrite.is_none()
+        && request_headers.is_empty()
+        && ann.paths.return_redirect.is_none()
+        && backends.is_none()
+        && ann.upstream.is_default();
+    if nothing {
+        return None;
+    }
+    Some(Arc::new(RouteAction {
+        request_headers,
+        rewrite,
+        regex_rewrite,
+        return_redirect: ann.paths.return_redirect.clone(),
+        backends,
+        balance: ann.upstream.balance.clone(),
+        timeouts: ann.upstream.timeouts,
+        retry: ann.upstream.retry.clone(),
+        ..Default::default()
+    }))
+}
+
+/// A route that only redirects: its backend is never used.
+fn redirect_route(meta: RouteMeta, policy: RoutePolicy, redirect: Redirect) -> Arc<Route> {
+    let backend = Arc::new(Backend::new(
+        format!("{}/{}:redirect", meta.namespace, meta.ingress),
+        UpstreamProtocol::Http1,
+        Vec::new(),
+    ));
+    let action = RouteAction {
+        redirect: Some(redirect),
+        ..Default::default()
+    };
+    Arc::new(Route::new(meta, backend, policy, Some(Arc::new(action))))
+}
+
+/// ingress-nginx's `app-root`: `if ($uri = /) { return 302 $scheme://$http_host<root>; }`.
+pub(super) fn app_root_route(meta: RouteMeta, policy: &RoutePolicy, root: &str) -> Arc<Route> {
+    let redirect = Redirect {
+        scheme: None,
+        hostname: None,
+        port: None,
+        path: Some(PathModifier::ReplaceFullPath(root.to_string())),
+        status: StatusCode::FOUND,
+    };
+    redirect_route(meta, policy.clone(), redirect)
+}
+
+/// ingress-nginx's `from-to-www-redirect`: the other name answers
+/// `308 $scheme://<host>$request_uri`.
+pub(super) fn www_route(meta: RouteMeta, host: &str) -> Arc<Route> {
+    let redirect = Redirect {
+        scheme: None,
+        hostname: Some(host.to_ascii_lowercase()),
+        port: None,
+        path: None,
+        status: StatusCode::PERMANENT_REDIRECT,
+    };
+    redirect_route(meta, RoutePolicy::default(), redirect)
+}
+
+impl<'a> Compiler<'a> {
+    /// Reads what every owned Ingress says about the others before any claims a path:
+    /// which hosts are regex hosts, and which Ingresses are canaries of which paths.
+    pub(super) fn prepare_ingresses(&mut self, ingresses: &[&'a Ingress]) {
+        for ingress in ingresses {
+            let owner = Owner::of(ingress);
+            let mut problems = Problems::default();
+            let ann = IngressAnnotations::parse(ingress.metadata.annotations.as_ref(), self.opts, &mut problems);
+            let rules = ingress
+                .spec
+                .as_ref()
+                .and_then(|s| s.rules.as_deref())
+                .unwrap_or_default();
+            let Some(canary) = ann.canary else {
+                if ann.paths.regex {
+                    for rule in rules {
+                        if let Ok(host) = HostMatch::parse(rule.host.as_deref().unwrap_or_default()) {
+                            self.extras.regex_hosts.insert(host);
+                        }
+                    }
+                }
+                continue;
+            };
+            self.extras.canary_ingresses.insert((owner.namespace, owner.name));
+            for rule in rules {
+                let Ok(host) = HostMatch::parse(rule.host.as_deref().unwrap_or_default()) else {
+                    continue;
+                };
+                for path in rule.http.iter().flat_map(|h| &h.paths) {
+                    let Some(service) = &path.backend.service else { continue };
+                    let written = path.path.as_deref().unwrap_or_default();
+                    let written = if written.is_empty() { "/" } else { written };
+                    let resolved = self.backends.resolve(owner.namespace, service);
+                    problems.extend(resolved.problem);
+                    let key = CanaryKey::new(&host, written);
+                    // ingress-nginx: one canary per rule; the oldest keeps it.
+                    self.extras.canaries.entry(key).or_insert(CanaryTarget {
+                        owner,
+                        service: service.name.as_str(),
+                        backend: resolved.backend,
+                        canary: canary.clone(),
+                    });
+                }
+            }
+            self.extras.canary_problems.push((owner, problems));
+        }
+    }
+
+    /// Places the www aliases no Ingress claimed, and reports canaries that found no
+    /// main path.
+    pub(super) fn finish_ingresses(&mut self) {
+        for (host, route) in std::mem::take(&mut self.extras.www) {
+            let rule = RouteRule {
+                host,
+                path: "/".to_string(),
+                kind: PathKind::Prefix,
+                route,
+            };
+            // A host an Ingress serves keeps its own rules (ingress-nginx drops the
+            // alias then too).
+            let _ = self.builder.add(rule);
+        }
+        let unused: Vec<(Owner<'a>, String)> = self
+            .extras
+            .canaries
+            .iter()
+            .filter(|(k, _)| !self.extras.used.contains(*k))
+            .map(|(k, t)| (t.owner, format!("{}{}", host_text(&k.0), k.1)))
+            .collect();
+        for (owner, mut problems) in std::mem::take(&mut self.extras.canary_problems) {
+            for (_, at) in unused
+                .iter()
+                .filter(|(o, _)| o.namespace == owner.namespace && o.name == owner.name)
+            {
+                problems.warning(
+                    reason::CANARY_WITHOUT_MAIN,
+                    format!("canary for {at:?}: no other Ingress serves this host and path; it has no effect"),
+                );
+            }
+            self.diagnostics
+                .extend(problems.into_diagnostics("Ingress", owner.namespace, owner.name));
+        }
+    }
+}
+
+fn host_text(h: &HostMatch) -> String {
+    match h {
+        HostMatch::Any => String::new(),
+        other => other.to_string(),
+    }
+}

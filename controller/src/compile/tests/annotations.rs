@@ -1,0 +1,523 @@
+//! ingress-nginx's annotations, one test per rule, each citing the ingress-nginx
+//! document or e2e test (kubernetes/ingress-nginx, `test/e2e/annotations/`) it follows.
+
+use http::header::{HeaderMap, HeaderValue, LOCATION};
+use http::{Method, StatusCode, Uri};
+use portico_dataplane::config::ProxyConfig;
+use portico_dataplane::filter::{Answer, RequestHead, UpstreamHead};
+use portico_dataplane::table::{HashOn, LbPolicy, PathKind, RequestView, Route, UpstreamProtocol};
+
+use super::*;
+use crate::compile::reason;
+
+const P: &str = "nginx.ingress.kubernetes.io/";
+
+fn w() -> World {
+    world()
+        .backend("default", "web", &["10.0.0.1"])
+        .backend("default", "canary", &["10.0.0.9"])
+}
+
+fn one(annotations: &[(&str, &str)], path: &str, path_type: &str) -> Compiled {
+    let i = annotations.iter().fold(ingress("default", "web"), |i, (k, v)| {
+        i.annotation(&format!("{P}{k}"), v)
+    });
+    w().with(i.host("a.com").path(path, path_type, "web", 80)).compile()
+}
+
+/// What the endpoint would be asked for after the route's filters: path and query,
+/// headers, and the new `Host` if any.
+fn upstream(route: &Route, uri: &str) -> (String, HeaderMap, Option<HeaderValue>) {
+    let uri: Uri = uri.parse().unwrap();
+    let mut headers = HeaderMap::new();
+    let mut head = UpstreamHead {
+        headers: &mut headers,
+        uri: &uri,
+        host: None,
+        path_and_query: None,
+    };
+    route.filters.upstream_request(&mut head);
+    let (path, host) = (head.path_and_query, head.host);
+    let path = path.unwrap_or_else(|| uri.path_and_query().unwrap().to_string());
+    (path, headers, host)
+}
+
+fn upstream_path(route: &Route, uri: &str) -> String {
+    upstream(route, uri).0
+}
+
+/// The route phase's answer to a request for `host` and `uri`: (status, Location).
+fn answer_on(route: &Route, host: &str, uri: &str, tls: bool) -> Option<(StatusCode, String)> {
+    let uri: Uri = uri.parse().unwrap();
+    let (headers, cfg) = (HeaderMap::new(), ProxyConfig::default());
+    let head = RequestHead {
+        method: &Method::GET,
+        uri: &uri,
+        headers: &headers,
+        host,
+        tls,
+        cfg: &cfg,
+    };
+    match route.filters.request(&head)? {
+        Answer::Status { status, headers } => Some((status, headers[LOCATION].to_str().unwrap().to_string())),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn answer(route: &Route, uri: &str) -> Option<(StatusCode, String)> {
+    answer_on(route, "a.com", uri, false)
+}
+
+/// docs/examples/rewrite/README.md and e2e `rewrite.go`: with `rewrite-target: /$2` on
+/// `/something(/|$)(.*)`, `/something/new` reaches the endpoint as `/new`; the path is a
+/// case-insensitive regex ("should use ~* location modifier if regex annotation is present").
+#[test]
+fn rewrite_target_with_captures() {
+    let c = one(
+        &[("rewrite-target", "/$2")],
+        "/something(/|$)(.*)",
+        "ImplementationSpecific",
+    );
+    c.assert_clean();
+    for (request, want) in [
+        ("/something", "/"),
+        ("/something/", "/"),
+        ("/something/new", "/new"),
+        ("/Something/new?a=1", "/new?a=1"),
+    ] {
+        let path = request.split('?').next().unwrap();
+        let route = c
+            .route("a.com", path)
+            .unwrap_or_else(|| panic!("{request} has no route"));
+        assert_eq!(upstream_path(route, request), want, "{request}");
+    }
+    assert!(c.route("a.com", "/other").is_none());
+}
+
+/// e2e `rewrite.go` "should write rewrite logs"/"should use correct longest path match":
+/// a target equal to the path is no rewrite; `x-forwarded-prefix` goes with a rewrite.
+#[test]
+fn rewrite_target_equal_to_path_and_forwarded_prefix() {
+    let c = one(&[("rewrite-target", "/")], "/", "ImplementationSpecific");
+    assert_eq!(upstream_path(c.route("a.com", "/x").unwrap(), "/x"), "/x");
+    let c = one(
+        &[("rewrite-target", "/$1"), ("x-forwarded-prefix", "/api")],
+        "/api/(.*)",
+        "ImplementationSpecific",
+    );
+    let (_, headers, _) = upstream(c.route("a.com", "/api/v1").unwrap(), "/api/v1");
+    assert_eq!(headers["x-forwarded-prefix"], "/api");
+    assert_eq!(upstream_path(c.route("a.com", "/api/v1").unwrap(), "/api/v1"), "/v1");
+}
+
+/// A target with nginx variables Portico does not have keeps the default (no rewrite)
+/// and says so.
+#[test]
+fn rewrite_target_with_variables_is_invalid() {
+    let c = one(&[("rewrite-target", "/$host/$1")], "/", "Prefix");
+    assert_eq!(c.reasons(), [("default/web".to_string(), reason::INVALID_ANNOTATION)]);
+    assert_eq!(upstream_path(c.route("a.com", "/x").unwrap(), "/x"), "/x");
+}
+
+/// annotations.md "use-regex": one Ingress with `use-regex: "true"` makes the
+/// ImplementationSpecific paths of every Ingress on the host case-insensitive regexes
+/// anchored at the start (e2e `rewrite.go` "should use ~* location modifier if regex
+/// annotation is present").
+#[test]
+fn use_regex_applies_to_the_whole_host() {
+    let c = w()
+        .with(
+            ingress("default", "regex")
+                .annotation(&format!("{P}use-regex"), "true")
+                .host("a.com")
+                .path("/foo/bar/[A-Z0-9]{3}", "ImplementationSpecific", "canary", 80),
+        )
+        .with(
+            ingress("default", "plain")
+                .host("a.com")
+                .path("/foo", "ImplementationSpecific", "web", 80),
+        )
+        .compile();
+    c.assert_clean();
+    assert_eq!(c.hit("a.com", "/foo/bar/ABC").as_deref(), Some("default/regex"));
+    assert_eq!(c.hit("a.com", "/foo/bar/abc/more").as_deref(), Some("default/regex"));
+    assert_eq!(c.hit("a.com", "/FOO/x").as_deref(), Some("default/plain"));
+    let route = c.route("a.com", "/foo").unwrap();
+    assert_eq!(route.meta.path, "/foo");
+    // Another host keeps plain string prefixes.
+    let c = w()
+        .with(
+            ingress("default", "plain")
+                .host("b.com")
+                .path("/foo", "ImplementationSpecific", "web", 80),
+        )
+        .compile();
+    assert!(c.route("b.com", "/FOO").is_none());
+    let _ = PathKind::RegularExpression;
+}
+
+/// annotations.md "Rewrite" / e2e `approot.go`: `app-root: /foo` answers `/` with a 302
+/// to `/foo`; other paths are proxied.
+#[test]
+fn app_root_redirects_the_root_only() {
+    let c = one(&[("app-root", "/foo")], "/", "Prefix");
+    c.assert_clean();
+    assert_eq!(
+        answer(c.route("a.com", "/").unwrap(), "/"),
+        Some((StatusCode::FOUND, "http://a.com/foo".to_string()))
+    );
+    assert_eq!(answer(c.route("a.com", "/bar").unwrap(), "/bar"), None);
+    let c = one(&[("app-root", "foo")], "/", "Prefix");
+    assert_eq!(c.reasons(), [("default/web".to_string(), reason::INVALID_ANNOTATION)]);
+}
+
+/// e2e `permanentredirect.go` and annotations.md: `permanent-redirect` answers 301 (or
+/// `permanent-redirect-code`) with the URL as given; `temporal-redirect` answers 302
+/// and wins over it; a code outside 300-308 keeps 301.
+#[test]
+fn permanent_and_temporal_redirects() {
+    let url = "https://www.google.com";
+    for (annotations, want) in [
+        (vec![("permanent-redirect", url)], Some(StatusCode::MOVED_PERMANENTLY)),
+        (
+            vec![("permanent-redirect", url), ("permanent-redirect-code", "308")],
+            Some(StatusCode::PERMANENT_REDIRECT),
+        ),
+        (
+            vec![("temporal-redirect", url), ("permanent-redirect", "https://x.com")],
+            Some(StatusCode::FOUND),
+        ),
+        (
+            vec![("permanent-redirect", url), ("permanent-redirect-code", "200")],
+            Some(StatusCode::MOVED_PERMANENTLY),
+        ),
+        (vec![("permanent-redirect", "www.google.com")], None),
+    ] {
+        let c = one(&annotations, "/", "Prefix");
+        let got = answer(c.route("a.com", "/a?b").unwrap(), "/a?b");
+        assert_eq!(got.as_ref().map(|(s, _)| *s), want, "{annotations:?}");
+        if let Some((_, location)) = got {
+            assert_eq!(location, url);
+        }
+    }
+}
+
+/// e2e `fromtowwwredirect.go`: `from-to-www-redirect` on `www.a.com` answers `a.com`
+/// with a 308 to `www.a.com`, path and query kept; a host another Ingress serves keeps
+/// its own rules.
+#[test]
+fn from_to_www_redirect() {
+    let c = w()
+        .with(
+            ingress("default", "www")
+                .annotation(&format!("{P}from-to-www-redirect"), "true")
+                .host("www.a.com")
+                .path("/", "Prefix", "web", 80)
+                .host("b.com")
+                .path("/", "Prefix", "web", 80),
+        )
+        .with(
+            ingress("default", "www-b")
+                .host("www.b.com")
+                .path("/", "Prefix", "canary", 80),
+        )
+        .compile();
+    c.assert_clean();
+    let alias = c.route("a.com", "/x").unwrap();
+    assert_eq!(
+        answer_on(alias, "a.com", "/x?y=1", true),
+        Some((StatusCode::PERMANENT_REDIRECT, "https://www.a.com/x?y=1".to_string()))
+    );
+    assert_eq!(c.hit("www.b.com", "/").as_deref(), Some("default/www-b"));
+}
+
+/// annotations.md "Backend Protocol": GRPC and H2C speak HTTP/2 without TLS, HTTPS
+/// speaks TLS without checking the certificate; GRPCS is not supported and says so.
+#[test]
+fn backend_protocol() {
+    for (value, want) in [
+        ("HTTP", UpstreamProtocol::Http1),
+        ("grpc", UpstreamProtocol::H2c),
+        ("H2C", UpstreamProtocol::H2c),
+        ("HTTPS", UpstreamProtocol::Https),
+    ] {
+        let c = one(&[("backend-protocol", value)], "/", "Prefix");
+        c.assert_clean();
+        let backend = &c.route("a.com", "/").unwrap().backend;
+        assert_eq!(backend.protocol, want, "{value}");
+        assert_eq!(backend.tls.is_some(), want == UpstreamProtocol::Https);
+    }
+    let c = one(&[("backend-protocol", "GRPCS")], "/", "Prefix");
+    assert_eq!(
+        c.reasons(),
+        [("default/web".to_string(), reason::UNSUPPORTED_ANNOTATION)]
+    );
+    let c = one(&[("backend-protocol", "SPDY")], "/", "Prefix");
+    assert_eq!(c.reasons(), [("default/web".to_string(), reason::INVALID_ANNOTATION)]);
+}
+
+/// annotations.md "Custom NGINX upstream vhost": the endpoint sees this `Host`.
+#[test]
+fn upstream_vhost_sets_host() {
+    let c = one(&[("upstream-vhost", "internal.svc")], "/", "Prefix");
+    let (_, headers, host) = upstream(c.route("a.com", "/").unwrap(), "/");
+    assert_eq!(headers["host"], "internal.svc");
+    assert_eq!(host.unwrap(), "internal.svc");
+}
+
+/// annotations.md "Custom timeouts": `proxy-next-upstream` lists the conditions,
+/// `-tries` counts every try (default 3), `-timeout` bounds the request; `off` retries
+/// nothing.
+#[test]
+fn proxy_next_upstream() {
+    let c = one(
+        &[
+            ("proxy-next-upstream", "error http_502 http_503"),
+            ("proxy-next-upstream-tries", "2"),
+            ("proxy-next-upstream-timeout", "10"),
+        ],
+        "/",
+        "Prefix",
+    );
+    c.assert_clean();
+    let action = c.route("a.com", "/").unwrap().action.clone().unwrap();
+    let retry = action.retry.clone().unwrap();
+    assert_eq!(retry.attempts, 1);
+    assert!(retry.on_connect_failure && retry.on_reset && !retry.on_timeout);
+    assert_eq!(retry.codes, [502, 503]);
+    assert_eq!(action.timeouts.request, Some(std::time::Duration::from_secs(10)));
+    let c = one(&[("proxy-next-upstream-tries", "5")], "/", "Prefix");
+    let retry = c
+        .route("a.com", "/")
+        .unwrap()
+        .action
+        .clone()
+        .unwrap()
+        .retry
+        .clone()
+        .unwrap();
+    assert_eq!((retry.attempts, retry.on_timeout), (4, true));
+    let c = one(&[("proxy-next-upstream", "off")], "/", "Prefix");
+    assert_eq!(
+        c.route("a.com", "/")
+            .unwrap()
+            .action
+            .as_ref()
+            .unwrap()
+            .retry
+            .as_ref()
+            .unwrap()
+            .attempts,
+        0
+    );
+    let c = one(&[("proxy-next-upstream", "error sometimes")], "/", "Prefix");
+    assert_eq!(c.reasons(), [("default/web".to_string(), reason::INVALID_ANNOTATION)]);
+}
+
+/// annotations.md "Custom NGINX upstream hashing" and "load balancing": the hash key
+/// wins over `load-balance`; `ewma` is served by least-request; `$request_uri` is not
+/// supported and says so.
+#[test]
+fn balancing_annotations() {
+    for (annotations, want) in [
+        (vec![("load-balance", "ewma")], LbPolicy::LeastRequest),
+        (vec![("load-balance", "round_robin")], LbPolicy::RoundRobin),
+        (
+            vec![("upstream-hash-by", "$remote_addr"), ("load-balance", "ewma")],
+            LbPolicy::ConsistentHash(HashOn::ClientIp),
+        ),
+        (
+            vec![("upstream-hash-by", "$http_x_user")],
+            LbPolicy::ConsistentHash(HashOn::Header(http::HeaderName::from_static("x-user"))),
+        ),
+        (
+            vec![("upstream-hash-by", "${cookie_session}")],
+            LbPolicy::ConsistentHash(HashOn::Cookie("session".into())),
+        ),
+    ] {
+        let c = one(&annotations, "/", "Prefix");
+        c.assert_clean();
+        let action = c.route("a.com", "/").unwrap().action.clone();
+        let got = action.map(|a| a.balance.policy.clone()).unwrap_or_default();
+        assert_eq!(got, want, "{annotations:?}");
+    }
+    let c = one(&[("upstream-hash-by", "$request_uri")], "/", "Prefix");
+    assert_eq!(
+        c.reasons(),
+        [("default/web".to_string(), reason::UNSUPPORTED_ANNOTATION)]
+    );
+}
+
+/// e2e `affinity.go`: `affinity: cookie` sets a cookie named `INGRESSCOOKIE` unless
+/// `session-cookie-name` names another.
+#[test]
+fn cookie_affinity() {
+    let c = one(&[("affinity", "cookie")], "/", "Prefix");
+    let balance = &c.route("a.com", "/").unwrap().action.as_ref().unwrap().balance;
+    assert_eq!(balance.affinity_cookie.as_deref(), Some("INGRESSCOOKIE"));
+    let c = one(
+        &[("affinity", "cookie"), ("session-cookie-name", "SERVERID")],
+        "/",
+        "Prefix",
+    );
+    c.assert_clean();
+    let balance = &c.route("a.com", "/").unwrap().action.as_ref().unwrap().balance;
+    assert_eq!(balance.affinity_cookie.as_deref(), Some("SERVERID"));
+}
+
+/// A plain Ingress route carries no action and no filters beyond the body limit: the
+/// annotations cost nothing where they are not used.
+#[test]
+fn no_annotations_no_action() {
+    let c = one(&[], "/", "Prefix");
+    let route = c.route("a.com", "/").unwrap();
+    assert!(route.action.is_none());
+    assert_eq!(route.filters.iter().count(), 1);
+}
+
+/// annotations.md "Configuration snippet", "Server snippet": never interpreted; a
+/// SnippetRefused warning says so and the Ingress keeps routing.
+#[test]
+fn snippets_are_refused() {
+    let c = one(
+        &[
+            ("configuration-snippet", "more_set_headers \"X: y\";"),
+            ("server-snippet", "return 200;"),
+            ("some-new-snippet", "x"),
+        ],
+        "/",
+        "Prefix",
+    );
+    assert_eq!(
+        c.reasons()
+            .iter()
+            .filter(|(_, r)| *r == reason::SNIPPET_REFUSED)
+            .count(),
+        3
+    );
+    assert!(c.route("a.com", "/").is_some());
+}
+
+/// annotations.md "Enable Access Log": `"false"` turns the route's access log off.
+#[test]
+fn enable_access_log() {
+    assert!(one(&[], "/", "Prefix").route("a.com", "/").unwrap().policy.access_log);
+    let c = one(&[("enable-access-log", "false")], "/", "Prefix");
+    assert!(!c.route("a.com", "/").unwrap().policy.access_log);
+}
+
+fn canary_world(annotations: &[(&str, &str)]) -> Compiled {
+    let canary = annotations.iter().fold(
+        ingress("default", "web-canary").annotation(&format!("{P}canary"), "true"),
+        |i, (k, v)| i.annotation(&format!("{P}{k}"), v),
+    );
+    w().with(ingress("default", "web").host("a.com").path("/", "Prefix", "web", 80))
+        .with(canary.host("a.com").path("/", "Prefix", "canary", 80))
+        .compile()
+}
+
+/// Which backend a request with `headers` gets: the split is turned `n` times.
+fn canary_share(c: &Compiled, headers: &[(&str, &str)], n: usize) -> usize {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let req = RequestView {
+        method: &Method::GET,
+        path: "/",
+        query: None,
+        headers: &map,
+    };
+    (0..n)
+        .filter(|_| {
+            let route = c.table.route("a.com", &req).unwrap();
+            let backend = match route.action.as_ref().and_then(|a| a.backends.as_ref()) {
+                Some(split) => split.choose(None).clone(),
+                None => route.backend.clone(),
+            };
+            backend.name == "default/canary:80"
+        })
+        .count()
+}
+
+/// annotations.md "Canary": `canary-weight: 20` sends 20 of every 100 requests to the
+/// canary (e2e `canary.go` "should route requests split between mainline and canary").
+#[test]
+fn canary_weight() {
+    let c = canary_world(&[("canary-weight", "20")]);
+    c.assert_clean();
+    assert_eq!(canary_share(&c, &[], 100), 20);
+    let c = canary_world(&[("canary-weight", "3"), ("canary-weight-total", "10")]);
+    assert_eq!(canary_share(&c, &[], 100), 30);
+    assert_eq!(canary_share(&canary_world(&[]), &[], 10), 0);
+}
+
+/// e2e `canary.go`: a header `always` goes to the canary, `never` to the main backend,
+/// anything else falls through to the cookie and then the weight.
+#[test]
+fn canary_by_header_then_cookie_then_weight() {
+    let c = canary_world(&[
+        ("canary-by-header", "CanaryByHeader"),
+        ("canary-by-cookie", "CanaryByCookie"),
+        ("canary-weight", "100"),
+    ]);
+    c.assert_clean();
+    assert_eq!(canary_share(&c, &[("canaryByHeader", "always")], 10), 10);
+    assert_eq!(
+        canary_share(
+            &c,
+            &[("canarybyheader", "never"), ("cookie", "CanaryByCookie=always")],
+            10
+        ),
+        0
+    );
+    assert_eq!(
+        canary_share(
+            &c,
+            &[("canarybyheader", "maybe"), ("cookie", "a=1; CanaryByCookie=never")],
+            10
+        ),
+        0
+    );
+    assert_eq!(canary_share(&c, &[("cookie", "CanaryByCookie=x")], 10), 10);
+    let c = canary_world(&[("canary-by-cookie", "CanaryByCookie")]);
+    assert_eq!(canary_share(&c, &[("cookie", "CanaryByCookie=always")], 10), 10);
+    assert_eq!(canary_share(&c, &[], 10), 0);
+}
+
+/// e2e `canary.go` "canary-by-header-value" and "-pattern": that value (or a value the
+/// pattern finds) goes to the canary; others are compared against the next rule.
+#[test]
+fn canary_by_header_value_and_pattern() {
+    let c = canary_world(&[("canary-by-header", "x-canary"), ("canary-by-header-value", "DoCanary")]);
+    assert_eq!(canary_share(&c, &[("x-canary", "DoCanary")], 10), 10);
+    assert_eq!(canary_share(&c, &[("x-canary", "always")], 10), 0);
+    let c = canary_world(&[
+        ("canary-by-header", "x-canary"),
+        ("canary-by-header-pattern", "^Do[A-Z]"),
+    ]);
+    assert_eq!(canary_share(&c, &[("x-canary", "DoCanary")], 10), 10);
+    assert_eq!(canary_share(&c, &[("x-canary", "docanary")], 10), 0);
+}
+
+/// A canary whose host and path no other Ingress serves has no effect and says so; it
+/// never takes the path for itself.
+#[test]
+fn canary_without_main() {
+    let c = w()
+        .with(
+            ingress("default", "lonely")
+                .annotation(&format!("{P}canary"), "true")
+                .host("b.com")
+                .path("/", "Prefix", "canary", 80),
+        )
+        .compile();
+    assert!(c.route("b.com", "/").is_none());
+    assert_eq!(
+        c.reasons(),
+        [("default/lonely".to_string(), reason::CANARY_WITHOUT_MAIN)]
+    );
+}
