@@ -242,7 +242,8 @@ for o in items:
     if o["kind"] in ("ClusterRole", "Role"):
         rules = sorted(json.dumps({k: sorted(v) for k, v in r.items()}, sort_keys=True) for r in o.get("rules", []))
         out.setdefault(o["kind"], []).append(rules)
-print(json.dumps(out, sort_keys=True, indent=1))
+# Roles as a set too: the API server lists them by name, and names are ignored.
+print(json.dumps({k: sorted(v) for k, v in out.items()}, sort_keys=True, indent=1))
 '
 }
 if [[ -f deploy/rbac.yaml ]]; then
