@@ -77,6 +77,11 @@ struct ExplainArgs {
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 
+    /// The request comes on this Gateway listener port (the internal port the proxy
+    /// binds): explain against that listener's routes. Without it: the Ingress ports.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+
     /// The request's host (`Host` or `:authority`; a port is allowed).
     host: String,
 
@@ -516,7 +521,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
         eprintln!("portico explain: {e}");
         ExitCode::from(FAILED)
     };
-    let request = match ExplainRequest::new(
+    let mut request = match ExplainRequest::new(
         &args.host,
         &args.method,
         &args.path,
@@ -525,6 +530,7 @@ fn explain(args: ExplainArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
+    request.port = args.port;
     let mut opts = match args.compile.options() {
         Ok(o) => o,
         Err(e) => return fail(&e),
@@ -559,7 +565,10 @@ fn explain(args: ExplainArgs) -> ExitCode {
     for d in &diagnostics {
         eprintln!("{}: {d}", if d.is_warning() { "warning" } else { "note" });
     }
-    let explanation = table.explain_request(&request);
+    let explanation = match table.explain_request(&request) {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
     match args.output {
         Output::Text => print!("{explanation}"),
         Output::Json => match serde_json::to_string_pretty(&explanation) {

@@ -47,16 +47,20 @@ pub struct ConnInfo {
     client_ip: HeaderValue,
     /// `X-Forwarded-Port`: the listener's port, made once per listener.
     port: HeaderValue,
+    /// The Gateway listener port the connection was accepted on: its requests are
+    /// routed by that listener's table. `None` on the Ingress ports.
+    pub listener: Option<u16>,
 }
 
 impl ConnInfo {
     /// `port` comes from [`ConnInfo::port_value`], called once per listener.
-    pub fn new(peer: SocketAddr, tls: bool, port: HeaderValue) -> ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool, port: HeaderValue, listener: Option<u16>) -> ConnInfo {
         ConnInfo {
             peer,
             tls,
             client_ip: shared_value(ip_text(peer.ip())),
             port,
+            listener,
         }
     }
 
@@ -325,7 +329,13 @@ impl Proxy {
             return Err(e.into());
         }
         let table = self.table.load();
-        let route = Self::route_request(&table, log.host(), &req)?;
+        let routing = match conn.listener {
+            None => &**table,
+            // A Gateway listener's connection is routed by that listener's table alone;
+            // a port the table no longer has (closing after a swap) routes nothing.
+            Some(port) => table.listener(port).map(|l| &l.table).ok_or(ProxyError::NoRoute)?,
+        };
+        let route = Self::route_request(routing, log.host(), &req)?;
         log.route = Some(route.clone());
         drop(table);
         let head = RequestHead {

@@ -29,6 +29,7 @@ use crate::table::RoutingTable;
 use crate::tls::{self, Certificate};
 use tokio_rustls::TlsAcceptor;
 
+mod gateway;
 mod h1;
 mod park;
 mod sni;
@@ -47,6 +48,8 @@ pub struct Server {
     https: Option<(Vec<std::net::TcpListener>, TlsAcceptor)>,
     admin: TcpListener,
     ready: Arc<AtomicBool>,
+    /// The certificate for handshakes nothing in the table answers.
+    fallback: Arc<Certificate>,
 }
 
 /// Where the listeners bind.
@@ -67,11 +70,11 @@ impl Server {
                 .map_err(|e| std::io::Error::new(e.kind(), format!("{what} listener on {addr}: {e}")))
         };
         let workers = proxy.config().workers;
+        let fallback = Arc::new(Certificate::generate_default().map_err(std::io::Error::other)?);
         let https = match addrs.https {
             Some(addr) => {
-                let default = Certificate::generate_default().map_err(std::io::Error::other)?;
                 let config =
-                    sni::server_config(proxy.live_table(), Arc::new(default)).map_err(std::io::Error::other)?;
+                    sni::server_config(proxy.live_table(), None, fallback.clone()).map_err(std::io::Error::other)?;
                 Some((bind_each(addr, "https", workers)?, TlsAcceptor::from(config)))
             }
             None => None,
@@ -82,6 +85,7 @@ impl Server {
             https,
             admin: bind(addrs.admin, "admin").await?,
             ready: Arc::new(AtomicBool::new(false)),
+            fallback,
         })
     }
 
@@ -100,9 +104,10 @@ impl Server {
         self.admin.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into())
     }
 
-    /// Serves until `shutdown` resolves, swapping in each table published on `tables`.
-    /// Then stops accepting, reports not-ready, lets in-flight requests finish for up to
-    /// the drain timeout, and returns.
+    /// Serves until `shutdown` resolves, swapping in each table published on `tables`
+    /// and binding the Gateway listener ports each names (closing those it no longer
+    /// names). Then stops accepting, reports not-ready, lets in-flight requests finish
+    /// for up to the drain timeout, and returns.
     pub async fn run(self, mut tables: watch::Receiver<Arc<RoutingTable>>, shutdown: impl Future<Output = ()>) {
         let Server {
             proxy,
@@ -110,6 +115,7 @@ impl Server {
             https,
             admin,
             ready,
+            fallback,
         } = self;
         let (drain_tx, drain_rx) = watch::channel(false);
         let drain = Drain {
@@ -118,7 +124,30 @@ impl Server {
         };
         let drain_notify = drain.notify.clone();
 
+        let workers = match Workers::start(proxy.config().workers) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the serving threads");
+                return;
+            }
+        };
+        // The Gateway listener ports share the HTTP address's IP, and never take one
+        // of the Ingress ports (`SO_REUSEPORT` would let them share it).
+        let own_ports = http
+            .iter()
+            .chain(https.iter().flat_map(|(l, _)| l))
+            .filter_map(|l| l.local_addr().ok());
+        let mut gateway = gateway::Ports::new(
+            gateway::Shared {
+                proxy: proxy.clone(),
+                drain: drain.clone(),
+                placement: workers.placement.clone(),
+                fallback,
+            },
+            own_ports.collect(),
+        );
         let admin_tables = tables.clone();
+        let (stop_feeding, mut feeding_stopped) = tokio::sync::oneshot::channel::<()>();
         let feeder = {
             let proxy = proxy.clone();
             let ready = ready.clone();
@@ -127,40 +156,31 @@ impl Server {
                     let table = tables.borrow_and_update().clone();
                     // Generation 0 is the empty table a channel starts with, not a configuration.
                     if table.generation > 0 {
-                        proxy.swap_table(table);
+                        proxy.swap_table(table.clone());
+                        // After the swap: a connection accepted on a new port finds its
+                        // listener in the live table.
+                        gateway.sync(&table);
                         ready.store(true, Ordering::Release);
                         Metrics::get().ready.set(1);
                     }
-                    if tables.changed().await.is_err() {
-                        return;
+                    tokio::select! {
+                        changed = tables.changed() => if changed.is_err() {
+                            // No more tables: keep serving the last until shutdown.
+                            let _ = (&mut feeding_stopped).await;
+                            break;
+                        },
+                        _ = &mut feeding_stopped => break,
                     }
                 }
+                gateway
             })
         };
         let admin_task = tokio::spawn(serve_admin(admin, ready.clone(), admin_tables));
-        let workers = match Workers::start(proxy.config().workers) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the serving threads");
-                return;
-            }
-        };
-        // Every serving thread accepts on a listening socket of its own for each port
-        // (`SO_REUSEPORT`): a new connection wakes one thread, not all of them.
         let mut listeners = vec![(http, None)];
         listeners.extend(https.map(|(l, acceptor)| (l, Some(acceptor))));
         let mut accepting = Vec::new();
         for (sockets, tls) in listeners {
-            for ((me, worker), socket) in workers.placement.handles.iter().enumerate().zip(sockets) {
-                let (tls, proxy, drain) = (tls.clone(), proxy.clone(), drain.clone());
-                let placement = workers.placement.clone();
-                accepting.push(worker.spawn(async move {
-                    match TcpListener::from_std(socket) {
-                        Ok(l) => accept_loop(l, tls, proxy, drain, placement, me).await,
-                        Err(e) => tracing::error!(error = %e, "cannot listen on a serving thread"),
-                    }
-                }));
-            }
+            accepting.extend(accept_on(sockets, tls, None, &proxy, &drain, &workers.placement));
         }
         drop(drain);
         shutdown.await;
@@ -169,6 +189,10 @@ impl Server {
         }
         for task in accepting {
             let _ = task.await;
+        }
+        drop(stop_feeding);
+        if let Ok(gateway) = feeder.await {
+            gateway.close().await;
         }
         // The accept loops (and every listening socket) are gone: no new connections
         // from here on.
@@ -183,10 +207,33 @@ impl Server {
             Ok(()) => tracing::info!("drained"),
             Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
         }
-        feeder.abort();
         admin_task.abort();
         workers.stop();
     }
+}
+
+/// Starts accepting on `sockets`, one per serving thread (`SO_REUSEPORT`): a new
+/// connection wakes one thread, not all of them. `listener` names the Gateway listener
+/// port whose table routes the connections; `None` for the Ingress ports.
+fn accept_on(
+    sockets: Vec<std::net::TcpListener>,
+    tls: Option<TlsAcceptor>,
+    listener: Option<u16>,
+    proxy: &Arc<Proxy>,
+    drain: &Drain,
+    placement: &Arc<Placement>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for ((me, worker), socket) in placement.handles.iter().enumerate().zip(sockets) {
+        let (tls, proxy, drain, placement) = (tls.clone(), proxy.clone(), drain.clone(), placement.clone());
+        tasks.push(worker.spawn(async move {
+            match TcpListener::from_std(socket) {
+                Ok(l) => accept_loop(l, tls, listener, proxy, drain, placement, me).await,
+                Err(e) => tracing::error!(error = %e, "cannot listen on a serving thread"),
+            }
+        }));
+    }
+    tasks
 }
 
 /// How often an idle serving thread wakes (see `Workers::start`).
@@ -338,6 +385,7 @@ fn bind_each(addr: SocketAddr, what: &str, n: usize) -> std::io::Result<Vec<std:
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    gateway: Option<u16>,
     proxy: Arc<Proxy>,
     drain: Drain,
     placement: Arc<Placement>,
@@ -352,7 +400,7 @@ async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let to = if tls.is_some() { placement.pick(me) } else { me };
                 let conn = Conn {
-                    info: Arc::new(ConnInfo::new(peer, tls.is_some(), port.clone())),
+                    info: Arc::new(ConnInfo::new(peer, tls.is_some(), port.clone(), gateway)),
                     proxy: proxy.clone(),
                     drain: drain.clone(),
                     h1: h1.clone(),
@@ -640,7 +688,8 @@ async fn serve_admin(listener: TcpListener, ready: Arc<AtomicBool>, tables: watc
     }
 }
 
-/// `/explain?host=..&path=..`: how the live table routes that request, as JSON.
+/// `/explain?host=..&path=..[&port=N]`: how the live table (or its Gateway listener on
+/// port N) routes that request, as JSON.
 fn admin_explain(query: Option<&str>, table: &RoutingTable) -> Response<ResponseBody> {
     let (status, body, ctype) = if table.generation == 0 {
         (
@@ -650,9 +699,10 @@ fn admin_explain(query: Option<&str>, table: &RoutingTable) -> Response<Response
         )
     } else {
         match crate::table::ExplainRequest::from_query(query.unwrap_or_default()) {
-            Ok(req) => match serde_json::to_string_pretty(&table.explain_request(&req)) {
-                Ok(json) => (StatusCode::OK, json + "\n", "application/json"),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"), "text/plain"),
+            Ok(req) => match table.explain_request(&req).map(|e| serde_json::to_string_pretty(&e)) {
+                Ok(Ok(json)) => (StatusCode::OK, json + "\n", "application/json"),
+                Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"), "text/plain"),
+                Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n"), "text/plain"),
             },
             Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n"), "text/plain"),
         }

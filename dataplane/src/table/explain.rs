@@ -31,6 +31,10 @@ use super::{
 pub struct Explanation {
     /// The table's generation.
     pub generation: u64,
+    /// The Gateway listener port whose table was explained; absent for the Ingress
+    /// ports' table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<u16>,
     pub request: RequestSummary,
     pub host_block: HostBlockChoice,
     pub result: Outcome,
@@ -218,6 +222,8 @@ pub struct ExplainRequest {
     pub path: String,
     pub query: Option<String>,
     pub headers: http::HeaderMap,
+    /// The Gateway listener port the request comes on; `None`: an Ingress port.
+    pub port: Option<u16>,
 }
 
 impl ExplainRequest {
@@ -261,14 +267,16 @@ impl ExplainRequest {
             path: path.to_string(),
             query,
             headers: map,
+            port: None,
         })
     }
 
     /// From the admin port's query string, form-encoded (`+` is a space): `host=`
     /// (required), `path=` (a path with an optional query, percent-encoded; `/` when
-    /// absent), `method=` (`GET` when absent) and `header=Name: value`, repeated.
+    /// absent), `method=` (`GET` when absent), `header=Name: value`, repeated, and
+    /// `port=` (a Gateway listener port; absent: the Ingress ports).
     pub fn from_query(query: &str) -> Result<Self, String> {
-        let (mut host, mut path, mut method) = (None, None, None);
+        let (mut host, mut path, mut method, mut port) = (None, None, None, None);
         let mut headers = Vec::new();
         let query = query.replace('+', "%20");
         for (name, value) in super::query_pairs(&query) {
@@ -277,20 +285,29 @@ impl ExplainRequest {
                 "path" => path = Some(value),
                 "method" => method = Some(value),
                 "header" => headers.push(value),
+                "port" => {
+                    port = Some(
+                        value
+                            .parse::<u16>()
+                            .map_err(|_| format!("invalid port {value:?}: expected 1-65535"))?,
+                    )
+                }
                 other => {
                     return Err(format!(
-                        "unknown parameter {other:?}: expected host, path, method, header"
+                        "unknown parameter {other:?}: expected host, path, method, header, port"
                     ));
                 }
             }
         }
         let host = host.ok_or("the host parameter is required")?;
-        Self::new(
+        let mut req = Self::new(
             &host,
             method.as_deref().unwrap_or("GET"),
             path.as_deref().unwrap_or("/"),
             headers.iter().map(|h| h.as_ref()),
-        )
+        )?;
+        req.port = port;
+        Ok(req)
     }
 
     /// The request as the lookup reads it.
@@ -305,9 +322,27 @@ impl ExplainRequest {
 }
 
 impl RoutingTable {
-    /// [`RoutingTable::explain`] for an owned request.
-    pub fn explain_request(&self, req: &ExplainRequest) -> Explanation {
-        self.explain(&req.host, &req.view())
+    /// [`RoutingTable::explain`] for an owned request, against the table of the
+    /// Gateway listener on its port when it names one: an error when the table has no
+    /// listener there.
+    pub fn explain_request(&self, req: &ExplainRequest) -> Result<Explanation, String> {
+        match req.port {
+            None => Ok(self.explain(&req.host, &req.view())),
+            Some(port) => {
+                let listener = self.listener(port).ok_or_else(|| {
+                    let ports: Vec<String> = self.listeners().map(|l| l.port.to_string()).collect();
+                    let known = if ports.is_empty() {
+                        "the table has none".to_string()
+                    } else {
+                        format!("it has {}", ports.join(", "))
+                    };
+                    format!("no Gateway listener on port {port} ({known}); without a port, the Ingress ports' table is explained")
+                })?;
+                let mut e = listener.table.explain(&req.host, &req.view());
+                e.listener = Some(port);
+                Ok(e)
+            }
+        }
     }
 
     /// Explains how this table routes a request for `host` (any case, port allowed).
@@ -480,6 +515,7 @@ impl RoutingTable {
         };
         Explanation {
             generation: self.generation,
+            listener: None,
             request: RequestSummary {
                 host: host.to_string(),
                 normalized_host: normalize_host(host).into_owned(),
@@ -792,6 +828,9 @@ impl fmt::Display for Explanation {
         let r = &self.request;
         let query = r.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
         writeln!(f, "request:  {} {}{query} host {}", r.method, r.path, r.host)?;
+        if let Some(port) = self.listener {
+            writeln!(f, "listener: Gateway listener port {port} (its routes only)")?;
+        }
         for (name, value) in &r.headers {
             writeln!(f, "          {name}: {value}")?;
         }

@@ -6,7 +6,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::*;
 use crate::table::{
-    Backend, Endpoint, HeaderCondition, RouteAction, RoutePolicy, RouteRule, TableBuilder, UpstreamProtocol, ValueMatch,
+    Backend, Endpoint, HeaderCondition, ListenerProtocol, RouteAction, RoutePolicy, RouteRule, TableBuilder,
+    UpstreamProtocol, ValueMatch,
 };
 
 use PathKind::{Exact, ImplementationSpecific as Impl, Prefix, RegularExpression as Regex};
@@ -391,4 +392,44 @@ fn filters_listed_are_the_routes_chain() {
     assert_eq!(chain, names.len() - 1);
     let rewrite = &e.filters[3].detail;
     assert_eq!(rewrite, "the path /old/x becomes /new/x");
+}
+
+/// `port` explains against that Gateway listener's table only, as the proxy routes a
+/// connection accepted on it; a port with no listener is an error naming the ports.
+#[test]
+fn port_explains_the_listener_table() {
+    let mut b = TableBuilder::new();
+    b.add(rule(ObjectKind::Ingress, "a.com", "/", Prefix, "ing", 0))
+        .unwrap();
+    b.listener(20080, ListenerProtocol::Http)
+        .add(rule(ObjectKind::HttpRoute, "a.com", "/api", Prefix, "web", 0))
+        .unwrap();
+    let t = b.build(4);
+    let mut req = ExplainRequest::from_query("host=a.com&path=/api/x").unwrap();
+    assert_eq!(req.port, None);
+    let e = t.explain_request(&req).unwrap();
+    assert_eq!(e.served_by.unwrap().name, "ing");
+    assert_eq!(e.listener, None);
+
+    req = ExplainRequest::from_query("host=a.com&path=/api/x&port=20080").unwrap();
+    let e = t.explain_request(&req).unwrap();
+    assert_eq!(e.listener, Some(20080));
+    let served = e.served_by.as_ref().unwrap();
+    assert_eq!((served.kind, served.name.as_str()), (ObjectKind::HttpRoute, "web"));
+    let text = e.to_string();
+    assert!(text.contains("listener: Gateway listener port 20080"), "{text}");
+    assert!(text.contains("HTTPRoute default/web rules[0] match 0"), "{text}");
+    assert_eq!(serde_json::to_value(&e).unwrap()["served_by"]["kind"], "HTTPRoute");
+
+    // The Ingress rule is not on the listener port: 404 there.
+    req = ExplainRequest::from_query("host=a.com&path=/other&port=20080").unwrap();
+    assert_eq!(t.explain_request(&req).unwrap().status, Some(404));
+
+    req.port = Some(8080);
+    let err = t.explain_request(&req).unwrap_err();
+    assert!(err.contains("no Gateway listener on port 8080 (it has 20080)"), "{err}");
+    for bad in ["0x", "70000", "-1"] {
+        let err = ExplainRequest::from_query(&format!("host=a.com&port={bad}")).unwrap_err();
+        assert!(err.contains("invalid port"), "{err}");
+    }
 }
