@@ -51,6 +51,7 @@ node_leftovers() {
 	ip netns list 2>/dev/null | awk '$1 == "portico-node"'
 	ip -o link show pnode0 2>/dev/null || true
 	ip -4 route show 198.18.128.0/18 2>/dev/null
+	ip -4 route show 198.18.192.0/20 2>/dev/null
 	ls -d /sys/fs/cgroup/*/portico-e2e-node 2>/dev/null || true
 	grep -F portico-node-run /proc/self/mountinfo || true
 }

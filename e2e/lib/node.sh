@@ -8,7 +8,8 @@
 #   kube-apiserver 198.18.100.1:API_PORT         containerd, kubelet, kube-proxy
 #   pnode0 198.18.100.1/30 <====== veth ======>  eth0 198.18.100.2/30
 #   route 198.18.128.0/18 via 198.18.100.2       cni0 198.18.128.1/18 (bridge)
-#                                                  pods 198.18.128.2 ... (host-local)
+#   route 198.18.192.0/20 via 198.18.100.2         pods 198.18.128.2 ... (host-local)
+#                                                kube-proxy: cluster IPs 198.18.192.0/20
 #
 # Everything the node makes is somewhere `down` removes it:
 # - its processes: the pid files, and every process in the cgroup portico-e2e-node
@@ -18,7 +19,8 @@
 #   DIR/ns/mnt, which ends when its last process does and the pin is unmounted;
 # - addresses, the bridge, pod network namespaces, iptables rules (kube-proxy's):
 #   inside the network namespace portico-node, deleted as a whole; the root
-#   namespace gets one veth (pnode0) and one route through it, which go with it;
+#   namespace gets one veth (pnode0) and two routes through it (pods, cluster IPs),
+#   which go with it;
 # - files: DIR. The one file outside it, /run/portico-node/owner, names the DIR of
 #   the node that runs, so the next `up` can sweep a node whose run was killed.
 # The machine's kernel settings are not changed: see node_mount_ns for the kubelet's
@@ -196,7 +198,7 @@ node_network_up() {
 		die "network namespace $NODE_NETNS exists and no node owns it; remove it with: ip netns del $NODE_NETNS"
 	fi
 	local conflict
-	conflict=$(ip -4 route show "$POD_CIDR"; ip -4 route show 198.18.100.0/30)
+	conflict=$(ip -4 route show "$POD_CIDR"; ip -4 route show "$SERVICE_CIDR"; ip -4 route show 198.18.100.0/30)
 	[[ -z "$conflict" ]] || die "the root namespace already routes the node's ranges: $conflict"
 	ip netns add "$NODE_NETNS"
 	ip link add name "$NODE_VETH" type veth peer name eth0 netns "$NODE_NETNS" ||
@@ -208,6 +210,10 @@ node_network_up() {
 	ip -n "$NODE_NETNS" link set dev eth0 up
 	ip -n "$NODE_NETNS" route add default via "$NODE_HOST_ADDR"
 	ip route add "$POD_CIDR" via "$NODE_ADDR" dev "$NODE_VETH"
+	# Cluster IPs from the root namespace: kube-proxy's rules in the node's namespace
+	# DNAT them, as on a node, so a test (the Gateway API conformance suite dials a
+	# Gateway's ClusterIP address) reaches Services the way a pod would.
+	ip route add "$SERVICE_CIDR" via "$NODE_ADDR" dev "$NODE_VETH"
 }
 
 # node_sweep DIR: remove whatever a node started from DIR left, running or not.

@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# Runs the upstream Gateway API conformance suite (sigs.k8s.io/gateway-api, profile
+# GATEWAY-HTTP) against Portico installed with Helm on the rig's node, and writes
+# the upstream conformance report.
+#
+#   e2e/conformance.sh                     the profile's core tests; writes the report
+#   e2e/conformance.sh --run-test NAME     one test (e.g. HTTPRouteSimpleSameNamespace)
+#   e2e/conformance.sh --cluster DIR       use the cluster running in DIR (e2e/cluster
+#                                          up --node --dir DIR) and leave it running
+#   e2e/conformance.sh --keep              leave the cluster this run started running
+#   e2e/conformance.sh --build-only        build and cache what the run needs, then stop
+#   e2e/conformance.sh ... -- ARGS         more flags for the suite binary
+#
+# What it does (docs/conformance/README.md has the details and the results):
+# 1. builds and caches, keyed by version, the suite's test binary and its echo
+#    backend (echo-basic), both from the Go module proxy, and the images the suite's
+#    manifests name, since the node has no registry;
+# 2. starts a cluster with a node (or uses --cluster), imports the images, installs
+#    the suite's CRDs (standard channel, server-side apply), Portico with its chart
+#    (Gateways get ClusterIP Services; the root namespace routes cluster IPs to the
+#    node) and the GatewayClass `portico`;
+# 3. runs the suite and fails when a core test fails that SKIP_TESTS does not name,
+#    or when a test is skipped for any reason but SKIP_TESTS.
+#
+# Takes /tmp/portico-e2e.lock (the rig's node is one per machine) unless a parent
+# process holds it. Needs root. Settings: PORTICO_BIN (default: build the release
+# binary), PORTICO_CACHE, PORTICO_GATEWAY_API_VERSION.
+set -euo pipefail
+shopt -s inherit_errexit
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cd "$repo"
+
+PROG=e2e/conformance.sh
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
+export PORTICO_CACHE
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PORTICO_CACHE/target}"
+
+GATEWAY_API_VERSION="${PORTICO_GATEWAY_API_VERSION:-v1.6.3}"
+PROFILE=GATEWAY-HTTP
+GATEWAY_CLASS=portico
+CONTROLLER_NAME=portico.dev/gateway-controller
+NAMESPACE=portico-system
+# The features Portico claims: the core of the GATEWAY-HTTP profile.
+SUPPORTED_FEATURES=Gateway,HTTPRoute,ReferenceGrant
+# The chart's values for the conformance install: the local image, and a ClusterIP
+# Service per Gateway (the rig has no load balancer; cluster IPs are routed to the
+# node, where kube-proxy serves them).
+HELM_VALUES=(
+	--set image.repository=localhost/portico
+	--set image.tag=dev
+	--set image.pullPolicy=Never
+	--set gatewayAPI.enabled=true
+	--set gatewayAPI.serviceType=ClusterIP
+)
+REPORT="docs/conformance/gateway-http-$GATEWAY_API_VERSION-report.yaml"
+LOCK=/tmp/portico-e2e.lock
+
+# Tests left out of the gate, each with its reason: only tests that fail today for
+# a known cause (docs/conformance/README.md). Every other core test gates the run.
+# One entry a line: "TestShortName|reason".
+SKIP_TESTS=(
+)
+
+usage() {
+	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	exit "${1:-0}"
+}
+
+cluster_dir=
+keep=0
+build_only=0
+run_test=
+suite_args=()
+while (($#)); do
+	case "$1" in
+	--cluster)
+		(($# >= 2)) || die "--cluster needs the cluster directory"
+		cluster_dir=$2
+		shift 2
+		;;
+	--keep)
+		keep=1
+		shift
+		;;
+	--build-only)
+		build_only=1
+		shift
+		;;
+	--run-test)
+		(($# >= 2)) || die "--run-test needs a test name"
+		run_test=$2
+		shift 2
+		;;
+	-h | --help) usage 0 ;;
+	--)
+		shift
+		suite_args=("$@")
+		break
+		;;
+	*) die "unexpected argument '$1' (see $PROG --help)" ;;
+	esac
+done
+
+[[ "$(id -u)" == 0 ]] || die "needs root (the rig's node: namespaces, cgroups, mounts)"
+for tool in go python3 flock curl ip; do
+	need "$tool" "see e2e/README.md, Requirements"
+done
+
+# The rig's node is one per machine: wait for whoever holds the lock, unless it is
+# an ancestor of this process (flock /tmp/portico-e2e.lock e2e/conformance.sh).
+lock_held_by_ancestor() {
+	local ino holder p
+	ino=$(stat -c %i "$LOCK" 2>/dev/null) || return 1
+	# /proc/locks: "1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"
+	for holder in $(awk -v ino="$ino" '$2 == "FLOCK" { n = split($6, a, ":"); if (a[n] == ino) print $5 }' /proc/locks); do
+		p=$PPID
+		while [[ "$p" =~ ^[0-9]+$ ]] && ((p > 1)); do
+			[[ "$p" == "$holder" ]] && return 0
+			p=$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')
+		done
+	done
+	return 1
+}
+if [[ "${PORTICO_E2E_LOCKED:-}" != 1 ]] && ! lock_held_by_ancestor; then
+	exec 9>>"$LOCK"
+	if ! flock -n 9; then
+		log "waiting for $LOCK (another end-to-end run holds the node)"
+		flock 9
+	fi
+	export PORTICO_E2E_LOCKED=1
+fi
+
+t_start=$(now)
+declare -a timings=()
+phase_start=$t_start
+phase() { # NAME: record how long the phase that just ended took
+	local t
+	t=$(now)
+	timings+=("$1 $((t - phase_start))s")
+	phase_start=$t
+}
+
+# --- 1. the suite, echo-basic and the images, cached ------------------------------
+
+suite_src=$PORTICO_CACHE/src/gateway-api-conformance-$GATEWAY_API_VERSION
+suite_bin=$PORTICO_CACHE/bin/gateway-api-conformance-$GATEWAY_API_VERSION/conformance.test
+echo_bin=$PORTICO_CACHE/bin/echo-basic-$GATEWAY_API_VERSION/echo-basic
+
+# The suite's module is sigs.k8s.io/gateway-api/conformance, whose go.mod replaces
+# sigs.k8s.io/gateway-api with ../ (not in the download): a scratch module requiring
+# both at the same version builds its test binary and echo-basic.
+build_suite() {
+	[[ -x "$suite_bin" && -x "$echo_bin" ]] && return 0
+	exec 8>>"$PORTICO_CACHE/conformance-build.lock"
+	flock 8
+	[[ -x "$suite_bin" && -x "$echo_bin" ]] && return 0
+	log "building the conformance suite $GATEWAY_API_VERSION and echo-basic (2-3 minutes when cold)"
+	mkdir -p "$suite_src"
+	cat >"$suite_src/go.mod" <<EOF
+module portico.dev/gateway-api-conformance
+
+go 1.26.0
+
+require (
+	sigs.k8s.io/gateway-api $GATEWAY_API_VERSION
+	sigs.k8s.io/gateway-api/conformance $GATEWAY_API_VERSION
+)
+EOF
+	local tmp jobs t0
+	jobs=$(nproc 2>/dev/null || echo 2)
+	((jobs > 2)) && jobs=2
+	t0=$(now)
+	tmp=$(mktemp -d "$PORTICO_CACHE/bin/.conformance.XXXXXX")
+	(
+		cd "$suite_src"
+		export CGO_ENABLED=0 GOWORK=off GOFLAGS='-buildvcs=false -mod=mod' GOMAXPROCS=$jobs
+		go test -c -trimpath -p "$jobs" -o "$tmp/conformance.test" sigs.k8s.io/gateway-api/conformance
+		go build -trimpath -p "$jobs" -ldflags '-s -w' -o "$tmp/echo-basic" sigs.k8s.io/gateway-api/conformance/echo-basic
+	) || {
+		rm -rf "$tmp"
+		die "building the conformance suite failed"
+	}
+	local d
+	for d in "$(dirname "$suite_bin")" "$(dirname "$echo_bin")"; do
+		rm -rf "$d.tmp"
+		mkdir -p "$d.tmp"
+		printf 'module sigs.k8s.io/gateway-api/conformance %s\n%s\nbuilt %s in %ss\n' \
+			"$GATEWAY_API_VERSION" "$(go env GOVERSION)" "$(date -u +%FT%TZ)" "$(($(now) - t0))" >"$d.tmp/build-info.txt"
+	done
+	mv "$tmp/conformance.test" "$(dirname "$suite_bin").tmp/"
+	mv "$tmp/echo-basic" "$(dirname "$echo_bin").tmp/"
+	rmdir "$tmp"
+	for d in "$(dirname "$suite_bin")" "$(dirname "$echo_bin")"; do
+		rm -rf "$d"
+		mv "$d.tmp" "$d"
+	done
+	flock -u 8
+}
+
+# The module's source (CRDs, manifests) in Go's module cache.
+gateway_api_dir() {
+	(cd "$suite_src" && GOWORK=off GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)
+}
+conformance_dir() {
+	(cd "$suite_src" && GOWORK=off GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api/conformance)
+}
+
+# The images the GATEWAY-HTTP tests' manifests name, imported under those names:
+# the node has no registry, and the pods (no imagePullPolicy, tags other than
+# latest: IfNotPresent) then start without a pull.
+# - echo-basic: built above from the same module version. The manifests name
+#   several tags of it (the suite's own release lags its manifests); each is this
+#   build.
+# - coredns: the base manifests run a CoreDNS Deployment for the UDPRoute tests
+#   (not in GATEWAY-HTTP), and the setup waits for every pod of its namespaces to
+#   be Ready. The rig has no CoreDNS image; e2e/images/pause idles in its place.
+build_images() {
+	local cdir refs echo_refs=() dns_refs=() key tar_echo tar_dns
+	cdir=$(conformance_dir)
+	refs=$(grep -rhoE 'image: *registry\.k8s\.io/[^ ]+' "$cdir/base/manifests.yaml" "$cdir"/tests/httproute-*.yaml "$cdir"/tests/gateway-*.yaml |
+		sed 's/^image: *//' | sort -u)
+	mapfile -t echo_refs < <(grep '/echo-basic:' <<<"$refs")
+	mapfile -t dns_refs < <(grep '/coredns:' <<<"$refs")
+	((${#echo_refs[@]})) || die "found no echo-basic image in the suite's manifests ($cdir)"
+	mkdir -p "$PORTICO_CACHE/images"
+	key=$(cat "$echo_bin" "$here/images/oci.py" <(printf '%s\n' "${echo_refs[@]}") | sha256sum | cut -c1-16)
+	tar_echo=$PORTICO_CACHE/images/echo-basic-$GATEWAY_API_VERSION-$key.tar
+	if [[ ! -f "$tar_echo" ]]; then
+		local also=() r
+		for r in "${echo_refs[@]:1}"; do also+=(--also-name "$r"); done
+		python3 "$here/images/oci.py" --name "${echo_refs[0]}" "${also[@]}" --out "$tar_echo" \
+			--file "$echo_bin:/echo-basic:0755" --entrypoint /echo-basic --dir /tmp:1777 \
+			--expose 3000/tcp --expose 8443/tcp
+	fi
+	IMAGE_TARS=("$tar_echo")
+	if ((${#dns_refs[@]})); then
+		# The pause image's program (e2e/images/pause), built as e2e/images/build.sh does.
+		key=$(cat "$here/images/go.mod" "$here"/images/pause/*.go "$here/images/oci.py" <(go env GOVERSION) \
+			<(printf '%s\n' "${dns_refs[@]}") | sha256sum | cut -c1-16)
+		tar_dns=$PORTICO_CACHE/images/coredns-placeholder-$key.tar
+		if [[ ! -f "$tar_dns" ]]; then
+			local tmp
+			tmp=$(mktemp -d)
+			(cd "$here/images" && CGO_ENABLED=0 GOWORK=off GOFLAGS=-buildvcs=false \
+				go build -trimpath -ldflags "-s -w" -o "$tmp/pause" ./pause) ||
+				die "building e2e/images/pause failed"
+			local also=() r
+			for r in "${dns_refs[@]:1}"; do also+=(--also-name "$r"); done
+			python3 "$here/images/oci.py" --name "${dns_refs[0]}" "${also[@]}" --out "$tar_dns" \
+				--file "$tmp/pause:/pause:0755" --entrypoint /pause --user 65532:65532
+			rm -rf "$tmp"
+		fi
+		IMAGE_TARS+=("$tar_dns")
+	fi
+}
+
+build_suite
+build_images
+log "control-plane binaries (cached under $PORTICO_CACHE)"
+"$here/cluster" build --node
+if ((build_only)); then
+	log "built: $suite_bin, $echo_bin, ${IMAGE_TARS[*]}"
+	exit 0
+fi
+if [[ -z "${PORTICO_BIN:-}" ]]; then
+	log "building portico (release)"
+	cargo build --release --locked -p portico-controller
+	export PORTICO_BIN="$CARGO_TARGET_DIR/release/portico"
+fi
+[[ -x "$PORTICO_BIN" ]] || die "no portico binary at $PORTICO_BIN"
+portico_version=$("$PORTICO_BIN" --version | awk '{print $NF}')
+phase build
+
+# --- 2. the cluster, the images, the CRDs, Portico --------------------------------
+
+started_cluster=0
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/portico-conformance.XXXXXX")
+status=1
+cleanup() {
+	if ((started_cluster && !keep)); then
+		"$here/cluster" down --dir "$cluster_dir" >/dev/null 2>&1 ||
+			log "could not stop the cluster in $cluster_dir"
+	fi
+	if ((status == 0 && !(started_cluster && keep))); then
+		rm -rf "$run_dir"
+	elif ((status != 0)); then
+		log "the suite's output and Portico's logs: $run_dir"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -n "$cluster_dir" ]]; then
+	[[ "$cluster_dir" == /* ]] || cluster_dir="$PWD/$cluster_dir"
+	"$here/cluster" status --dir "$cluster_dir" 2>/dev/null | grep -q '^kube-apiserver: running' ||
+		die "no cluster runs in $cluster_dir (start one with: e2e/cluster up --node --dir $cluster_dir)"
+	log "using the cluster in $cluster_dir"
+else
+	cluster_dir=$run_dir/cluster
+	log "starting a cluster with a node in $cluster_dir"
+	started_cluster=1
+	"$here/cluster" up --node --dir "$cluster_dir" >/dev/null
+fi
+export KUBECONFIG=$cluster_dir/kubeconfig
+eval "$("$here/cluster" paths | grep '^KUBECTL=')"
+kubectl() { "$KUBECTL" "$@"; }
+phase cluster
+
+"$here/images/build.sh" --load "$cluster_dir" >/dev/null
+"$here/cluster" load-image --dir "$cluster_dir" "${IMAGE_TARS[@]}"
+phase images
+
+api_dir=$(gateway_api_dir)
+log "Gateway API $GATEWAY_API_VERSION CRDs (standard channel)"
+kubectl apply --server-side --force-conflicts -f "$api_dir/config/crd/standard/" >/dev/null
+kubectl wait --for condition=Established --timeout=60s -f "$api_dir/config/crd/standard/" >/dev/null
+
+helm=$("$repo/scripts/helm.sh" --which | tail -1)
+log "installing Portico $portico_version ($PORTICO_BIN) with Helm"
+upgrade=0
+"$helm" status portico -n "$NAMESPACE" >/dev/null 2>&1 && upgrade=1
+"$helm" upgrade --install portico charts/portico -n "$NAMESPACE" --create-namespace \
+	"${HELM_VALUES[@]}" --wait --timeout 180s >/dev/null
+if ((upgrade)); then
+	# The image keeps its name when the binary changes: start pods that run the new one.
+	kubectl -n "$NAMESPACE" rollout restart deployment/portico >/dev/null
+	kubectl -n "$NAMESPACE" rollout status deployment/portico --timeout=180s >/dev/null
+fi
+if ! kubectl get gatewayclass "$GATEWAY_CLASS" >/dev/null 2>&1; then
+	kubectl apply --server-side -f - >/dev/null <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: $GATEWAY_CLASS
+spec:
+  controllerName: $CONTROLLER_NAME
+EOF
+fi
+phase portico
+
+# --- 3. the suite ---------------------------------------------------------------
+
+skip_names=()
+for entry in "${SKIP_TESTS[@]}"; do
+	skip_names+=("${entry%%|*}")
+done
+skip_csv=$(
+	IFS=,
+	printf '%s' "${skip_names[*]}"
+)
+chart_home=$(awk '$1 == "home:" {print $2; exit}' charts/portico/Chart.yaml)
+args=(
+	-test.run '^TestConformance$' -test.v -test.timeout 30m
+	-gateway-class "$GATEWAY_CLASS"
+	-conformance-profiles "$PROFILE"
+	-supported-features "$SUPPORTED_FEATURES"
+	-organization portico -project portico
+	-url "${chart_home:-https://github.com/portico-dev/portico}"
+	-version "$portico_version"
+	-contact "${chart_home:-https://github.com/portico-dev/portico}/issues"
+)
+[[ -n "$skip_csv" ]] && args+=(-skip-tests "$skip_csv")
+if [[ -n "$run_test" ]]; then
+	args+=(-run-test "$run_test" -cleanup-base-resources=false)
+else
+	mkdir -p "$(dirname "$REPORT")"
+	args+=(-report-output "$repo/$REPORT")
+fi
+log "running the suite: $PROFILE${run_test:+, test $run_test}"
+# The suite reads manifests relative to nothing (they are embedded); it runs in the
+# run directory so whatever it writes stays there.
+suite_status=0
+(cd "$run_dir" && "$suite_bin" "${args[@]}" "${suite_args[@]}") 2>&1 | tee "$run_dir/suite.log" |
+	grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|panic:' || true
+suite_status=${PIPESTATUS[0]}
+phase suite
+
+for pod in $(kubectl -n "$NAMESPACE" get pods -o name 2>/dev/null); do
+	kubectl -n "$NAMESPACE" logs "$pod" >"$run_dir/${pod#pod/}.log" 2>&1 || true
+done
+
+# --- results --------------------------------------------------------------------
+
+declare -A result=()
+while read -r verdict name; do
+	result[$name]=$verdict
+done < <(sed -nE 's/^ *--- (PASS|FAIL|SKIP): TestConformance\/([A-Za-z0-9]+) .*/\1 \2/p' "$run_dir/suite.log")
+failed=() unexpected_skips=()
+printf '\n%-52s %s\n' TEST RESULT >&2
+for name in $(printf '%s\n' "${!result[@]}" | sort); do
+	verdict=${result[$name]} reason=
+	for entry in "${SKIP_TESTS[@]}"; do
+		[[ "${entry%%|*}" == "$name" ]] && reason=${entry#*|}
+	done
+	printf '%-52s %s%s\n' "$name" "$verdict" "${reason:+ ($reason)}" >&2
+	case "$verdict" in
+	FAIL) failed+=("$name") ;;
+	SKIP) [[ -n "$reason" ]] || unexpected_skips+=("$name") ;;
+	esac
+done
+((${#result[@]})) || log "the suite ran no test (setup failed?): see $run_dir/suite.log"
+phase results
+printf '\ntimings:' >&2
+printf ' %s,' "${timings[@]}" >&2
+printf ' total %ss\n' "$(($(now) - t_start))" >&2
+
+if ((${#unexpected_skips[@]})); then
+	log "skipped without a reason in SKIP_TESTS (a feature flag missing?): ${unexpected_skips[*]}"
+	suite_status=1
+fi
+if ((suite_status != 0)); then
+	log "FAILED${failed[*]:+: ${failed[*]}} (the suite's output: $run_dir/suite.log)"
+	exit 1
+fi
+[[ -z "$run_test" ]] && log "report: $REPORT"
+((started_cluster && keep)) && log "the cluster keeps running: e2e/cluster down --dir $cluster_dir"
+status=0
