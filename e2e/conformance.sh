@@ -235,6 +235,7 @@ build_images() {
 			--expose 3000/tcp --expose 8443/tcp
 	fi
 	IMAGE_TARS=("$tar_echo")
+	ECHO_REF=${echo_refs[0]}
 	if ((${#dns_refs[@]})); then
 		# The pause image's program (e2e/images/pause), built as e2e/images/build.sh does.
 		key=$(cat "$here/images/go.mod" "$here"/images/pause/*.go "$here/images/oci.py" <(go env GOVERSION) \
@@ -313,11 +314,59 @@ phase cluster
 "$here/cluster" load-image --dir "$cluster_dir" "${IMAGE_TARS[@]}"
 phase images
 
+# The suite reaches Gateways at cluster IPs from this namespace: check that the rig
+# serves them (an echo-basic pod behind a plain ClusterIP Service) before blaming
+# Portico for a suite that cannot connect.
+check_cluster_ips() {
+	local ns=portico-conformance-rig ip body i
+	kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+	kubectl -n "$ns" apply -f - >/dev/null <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: echo
+        image: ${ECHO_REF}
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+        readinessProbe: {httpGet: {path: /, port: 3000}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  type: ClusterIP
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: 3000}]
+EOF
+	kubectl -n "$ns" rollout status deployment/echo --timeout=120s >/dev/null ||
+		die "rig: the echo-basic pod did not become ready (kubectl -n $ns describe pods)"
+	ip=$(kubectl -n "$ns" get service echo -o jsonpath='{.spec.clusterIP}')
+	for ((i = 0; i < 50; i++)); do
+		body=$(curl -sS --max-time 2 "http://$ip/rig-check" 2>/dev/null) && [[ "$body" == *'"namespace": "'"$ns"'"'* || "$body" == *'"namespace":"'"$ns"'"'* ]] && break
+		body=
+		sleep 0.2
+	done
+	[[ -n "$body" ]] || die "rig: the cluster IP $ip (Service $ns/echo) does not answer from the root namespace: is 198.18.192.0/20 routed to the node (ip route get $ip)?"
+	log "rig: cluster IP $ip answers from the root namespace"
+	kubectl delete namespace "$ns" --wait=false >/dev/null
+}
+check_cluster_ips
+phase rig-check
+
 api_dir=$(gateway_api_dir)
 log "Gateway API $GATEWAY_API_VERSION CRDs (standard channel)"
 kubectl apply --server-side --force-conflicts -f "$api_dir/config/crd/standard/" >/dev/null
 kubectl wait --for condition=Established --timeout=60s -f "$api_dir/config/crd/standard/" >/dev/null
 
+grep -q '^gatewayAPI:' charts/portico/values.yaml ||
+	die "charts/portico/values.yaml has no gatewayAPI values: this tree's chart cannot serve Gateways"
 helm=$("$repo/scripts/helm.sh" --which | tail -1)
 log "installing Portico $portico_version ($PORTICO_BIN) with Helm"
 upgrade=0
