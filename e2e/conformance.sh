@@ -303,7 +303,8 @@ else
 	cluster_dir=$run_dir/cluster
 	log "starting a cluster with a node in $cluster_dir"
 	started_cluster=1
-	"$here/cluster" up --node --dir "$cluster_dir" >/dev/null
+	# Not on fd 9: the daemons would inherit the lock and hold it after this run.
+	"$here/cluster" up --node --dir "$cluster_dir" >/dev/null 9>&-
 fi
 export KUBECONFIG=$cluster_dir/kubeconfig
 eval "$("$here/cluster" paths | grep '^KUBECTL=')"
@@ -363,7 +364,9 @@ phase rig-check
 api_dir=$(gateway_api_dir)
 log "Gateway API $GATEWAY_API_VERSION CRDs (standard channel)"
 kubectl apply --server-side --force-conflicts -f "$api_dir/config/crd/standard/" >/dev/null
-kubectl wait --for condition=Established --timeout=60s -f "$api_dir/config/crd/standard/" >/dev/null
+# (The directory also holds a ValidatingAdmissionPolicy and its binding.)
+mapfile -t crds < <(kubectl get -f "$api_dir/config/crd/standard/" -o name | grep '^customresourcedefinition')
+kubectl wait --for condition=Established --timeout=60s "${crds[@]}" >/dev/null
 
 grep -q '^gatewayAPI:' charts/portico/values.yaml ||
 	die "charts/portico/values.yaml has no gatewayAPI values: this tree's chart cannot serve Gateways"
