@@ -108,30 +108,6 @@ for tool in go python3 flock curl ip; do
 	need "$tool" "see e2e/README.md, Requirements"
 done
 
-# The rig's node is one per machine: wait for whoever holds the lock, unless it is
-# an ancestor of this process (flock /tmp/portico-e2e.lock e2e/conformance.sh).
-lock_held_by_ancestor() {
-	local ino holder p
-	ino=$(stat -c %i "$LOCK" 2>/dev/null) || return 1
-	# /proc/locks: "1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"
-	for holder in $(awk -v ino="$ino" '$2 == "FLOCK" { n = split($6, a, ":"); if (a[n] == ino) print $5 }' /proc/locks); do
-		p=$PPID
-		while [[ "$p" =~ ^[0-9]+$ ]] && ((p > 1)); do
-			[[ "$p" == "$holder" ]] && return 0
-			p=$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')
-		done
-	done
-	return 1
-}
-if [[ "${PORTICO_E2E_LOCKED:-}" != 1 ]] && ! lock_held_by_ancestor; then
-	exec 9>>"$LOCK"
-	if ! flock -n 9; then
-		log "waiting for $LOCK (another end-to-end run holds the node)"
-		flock 9
-	fi
-	export PORTICO_E2E_LOCKED=1
-fi
-
 t_start=$(now)
 declare -a timings=()
 phase_start=$t_start
@@ -273,6 +249,32 @@ fi
 [[ -x "$PORTICO_BIN" ]] || die "no portico binary at $PORTICO_BIN"
 portico_version=$("$PORTICO_BIN" --version | awk '{print $NF}')
 phase build
+
+# The rig's node is one per machine (building needs no lock): wait for whoever holds
+# the lock, unless it is an ancestor of this process (flock /tmp/portico-e2e.lock
+# e2e/conformance.sh).
+lock_held_by_ancestor() {
+	local ino holder p
+	ino=$(stat -c %i "$LOCK" 2>/dev/null) || return 1
+	# /proc/locks: "1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"
+	for holder in $(awk -v ino="$ino" '$2 == "FLOCK" { n = split($6, a, ":"); if (a[n] == ino) print $5 }' /proc/locks); do
+		p=$PPID
+		while [[ "$p" =~ ^[0-9]+$ ]] && ((p > 1)); do
+			[[ "$p" == "$holder" ]] && return 0
+			p=$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')
+		done
+	done
+	return 1
+}
+if [[ "${PORTICO_E2E_LOCKED:-}" != 1 ]] && ! lock_held_by_ancestor; then
+	exec 9>>"$LOCK"
+	if ! flock -n 9; then
+		log "waiting for $LOCK (another end-to-end run holds the node)"
+		flock 9
+	fi
+	export PORTICO_E2E_LOCKED=1
+fi
+phase lock-wait
 
 # --- 2. the cluster, the images, the CRDs, Portico --------------------------------
 
