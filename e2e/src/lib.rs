@@ -290,14 +290,6 @@ current-context: e2e
         run(&mut self.kubectl_cmd(&self.admin_kubeconfig, args))
     }
 
-    /// `kubectl ARGS` with portico's ServiceAccount token.
-    pub fn kubectl_as_portico(&self, args: &[&str]) -> std::process::Output {
-        self.kubectl_cmd(&self.portico_kubeconfig, args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running kubectl")
-    }
-
     fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String, String> {
         use std::io::Write;
         let mut child = self
