@@ -44,13 +44,15 @@ CONTROLLER_NAME=portico.dev/gateway-controller
 NAMESPACE=portico-system
 # The features Portico claims: the core of the GATEWAY-HTTP profile.
 SUPPORTED_FEATURES=Gateway,HTTPRoute,ReferenceGrant
-# The chart's values for the conformance install: the local image, and a ClusterIP
-# Service per Gateway (the rig has no load balancer; cluster IPs are routed to the
-# node, where kube-proxy serves them).
+# The chart's values for the conformance install: the local image, and ClusterIP
+# Services, both the Ingress one (which the suite does not use) and one per Gateway:
+# the rig has no load balancer (helm --wait would wait for a LoadBalancer's address
+# forever), and cluster IPs are routed to the node, where kube-proxy serves them.
 HELM_VALUES=(
 	--set image.repository=localhost/portico
 	--set image.tag=dev
 	--set image.pullPolicy=Never
+	--set service.type=ClusterIP
 	--set gatewayAPI.enabled=true
 	--set gatewayAPI.serviceType=ClusterIP
 )
@@ -281,7 +283,24 @@ phase lock-wait
 started_cluster=0
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/portico-conformance.XXXXXX")
 status=1
+# What a failed run leaves for a diagnosis, before its cluster goes: the pods and
+# events of every namespace, the Gateway API objects with their status, and the
+# logs of Portico's pods (and of their previous containers).
+save_diagnostics() {
+	[[ -n "${KUBECONFIG:-}" && -n "${KUBECTL:-}" ]] || return 0
+	local d=$run_dir/diagnostics pod
+	mkdir -p "$d"
+	"$KUBECTL" get pods -A -o wide >"$d/pods.txt" 2>&1 || true
+	"$KUBECTL" get events -A --sort-by=.lastTimestamp >"$d/events.txt" 2>&1 || true
+	"$KUBECTL" get gatewayclasses,gateways,httproutes,referencegrants,services -A -o yaml >"$d/gateway-api.yaml" 2>&1 || true
+	for pod in $("$KUBECTL" -n "$NAMESPACE" get pods -o name 2>/dev/null); do
+		"$KUBECTL" -n "$NAMESPACE" logs "$pod" >"$d/${pod#pod/}.log" 2>&1 || true
+		"$KUBECTL" -n "$NAMESPACE" logs --previous "$pod" >"$d/${pod#pod/}.previous.log" 2>/dev/null ||
+			rm -f "$d/${pod#pod/}.previous.log"
+	done
+}
 cleanup() {
+	((status == 0)) || save_diagnostics
 	if ((started_cluster && !keep)); then
 		"$here/cluster" down --dir "$cluster_dir" >/dev/null 2>&1 ||
 			log "could not stop the cluster in $cluster_dir"
@@ -298,7 +317,9 @@ trap 'exit 143' TERM
 
 if [[ -n "$cluster_dir" ]]; then
 	[[ "$cluster_dir" == /* ]] || cluster_dir="$PWD/$cluster_dir"
-	"$here/cluster" status --dir "$cluster_dir" 2>/dev/null | grep -q '^kube-apiserver: running' ||
+	# (Not `status | grep -q`: grep's early exit fails the pipeline under pipefail.)
+	cluster_status=$("$here/cluster" status --dir "$cluster_dir" 2>/dev/null || true)
+	[[ "$cluster_status" == *$'\nkube-apiserver: running'* ]] ||
 		die "no cluster runs in $cluster_dir (start one with: e2e/cluster up --node --dir $cluster_dir)"
 	log "using the cluster in $cluster_dir"
 else
@@ -431,10 +452,6 @@ suite_status=0
 	grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|panic:' || true
 suite_status=${PIPESTATUS[0]}
 phase suite
-
-for pod in $(kubectl -n "$NAMESPACE" get pods -o name 2>/dev/null); do
-	kubectl -n "$NAMESPACE" logs "$pod" >"$run_dir/${pod#pod/}.log" 2>&1 || true
-done
 
 # --- results --------------------------------------------------------------------
 
