@@ -2,8 +2,11 @@
 # Installs what the integration tests (tests/integration/) need on a fresh Debian
 # machine, and does nothing (quickly) when it is all there already:
 #
-#   - Debian packages: curl, h2load (nghttp2-client), openssl, ss (iproute2); for the
-#     end-to-end rig's node: containerd, runc, iptables, containernetworking-plugins.
+#   - Debian packages: curl, h2load (nghttp2-client), openssl, ss (iproute2),
+#     slowhttptest; for the end-to-end rig's node: containerd, runc, iptables,
+#     containernetworking-plugins.
+#   - h2spec (HTTP/2 conformance), built with Go from the module proxy at a pinned
+#     version and dependency set, at $PORTICO_CACHE/bin/h2spec-<version>/h2spec
 #     `apt-get update` runs only when something has to be installed.
 #   - A Python virtualenv with pinned pytest, websockets and grpcio, at
 #     ${PORTICO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/portico}/venv
@@ -31,6 +34,7 @@ declare -A APT_FOR=(
 	[h2load]=nghttp2-client
 	[openssl]=openssl
 	[ss]=iproute2
+	[slowhttptest]=slowhttptest
 	[containerd]=containerd
 	[runc]=runc
 	[iptables]=iptables
@@ -59,7 +63,44 @@ if ((${#missing[@]})); then
 	"${as_root[@]}" apt-get update -qq >&2
 	DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 else
-	log "Debian packages present (curl, h2load, openssl, ss, containerd, runc, iptables, CNI plugins)"
+	log "Debian packages present (curl, h2load, openssl, ss, slowhttptest, containerd, runc, iptables, CNI plugins)"
+fi
+
+# h2spec has no go.mod of its own: a scratch module pins it and what it imports, so
+# every machine builds the same program.
+H2SPEC_VERSION=v2.2.1
+h2spec_bin="$PORTICO_CACHE/bin/h2spec-$H2SPEC_VERSION/h2spec"
+if [[ -x "$h2spec_bin" ]]; then
+	log "h2spec $H2SPEC_VERSION present"
+elif ! command -v go >/dev/null 2>&1; then
+	log "no go on PATH: h2spec not built (its test will be skipped)"
+else
+	log "building h2spec $H2SPEC_VERSION"
+	src="$PORTICO_CACHE/src/h2spec-$H2SPEC_VERSION"
+	mkdir -p "$src" "$(dirname "$h2spec_bin")"
+	cat >"$src/go.mod" <<GOMOD
+module portico.dev/h2spec
+
+go 1.21
+
+require (
+	github.com/summerwind/h2spec $H2SPEC_VERSION+incompatible
+	github.com/fatih/color v1.19.0
+	github.com/spf13/cobra v1.10.2
+	golang.org/x/net v0.63.0
+	golang.org/x/sys v0.50.0
+	golang.org/x/text v0.44.0
+)
+GOMOD
+	if (
+		cd "$src"
+		export CGO_ENABLED=0 GOWORK=off GOFLAGS='-buildvcs=false -mod=mod'
+		go build -trimpath -ldflags '-s -w' -o "$h2spec_bin.tmp" github.com/summerwind/h2spec/cmd/h2spec
+	) >&2; then
+		mv "$h2spec_bin.tmp" "$h2spec_bin"
+	else
+		log "building h2spec failed (its test will be skipped)"
+	fi
 fi
 
 # The venv is keyed by the requirement list and the interpreter's version, so an
