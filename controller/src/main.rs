@@ -32,7 +32,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Kubernetes ingress controller: routes HTTP traffic by Ingress objects.
 ///
 /// Without a subcommand, `portico` serves; `portico explain` tells how one request
-/// would be routed.
+/// would be routed; `portico migrate` reports on ingress-nginx's annotations.
 #[derive(Parser, Debug)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -48,7 +48,40 @@ enum Command {
     /// backends and endpoints, and why every other rule of the host would not serve it.
     /// Exits 0 when a rule or defaultBackend serves it, 1 when nothing does (404), 2
     /// when the objects cannot be read.
-    Explain(ExplainArgs),
+    Explain(Box<ExplainArgs>),
+    /// What Portico would do with each ingress-nginx annotation of the Ingresses of
+    /// ingress-nginx's classes, and with each key of its controller ConfigMap: honoured,
+    /// honoured with a stated difference, unsupported, refused (snippets), or invalid.
+    /// Exits 0 when everything is honoured as ingress-nginx does it, 1 when anything
+    /// would behave differently, 2 when the objects cannot be read.
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    /// Read the objects from this file instead of a cluster: the output of `kubectl get
+    /// ingress,ingressclass,configmap -A -o yaml` (a List) or multi-document YAML.
+    #[arg(short = 'f', long = "filename", alias = "from-file", value_name = "FILE")]
+    file: Option<PathBuf>,
+
+    /// Read the objects from the cluster once (default: in-cluster config, then
+    /// KUBECONFIG); nothing is written.
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    kubeconfig: Option<PathBuf>,
+
+    /// Also report on Ingresses of this class (repeat for more); `nginx` and the classes
+    /// of IngressClasses with `spec.controller: k8s.io/ingress-nginx` always are.
+    #[arg(long = "ingress-class", value_name = "NAME")]
+    ingress_classes: Vec<String>,
+
+    /// ingress-nginx's controller ConfigMap (default: any ConfigMap named
+    /// `ingress-nginx-controller` or `nginx-configuration`).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = portico_controller::migrate::parse_object_ref)]
+    configmap: Option<(String, String)>,
+
+    /// `text`, or `json` (schema in docs/migrating-from-ingress-nginx.md).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(clap::Args, Debug)]
@@ -398,8 +431,10 @@ fn init_logging(format: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     portico_dataplane::tls::install_crypto_provider();
-    if let Some(Command::Explain(args)) = cli.command {
-        return explain(args);
+    match cli.command {
+        Some(Command::Explain(args)) => return explain(*args),
+        Some(Command::Migrate(args)) => return migrate(args),
+        None => {}
     }
     let args = cli.serve;
     init_logging(&args.log_format);
@@ -581,6 +616,83 @@ fn explain(args: ExplainArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `portico migrate`: reads the objects once and reports on them.
+fn migrate(args: MigrateArgs) -> ExitCode {
+    use portico_controller::migrate;
+    const FAILED: u8 = 2;
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("portico migrate: {e}");
+        ExitCode::from(FAILED)
+    };
+    let objects = match &args.file {
+        Some(path) => read_bounded(path, migrate::MAX_INPUT_BYTES)
+            .and_then(|text| migrate::read_objects(&text).map_err(|e| format!("{}: {e}", path.display()))),
+        None => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            rt.map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(async {
+                    let client = kube_client(args.kubeconfig.as_ref()).await.map_err(|e| e.to_string())?;
+                    let (objects, warnings) = migrate::list_cluster(&client, args.configmap.as_ref())
+                        .await
+                        .map_err(|e| format!("cannot list the objects: {e}"))?;
+                    warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+                    Ok(objects)
+                })
+            })
+        }
+    };
+    let objects = match objects {
+        Ok(o) => o,
+        Err(e) => return fail(&e),
+    };
+    let opts = migrate::Options {
+        extra_classes: args.ingress_classes,
+        config_map: args.configmap,
+    };
+    let report = match migrate::report(&objects, &opts) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let text = match args.output {
+        Output::Text => report.to_string(),
+        Output::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => json + "\n",
+            Err(e) => return fail(&e),
+        },
+    };
+    // A reader that stops early (`| head`) is not an error worth a message.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return fail(&e),
+    }
+    if report.summary.behaves_differently() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A file's text, refused past `limit` bytes; `-` is standard input.
+fn read_bounded(path: &std::path::Path, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let what = path.display();
+    let reader: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| format!("cannot read {what}: {e}"))?)
+    };
+    let mut text = String::new();
+    reader
+        .take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read {what}: {e}"))?;
+    if text.len() as u64 > limit {
+        return Err(format!("{what} is larger than {limit} bytes"));
+    }
+    Ok(text)
 }
 
 async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Box<dyn std::error::Error>> {

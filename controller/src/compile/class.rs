@@ -59,25 +59,44 @@ impl<'a> Classes<'a> {
     }
 
     pub fn owns(&self, ingress: &Ingress) -> bool {
-        let legacy = ingress
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
-        if let Some(class) = legacy {
-            return *class == self.opts.ingress_class;
-        }
-        let class_name = ingress
-            .spec
-            .as_ref()
-            .and_then(|s| s.ingress_class_name.as_deref())
-            .filter(|name| !name.is_empty());
-        match class_name {
-            Some(name) => match self.by_name.get(name) {
+        match class_of(ingress) {
+            Some((LEGACY_CLASS_ANNOTATION, class)) => class == self.opts.ingress_class,
+            Some((_, name)) => match self.by_name.get(name) {
                 Some(&ours) => ours,
                 None => name == self.opts.ingress_class,
             },
             None => self.default_is_ours,
         }
     }
+}
+
+/// The class an Ingress names and the field that names it: the legacy annotation,
+/// which wins, or a non-empty `spec.ingressClassName`.
+pub fn class_of(ingress: &Ingress) -> Option<(&'static str, &str)> {
+    let legacy = ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
+    if let Some(class) = legacy {
+        return Some((LEGACY_CLASS_ANNOTATION, class.as_str()));
+    }
+    ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+        .filter(|name| !name.is_empty())
+        .map(|name| ("spec.ingressClassName", name))
+}
+
+/// Whether a controller answering to class name `class` with `spec.controller`
+/// `controller` serves `ingress`, by the rules above: how `portico migrate` picks out
+/// ingress-nginx's Ingresses.
+pub fn served_by(ingress: &Ingress, classes: &[IngressClass], class: &str, controller: &str) -> bool {
+    let opts = CompileOptions {
+        ingress_class: class.to_string(),
+        controller_name: controller.to_string(),
+        ..CompileOptions::default()
+    };
+    Classes::new(classes, &opts).owns(ingress)
 }

@@ -110,6 +110,9 @@ pub(super) struct Problem {
     pub reason: &'static str,
     pub message: String,
     pub severity: Severity,
+    /// The annotation (full key) the problem is about, when it is about one:
+    /// `portico migrate` reports it beside that annotation.
+    pub annotation: Option<String>,
 }
 
 impl Problem {
@@ -118,6 +121,7 @@ impl Problem {
             reason,
             message: message.into(),
             severity: Severity::Warning,
+            annotation: None,
         }
     }
 
@@ -126,6 +130,15 @@ impl Problem {
             reason,
             message: message.into(),
             severity: Severity::Normal,
+            annotation: None,
+        }
+    }
+
+    /// The same problem, said to be about annotation `key`.
+    pub fn about(self, key: impl Into<String>) -> Self {
+        Problem {
+            annotation: Some(key.into()),
+            ..self
         }
     }
 }
@@ -150,6 +163,10 @@ impl Problems {
         for problem in problems {
             self.push(problem);
         }
+    }
+
+    pub fn into_vec(self) -> Vec<Problem> {
+        self.0
     }
 
     pub fn into_diagnostics(self, kind: &'static str, namespace: &str, name: &str) -> impl Iterator<Item = Diagnostic> {

@@ -32,9 +32,11 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use portico_dataplane::table::{DEFAULT_MAX_BODY_SIZE, HostMatch, RoutingTable, TableBuilder};
 
-pub use annotations::{InvalidSize, PROXY_BODY_SIZE, catalog, parse_size};
+pub use annotations::{
+    AnnotationProblem, InvalidSize, NGINX_PREFIX, PROXY_BODY_SIZE, catalog, check as check_annotations, parse_size,
+};
 pub use backend::SERVICE_NAME_LABEL;
-pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
+pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, class_of, served_by};
 pub use diagnostics::{Diagnostic, Severity, reason};
 pub use gateway_service::{GatewayPorts, fnv1a64, gateway_service_name};
 pub use metrics::record_diagnostics;

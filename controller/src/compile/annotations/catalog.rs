@@ -224,22 +224,261 @@ pub fn status(key: &str) -> Option<Status> {
     CATALOG.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
+/// Every key of ingress-nginx's controller ConfigMap (its
+/// `docs/user-guide/nginx-configuration/configmap.md`), with what Portico does with it,
+/// in the order of that page's table. Portico does not read the ConfigMap yet: the keys
+/// in [`CONFIG_FLAGS`] have a command-line flag that sets the same thing for every route.
+pub const CONFIG_KEYS: &[(&str, Status)] = &[
+    ("add-headers", Unsupported),
+    ("allow-backend-server-header", Unsupported),
+    ("allow-snippet-annotations", Unsupported),
+    ("annotation-value-word-blocklist", Unsupported),
+    ("hide-headers", Unsupported),
+    ("access-log-params", Unsupported),
+    ("access-log-path", Unsupported),
+    ("http-access-log-path", Unsupported),
+    ("stream-access-log-path", Unsupported),
+    ("enable-access-log-for-default-backend", Unsupported),
+    ("error-log-path", Unsupported),
+    ("enable-modsecurity", Unsupported),
+    ("modsecurity-snippet", Refused),
+    ("enable-owasp-modsecurity-crs", Unsupported),
+    ("client-header-buffer-size", Unsupported),
+    ("client-header-timeout", Unsupported),
+    ("client-body-buffer-size", Unsupported),
+    ("client-body-timeout", Unsupported),
+    ("disable-access-log", Unsupported),
+    ("disable-ipv6", Unsupported),
+    ("disable-ipv6-dns", Unsupported),
+    ("enable-underscores-in-headers", Unsupported),
+    ("enable-ocsp", Unsupported),
+    ("ignore-invalid-headers", Unsupported),
+    ("retry-non-idempotent", Unsupported),
+    ("error-log-level", Unsupported),
+    ("http2-max-field-size", Unsupported),
+    ("http2-max-header-size", Unsupported),
+    ("http2-max-requests", Unsupported),
+    ("http2-max-concurrent-streams", Unsupported),
+    ("hsts", Unsupported),
+    ("hsts-include-subdomains", Unsupported),
+    ("hsts-max-age", Unsupported),
+    ("hsts-preload", Unsupported),
+    ("keep-alive", Unsupported),
+    ("keep-alive-requests", Unsupported),
+    ("large-client-header-buffers", Unsupported),
+    ("log-format-escape-none", Unsupported),
+    ("log-format-escape-json", Unsupported),
+    ("log-format-upstream", Unsupported),
+    ("log-format-stream", Unsupported),
+    ("enable-multi-accept", Unsupported),
+    ("max-worker-connections", Unsupported),
+    ("max-worker-open-files", Unsupported),
+    ("map-hash-bucket-size", Unsupported),
+    ("nginx-status-ipv4-whitelist", Unsupported),
+    ("nginx-status-ipv6-whitelist", Unsupported),
+    ("proxy-real-ip-cidr", Unsupported),
+    ("proxy-set-headers", Unsupported),
+    ("server-name-hash-max-size", Unsupported),
+    ("server-name-hash-bucket-size", Unsupported),
+    ("proxy-headers-hash-max-size", Unsupported),
+    ("proxy-headers-hash-bucket-size", Unsupported),
+    ("plugins", Unsupported),
+    ("reuse-port", Unsupported),
+    ("server-tokens", Unsupported),
+    ("ssl-ciphers", Unsupported),
+    ("ssl-ecdh-curve", Unsupported),
+    ("ssl-dh-param", Unsupported),
+    ("ssl-protocols", Unsupported),
+    ("ssl-session-cache", Unsupported),
+    ("ssl-session-cache-size", Unsupported),
+    ("ssl-session-tickets", Unsupported),
+    ("ssl-session-ticket-key", Unsupported),
+    ("ssl-session-timeout", Unsupported),
+    ("ssl-buffer-size", Unsupported),
+    ("use-proxy-protocol", Unsupported),
+    ("proxy-protocol-header-timeout", Unsupported),
+    ("use-gzip", Unsupported),
+    ("use-geoip", Unsupported),
+    ("use-geoip2", Unsupported),
+    ("enable-brotli", Unsupported),
+    ("brotli-level", Unsupported),
+    ("brotli-min-length", Unsupported),
+    ("brotli-types", Unsupported),
+    ("use-http2", Unsupported),
+    ("gzip-level", Unsupported),
+    ("gzip-types", Unsupported),
+    ("worker-processes", Unsupported),
+    ("worker-cpu-affinity", Unsupported),
+    ("worker-shutdown-timeout", Unsupported),
+    ("load-balance", Unsupported),
+    ("variables-hash-bucket-size", Unsupported),
+    ("variables-hash-max-size", Unsupported),
+    ("upstream-keepalive-connections", Unsupported),
+    ("upstream-keepalive-time", Unsupported),
+    ("upstream-keepalive-timeout", Unsupported),
+    ("upstream-keepalive-requests", Unsupported),
+    ("limit-conn-zone-variable", Unsupported),
+    ("proxy-stream-timeout", Unsupported),
+    ("proxy-stream-next-upstream", Unsupported),
+    ("proxy-stream-next-upstream-timeout", Unsupported),
+    ("proxy-stream-next-upstream-tries", Unsupported),
+    ("proxy-stream-responses", Unsupported),
+    ("bind-address", Unsupported),
+    ("use-forwarded-headers", Unsupported),
+    ("enable-real-ip", Unsupported),
+    ("forwarded-for-header", Unsupported),
+    ("compute-full-forwarded-for", Unsupported),
+    ("proxy-add-original-uri-header", Unsupported),
+    ("generate-request-id", Unsupported),
+    ("enable-opentracing", Unsupported),
+    ("opentracing-operation-name", Unsupported),
+    ("opentracing-location-operation-name", Unsupported),
+    ("zipkin-collector-host", Unsupported),
+    ("zipkin-collector-port", Unsupported),
+    ("zipkin-service-name", Unsupported),
+    ("zipkin-sample-rate", Unsupported),
+    ("jaeger-collector-host", Unsupported),
+    ("jaeger-collector-port", Unsupported),
+    ("jaeger-endpoint", Unsupported),
+    ("jaeger-service-name", Unsupported),
+    ("jaeger-propagation-format", Unsupported),
+    ("jaeger-sampler-type", Unsupported),
+    ("jaeger-sampler-param", Unsupported),
+    ("jaeger-sampler-host", Unsupported),
+    ("jaeger-sampler-port", Unsupported),
+    ("jaeger-trace-context-header-name", Unsupported),
+    ("jaeger-debug-header", Unsupported),
+    ("jaeger-baggage-header", Unsupported),
+    ("jaeger-trace-baggage-header-prefix", Unsupported),
+    ("datadog-collector-host", Unsupported),
+    ("datadog-collector-port", Unsupported),
+    ("datadog-service-name", Unsupported),
+    ("datadog-environment", Unsupported),
+    ("datadog-operation-name-override", Unsupported),
+    ("datadog-priority-sampling", Unsupported),
+    ("datadog-sample-rate", Unsupported),
+    ("main-snippet", Refused),
+    ("http-snippet", Refused),
+    ("server-snippet", Refused),
+    ("stream-snippet", Refused),
+    ("location-snippet", Refused),
+    ("custom-http-errors", Unsupported),
+    ("proxy-body-size", Unsupported),
+    ("proxy-connect-timeout", Unsupported),
+    ("proxy-read-timeout", Unsupported),
+    ("proxy-send-timeout", Unsupported),
+    ("proxy-buffers-number", Unsupported),
+    ("proxy-buffer-size", Unsupported),
+    ("proxy-cookie-path", Unsupported),
+    ("proxy-cookie-domain", Unsupported),
+    ("proxy-next-upstream", Unsupported),
+    ("proxy-next-upstream-timeout", Unsupported),
+    ("proxy-next-upstream-tries", Unsupported),
+    ("proxy-redirect-from", Unsupported),
+    ("proxy-request-buffering", Unsupported),
+    ("ssl-redirect", Unsupported),
+    ("force-ssl-redirect", Unsupported),
+    ("whitelist-source-range", Unsupported),
+    ("denylist-source-range", Unsupported),
+    ("skip-access-log-urls", Unsupported),
+    ("limit-rate", Unsupported),
+    ("limit-rate-after", Unsupported),
+    ("lua-shared-dicts", Unsupported),
+    ("http-redirect-code", Unsupported),
+    ("proxy-buffering", Unsupported),
+    ("limit-req-status-code", Unsupported),
+    ("limit-conn-status-code", Unsupported),
+    ("enable-syslog", Unsupported),
+    ("syslog-host", Unsupported),
+    ("syslog-port", Unsupported),
+    ("no-tls-redirect-locations", Unsupported),
+    ("global-auth-url", Unsupported),
+    ("global-auth-method", Unsupported),
+    ("global-auth-signin", Unsupported),
+    ("global-auth-signin-redirect-param", Unsupported),
+    ("global-auth-response-headers", Unsupported),
+    ("global-auth-request-redirect", Unsupported),
+    ("global-auth-snippet", Refused),
+    ("global-auth-cache-key", Unsupported),
+    ("global-auth-cache-duration", Unsupported),
+    ("no-auth-locations", Unsupported),
+    ("block-cidrs", Unsupported),
+    ("block-user-agents", Unsupported),
+    ("block-referers", Unsupported),
+    ("proxy-ssl-location-only", Unsupported),
+    ("default-type", Unsupported),
+    ("global-rate-limit-memcached-host", Unsupported),
+    ("global-rate-limit-memcached-port", Unsupported),
+    ("global-rate-limit-memcached-connect-timeout", Unsupported),
+    ("global-rate-limit-memcached-max-idle-timeout", Unsupported),
+    ("global-rate-limit-memcached-pool-size", Unsupported),
+    ("global-rate-limit-status-code", Unsupported),
+    ("service-upstream", Unsupported),
+    ("ssl-reject-handshake", Unsupported),
+    ("debug-connections", Unsupported),
+];
+
+/// ConfigMap keys whose setting a Portico flag makes: `(key, flag)`.
+pub const CONFIG_FLAGS: &[(&str, &str)] = &[
+    ("proxy-body-size", "--max-body-size"),
+    ("ssl-redirect", "--ssl-redirect"),
+    ("hsts", "--hsts"),
+    ("proxy-connect-timeout", "--connect-timeout"),
+    ("proxy-read-timeout", "--upstream-timeout"),
+    ("proxy-send-timeout", "--proxy-send-timeout"),
+    ("client-body-timeout", "--client-body-timeout"),
+    ("client-header-timeout", "--client-header-timeout"),
+    ("proxy-request-buffering", "--proxy-request-buffering"),
+    ("client-body-buffer-size", "--client-body-buffer-size"),
+    ("disable-access-log", "--access-log"),
+    ("worker-processes", "--worker-threads"),
+    ("worker-shutdown-timeout", "--drain-timeout"),
+];
+
+/// The status of ConfigMap key `key`; any key ending in `-snippet` is refused. `None`
+/// for a key ingress-nginx does not have.
+pub fn config_status(key: &str) -> Option<Status> {
+    if key.ends_with("-snippet") {
+        return Some(Refused);
+    }
+    CONFIG_KEYS.iter().find(|(n, _)| *n == key).map(|(_, s)| *s)
+}
+
+/// The Portico flag that sets what ConfigMap key `key` sets, if there is one.
+pub fn config_flag(key: &str) -> Option<&'static str> {
+    CONFIG_FLAGS.iter().find(|(k, _)| *k == key).map(|(_, f)| *f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every name appears once, and every snippet is refused.
-    #[test]
-    fn catalog_is_a_set_and_refuses_snippets() {
-        let mut names: Vec<&str> = CATALOG.iter().map(|(n, _)| *n).collect();
+    /// Every name of `table` appears once, and every snippet is refused.
+    fn assert_set_refusing_snippets(table: &[(&str, Status)]) {
+        let mut names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
         names.sort_unstable();
         let before = names.len();
         names.dedup();
         assert_eq!(before, names.len());
-        for (name, s) in CATALOG {
+        for (name, s) in table {
             assert_eq!(name.ends_with("-snippet"), *s == Refused, "{name}");
         }
+    }
+
+    #[test]
+    fn catalog_is_a_set_and_refuses_snippets() {
+        assert_set_refusing_snippets(CATALOG);
         assert_eq!(status("nginx.ingress.kubernetes.io/lua-snippet"), Some(Refused));
         assert_eq!(status("nginx.ingress.kubernetes.io/no-such-thing"), None);
+    }
+
+    /// The ConfigMap table too; every flag equivalent names a key of it.
+    #[test]
+    fn config_keys_are_a_set() {
+        assert_set_refusing_snippets(CONFIG_KEYS);
+        for (key, flag) in CONFIG_FLAGS {
+            assert!(config_status(key).is_some(), "{key}");
+            assert!(flag.starts_with("--"), "{flag}");
+        }
     }
 }

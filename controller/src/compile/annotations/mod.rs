@@ -22,7 +22,8 @@ use portico_dataplane::table::RoutePolicy;
 use super::CompileOptions;
 use super::diagnostics::{Problem, Problems, reason};
 
-pub(crate) const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+/// The prefix of every ingress-nginx annotation.
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
 /// `nginx.ingress.kubernetes.io/proxy-body-size`: largest request body, nginx size syntax.
 pub const PROXY_BODY_SIZE: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
@@ -82,18 +83,24 @@ fn get_flag(annotations: &BTreeMap<String, String>, name: &str, problems: &mut P
 
 /// An annotation whose value does not parse: the default stays, and the user is told.
 fn invalid(problems: &mut Problems, name: &str, value: &str, why: &str) {
-    problems.push(Problem::warning(
-        reason::INVALID_ANNOTATION,
-        format!("{NGINX_PREFIX}{name}: {value:?} {why}; using the default"),
-    ));
+    problems.push(
+        Problem::warning(
+            reason::INVALID_ANNOTATION,
+            format!("{NGINX_PREFIX}{name}: {value:?} {why}; using the default"),
+        )
+        .about(format!("{NGINX_PREFIX}{name}")),
+    );
 }
 
 /// A value ingress-nginx accepts but Portico cannot honour: reported, no effect.
 fn unsupported_value(problems: &mut Problems, name: &str, value: &str, why: &str) {
-    problems.push(Problem::warning(
-        reason::UNSUPPORTED_ANNOTATION,
-        format!("{NGINX_PREFIX}{name}: {value:?} {why}; it has no effect"),
-    ));
+    problems.push(
+        Problem::warning(
+            reason::UNSUPPORTED_ANNOTATION,
+            format!("{NGINX_PREFIX}{name}: {value:?} {why}; it has no effect"),
+        )
+        .about(format!("{NGINX_PREFIX}{name}")),
+    );
 }
 
 /// `"off"` streams request bodies to the endpoint as they arrive; `"on"` (the default)
@@ -185,29 +192,38 @@ pub(super) fn route_policy(
         if let Some(value) = annotations.get(key)
             && flag(Some(annotations), key).is_none()
         {
-            problems.push(Problem::warning(
-                reason::INVALID_ANNOTATION,
-                format!("{key}: {value:?} is not \"true\" or \"false\"; using the default"),
-            ));
+            problems.push(
+                Problem::warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{key}: {value:?} is not \"true\" or \"false\"; using the default"),
+                )
+                .about(key),
+            );
         }
     }
     if let Some(value) = annotations.get(PROXY_BODY_SIZE) {
         match parse_size(value) {
             Ok(size) => policy.max_body_size = size,
-            Err(e) => problems.push(Problem::warning(
-                reason::INVALID_ANNOTATION,
-                format!("{PROXY_BODY_SIZE}: {e}; using the default"),
-            )),
+            Err(e) => problems.push(
+                Problem::warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{PROXY_BODY_SIZE}: {e}; using the default"),
+                )
+                .about(PROXY_BODY_SIZE),
+            ),
         }
     }
     match annotations.get(PROXY_REQUEST_BUFFERING).map(|v| v.trim()) {
         None => {}
         Some("on") => policy.request_buffering = Some(true),
         Some("off") => policy.request_buffering = Some(false),
-        Some(other) => problems.push(Problem::warning(
-            reason::INVALID_ANNOTATION,
-            format!("{PROXY_REQUEST_BUFFERING}: {other:?} is not \"on\" or \"off\"; using the default"),
-        )),
+        Some(other) => problems.push(
+            Problem::warning(
+                reason::INVALID_ANNOTATION,
+                format!("{PROXY_REQUEST_BUFFERING}: {other:?} is not \"on\" or \"off\"; using the default"),
+            )
+            .about(PROXY_REQUEST_BUFFERING),
+        ),
     }
     for (key, slot) in [
         (PROXY_READ_TIMEOUT, &mut policy.read_timeout),
@@ -216,10 +232,13 @@ pub(super) fn route_policy(
         if let Some(value) = annotations.get(key) {
             match parse_seconds(value) {
                 Some(t) => *slot = Some(t),
-                None => problems.push(Problem::warning(
-                    reason::INVALID_ANNOTATION,
-                    format!("{key}: {value:?} is not a whole number of seconds from 1 to 86400; using the default"),
-                )),
+                None => problems.push(
+                    Problem::warning(
+                        reason::INVALID_ANNOTATION,
+                        format!("{key}: {value:?} is not a whole number of seconds from 1 to 86400; using the default"),
+                    )
+                    .about(key),
+                ),
             }
         }
     }
@@ -243,4 +262,31 @@ pub(super) fn route_policy(
         }
     }
     policy
+}
+
+/// What the compile reports about an Ingress's annotations (see [`check`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnotationProblem {
+    /// The annotation's full key, when the problem is about one.
+    pub annotation: Option<String>,
+    /// One of [`reason`].
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Parses an Ingress's annotations as the compile does and returns what it says about
+/// them: `portico migrate` tells a value that does not parse from one that does with
+/// the compile's own parsers, so the two cannot disagree.
+pub fn check(annotations: &BTreeMap<String, String>) -> Vec<AnnotationProblem> {
+    let mut problems = Problems::default();
+    IngressAnnotations::parse(Some(annotations), &CompileOptions::default(), &mut problems);
+    problems
+        .into_vec()
+        .into_iter()
+        .map(|p| AnnotationProblem {
+            annotation: p.annotation,
+            reason: p.reason,
+            message: p.message,
+        })
+        .collect()
 }
