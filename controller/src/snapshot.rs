@@ -11,7 +11,7 @@
 //! compile step sorts what it needs, so a relist that returns objects in another order
 //! publishes the same table.
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -208,6 +208,11 @@ input_kinds! {
     /// `portico.dev/v1alpha1` Routes.
     Route(routes: crate::crd::Route) {
         group: "portico.dev", version: "v1alpha1", scope: namespaced, optional: true, field_selector: None,
+    },
+    /// Namespaces, for their labels: a Gateway listener's `allowedRoutes` may select
+    /// the namespaces whose routes it accepts.
+    Namespace(namespaces: Namespace) {
+        group: "", version: "v1", scope: cluster, optional: false, field_selector: None,
     },
     /// Gateway API: the classes, of which Portico serves those naming its controller.
     GatewayClass(gateway_classes: crate::gateway_api::GatewayClass) {

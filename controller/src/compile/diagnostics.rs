@@ -41,6 +41,9 @@ pub mod reason {
     /// it: `--from-file`, or a CRD older than the controller), or a part of one that
     /// cannot be built (a header value HTTP does not allow).
     pub const INVALID_ROUTE: &str = "InvalidRoute";
+    /// An HTTPRoute filter Portico does not implement (RequestMirror, CORS, ...): the
+    /// rule is left out rather than served without it.
+    pub const UNSUPPORTED_FILTER: &str = "UnsupportedFilter";
 
     /// Every reason, so metrics can report zero for the ones that currently have none.
     pub const ALL: &[&str] = &[
@@ -59,6 +62,7 @@ pub mod reason {
         SECRET_NOT_FOUND,
         INVALID_CERTIFICATE,
         INVALID_ROUTE,
+        UNSUPPORTED_FILTER,
     ];
 }
 

@@ -15,6 +15,7 @@ mod annotations;
 mod backend;
 mod class;
 mod diagnostics;
+mod gateway;
 mod gateway_service;
 mod ingress;
 mod ingress_extras;
@@ -38,6 +39,8 @@ pub use annotations::{
 pub use backend::SERVICE_NAME_LABEL;
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, class_of, served_by};
 pub use diagnostics::{Diagnostic, Severity, reason};
+pub use gateway::gateway_ports;
+pub use gateway::status::{GatewayStatuses, gateway_status};
 pub use gateway_service::{GatewayPorts, fnv1a64, gateway_service_name};
 pub use metrics::record_diagnostics;
 pub use route_status::route_conditions;
@@ -142,6 +145,7 @@ impl Default for CompileOptions {
 pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec<Diagnostic>) {
     let mut compiler = Compiler {
         opts,
+        snapshot,
         builder: TableBuilder::new(),
         backends: Backends::new(&snapshot.services, &snapshot.endpoint_slices, &snapshot.secrets),
         fallback_owners: BTreeMap::new(),
@@ -167,6 +171,10 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
         }
     }
     compiler.finish_ingresses();
+    // Gateways never share a port with Ingresses: their listeners are tables of their own.
+    let mut certificates = tls::Certificates::new(&snapshot.secrets, opts.now);
+    let analysis = gateway::Analysis::new(snapshot, opts, &mut certificates);
+    compiler.add_gateways(&analysis);
     (compiler.builder.build(opts.generation), compiler.diagnostics)
 }
 
@@ -221,6 +229,7 @@ impl Source<'_> {
 /// The state of one compile, shared by the per-concern modules.
 struct Compiler<'a> {
     opts: &'a CompileOptions,
+    snapshot: &'a Snapshot,
     builder: TableBuilder,
     backends: Backends<'a>,
     /// `namespace/name` of the Ingress holding each host's fallback, to name it when a

@@ -3,6 +3,7 @@
 mod annotations;
 mod backends;
 mod classes;
+mod gateway;
 mod routes;
 mod rules;
 mod tls;

@@ -4,6 +4,7 @@
 //! A translation reads its kind's fields, resolves backends and reports problems; the
 //! lowering into the table is [`crate::model::lower`]'s alone.
 
+mod http_route;
 mod route;
 
 use http::Method;

@@ -1,0 +1,262 @@
+//! Where each HTTPRoute attaches: its parentRefs against the Gateways' listeners
+//! (sectionName, port, allowedRoutes, hostnames), and whether its backendRefs resolve.
+
+use portico_dataplane::table::HostMatch;
+
+use super::{GatewayState, Grants, Outcome, namespace_labels, selects};
+use crate::compile::{CompileOptions, age_key, namespace_of};
+use crate::gateway_api::{GROUP, HTTPRoute, ParentReference};
+use crate::snapshot::Snapshot;
+
+/// A route attached to one listener, with the hosts it serves there.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    /// Index into [`super::Analysis::gateways`] and that Gateway's listeners.
+    pub gateway: usize,
+    pub listener: usize,
+    /// The intersection of the listener's hostname and the route's hostnames.
+    pub hosts: Vec<(HostMatch, String)>,
+}
+
+/// One parentRef of a route that names a Portico Gateway.
+#[derive(Clone, Debug)]
+pub struct ParentState {
+    pub parent_ref: ParentReference,
+    /// `Ok` with at least one attachment, or why the route is not accepted.
+    pub accepted: Result<Vec<Attachment>, (&'static str, String)>,
+}
+
+#[derive(Debug)]
+pub struct RouteState<'a> {
+    pub route: &'a HTTPRoute,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub parents: Vec<ParentState>,
+    /// Whether every backendRef resolves (BackendNotFound, RefNotPermitted, InvalidKind).
+    pub resolved_refs: Outcome,
+}
+
+pub(super) fn attach<'a>(
+    snapshot: &'a Snapshot,
+    opts: &CompileOptions,
+    gateways: &mut [GatewayState<'a>],
+    grants: &Grants<'_>,
+) -> Vec<RouteState<'a>> {
+    let mut routes: Vec<&HTTPRoute> = snapshot
+        .http_routes
+        .iter()
+        .filter(|r| {
+            opts.watch_namespace
+                .as_deref()
+                .is_none_or(|ns| namespace_of(&r.metadata) == ns)
+        })
+        .collect();
+    routes.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
+    let mut out = Vec::new();
+    for route in routes {
+        let namespace = namespace_of(&route.metadata);
+        let mut parents = Vec::new();
+        for parent in &route.spec.parent_refs {
+            let group = parent.group.as_deref().unwrap_or(GROUP);
+            let kind = parent.kind.as_deref().unwrap_or("Gateway");
+            let parent_ns = parent.namespace.as_deref().unwrap_or(namespace);
+            if group != GROUP || kind != "Gateway" {
+                continue;
+            }
+            let Some(gw) = gateways
+                .iter()
+                .position(|g| g.namespace == parent_ns && g.name == parent.name)
+            else {
+                continue;
+            };
+            let accepted = attach_to(snapshot, route, namespace, parent, gw, gateways);
+            if let Ok(list) = &accepted {
+                for a in list {
+                    gateways[a.gateway].listeners[a.listener].attached_routes += 1;
+                }
+            }
+            parents.push(ParentState {
+                parent_ref: parent.clone(),
+                accepted,
+            });
+        }
+        if parents.is_empty() {
+            continue;
+        }
+        out.push(RouteState {
+            route,
+            namespace,
+            name: route.metadata.name.as_deref().unwrap_or_default(),
+            parents,
+            resolved_refs: backend_refs(snapshot, route, namespace, grants),
+        });
+    }
+    out
+}
+
+fn attach_to(
+    snapshot: &Snapshot,
+    route: &HTTPRoute,
+    namespace: &str,
+    parent: &ParentReference,
+    gw: usize,
+    gateways: &[GatewayState<'_>],
+) -> Result<Vec<Attachment>, (&'static str, String)> {
+    let gateway = &gateways[gw];
+    let named: Vec<usize> = (0..gateway.listeners.len())
+        .filter(|&i| {
+            let l = gateway.listeners[i].listener;
+            parent.section_name.as_deref().is_none_or(|s| s == l.name) && parent.port.is_none_or(|p| p == l.port)
+        })
+        .collect();
+    if named.is_empty() {
+        return Err((
+            "NoMatchingParent",
+            "no listener of the Gateway has the parentRef's sectionName and port".to_string(),
+        ));
+    }
+    let allowed: Vec<usize> = named
+        .into_iter()
+        .filter(|&i| {
+            let state = &gateway.listeners[i];
+            state.usable() && state.supported_kinds.iter().any(|k| k.kind == "HTTPRoute") && {
+                let from = state
+                    .listener
+                    .allowed_routes
+                    .as_ref()
+                    .and_then(|a| a.namespaces.as_ref());
+                match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
+                    "All" => true,
+                    "Same" => namespace == gateway.namespace,
+                    "Selector" => from
+                        .and_then(|f| f.selector.as_ref())
+                        .zip(namespace_labels(&snapshot.namespaces, namespace))
+                        .is_some_and(|(sel, labels)| selects(sel, labels)),
+                    _ => false,
+                }
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err((
+            "NotAllowedByListeners",
+            "no listener the parentRef names allows this route (allowedRoutes namespaces and kinds)".to_string(),
+        ));
+    }
+    let attached: Vec<Attachment> = allowed
+        .into_iter()
+        .filter_map(|i| {
+            let hosts = intersect(gateway.listeners[i].hostname.as_ref(), &route.spec.hostnames);
+            (!hosts.is_empty()).then_some(Attachment {
+                gateway: gw,
+                listener: i,
+                hosts,
+            })
+        })
+        .collect();
+    if attached.is_empty() {
+        return Err((
+            "NoMatchingListenerHostname",
+            "none of the route's hostnames matches the hostname of a listener it names".to_string(),
+        ));
+    }
+    Ok(attached)
+}
+
+/// The hosts a route serves on a listener (Gateway API, HTTPRouteSpec.hostnames): the
+/// route's hostnames that match the listener's, a wildcard narrowed to the more
+/// specific of the two; no hostnames on either side means the other's.
+pub fn intersect(listener: Option<&HostMatch>, hostnames: &[String]) -> Vec<(HostMatch, String)> {
+    let parsed: Vec<HostMatch> = hostnames.iter().filter_map(|h| HostMatch::parse(h).ok()).collect();
+    let written = |h: &HostMatch| (h.clone(), h.to_string());
+    let Some(listener) = listener else {
+        if hostnames.is_empty() {
+            return vec![(HostMatch::Any, String::new())];
+        }
+        return parsed.iter().map(written).collect();
+    };
+    if hostnames.is_empty() {
+        return vec![written(listener)];
+    }
+    let under = |name: &str, suffix: &str| {
+        name.strip_suffix(suffix)
+            .is_some_and(|p| p.ends_with('.') && p.len() > 1)
+    };
+    let mut out: Vec<(HostMatch, String)> = Vec::new();
+    for h in &parsed {
+        let hit = match (listener, h) {
+            (HostMatch::Exact(l), HostMatch::Exact(r)) => (l == r).then(|| h.clone()),
+            (HostMatch::Wildcard(l), HostMatch::Exact(r)) => under(r, l).then(|| h.clone()),
+            (HostMatch::Exact(l), HostMatch::Wildcard(r)) => under(l, r).then(|| listener.clone()),
+            (HostMatch::Wildcard(l), HostMatch::Wildcard(r)) => {
+                if l == r || under(r, l) {
+                    Some(h.clone())
+                } else if under(l, r) {
+                    Some(listener.clone())
+                } else {
+                    None
+                }
+            }
+            (_, HostMatch::Any) | (HostMatch::Any, _) => Some(h.clone()),
+        };
+        if let Some(hit) = hit
+            && !out.iter().any(|(o, _)| *o == hit)
+        {
+            out.push(written(&hit));
+        }
+    }
+    out
+}
+
+/// Whether every backendRef (rules' and the filters') names a Service that exists and
+/// may be referred to.
+fn backend_refs(snapshot: &Snapshot, route: &HTTPRoute, namespace: &str, grants: &Grants<'_>) -> Outcome {
+    for rule in &route.spec.rules {
+        for b in &rule.backend_refs {
+            backend_ref(snapshot, &b.backend, namespace, grants)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether one backendRef resolves: a Service (core group), with a port, in the
+/// route's namespace or permitted by a ReferenceGrant, that exists.
+pub(crate) fn backend_ref(
+    snapshot: &Snapshot,
+    b: &crate::gateway_api::BackendObjectReference,
+    namespace: &str,
+    grants: &Grants<'_>,
+) -> Outcome {
+    let group = b.group.as_deref().unwrap_or_default();
+    let kind = b.kind.as_deref().unwrap_or("Service");
+    if !group.is_empty() || kind != "Service" {
+        return Err((
+            "InvalidKind",
+            format!("backendRef {group}/{kind} {:?} is not a Service", b.name),
+        ));
+    }
+    let target = b.namespace.as_deref().unwrap_or(namespace);
+    if target != namespace && !grants.permits(namespace, "HTTPRoute", target, "", "Service", &b.name) {
+        return Err((
+            "RefNotPermitted",
+            format!(
+                "Service {target}/{} is in another namespace and no ReferenceGrant there permits HTTPRoutes in {namespace}",
+                b.name
+            ),
+        ));
+    }
+    if b.port.is_none() {
+        return Err((
+            "UnsupportedValue",
+            format!("backendRef Service {:?} has no port", b.name),
+        ));
+    }
+    let exists = snapshot
+        .services
+        .iter()
+        .any(|s| namespace_of(&s.metadata) == target && s.metadata.name.as_deref() == Some(b.name.as_str()));
+    if !exists {
+        return Err(("BackendNotFound", format!("Service {target}/{} not found", b.name)));
+    }
+    Ok(())
+}

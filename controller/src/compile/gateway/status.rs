@@ -1,0 +1,286 @@
+//! The desired `status` of Portico's GatewayClasses, Gateways and HTTPRoutes, from the
+//! same [`Analysis`] the listener tables are built from.
+//!
+//! Pure: the clock is `CompileOptions::now`. A condition whose status is unchanged from
+//! the object's current one keeps its `lastTransitionTime` (as `meta.SetStatusCondition`
+//! does), so writing the same status twice changes nothing.
+
+use super::{Analysis, Outcome};
+use crate::compile::{CompileOptions, GatewayServiceType, namespace_of, tls::Certificates};
+use crate::gateway_api::{
+    Condition, GatewayAddress, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus, RouteStatus,
+    SupportedFeature,
+};
+use crate::snapshot::Snapshot;
+
+/// Gateway API features that work end to end (the conformance suite's names).
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "HTTPRoute",
+    "ReferenceGrant",
+    "HTTPRouteHostRewrite",
+    "HTTPRouteMethodMatching",
+    "HTTPRouteQueryParamMatching",
+    "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite",
+    "HTTPRoutePortRedirect",
+    "HTTPRouteSchemeRedirect",
+    "HTTPRouteResponseHeaderModification",
+];
+
+/// Desired status per object: `(namespace, name, status)`; the namespace is empty for
+/// GatewayClasses. Route statuses hold only the parents Portico handles; the writer
+/// keeps other controllers' entries.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GatewayStatuses {
+    pub classes: Vec<(String, GatewayClassStatus)>,
+    pub gateways: Vec<(String, String, GatewayStatus)>,
+    pub http_routes: Vec<(String, String, RouteStatus)>,
+}
+
+/// RFC 3339 UTC for Unix seconds.
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+struct Stamp<'a> {
+    generation: Option<i64>,
+    now: String,
+    current: &'a [Condition],
+}
+
+impl Stamp<'_> {
+    fn condition(&self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Condition {
+        let status = if ok { "True" } else { "False" };
+        let since = self
+            .current
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status && !c.last_transition_time.is_empty())
+            .map_or_else(|| self.now.clone(), |c| c.last_transition_time.clone());
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            observed_generation: self.generation,
+            last_transition_time: since,
+            reason: reason.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn outcome(&self, type_: &str, outcome: &Outcome, ok_reason: &str) -> Condition {
+        match outcome {
+            Ok(()) => self.condition(type_, true, ok_reason, ""),
+            Err((reason, message)) => self.condition(type_, false, reason, message.clone()),
+        }
+    }
+}
+
+/// The desired status of every GatewayClass, Gateway and HTTPRoute that is Portico's.
+pub fn gateway_status(snapshot: &Snapshot, opts: &CompileOptions) -> GatewayStatuses {
+    let mut certificates = Certificates::new(&snapshot.secrets, opts.now);
+    let analysis = Analysis::new(snapshot, opts, &mut certificates);
+    let now = rfc3339(opts.now);
+    let mut out = GatewayStatuses::default();
+    let features: Vec<SupportedFeature> = SUPPORTED_FEATURES
+        .iter()
+        .map(|f| SupportedFeature { name: f.to_string() })
+        .collect();
+    for class in &analysis.classes {
+        let current = class
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        let stamp = Stamp {
+            generation: class.metadata.generation,
+            now: now.clone(),
+            current,
+        };
+        out.classes.push((
+            class.metadata.name.clone().unwrap_or_default(),
+            GatewayClassStatus {
+                conditions: vec![stamp.condition("Accepted", true, "Accepted", "handled by Portico")],
+                supported_features: features.clone(),
+            },
+        ));
+    }
+    for gw in &analysis.gateways {
+        let current = gw.gateway.status.as_ref();
+        let stamp = Stamp {
+            generation: gw.gateway.metadata.generation,
+            now: now.clone(),
+            current: current.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+        };
+        let addresses = addresses(snapshot, opts, gw.namespace, gw.name);
+        let valid = gw.listeners.iter().filter(|l| l.usable()).count();
+        let invalid = gw.listeners.len() - valid;
+        let accepted = match (valid, invalid) {
+            (_, 0) => stamp.condition("Accepted", true, "Accepted", ""),
+            (0, _) => stamp.condition("Accepted", false, "ListenersNotValid", "no listener is valid"),
+            _ => stamp.condition("Accepted", true, "ListenersNotValid", "some listeners are not valid"),
+        };
+        let programmed = if addresses.is_empty() {
+            stamp.condition("Programmed", false, "AddressNotAssigned", "no address is assigned yet")
+        } else if valid == 0 {
+            stamp.condition("Programmed", false, "Invalid", "no listener is valid")
+        } else {
+            stamp.condition("Programmed", true, "Programmed", "")
+        };
+        let listeners = gw
+            .listeners
+            .iter()
+            .map(|l| {
+                let current = current
+                    .and_then(|s| s.listeners.iter().find(|c| c.name == l.listener.name))
+                    .map(|c| c.conditions.as_slice())
+                    .unwrap_or_default();
+                let stamp = Stamp {
+                    generation: gw.gateway.metadata.generation,
+                    now: now.clone(),
+                    current,
+                };
+                let conflicted = match &l.conflicted {
+                    None => stamp.condition("Conflicted", false, "NoConflicts", ""),
+                    Some((reason, message)) => stamp.condition("Conflicted", true, reason, message.clone()),
+                };
+                let programmed = if l.usable() && l.resolved_refs.is_ok() {
+                    stamp.condition("Programmed", true, "Programmed", "")
+                } else {
+                    stamp.condition("Programmed", false, "Invalid", "the listener is not served")
+                };
+                ListenerStatus {
+                    name: l.listener.name.clone(),
+                    supported_kinds: l.supported_kinds.clone(),
+                    attached_routes: l.attached_routes,
+                    conditions: vec![
+                        stamp.outcome("Accepted", &l.accepted, "Accepted"),
+                        stamp.outcome("ResolvedRefs", &l.resolved_refs, "ResolvedRefs"),
+                        conflicted,
+                        programmed,
+                    ],
+                }
+            })
+            .collect();
+        out.gateways.push((
+            gw.namespace.to_string(),
+            gw.name.to_string(),
+            GatewayStatus {
+                addresses,
+                conditions: vec![accepted, programmed],
+                listeners,
+            },
+        ));
+    }
+    for route in &analysis.routes {
+        let current = route.route.status.as_ref();
+        let parents = route
+            .parents
+            .iter()
+            .map(|p| {
+                let current = current
+                    .and_then(|s| {
+                        s.parents
+                            .iter()
+                            .find(|c| c.parent_ref == p.parent_ref && c.controller_name == opts.gateway_controller_name)
+                    })
+                    .map(|c| c.conditions.as_slice())
+                    .unwrap_or_default();
+                let stamp = Stamp {
+                    generation: route.route.metadata.generation,
+                    now: now.clone(),
+                    current,
+                };
+                let accepted = match &p.accepted {
+                    Ok(_) => stamp.condition("Accepted", true, "Accepted", ""),
+                    Err((reason, message)) => stamp.condition("Accepted", false, reason, message.clone()),
+                };
+                RouteParentStatus {
+                    parent_ref: p.parent_ref.clone(),
+                    controller_name: opts.gateway_controller_name.clone(),
+                    conditions: vec![
+                        accepted,
+                        stamp.outcome("ResolvedRefs", &route.resolved_refs, "ResolvedRefs"),
+                    ],
+                }
+            })
+            .collect();
+        out.http_routes.push((
+            namespace_of(&route.route.metadata).to_string(),
+            route.name.to_string(),
+            RouteStatus { parents },
+        ));
+    }
+    out
+}
+
+/// A Gateway's addresses: its Service's (service mode) or `--gateway-address` (direct).
+fn addresses(snapshot: &Snapshot, opts: &CompileOptions, namespace: &str, name: &str) -> Vec<GatewayAddress> {
+    let ip = |v: &str| GatewayAddress {
+        type_: Some(
+            if v.parse::<std::net::IpAddr>().is_ok() {
+                "IPAddress"
+            } else {
+                "Hostname"
+            }
+            .to_string(),
+        ),
+        value: v.to_string(),
+    };
+    let Some(service_opts) = &opts.gateway_service else {
+        return opts.gateway_addresses.iter().map(|a| ip(a)).collect();
+    };
+    let service_name = crate::compile::gateway_service_name(namespace, name);
+    let Some(svc) = snapshot.services.iter().find(|s| {
+        namespace_of(&s.metadata) == service_opts.namespace && s.metadata.name.as_deref() == Some(service_name.as_str())
+    }) else {
+        return Vec::new();
+    };
+    let ingress = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    let mut out: Vec<GatewayAddress> = ingress
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()))
+        .map(ip)
+        .collect();
+    if out.is_empty() && service_opts.service_type != GatewayServiceType::LoadBalancer {
+        out.extend(
+            svc.spec
+                .as_ref()
+                .and_then(|s| s.cluster_ip.as_deref())
+                .filter(|c| !c.is_empty() && *c != "None")
+                .map(ip),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// Status times are RFC 3339 in UTC, as metav1.Time writes them.
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_796_000_000), "2026-11-30T00:53:20Z");
+    }
+}

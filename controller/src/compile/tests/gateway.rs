@@ -1,0 +1,330 @@
+//! Gateway API: listeners, attachment, hostnames, backendRefs, status. Objects are
+//! read from YAML as file mode reads them (direct mode: listener port = internal port).
+
+use portico_dataplane::table::{HostMatch, ObjectKind, RoutingTable};
+
+use crate::compile::gateway::intersect;
+use crate::compile::{CompileOptions, GatewayServiceOptions, compile, gateway_ports, gateway_status};
+use crate::gateway_api::Condition;
+use crate::snapshot::Snapshot;
+
+const BASE: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: portico}
+spec: {controllerName: portico.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: other}
+spec: {controllerName: example.com/other}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web2, namespace: default}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: far, namespace: backends}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a, labels: {team: a}}
+"#;
+
+fn snapshot(extra: &str) -> Snapshot {
+    crate::file::parse(&format!("{BASE}\n---\n{extra}")).unwrap()
+}
+
+fn gateway(listeners: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: default, generation: 3}}\nspec:\n  gatewayClassName: portico\n  listeners:\n{listeners}"
+    )
+}
+
+fn route(name: &str, body: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: default, generation: 2}}\nspec:\n{body}"
+    )
+}
+
+fn served(table: &RoutingTable, port: u16, host: &str, path: &str) -> Option<String> {
+    let route = table.listener(port)?.table.lookup(host, path)?;
+    Some(format!(
+        "{}/{} {}",
+        route.meta.kind, route.meta.ingress, route.backend.name
+    ))
+}
+
+fn condition<'a>(conditions: &'a [Condition], type_: &str) -> (&'a str, &'a str) {
+    let c = conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status.as_str(), c.reason.as_str())
+}
+
+const WEB: &str = "  - {name: web, port: 8080, protocol: HTTP}\n";
+
+/// An HTTPRoute is served on its Gateway's listener port only, never on the Ingress
+/// ports (gateway-design: isolation by port), and names its kind and rule.
+#[test]
+fn http_route_is_served_on_its_listener_only() {
+    let s = snapshot(&format!(
+        "{}\n---\n{}",
+        gateway(WEB),
+        route(
+            "r",
+            "  parentRefs: [{name: gw}]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]"
+        )
+    ));
+    let (table, _) = compile(&s, &CompileOptions::default());
+    assert_eq!(
+        served(&table, 8080, "any.example", "/x").as_deref(),
+        Some("HTTPRoute/r default/web:8080")
+    );
+    assert!(table.lookup("any.example", "/x").is_none());
+    let route = table.listener(8080).unwrap().table.lookup("a", "/").unwrap().clone();
+    assert_eq!((route.meta.kind, route.meta.rule), (ObjectKind::HttpRoute, Some(0)));
+}
+
+/// Hostname intersection (HTTPRouteSpec.hostnames; conformance
+/// HTTPRouteHostnameIntersection): exact names match exactly, a listener wildcard
+/// takes route names of any depth under it, and a route wildcard narrows to the
+/// listener's name.
+#[test]
+fn hostname_intersection() {
+    let h = |s: &str| HostMatch::parse(s).unwrap();
+    let cases: &[(Option<&str>, &[&str], &[&str])] = &[
+        (None, &[], &[""]),
+        (Some("very.specific.com"), &[], &["very.specific.com"]),
+        (
+            Some("very.specific.com"),
+            &["non.matching.com", "very.specific.com"],
+            &["very.specific.com"],
+        ),
+        (
+            Some("*.wildcard.io"),
+            &["wildcard.io", "foo.wildcard.io", "foo.bar.wildcard.io"],
+            &["foo.wildcard.io", "foo.bar.wildcard.io"],
+        ),
+        (Some("very.specific.com"), &["*.specific.com"], &["very.specific.com"]),
+        (
+            Some("*.anotherwildcard.io"),
+            &["*.anotherwildcard.io"],
+            &["*.anotherwildcard.io"],
+        ),
+        (Some("*.foo.com"), &["*.bar.foo.com"], &["*.bar.foo.com"]),
+        (Some("*.bar.foo.com"), &["*.foo.com"], &["*.bar.foo.com"]),
+        (
+            Some("very.specific.com"),
+            &["specific.but.wrong.com", "wildcard.io"],
+            &[],
+        ),
+    ];
+    for (listener, route, want) in cases {
+        let listener = listener.map(h);
+        let hostnames: Vec<String> = route.iter().map(|s| s.to_string()).collect();
+        let got: Vec<String> = intersect(listener.as_ref(), &hostnames)
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        assert_eq!(got, *want, "listener {listener:?}, route {route:?}");
+    }
+}
+
+/// Route Accepted reasons (RouteConditionReason): a sectionName no listener has is
+/// NoMatchingParent, a namespace the listener does not allow NotAllowedByListeners, no
+/// common hostname NoMatchingListenerHostname; a Gateway of another class gets no
+/// status from Portico.
+#[test]
+fn route_accepted_reasons() {
+    let listeners = "  - {name: web, port: 8080, protocol: HTTP, hostname: a.example}\n  - {name: sel, port: 8081, protocol: HTTP, allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {team: a}}}}}\n";
+    let other = "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: og, namespace: default}\nspec: {gatewayClassName: other, listeners: [{name: web, port: 80, protocol: HTTP}]}";
+    let cases = [
+        ("  parentRefs: [{name: gw, sectionName: nope}]", "NoMatchingParent"),
+        ("  parentRefs: [{name: gw, port: 9999}]", "NoMatchingParent"),
+        ("  parentRefs: [{name: gw, sectionName: sel}]", "NotAllowedByListeners"),
+        (
+            "  parentRefs: [{name: gw, sectionName: web}]\n  hostnames: [b.example]",
+            "NoMatchingListenerHostname",
+        ),
+        (
+            "  parentRefs: [{name: gw, sectionName: web}]\n  hostnames: [a.example]",
+            "Accepted",
+        ),
+    ];
+    for (body, want) in cases {
+        let s = snapshot(&format!(
+            "{}\n---\n{other}\n---\n{}",
+            gateway(listeners),
+            route(
+                "r",
+                &format!("{body}\n  rules: [{{backendRefs: [{{name: web, port: 8080}}]}}]")
+            )
+        ));
+        let status = gateway_status(&s, &CompileOptions::default());
+        let (_, _, r) = &status.http_routes[0];
+        assert_eq!(condition(&r.parents[0].conditions, "Accepted").1, want, "{body}");
+        assert_eq!(r.parents[0].controller_name, "portico.dev/gateway-controller");
+        assert_eq!(r.parents[0].conditions[0].observed_generation, Some(2));
+        assert_eq!(status.gateways.len(), 1, "the other class's Gateway is not Portico's");
+    }
+}
+
+/// backendRefs (HTTPBackendRef; conformance HTTPRouteInvalidNonexistentBackendRef,
+/// HTTPRouteInvalidCrossNamespaceBackendRef, HTTPRouteInvalidBackendRefUnknownKind,
+/// HTTPRouteReferenceGrant): ResolvedRefs names why a backend does not resolve.
+#[test]
+fn backend_ref_resolution() {
+    let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, namespace: backends}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]\n  to: [{group: \"\", kind: Service}]";
+    let cases = [
+        ("{name: web, port: 8080}", "", ("True", "ResolvedRefs")),
+        ("{name: missing, port: 8080}", "", ("False", "BackendNotFound")),
+        (
+            "{name: far, namespace: backends, port: 8080}",
+            "",
+            ("False", "RefNotPermitted"),
+        ),
+        (
+            "{name: far, namespace: backends, port: 8080}",
+            grant,
+            ("True", "ResolvedRefs"),
+        ),
+        (
+            "{group: example.com, kind: Bucket, name: web, port: 8080}",
+            "",
+            ("False", "InvalidKind"),
+        ),
+    ];
+    for (backend, extra, want) in cases {
+        let s = snapshot(&format!(
+            "{}\n---\n{}\n---\n{extra}",
+            gateway(WEB),
+            route(
+                "r",
+                &format!("  parentRefs: [{{name: gw}}]\n  rules: [{{backendRefs: [{backend}]}}]")
+            )
+        ));
+        let status = gateway_status(&s, &CompileOptions::default());
+        let r = &status.http_routes[0].2;
+        assert_eq!(condition(&r.parents[0].conditions, "ResolvedRefs"), want, "{backend}");
+        assert_eq!(condition(&r.parents[0].conditions, "Accepted").0, "True");
+    }
+}
+
+/// Listener conditions (ListenerConditionReason; conformance
+/// GatewayInvalidListenersUnsupportedProtocol, GatewayInvalidRouteKind,
+/// GatewayInvalidTLSConfiguration).
+#[test]
+fn listener_conditions() {
+    let listeners = "  - {name: web, port: 8080, protocol: HTTP}\n  - {name: udp, port: 53, protocol: UDP}\n  - {name: kinds, port: 8082, protocol: HTTP, allowedRoutes: {kinds: [{kind: TCPRoute}]}}\n  - {name: tls, port: 8443, protocol: HTTPS, tls: {certificateRefs: [{name: missing}]}}\n  - {name: dup, port: 8080, protocol: HTTP}\n";
+    let s = snapshot(&gateway(listeners));
+    let status = gateway_status(&s, &CompileOptions::default());
+    let (_, _, gw) = &status.gateways[0];
+    assert_eq!(condition(&gw.conditions, "Accepted"), ("True", "ListenersNotValid"));
+    assert_eq!(condition(&gw.conditions, "Programmed"), ("False", "AddressNotAssigned"));
+    let l = |name: &str| gw.listeners.iter().find(|l| l.name == name).unwrap();
+    assert_eq!(condition(&l("web").conditions, "Accepted"), ("True", "Accepted"));
+    assert_eq!(
+        condition(&l("udp").conditions, "Accepted"),
+        ("False", "UnsupportedProtocol")
+    );
+    assert!(l("udp").supported_kinds.is_empty());
+    assert_eq!(
+        condition(&l("kinds").conditions, "ResolvedRefs"),
+        ("False", "InvalidRouteKinds")
+    );
+    assert!(l("kinds").supported_kinds.is_empty());
+    assert_eq!(
+        condition(&l("tls").conditions, "ResolvedRefs"),
+        ("False", "InvalidCertificateRef")
+    );
+    assert_eq!(
+        condition(&l("dup").conditions, "Conflicted"),
+        ("True", "HostnameConflict")
+    );
+    assert_eq!(gw.conditions[0].observed_generation, Some(3));
+}
+
+/// Status is stable: a condition whose status did not change keeps its
+/// lastTransitionTime (metav1.Condition), and the clock is an input.
+#[test]
+fn unchanged_conditions_keep_their_transition_time() {
+    let s = snapshot(&gateway(WEB));
+    let opts = CompileOptions {
+        gateway_addresses: vec!["198.18.0.1".into()],
+        now: 1000,
+        ..CompileOptions::default()
+    };
+    let first = gateway_status(&s, &opts);
+    let mut s2 = s.clone();
+    s2.gateways[0].status = Some(first.gateways[0].2.clone());
+    let class = s2
+        .gateway_classes
+        .iter_mut()
+        .find(|c| c.metadata.name.as_deref() == Some("portico"));
+    class.unwrap().status = Some(first.classes[0].1.clone());
+    let later = gateway_status(
+        &s2,
+        &CompileOptions {
+            now: 5000,
+            ..opts.clone()
+        },
+    );
+    assert_eq!(first, later);
+    assert_eq!(later.gateways[0].2.addresses[0].value, "198.18.0.1");
+    assert_eq!(
+        condition(&later.gateways[0].2.conditions, "Programmed"),
+        ("True", "Programmed")
+    );
+}
+
+/// Match precedence across routes (HTTPRouteRule: "the oldest Route based on creation
+/// timestamp", conformance HTTPRouteMatchingAcrossRoutes): for the same match the
+/// older route keeps it; an Exact path beats a Prefix of the same path.
+#[test]
+fn older_route_keeps_an_equal_match_and_exact_beats_prefix() {
+    let a = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: young, namespace: default, creationTimestamp: \"2026-01-02T00:00:00Z\"}\nspec:\n  parentRefs: [{name: gw}]\n  rules: [{matches: [{path: {type: PathPrefix, value: /a}}], backendRefs: [{name: web2, port: 8080}]}, {matches: [{path: {type: Exact, value: /a/b}}], backendRefs: [{name: web2, port: 8080}]}]";
+    let b = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: old, namespace: default, creationTimestamp: \"2026-01-01T00:00:00Z\"}\nspec:\n  parentRefs: [{name: gw}]\n  rules: [{matches: [{path: {type: PathPrefix, value: /a}}, {path: {type: PathPrefix, value: /a/b}}], backendRefs: [{name: web, port: 8080}]}]";
+    let s = snapshot(&format!("{}\n---\n{a}\n---\n{b}", gateway(WEB)));
+    let (table, _) = compile(&s, &CompileOptions::default());
+    assert_eq!(
+        served(&table, 8080, "h", "/a/x").as_deref(),
+        Some("HTTPRoute/old default/web:8080")
+    );
+    assert_eq!(
+        served(&table, 8080, "h", "/a/b").as_deref(),
+        Some("HTTPRoute/young default/web2:8080")
+    );
+    assert_eq!(
+        served(&table, 8080, "h", "/a/b/c").as_deref(),
+        Some("HTTPRoute/old default/web:8080")
+    );
+}
+
+/// Service mode (gateway-design): internal ports are stable per Gateway and inside the
+/// range; direct mode serves the listener port itself.
+#[test]
+fn internal_ports_by_mode() {
+    let s = snapshot(&gateway(
+        "  - {name: a, port: 80, protocol: HTTP}\n  - {name: b, port: 443, protocol: HTTPS, tls: {certificateRefs: [{name: x}]}}\n",
+    ));
+    let direct = gateway_ports(&s, &CompileOptions::default());
+    assert_eq!(direct[0].ports, vec![(80, 80), (443, 443)]);
+    let opts = CompileOptions {
+        gateway_service: Some(GatewayServiceOptions {
+            namespace: "portico".into(),
+            service_type: crate::compile::GatewayServiceType::ClusterIP,
+        }),
+        ..CompileOptions::default()
+    };
+    let ports = gateway_ports(&s, &opts);
+    assert_eq!(ports, gateway_ports(&s, &opts));
+    assert!(ports[0].ports.iter().all(|(_, i)| (20000..=29999).contains(i)));
+    assert_ne!(ports[0].ports[0].1, ports[0].ports[1].1);
+}

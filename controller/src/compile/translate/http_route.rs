@@ -1,0 +1,275 @@
+//! HTTPRoute translated into the route model, once per listener it attaches to (the
+//! hosts differ per listener), and lowered into that listener's table.
+
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+use http::{Method, StatusCode};
+use portico_dataplane::table::{
+    Backend, Balance, ListenerProtocol, ObjectKind, PathKind, RetryPolicy, RoutePolicy, Timeouts, UpstreamProtocol,
+};
+
+use super::super::Compiler;
+use super::super::diagnostics::{Problems, reason};
+use super::super::gateway::{Analysis, RouteState};
+use super::{ValueSpec, conditions, header_modifier, lower_reporting};
+use crate::crd::parse_duration;
+use crate::gateway_api::{HTTPPathModifier, HTTPRouteFilter, HTTPRouteRule};
+use crate::model::{self, PathRewrite, RedirectTo};
+
+impl<'a> Compiler<'a> {
+    /// Serves every usable listener of Portico's Gateways: its certificates, then the
+    /// rules of the HTTPRoutes attached to it, routes in precedence order.
+    pub(in crate::compile) fn add_gateways(&mut self, analysis: &Analysis<'a>) {
+        for gw in &analysis.gateways {
+            for l in gw.listeners.iter().filter(|l| l.usable()) {
+                let (Some(port), Some(protocol)) = (l.internal_port, l.protocol) else {
+                    continue;
+                };
+                let builder = self.builder.listener(port, protocol);
+                if protocol == ListenerProtocol::Https {
+                    for (ns, name) in &l.certificates {
+                        let Ok(cert) = self.certificates.get(ns, name) else {
+                            continue;
+                        };
+                        match &l.hostname {
+                            Some(host) => {
+                                builder.certificate(host, cert);
+                            }
+                            None => builder.default_certificate(cert),
+                        }
+                    }
+                }
+            }
+        }
+        for route in &analysis.routes {
+            let mut problems = Problems::default();
+            self.add_http_route(analysis, route, &mut problems);
+            self.diagnostics
+                .extend(problems.into_diagnostics("HTTPRoute", route.namespace, route.name));
+        }
+    }
+
+    fn add_http_route(&mut self, analysis: &Analysis<'a>, route: &RouteState<'a>, problems: &mut Problems) {
+        let attachments = route.parents.iter().filter_map(|p| p.accepted.as_ref().ok()).flatten();
+        for attachment in attachments {
+            let listener = &analysis.gateways[attachment.gateway].listeners[attachment.listener];
+            let (Some(port), Some(protocol)) = (listener.internal_port, listener.protocol) else {
+                continue;
+            };
+            let hosts: Vec<model::Host> = attachment
+                .hosts
+                .iter()
+                .map(|(host, written)| model::Host {
+                    host: host.clone(),
+                    written: written.clone(),
+                })
+                .collect();
+            for (index, rule) in route.route.spec.rules.iter().enumerate() {
+                let Some(model) = self.http_route_rule(route, hosts.clone(), index, rule, problems) else {
+                    continue;
+                };
+                lower_reporting(self.builder.listener(port, protocol), &model, problems);
+            }
+        }
+    }
+
+    fn http_route_rule(
+        &mut self,
+        route: &RouteState<'a>,
+        hosts: Vec<model::Host>,
+        rule_index: usize,
+        rule: &'a HTTPRouteRule,
+        problems: &mut Problems,
+    ) -> Option<model::Rule> {
+        let namespace = route.namespace;
+        let filters = filters(&rule.filters, problems)?;
+        let mut backends = Vec::new();
+        for b in &rule.backend_refs {
+            let target = b.backend.namespace.as_deref().unwrap_or(namespace);
+            let weight = b.weight.unwrap_or(1).clamp(0, 1_000_000) as u32;
+            let valid = super::super::gateway::backend_ok(self.snapshot, &b.backend, namespace);
+            let backend = match (valid, b.backend.port) {
+                (true, Some(port)) => self.backends.resolve_number(target, &b.backend.name, port).backend,
+                // Gateway API: requests to a backendRef that does not resolve get 500.
+                _ => Arc::new(Backend::new(
+                    format!("{target}/{}:invalid", b.backend.name),
+                    UpstreamProtocol::Http1,
+                    Vec::new(),
+                )),
+            };
+            backends.push(model::WeightedBackend {
+                backend,
+                service: b.backend.name.clone(),
+                weight,
+            });
+        }
+        let default_match = [Default::default()];
+        let matches = if rule.matches.is_empty() {
+            &default_match[..]
+        } else {
+            &rule.matches[..]
+        };
+        let matches = matches
+            .iter()
+            .enumerate()
+            .filter_map(|(index, m): (usize, &crate::gateway_api::HTTPRouteMatch)| {
+                let path = m.path.clone().unwrap_or_default();
+                let kind = match path.type_.as_deref().unwrap_or("PathPrefix") {
+                    "Exact" => PathKind::Exact,
+                    "PathPrefix" => PathKind::Prefix,
+                    "RegularExpression" => PathKind::RegularExpression,
+                    other => {
+                        problems.warning(reason::INVALID_PATH, format!("path type {other:?} is not supported"));
+                        return None;
+                    }
+                };
+                let method = match m.method.as_deref().map(|s| Method::from_bytes(s.as_bytes())) {
+                    None => None,
+                    Some(Ok(method)) => Some(method),
+                    Some(Err(_)) => {
+                        problems.warning(reason::INVALID_ROUTE, "method is not valid; the match is skipped");
+                        return None;
+                    }
+                };
+                let conditions = conditions(
+                    method,
+                    m.headers.iter().map(spec),
+                    m.query_params.iter().map(spec),
+                    problems,
+                )?;
+                Some(model::Match {
+                    index,
+                    kind,
+                    path: path.value.unwrap_or_else(|| "/".to_string()),
+                    conditions,
+                })
+            })
+            .collect();
+        let timeouts = rule.timeouts.as_ref().map_or_else(Timeouts::default, |t| Timeouts {
+            request: t.request.as_deref().and_then(parse_duration),
+            backend_request: t.backend_request.as_deref().and_then(parse_duration),
+        });
+        let retry = rule.retry.as_ref().map(|r| RetryPolicy {
+            attempts: r.attempts.unwrap_or(1).clamp(0, 5) as u32,
+            on_connect_failure: true,
+            on_reset: false,
+            on_timeout: false,
+            codes: r.codes.iter().filter_map(|c| u16::try_from(*c).ok()).collect(),
+            per_try_timeout: None,
+            non_idempotent: false,
+        });
+        Some(model::Rule {
+            owner: model::Owner {
+                kind: ObjectKind::HttpRoute,
+                namespace: namespace.to_string(),
+                name: route.name.to_string(),
+                rule: rule_index,
+            },
+            hosts,
+            matches,
+            filters,
+            backends,
+            balance: Balance::default(),
+            timeouts,
+            retry,
+            policy: RoutePolicy {
+                max_body_size: self.opts.max_body_size,
+                ..RoutePolicy::default()
+            },
+        })
+    }
+}
+
+fn spec(h: &crate::gateway_api::HTTPHeaderMatch) -> ValueSpec<'_> {
+    ValueSpec {
+        regex: h.type_.as_deref() == Some("RegularExpression"),
+        name: &h.name,
+        value: &h.value,
+    }
+}
+
+fn path_rewrite(m: &HTTPPathModifier) -> Option<PathRewrite> {
+    match m.type_.as_str() {
+        "ReplaceFullPath" => Some(PathRewrite::Full(
+            m.replace_full_path.clone().unwrap_or_else(|| "/".into()),
+        )),
+        "ReplacePrefixMatch" => Some(PathRewrite::Prefix(
+            m.replace_prefix_match.clone().unwrap_or_else(|| "/".into()),
+        )),
+        _ => None,
+    }
+}
+
+/// The rule's filters; `None` (with a diagnostic) when one is not supported: the rule
+/// is then left out rather than served without it.
+fn filters(list: &[HTTPRouteFilter], problems: &mut Problems) -> Option<model::Filters> {
+    let mut out = model::Filters::default();
+    for f in list {
+        let modifier = |m: &crate::gateway_api::HTTPHeaderFilter, problems: &mut Problems| {
+            header_modifier(
+                m.set.iter().map(|h| (h.name.as_str(), h.value.as_str())),
+                m.add.iter().map(|h| (h.name.as_str(), h.value.as_str())),
+                m.remove.iter().map(String::as_str),
+                problems,
+            )
+        };
+        match (f.type_.as_str(), f) {
+            (
+                "RequestHeaderModifier",
+                HTTPRouteFilter {
+                    request_header_modifier: Some(m),
+                    ..
+                },
+            ) => {
+                out.request_headers = modifier(m, problems);
+            }
+            (
+                "ResponseHeaderModifier",
+                HTTPRouteFilter {
+                    response_header_modifier: Some(m),
+                    ..
+                },
+            ) => {
+                out.response_headers = modifier(m, problems);
+            }
+            (
+                "URLRewrite",
+                HTTPRouteFilter {
+                    url_rewrite: Some(r), ..
+                },
+            ) => {
+                out.rewrite_host = r.hostname.as_deref().and_then(|h| HeaderValue::from_str(h).ok());
+                out.rewrite_path = r.path.as_ref().and_then(path_rewrite);
+            }
+            (
+                "RequestRedirect",
+                HTTPRouteFilter {
+                    request_redirect: Some(r),
+                    ..
+                },
+            ) => {
+                let status = r
+                    .status_code
+                    .and_then(|c| u16::try_from(c).ok())
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .unwrap_or(StatusCode::FOUND);
+                out.redirect = Some(RedirectTo {
+                    scheme: r.scheme.clone(),
+                    hostname: r.hostname.clone(),
+                    port: r.port.and_then(|p| u16::try_from(p).ok()),
+                    path: r.path.as_ref().and_then(path_rewrite),
+                    status,
+                });
+            }
+            (other, _) => {
+                problems.warning(
+                    reason::UNSUPPORTED_FILTER,
+                    format!("filter {other:?} is not supported; the rule is left out"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
