@@ -96,6 +96,9 @@ async fn service_account_is_least_privilege() {
             "-n",
             ns,
         ],
+        // Namespaces' labels, for Gateway listeners' allowedRoutes selectors.
+        &["list", "namespaces"],
+        &["watch", "namespaces"],
         // The Service of each Gateway, in portico's own namespace only.
         &["create", "services", "-n", SYSTEM_NAMESPACE],
         &["patch", "services", "-n", SYSTEM_NAMESPACE],
@@ -127,7 +130,7 @@ async fn service_account_is_least_privilege() {
         &["delete", "events.events.k8s.io", "-n", ns],
         &["list", "pods", "--all-namespaces"],
         &["list", "configmaps", "--all-namespaces"],
-        &["list", "namespaces"],
+        &["get", "namespaces"],
         &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
     ];
     let mut wrong = Vec::new();
