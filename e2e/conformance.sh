@@ -455,23 +455,45 @@ phase suite
 
 # --- results --------------------------------------------------------------------
 
-declare -A result=()
+declare -A result=() why=()
 while read -r verdict name; do
 	result[$name]=$verdict
 done < <(sed -nE 's/^ *--- (PASS|FAIL|SKIP): TestConformance\/([A-Za-z0-9]+) .*/\1 \2/p' "$run_dir/suite.log")
+# The suite's reason for each skip: "Skipping NAME: suite does not support FEATURE"
+# (a feature Portico does not claim: not run, by design) or "...: test explicitly
+# skipped" (-skip-tests, or another test than -run-test).
+while IFS='|' read -r name reason; do
+	why[$name]=$reason
+done < <(sed -nE 's/.*: Skipping ([A-Za-z0-9]+): (.*)$/\1|\2/p' "$run_dir/suite.log")
 failed=() unexpected_skips=()
+passed=0 skipped=0 unclaimed=0
 printf '\n%-52s %s\n' TEST RESULT >&2
 for name in $(printf '%s\n' "${!result[@]}" | sort); do
 	verdict=${result[$name]} reason=
 	for entry in "${SKIP_TESTS[@]}"; do
 		[[ "${entry%%|*}" == "$name" ]] && reason=${entry#*|}
 	done
-	printf '%-52s %s%s\n' "$name" "$verdict" "${reason:+ ($reason)}" >&2
 	case "$verdict" in
+	PASS) passed=$((passed + 1)) ;;
 	FAIL) failed+=("$name") ;;
-	SKIP) [[ -n "$reason" ]] || unexpected_skips+=("$name") ;;
+	SKIP)
+		if [[ -n "$reason" ]]; then
+			skipped=$((skipped + 1))
+		elif [[ "${why[$name]:-}" == "suite does not support "* ]]; then
+			unclaimed=$((unclaimed + 1))
+			continue
+		elif [[ -n "$run_test" && "$name" != "$run_test" ]]; then
+			continue
+		else
+			unexpected_skips+=("$name")
+			reason=${why[$name]:-no reason given}
+		fi
+		;;
 	esac
+	printf '%-52s %s%s\n' "$name" "$verdict" "${reason:+ ($reason)}" >&2
 done
+printf '%s passed, %s failed, %s skipped (SKIP_TESTS); %s not run (features not claimed; claimed: %s)\n' \
+	"$passed" "${#failed[@]}" "$skipped" "$unclaimed" "$SUPPORTED_FEATURES" >&2
 ((${#result[@]})) || log "the suite ran no test (setup failed?): see $run_dir/suite.log"
 phase results
 printf '\ntimings:' >&2
@@ -479,7 +501,7 @@ printf ' %s,' "${timings[@]}" >&2
 printf ' total %ss\n' "$(($(now) - t_start))" >&2
 
 if ((${#unexpected_skips[@]})); then
-	log "skipped without a reason in SKIP_TESTS (a feature flag missing?): ${unexpected_skips[*]}"
+	log "skipped, not in SKIP_TESTS and not for an unclaimed feature: ${unexpected_skips[*]}"
 	suite_status=1
 fi
 if ((suite_status != 0)); then
