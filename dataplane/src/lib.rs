@@ -21,6 +21,7 @@ pub mod filter;
 pub mod fuzzing;
 pub mod idle;
 pub mod metrics;
+pub mod pattern;
 pub mod proxy;
 pub mod server;
 pub mod table;

@@ -10,7 +10,7 @@
 use regex::Regex;
 
 use super::{Filter, Phases, UpstreamHead};
-use crate::table::{InvalidRegex, REGEX_MAX_LEN, REGEX_SIZE_LIMIT};
+use crate::pattern::{InvalidRegex, bounded_regex};
 
 /// A rule path as a case-insensitive pattern, and the target its captures fill in.
 #[derive(Clone, Debug)]
@@ -39,19 +39,7 @@ impl RegexRewrite {
     /// the replacement. Only `$1`..`$9` are expanded: any other `$` is refused, since
     /// nginx would read it as a variable Portico does not have.
     pub fn new(path: &str, target: &str) -> Result<RegexRewrite, InvalidRegex> {
-        let bad = |reason: String| InvalidRegex {
-            pattern: path.to_string(),
-            reason,
-        };
-        if path.len() > REGEX_MAX_LEN {
-            return Err(bad(format!("longer than {REGEX_MAX_LEN} bytes")));
-        }
-        let pattern = regex::RegexBuilder::new(path)
-            .case_insensitive(true)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .dfa_size_limit(REGEX_SIZE_LIMIT)
-            .build()
-            .map_err(|e| bad(e.to_string().lines().last().unwrap_or_default().trim().to_string()))?;
+        let pattern = bounded_regex(path, true)?;
         let mut target_pieces = Vec::new();
         let mut text = String::new();
         let mut chars = target.chars().peekable();

@@ -10,42 +10,7 @@ use std::fmt;
 use http::{HeaderMap, HeaderName, Method};
 use regex::Regex;
 
-/// Largest compiled size of one regular expression (the `regex` crate's own measure),
-/// so a user's pattern can cost neither much memory nor more than linear time.
-pub const REGEX_SIZE_LIMIT: usize = 256 * 1024;
-
-/// Longest pattern accepted, in bytes (the CRD says the same).
-pub const REGEX_MAX_LEN: usize = 1024;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid regular expression {pattern:?}: {reason}")]
-pub struct InvalidRegex {
-    pub pattern: String,
-    pub reason: String,
-}
-
-/// Compiles a pattern that must match a whole value (`^(?:pattern)$`), within the
-/// size limits. The `regex` crate runs in time linear in the input whatever the
-/// pattern, so no request can make matching slow.
-pub fn full_match_regex(pattern: &str) -> Result<Regex, InvalidRegex> {
-    if pattern.len() > REGEX_MAX_LEN {
-        return Err(InvalidRegex {
-            pattern: pattern.to_string(),
-            reason: format!("longer than {REGEX_MAX_LEN} bytes"),
-        });
-    }
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
-        .dfa_size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| InvalidRegex {
-            pattern: pattern.to_string(),
-            reason: match e {
-                regex::Error::CompiledTooBig(_) => "too large once compiled".to_string(),
-                other => other.to_string().lines().last().unwrap_or_default().trim().to_string(),
-            },
-        })
-}
+pub use crate::pattern::{InvalidRegex, REGEX_MAX_LEN, REGEX_SIZE_LIMIT, full_match_regex};
 
 /// How a header or query value is compared.
 #[derive(Clone, Debug)]

@@ -183,7 +183,7 @@ impl H1Conn {
             buf: BytesMut::new(),
             out: Vec::new(),
             read_size: MIN_READ,
-            home: super::pool::worker(),
+            home: super::worker(),
         }
     }
 
@@ -212,7 +212,7 @@ impl H1Conn {
         match self.io {
             Stream::Plain(s) => Some(H1Conn {
                 io: Stream::Plain(s.into_std().and_then(TcpStream::from_std).ok()?),
-                home: super::pool::worker(),
+                home: super::worker(),
                 ..self
             }),
             tls => Some(H1Conn { io: tls, ..self }),

@@ -15,4 +15,20 @@ mod pool;
 pub use h1::{Error as UpstreamError, Extra, Failure, RawHead};
 #[cfg(fuzzing)]
 pub(crate) use h1::{fuzz_chunked, fuzz_response};
-pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn, set_worker};
+pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn};
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Marks the calling thread as serving thread `i`, so that it prefers the pooled
+/// connections it opened: their readiness arrives through its own event loop, not
+/// through another thread's and a cross-thread wake-up.
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+/// The serving thread the caller runs on (`usize::MAX` off the serving threads).
+fn worker() -> usize {
+    WORKER.with(|w| w.get())
+}

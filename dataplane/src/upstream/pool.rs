@@ -25,6 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::h1::{self, Extra, Failure, H1Body, H1Conn, RawHead, Stream};
+use super::worker;
 use crate::body::RequestBody;
 use crate::metrics::Metrics;
 use crate::table::UpstreamProtocol;
@@ -50,21 +51,6 @@ pub enum SendError {
 struct Idle {
     conn: H1Conn,
     since: Instant,
-}
-
-thread_local! {
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-}
-
-/// Marks the calling thread as serving thread `i`, so that it prefers the pooled
-/// connections it opened: their readiness arrives through its own event loop, not
-/// through another thread's and a cross-thread wake-up.
-pub fn set_worker(i: usize) {
-    WORKER.with(|w| w.set(i));
-}
-
-pub(super) fn worker() -> usize {
-    WORKER.with(|w| w.get())
 }
 
 /// Endpoint addresses come from the routing table, not from clients, so they need no
