@@ -520,3 +520,44 @@ fn chunked_decoding_on_byte_literals() {
     // Cut short: more is needed, which the caller turns into an error at the close.
     assert!(matches!(decode_all(b"5\r\nhel"), Err(Error::Incomplete)));
 }
+
+/// A consumer that comes back slowly for a large body's frames makes the client read
+/// small again and let go of its large buffer: what one slow reader pins stays near
+/// `MIN_READ`, not `MAX_READ`.
+#[tokio::test]
+async fn a_slow_consumer_of_a_large_body_gets_small_reads_and_a_small_buffer() {
+    const LEN: usize = 4 << 20;
+    let mut bytes = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").into_bytes();
+    bytes.resize(bytes.len() + LEN, b'x');
+    let (addr, _heads) = endpoint(vec![answer(&bytes)]).await;
+    let mut conn = connect(addr).await;
+    let head = match conn.send(request(Method::GET, "/big"), Extra::default(), false).await {
+        Ok(head) => head,
+        Err(_) => panic!("no response head"),
+    };
+    let mut framing = head.framing;
+    let mut next = async |conn: &mut H1Conn| {
+        let frame = std::future::poll_fn(|cx| conn.poll_body(cx, &mut framing)).await;
+        frame.expect("a frame").expect("data").into_data().expect("data").len()
+    };
+    // Taken at once, frames grow towards MAX_READ as reads fill.
+    let mut got = 0;
+    while conn.read_size < MAX_READ && got < LEN / 2 {
+        got += next(&mut conn).await;
+    }
+    assert_eq!(conn.read_size, MAX_READ);
+    // Taken slowly, reads fall back to MIN_READ and the buffer shrinks with them.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(u64::from(SLOW_CONSUMER_MS) * 2)).await;
+        let n = next(&mut conn).await;
+        got += n;
+        let min = MIN_READ as usize;
+        assert!(n <= 2 * min, "a frame of {n} bytes after a slow take");
+        assert!(
+            conn.buf.capacity() <= 4 * min,
+            "buffer of {} bytes",
+            conn.buf.capacity()
+        );
+    }
+    assert!(got < LEN);
+}
