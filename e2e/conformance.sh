@@ -448,9 +448,10 @@ log "running the suite: $PROFILE${run_test:+, test $run_test}"
 # The suite reads manifests relative to nothing (they are embedded); it runs in the
 # run directory so whatever it writes stays there.
 suite_status=0
+# Under pipefail the pipeline's status is the suite's (tee and the filter end 0); not
+# `... || true; PIPESTATUS`, where PIPESTATUS would be true's.
 (cd "$run_dir" && "$suite_bin" "${args[@]}" "${suite_args[@]}") 2>&1 | tee "$run_dir/suite.log" |
-	grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|panic:' || true
-suite_status=${PIPESTATUS[0]}
+	{ grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|panic:' || true; } || suite_status=$?
 phase suite
 
 # --- results --------------------------------------------------------------------
@@ -504,6 +505,7 @@ if ((${#unexpected_skips[@]})); then
 	log "skipped, not in SKIP_TESTS and not for an unclaimed feature: ${unexpected_skips[*]}"
 	suite_status=1
 fi
+((${#failed[@]} == 0)) || suite_status=1
 if ((suite_status != 0)); then
 	log "FAILED${failed[*]:+: ${failed[*]}} (the suite's output: $run_dir/suite.log)"
 	exit 1
