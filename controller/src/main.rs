@@ -60,7 +60,8 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct MigrateArgs {
     /// Read the objects from this file instead of a cluster: the output of `kubectl get
-    /// ingress,ingressclass,configmap -A -o yaml` (a List) or multi-document YAML.
+    /// ingress,ingressclass,configmap -A -o yaml` (a List) or multi-document YAML; a
+    /// directory: each of its .yaml, .yml and .json files; `-`: standard input.
     #[arg(short = 'f', long = "filename", alias = "from-file", value_name = "FILE")]
     file: Option<PathBuf>,
 
@@ -627,8 +628,7 @@ fn migrate(args: MigrateArgs) -> ExitCode {
         ExitCode::from(FAILED)
     };
     let objects = match &args.file {
-        Some(path) => read_bounded(path, migrate::MAX_INPUT_BYTES)
-            .and_then(|text| migrate::read_objects(&text).map_err(|e| format!("{}: {e}", path.display()))),
+        Some(path) => read_migrate_input(path),
         None => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
             rt.map_err(|e| e.to_string()).and_then(|rt| {
@@ -673,6 +673,34 @@ fn migrate(args: MigrateArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The objects of `-f`: one file, `-` for standard input, or every `.yaml`, `.yml` and
+/// `.json` file of a directory (as `kubectl apply -f DIR` takes them), in name order.
+fn read_migrate_input(path: &std::path::Path) -> Result<portico_controller::migrate::Objects, String> {
+    use portico_controller::migrate;
+    let files = if path.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut objects = migrate::Objects::default();
+    let mut budget = migrate::MAX_INPUT_BYTES;
+    for file in files {
+        let text = read_bounded(&file, budget)?;
+        budget -= text.len() as u64;
+        let more = migrate::read_objects(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        objects.ingresses.extend(more.ingresses);
+        objects.ingress_classes.extend(more.ingress_classes);
+        objects.config_maps.extend(more.config_maps);
+    }
+    Ok(objects)
 }
 
 /// A file's text, refused past `limit` bytes; `-` is standard input.
