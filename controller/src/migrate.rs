@@ -513,6 +513,39 @@ impl fmt::Display for Report {
     }
 }
 
+/// The migration guide's table of every annotation, made from [`catalog::CATALOG`]
+/// (`docs/migrating-from-ingress-nginx.md` carries it; a test keeps the two equal).
+pub fn guide_annotations_table() -> String {
+    let mut out = String::from("| Annotation | Status | Difference |\n| --- | --- | --- |\n");
+    for (name, status) in catalog::CATALOG {
+        let difference = match status {
+            Status::Differs(d) => *d,
+            _ => "",
+        };
+        out.push_str(&format!("| `{name}` | {} | {} |\n", status.word(), cell(difference)));
+    }
+    out
+}
+
+/// The guide's table of every ConfigMap key, made from [`catalog::CONFIG_KEYS`].
+pub fn guide_config_table() -> String {
+    let mut out = String::from("| Key | Status | Portico flag |\n| --- | --- | --- |\n");
+    for (name, status) in catalog::CONFIG_KEYS {
+        let flag = catalog::config_flag(name).map(|f| format!("`{f}`")).unwrap_or_default();
+        let status = match status {
+            Status::Differs(d) => format!("differs: {}", cell(d)),
+            other => other.word().to_string(),
+        };
+        out.push_str(&format!("| `{name}` | {status} | {flag} |\n"));
+    }
+    out
+}
+
+/// Text safe inside a Markdown table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
 /// Reads the objects from a cluster: every Ingress and IngressClass, and ingress-nginx's
 /// ConfigMap. Lists the report can do without (IngressClasses, ConfigMaps) are warned
 /// about in the returned list when they fail, typically for want of permission.
@@ -840,6 +873,35 @@ spec: {ingressClassName: nginx}
                 "skipped",
                 "unsupported"
             ]
+        );
+    }
+    /// `docs/migrating-from-ingress-nginx.md` carries the catalog's tables as they are:
+    /// `PORTICO_UPDATE_GUIDE=1 cargo test -p portico-controller guide` rewrites them.
+    #[test]
+    fn guide_tables_match_the_catalog() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/migrating-from-ingress-nginx.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let mut want = doc.clone();
+        for (name, table) in [
+            ("annotations", guide_annotations_table()),
+            ("configmap", guide_config_table()),
+        ] {
+            let begin = format!("<!-- generated: {name} -->\n");
+            let end = format!("<!-- end generated: {name} -->");
+            let start = want.find(&begin).unwrap_or_else(|| panic!("no {begin:?} in the guide")) + begin.len();
+            let stop = start
+                + want[start..]
+                    .find(&end)
+                    .unwrap_or_else(|| panic!("no {end:?} in the guide"));
+            want.replace_range(start..stop, &table);
+        }
+        if want != doc && std::env::var_os("PORTICO_UPDATE_GUIDE").is_some() {
+            std::fs::write(path, &want).unwrap();
+            return;
+        }
+        assert!(
+            want == doc,
+            "the guide's tables differ from the catalog: run PORTICO_UPDATE_GUIDE=1 cargo test -p portico-controller guide"
         );
     }
 }
