@@ -370,7 +370,7 @@ metadata:
   name: unsupported
   namespace: $TEST_NS
   annotations:
-    nginx.ingress.kubernetes.io/enable-cors: "true"
+    nginx.ingress.kubernetes.io/enable-modsecurity: "true"
 spec:
   ingressClassName: portico
   rules:
@@ -451,7 +451,7 @@ wait_for "Ingress status was not set from the published Service (services get, i
 echo "    wrote Ingress status: 203.0.113.7"
 wait_for "the Route's Accepted condition was not written (routes/status)" route_status
 echo "    wrote Route status: Accepted=True"
-wait_for "no UnsupportedAnnotation Event for the Ingress with enable-cors (not supported yet) (events create)" unsupported_event
+wait_for "no UnsupportedAnnotation Event for the Ingress with enable-modsecurity (not supported) (events create)" unsupported_event
 echo "    recorded an UnsupportedAnnotation Event"
 curl -fsS --max-time 2 "http://127.0.0.1:$admin_port/readyz" >/dev/null || fail "/readyz is not 200"
 curl -fsS --max-time 2 "http://127.0.0.1:$admin_port/metrics" | grep -q '^portico_watch_synced' || fail "/metrics has no portico_watch_synced"

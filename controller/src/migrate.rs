@@ -617,7 +617,7 @@ items:
       nginx.ingress.kubernetes.io/rewrite-target: /$2
       nginx.ingress.kubernetes.io/configuration-snippet: |
         more_set_headers "Request-Id: $req_id";
-      nginx.ingress.kubernetes.io/enable-cors: "true"
+      nginx.ingress.kubernetes.io/enable-modsecurity: "true"
       nginx.ingress.kubernetes.io/proxy-body-size: 8 megs
       nginx.ingress.kubernetes.io/permanent-redirect-code: "301"
       nginx.ingress.kubernetes.io/ssl-redirect: "false"
@@ -698,7 +698,7 @@ items:
         assert_eq!(rewrite.status, Verdict::Differs);
         assert!(rewrite.detail.as_deref().unwrap().contains("$1 to $9"));
         assert_eq!(find(ingress, "configuration-snippet").status, Verdict::Refused);
-        assert_eq!(find(ingress, "enable-cors").status, Verdict::Unsupported);
+        assert_eq!(find(ingress, "enable-modsecurity").status, Verdict::Unsupported);
         let size = find(ingress, "proxy-body-size");
         assert_eq!(size.status, Verdict::Invalid);
         assert!(

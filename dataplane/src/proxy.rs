@@ -291,6 +291,7 @@ impl Proxy {
             }),
             in_flight: None,
             split_backend: None,
+            origin: None,
         };
         let mut resp = match self.proxy(req, &conn, client_forwarded, raw_head, &mut log).await {
             Ok(resp) => resp,
@@ -309,6 +310,7 @@ impl Proxy {
                 headers: resp.headers_mut(),
                 tls,
                 from_upstream: log.upstream_secs.is_some(),
+                origin: log.origin.as_ref(),
             });
         }
         log.status = resp.status();
@@ -336,6 +338,9 @@ impl Proxy {
             Some(port) => table.listener(port).map(|l| &l.table).ok_or(ProxyError::NoRoute)?,
         };
         let route = Self::route_request(routing, log.host(), &req)?;
+        if route.filters.keeps_origin() {
+            log.origin = req.headers().get(header::ORIGIN).cloned();
+        }
         log.route = Some(route.clone());
         drop(table);
         let head = RequestHead {
@@ -344,6 +349,7 @@ impl Proxy {
             headers: req.headers(),
             host: log.host(),
             tls: conn.tls,
+            client: conn.peer.ip(),
             cfg: &self.cfg,
         };
         match route.filters.request(&head) {
@@ -1046,6 +1052,8 @@ struct RequestLog {
     in_flight: Option<crate::balance::InFlight>,
     /// The backend a weighted split chose, for the `service` label.
     split_backend: Option<Arc<crate::table::Backend>>,
+    /// The request's `Origin`, kept for routes whose response filters read it (CORS).
+    origin: Option<HeaderValue>,
 }
 
 /// The access log's own fields.

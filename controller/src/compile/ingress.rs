@@ -47,7 +47,12 @@ impl<'a> Compiler<'a> {
         }
         let owner = Owner::of(ingress);
         let mut problems = Problems::default();
-        let ann = IngressAnnotations::parse(ingress.metadata.annotations.as_ref(), self.opts, &mut problems);
+        let ann = IngressAnnotations::parse(
+            &format!("{}/{}", owner.namespace, owner.name),
+            ingress.metadata.annotations.as_ref(),
+            self.opts,
+            &mut problems,
+        );
         let policy = ann.policy.clone();
         let tls_hosts = self.add_tls(ingress, owner.namespace, &mut problems);
         let tls_policy = annotations::tls_policy(&policy, ingress.metadata.annotations.as_ref(), self.opts);

@@ -182,6 +182,9 @@ pub(super) fn action(
         && rewrite.is_none()
         && request_headers.is_empty()
         && ann.paths.return_redirect.is_none()
+        && ann.source_range.is_none()
+        && ann.cors.is_none()
+        && ann.rate_limit.is_none()
         && backends.is_none()
         && ann.upstream.is_default();
     if nothing {
@@ -192,6 +195,9 @@ pub(super) fn action(
         rewrite,
         regex_rewrite,
         return_redirect: ann.paths.return_redirect.clone(),
+        source_range: ann.source_range.clone(),
+        cors: ann.cors.clone(),
+        rate_limit: ann.rate_limit.clone(),
         backends,
         balance: ann.upstream.balance.clone(),
         timeouts: ann.upstream.timeouts,
@@ -246,7 +252,12 @@ impl<'a> Compiler<'a> {
         for ingress in ingresses {
             let owner = Owner::of(ingress);
             let mut problems = Problems::default();
-            let ann = IngressAnnotations::parse(ingress.metadata.annotations.as_ref(), self.opts, &mut problems);
+            let ann = IngressAnnotations::parse(
+                &format!("{}/{}", owner.namespace, owner.name),
+                ingress.metadata.annotations.as_ref(),
+                self.opts,
+                &mut problems,
+            );
             let rules = ingress
                 .spec
                 .as_ref()

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use http::StatusCode;
 use http::header::HeaderValue;
 use portico_dataplane::table::{
-    Backend, Balance, HeaderModifier, HostMatch, MatchConditions, ObjectKind, PathKind, RetryPolicy, RoutePolicy,
-    Timeouts,
+    Backend, Balance, Cors, HeaderModifier, HostMatch, MatchConditions, ObjectKind, PathKind, RateLimitSpec,
+    RetryPolicy, RoutePolicy, SourceRange, Timeouts,
 };
 
 pub use lower::{LowerError, lower};
@@ -92,6 +92,12 @@ pub struct Filters {
     pub rewrite_host: Option<HeaderValue>,
     pub rewrite_path: Option<PathRewrite>,
     pub redirect: Option<RedirectTo>,
+    /// Which client addresses the rule serves; the others get 403.
+    pub source_range: Option<SourceRange>,
+    /// Cross-origin requests: preflights answered, `Access-Control-*` on answers.
+    pub cors: Option<Cors>,
+    /// Requests per client address over time; beyond, the spec's status.
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 /// A resolved backendRef and its share of the rule's requests.

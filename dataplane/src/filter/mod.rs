@@ -20,15 +20,19 @@
 //! the route's model (`table/action.rs`), and one line in `table::Route::new`.
 
 mod body_limit;
+mod cors;
 mod headers;
 mod hsts;
 mod https_redirect;
+mod rate_limit;
 mod redirect;
 mod regex_rewrite;
 mod return_redirect;
 mod rewrite;
+mod source_range;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderValue};
@@ -36,12 +40,15 @@ use http::{Method, StatusCode, Uri};
 
 use crate::config::ProxyConfig;
 
+pub use cors::{Cors, CorsOrigins};
 pub use headers::HeaderModifier;
 pub use hsts::DEFAULT_HSTS;
+pub use rate_limit::{Rate, RateLimit, RateLimitSpec};
 pub use redirect::Redirect;
 pub use regex_rewrite::RegexRewrite;
 pub use return_redirect::ReturnRedirect;
 pub use rewrite::{PathModifier, UrlRewrite};
+pub use source_range::{Cidr, InvalidCidr, SourceRange};
 
 /// The phases a filter can hook.
 pub trait Filter: Send + Sync + fmt::Debug {
@@ -78,6 +85,18 @@ pub fn regex_rewrite(r: RegexRewrite) -> Arc<dyn Filter> {
     Arc::new(r)
 }
 
+pub fn cors(c: Cors) -> Arc<dyn Filter> {
+    Arc::new(c)
+}
+
+pub fn rate_limit(spec: &RateLimitSpec) -> Arc<dyn Filter> {
+    Arc::new(RateLimit::new(spec))
+}
+
+pub fn source_range(r: SourceRange) -> Arc<dyn Filter> {
+    Arc::new(r)
+}
+
 pub fn body_limit(limit: u64) -> Arc<dyn Filter> {
     Arc::new(body_limit::BodyLimit(limit))
 }
@@ -104,6 +123,9 @@ pub struct Phases {
     pub request: bool,
     pub upstream_request: bool,
     pub response: bool,
+    /// The response phase reads the request's `Origin` ([`ResponseHead::origin`]),
+    /// which the proxy then keeps for routes with such a filter only.
+    pub origin: bool,
 }
 
 impl Phases {
@@ -111,16 +133,19 @@ impl Phases {
         request: true,
         upstream_request: false,
         response: false,
+        origin: false,
     };
     pub const UPSTREAM_REQUEST: Phases = Phases {
         request: false,
         upstream_request: true,
         response: false,
+        origin: false,
     };
     pub const RESPONSE: Phases = Phases {
         request: false,
         upstream_request: false,
         response: true,
+        origin: false,
     };
 }
 
@@ -134,6 +159,8 @@ pub struct RequestHead<'a> {
     pub host: &'a str,
     /// It came over TLS.
     pub tls: bool,
+    /// The address the connection came from.
+    pub client: IpAddr,
     pub cfg: &'a ProxyConfig,
 }
 
@@ -167,6 +194,8 @@ pub struct ResponseHead<'a> {
     pub tls: bool,
     /// The response came from an endpoint (not the proxy's own redirect or error).
     pub from_upstream: bool,
+    /// The request's `Origin`, when a filter of the route asks for it ([`Phases::origin`]).
+    pub origin: Option<&'a HeaderValue>,
 }
 
 /// A route's filters, sorted by phase.
@@ -175,6 +204,7 @@ pub struct FilterChain {
     request: Box<[Arc<dyn Filter>]>,
     upstream_request: Box<[Arc<dyn Filter>]>,
     response: Box<[Arc<dyn Filter>]>,
+    keeps_origin: bool,
 }
 
 impl FilterChain {
@@ -185,6 +215,7 @@ impl FilterChain {
             request: pick(|p| p.request),
             upstream_request: pick(|p| p.upstream_request),
             response: pick(|p| p.response),
+            keeps_origin: filters.iter().any(|f| f.phases().origin),
         }
     }
 
@@ -209,6 +240,11 @@ impl FilterChain {
     /// then writes forwarded fields into the map before them, not straight to the wire).
     pub fn changes_upstream_request(&self) -> bool {
         !self.upstream_request.is_empty()
+    }
+
+    /// Whether the response phase needs the request's `Origin`.
+    pub fn keeps_origin(&self) -> bool {
+        self.keeps_origin
     }
 
     /// Whether any filter changes response heads (the proxy then cannot pass an
@@ -236,6 +272,7 @@ mod tests {
             headers,
             host: "Shop.Example.com:8080",
             tls,
+            client: IpAddr::from([192, 0, 2, 1]),
             cfg,
         }
     }
@@ -307,6 +344,7 @@ mod tests {
                 headers: &mut headers,
                 tls,
                 from_upstream,
+                origin: None,
             });
             assert_eq!(headers.contains_key(STRICT_TRANSPORT_SECURITY), tls);
             assert_eq!(headers.contains_key("x-a"), from_upstream);

@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use super::WeightedBackends;
-pub use crate::filter::{HeaderModifier, PathModifier, Redirect, RegexRewrite, ReturnRedirect, UrlRewrite};
+pub use crate::filter::{
+    Cidr, Cors, CorsOrigins, HeaderModifier, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, ReturnRedirect,
+    SourceRange, UrlRewrite,
+};
 
 /// The extras of one `Route` match, applied by the proxy's phases.
 #[derive(Debug, Default)]
@@ -27,6 +30,14 @@ pub struct RouteAction {
     /// A redirect to one fixed URL (ingress-nginx's `permanent-redirect`), answered
     /// before any other filter runs.
     pub return_redirect: Option<ReturnRedirect>,
+    /// Which client addresses are served (ingress-nginx's `whitelist-source-range`
+    /// and `denylist-source-range`); checked after redirects, as nginx's access phase.
+    pub source_range: Option<SourceRange>,
+    /// ingress-nginx's `limit-rps` / `limit-rpm`: checked before the source ranges, as
+    /// nginx's preaccess phase comes before its access phase.
+    pub rate_limit: Option<RateLimitSpec>,
+    /// ingress-nginx's `enable-cors`: preflights answered here, headers on every answer.
+    pub cors: Option<Cors>,
     /// Several backends with weights; `None` sends everything to [`super::Route::backend`].
     pub backends: Option<std::sync::Arc<WeightedBackends>>,
     pub balance: Balance,

@@ -624,6 +624,47 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             ),
         );
     }
+    if let Some(c) = action.and_then(|a| a.cors.as_ref()) {
+        let origins = match &c.origins {
+            super::CorsOrigins::Any => "any origin (answered *)".to_string(),
+            super::CorsOrigins::Listed { patterns, .. } => format!("origins {}", patterns.join(", ")),
+        };
+        push(
+            "cors",
+            "route",
+            format!("{origins}: a preflight (OPTIONS) is answered 204; Access-Control-* headers on every answer"),
+        );
+    }
+    if let Some(l) = action.and_then(|a| a.rate_limit.as_ref()) {
+        let rates: Vec<String> = l
+            .rates
+            .iter()
+            .map(|r| format!("{} per minute, burst {} (zone {})", r.per_minute, r.burst, r.zone))
+            .collect();
+        push(
+            "rate-limit",
+            "route",
+            format!(
+                "{} per client address, beyond: {}; {} exempt networks",
+                rates.join(" and "),
+                l.status.as_u16(),
+                l.whitelist.len()
+            ),
+        );
+    }
+    if let Some(r) = action.and_then(|a| a.source_range.as_ref()) {
+        let list = |v: &[super::Cidr]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+        let detail = if r.refuse_all {
+            "a source range did not parse: every request gets 503".to_string()
+        } else {
+            let allowed = match r.allow.is_empty() {
+                true => "every other client".to_string(),
+                false => format!("{}; others get 403", list(&r.allow)),
+            };
+            format!("denied (403): [{}]; allowed: {allowed}", list(&r.deny))
+        };
+        push("source-range", "route", detail);
+    }
     push(
         "body-limit",
         "request",

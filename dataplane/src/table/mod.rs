@@ -33,8 +33,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use action::{
-    Balance, HashOn, HeaderModifier, LbPolicy, PathModifier, Redirect, RegexRewrite, RetryPolicy, ReturnRedirect,
-    RouteAction, Timeouts, UrlRewrite,
+    Balance, Cidr, Cors, CorsOrigins, HashOn, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect,
+    RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use explain::{ExplainRequest, Explanation};
@@ -184,6 +184,10 @@ impl Route {
 fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::filter::FilterChain {
     use crate::filter;
     let mut all = Vec::new();
+    // The template's CORS block comes before the location's `return`.
+    if let Some(c) = action.and_then(|a| a.cors.as_ref()) {
+        all.push(filter::cors(c.clone()));
+    }
     // nginx's `return` runs in the rewrite phase, before anything else answers.
     if let Some(r) = action.and_then(|a| a.return_redirect.as_ref()) {
         all.push(filter::return_redirect(r.clone()));
@@ -196,6 +200,14 @@ fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::fi
     }
     if let Some(limit) = policy.max_body_size {
         all.push(filter::body_limit(limit));
+    }
+    // nginx's preaccess phase (limit_req), then its access phase, after the rewrite
+    // phase's redirects.
+    if let Some(spec) = action.and_then(|a| a.rate_limit.as_ref()) {
+        all.push(filter::rate_limit(spec));
+    }
+    if let Some(r) = action.and_then(|a| a.source_range.as_ref()) {
+        all.push(filter::source_range(r.clone()));
     }
     if let Some(a) = action {
         if !a.request_headers.is_empty() {

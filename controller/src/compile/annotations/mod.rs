@@ -10,14 +10,17 @@
 //! [`catalog`] lists every annotation ingress-nginx documents with Portico's status;
 //! one file per family parses the ones that have an effect.
 
+pub mod access;
 pub mod canary;
 pub mod catalog;
+pub mod cors;
+pub mod ratelimit;
 pub mod rewrite;
 pub mod upstream;
 
 use std::collections::BTreeMap;
 
-use portico_dataplane::table::RoutePolicy;
+use portico_dataplane::table::{Cors, RateLimitSpec, RoutePolicy, SourceRange};
 
 use super::CompileOptions;
 use super::diagnostics::{Problem, Problems, reason};
@@ -35,12 +38,20 @@ pub(in crate::compile) struct IngressAnnotations {
     pub upstream: upstream::Upstream,
     /// Set when the Ingress is a canary of another for the same hosts and paths.
     pub canary: Option<canary::Canary>,
+    /// `whitelist-source-range` and `denylist-source-range`.
+    pub source_range: Option<SourceRange>,
+    /// `enable-cors` and the `cors-*` values.
+    pub cors: Option<Cors>,
+    /// `limit-rps`, `limit-rpm` and their burst multiplier and whitelist.
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 impl IngressAnnotations {
     /// Parses every annotation Portico knows; each one that does not parse keeps its
-    /// default and leaves a diagnostic in `problems`.
+    /// default and leaves a diagnostic in `problems`. `owner` (`namespace/name`) names
+    /// the Ingress's rate-limit zones.
     pub fn parse(
+        owner: &str,
         annotations: Option<&BTreeMap<String, String>>,
         opts: &CompileOptions,
         problems: &mut Problems,
@@ -60,6 +71,9 @@ impl IngressAnnotations {
             paths: rewrite::parse(all, problems),
             upstream: upstream::parse(all, problems),
             canary: canary::parse(all, problems),
+            source_range: access::parse(all, problems),
+            cors: cors::parse(all, problems),
+            rate_limit: ratelimit::parse(all, owner, problems),
         }
     }
 }
@@ -279,7 +293,7 @@ pub struct AnnotationProblem {
 /// the compile's own parsers, so the two cannot disagree.
 pub fn check(annotations: &BTreeMap<String, String>) -> Vec<AnnotationProblem> {
     let mut problems = Problems::default();
-    IngressAnnotations::parse(Some(annotations), &CompileOptions::default(), &mut problems);
+    IngressAnnotations::parse("", Some(annotations), &CompileOptions::default(), &mut problems);
     problems
         .into_vec()
         .into_iter()

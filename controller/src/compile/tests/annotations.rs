@@ -56,6 +56,7 @@ fn answer_on(route: &Route, host: &str, uri: &str, tls: bool) -> Option<(StatusC
         headers: &headers,
         host,
         tls,
+        client: std::net::IpAddr::from([192, 0, 2, 1]),
         cfg: &cfg,
     };
     match route.filters.request(&head)? {

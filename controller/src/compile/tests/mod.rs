@@ -1,5 +1,6 @@
 //! Compile rules, one test per rule, on objects built by the fixtures below.
 
+mod access;
 mod annotations;
 mod backends;
 mod classes;

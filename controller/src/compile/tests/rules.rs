@@ -411,7 +411,7 @@ fn unsupported_nginx_annotation_is_reported() {
     let c = backends()
         .with(
             ingress("default", "web")
-                .annotation("nginx.ingress.kubernetes.io/enable-cors", "true")
+                .annotation("nginx.ingress.kubernetes.io/enable-modsecurity", "true")
                 .annotation("example.com/unrelated", "x")
                 .host("a.com")
                 .path("/", "Prefix", "web", 80),
@@ -422,7 +422,7 @@ fn unsupported_nginx_annotation_is_reported() {
         c.reasons(),
         [("default/web".to_string(), reason::UNSUPPORTED_ANNOTATION)]
     );
-    assert!(c.diagnostics[0].message.contains("enable-cors"));
+    assert!(c.diagnostics[0].message.contains("enable-modsecurity"));
 }
 
 /// Route labels carry the namespace, Ingress, Service, and host and path as written.

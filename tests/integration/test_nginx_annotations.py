@@ -1,0 +1,303 @@
+"""ingress-nginx's annotations against real clients: rewrites with captures, redirects,
+app-root, force-ssl-redirect, canaries, backend-protocol and source ranges. Each test
+names the ingress-nginx document or e2e test (kubernetes/ingress-nginx,
+`test/e2e/annotations/*.go`) it follows."""
+
+import http.client
+import json
+
+import grpc
+import pytest
+
+from k8s import Config, path, rule
+
+HOST = "ann.example.com"
+A = "nginx.ingress.kubernetes.io/"
+
+
+def ann(**kv):
+    return {A + k.replace("_", "-"): v for k, v in kv.items()}
+
+
+def one_ingress(echo, annotations, paths=(("/", "Prefix"),), host=HOST):
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.ingress("web", rules=[rule(host, *(path(p, "web", kind=k) for p, k in paths))], annotations=annotations)
+    return cfg
+
+
+def test_rewrite_target_with_captures(portico, echo):
+    """docs/examples/rewrite/README.md and e2e `rewrite.go`: `rewrite-target: /$2` on
+    `/something(/|$)(.*)` sends `/something/new` as `/new`; the regex path matches
+    case-insensitively (`~*`), and the query string follows the new path."""
+    p = portico(
+        one_ingress(echo, ann(rewrite_target="/$2"), paths=[("/something(/|$)(.*)", "ImplementationSpecific")])
+    )
+    for sent, seen in [
+        ("/something", "/"),
+        ("/something/", "/"),
+        ("/something/new", "/new"),
+        ("/SomeThing/new/deeper?a=1&b=2", "/new/deeper?a=1&b=2"),
+    ]:
+        r = p.get(sent, host=HOST)
+        assert r.status == 200, (sent, r)
+        assert r.json()["target"] == seen, sent
+    assert p.get("/other", host=HOST).status == 404
+
+
+def test_use_regex_makes_the_hosts_paths_regex(portico, echo):
+    """annotations.md "Use Regex": with `use-regex: "true"` the paths are
+    case-insensitive regular expressions anchored at the start (`location ~* "^/foo/.+"`),
+    e2e `rewrite.go` "should use ~* location modifier if regex annotation is present"."""
+    p = portico(one_ingress(echo, ann(use_regex="true"), paths=[("/foo/.+", "ImplementationSpecific")]))
+    assert p.get("/foo/bar", host=HOST).status == 200
+    assert p.get("/FOO/bar", host=HOST).status == 200
+    assert p.get("/foo/", host=HOST).status == 404
+    assert p.get("/x/foo/bar", host=HOST).status == 404
+
+
+@pytest.mark.parametrize(
+    "annotations, status",
+    [
+        (ann(permanent_redirect="https://www.example.org/landing"), 301),
+        (ann(permanent_redirect="https://www.example.org/landing", permanent_redirect_code="308"), 308),
+        (ann(temporal_redirect="https://www.example.org/landing"), 302),
+    ],
+    ids=["permanent", "permanent-308", "temporal"],
+)
+def test_redirect_annotations(portico, echo, annotations, status):
+    """e2e `redirect.go` "should respond with a redirect to a given URL" and "should
+    respond with a redirect code": the fixed URL, whatever the request's path and query,
+    and nothing reaches the backend."""
+    p = portico(one_ingress(echo, annotations))
+    r = p.get("/some/path?q=1", host=HOST)
+    assert r.status == status
+    assert r.header("location") == "https://www.example.org/landing"
+    assert p.get("/", host=HOST, data=b"x").status == status
+
+
+def test_app_root_redirects_the_root_only(portico, echo):
+    """e2e `approot.go` "should redirect to /foo": `/` answers 302 with
+    `Location: http://<host>/foo`; other paths are proxied."""
+    p = portico(one_ingress(echo, ann(app_root="/foo")))
+    r = p.get("/", host=HOST)
+    assert r.status == 302
+    # nginx: `return 302 $scheme://$http_host<app-root>`; $http_host keeps the port.
+    assert r.header("location") == "http://%s:%d/foo" % (HOST, p.http_port)
+    r = p.get("/foo", host=HOST)
+    assert r.status == 200 and r.json()["target"] == "/foo"
+
+
+def test_force_ssl_redirect_without_tls(portico, echo):
+    """e2e `forcesslredirect.go` "should redirect to https": 308 to the https URL even
+    for a host without `spec.tls`, to the HTTPS listener's port (ingress-nginx's
+    `redirect_to_https` names the port when it is not 443)."""
+    p = portico(one_ingress(echo, ann(force_ssl_redirect="true")))
+    r = p.get("/a?b=1", host=HOST)
+    assert r.status == 308
+    assert r.header("location") == "https://%s:%d/a?b=1" % (HOST, p.https_port)
+
+
+def canary_config(echo, canary_annotations):
+    cfg = Config()
+    cfg.backend("main", [echo.a])
+    cfg.backend("canary", [echo.b])
+    cfg.ingress("main", rules=[rule(HOST, path("/", "main"))])
+    cfg.ingress("canary", rules=[rule(HOST, path("/", "canary"))], annotations=ann(canary="true", **canary_annotations))
+    return cfg
+
+
+def backend_of(p, headers=(), n=1):
+    got = set()
+    for _ in range(n):
+        r = p.get("/", host=HOST, headers=headers)
+        assert r.status == 200, r
+        got.add(r.json()["backend"])
+    return got
+
+
+def test_canary_by_header_and_cookie_precedence(portico, echo):
+    """annotations.md "Canary" and e2e `canary.go`: `always` sends to the canary, `never`
+    to the main backend; the header wins over the cookie, the cookie over the weight."""
+    p = portico(
+        canary_config(
+            echo, {"canary_by_header": "CanaryByHeader", "canary_by_cookie": "CanaryByCookie", "canary_weight": "100"}
+        )
+    )
+    assert backend_of(p, ["CanaryByHeader: always"]) == {"b"}
+    assert backend_of(p, ["CanaryByHeader: never"]) == {"a"}
+    assert backend_of(p, ["CanaryByHeader: never", "Cookie: CanaryByCookie=always"]) == {"a"}
+    assert backend_of(p, ["Cookie: CanaryByCookie=never"]) == {"a"}
+    assert backend_of(p, ["Cookie: other=1; CanaryByCookie=always"]) == {"b"}
+    # Neither says anything: the weight (100 of 100) decides.
+    assert backend_of(p, ["CanaryByHeader: maybe"], n=4) == {"b"}
+
+
+def test_canary_by_header_value(portico, echo):
+    """e2e `canary.go` "should route requests to the correct upstream if mainline
+    ingress is created after the canary ingress" with `canary-by-header-value`: only
+    that value goes to the canary; `always` is an ordinary value then."""
+    p = portico(canary_config(echo, {"canary_by_header": "CanaryByHeader", "canary_by_header_value": "DoCanary"}))
+    assert backend_of(p, ["CanaryByHeader: DoCanary"]) == {"b"}
+    assert backend_of(p, ["CanaryByHeader: always"]) == {"a"}
+    assert backend_of(p, [], n=4) == {"a"}
+
+
+@pytest.mark.parametrize("weight, want", [("0", {"a"}), ("100", {"b"}), ("50", {"a", "b"})])
+def test_canary_weight(portico, echo, weight, want):
+    """e2e `canary.go` "canary-weight": 0 sends nothing to the canary, 100 everything,
+    and anything between splits the requests."""
+    p = portico(canary_config(echo, {"canary_weight": weight}))
+    assert backend_of(p, n=10) == want
+
+
+def test_backend_protocol_grpc(portico, backends):
+    """e2e `grpc.go` "should return OK for service with backend protocol GRPC":
+    `backend-protocol: GRPC` speaks HTTP/2 cleartext to a Service port without an
+    appProtocol."""
+    be = backends.grpc("g")
+    cfg = Config()
+    cfg.backend("grpc-svc", [be], port=50051, port_name="grpc")
+    cfg.ingress(
+        "grpc", rules=[rule("grpc.example.com", path("/", "grpc-svc", port=50051))], annotations=ann(backend_protocol="GRPC")
+    )
+    p = portico(cfg)
+    with grpc.insecure_channel(
+        "%s:%d" % (p.ip, p.http_port), options=[("grpc.default_authority", "grpc.example.com")]
+    ) as ch:
+        resp = json.loads(ch.unary_unary("/portico.test.Echo/Unary")(b"hi", timeout=15))
+    assert resp["backend"] == "g" and resp["message"] == "hi"
+
+
+@pytest.mark.parametrize(
+    "annotations, status",
+    [
+        (ann(whitelist_source_range="127.0.0.1/32, 198.18.0.0/15"), 200),
+        (ann(whitelist_source_range="198.18.0.0/15"), 403),
+        (ann(denylist_source_range="127.0.0.0/8"), 403),
+        (ann(denylist_source_range="198.18.0.0/15"), 200),
+        (ann(denylist_source_range="127.0.0.1", whitelist_source_range="127.0.0.0/8"), 403),
+        (ann(whitelist_source_range="127.0.0.1/33"), 503),
+    ],
+    ids=["allowed", "not-allowed", "denied", "not-denied", "deny-before-allow", "malformed"],
+)
+def test_source_ranges(portico, echo, annotations, status):
+    """annotations.md "Whitelist source range" / "Denylist source range", e2e
+    `ipwhitelist.go` and `ipdenylist.go`: the template writes `deny` lines, then `allow`
+    lines and `deny all`; a client refused gets 403 and nothing reaches the backend. A
+    list that does not parse denies the location (503), as ingress-nginx does."""
+    p = portico(one_ingress(echo, annotations))
+    r = p.get("/x", host=HOST)
+    assert r.status == status, r
+    if status == 200:
+        assert r.json()["backend"] == "a"
+
+
+DEFAULT_CORS_HEADERS = (
+    "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization"
+)
+
+
+def test_enable_cors_defaults_on_every_answer(portico, echo):
+    """e2e `cors.go` "should enable cors" and "should not break functionality - without
+    `*`": ingress-nginx's defaults on the endpoint's answer, `Access-Control-Allow-Origin:
+    *` with or without an Origin, and a preflight answered 204 without reaching the
+    endpoint."""
+    p = portico(one_ingress(echo, ann(enable_cors="true")))
+    r = p.get("/x", host=HOST)
+    assert r.status == 200 and r.json()["backend"] == "a"
+    assert r.header("access-control-allow-origin") == "*"
+    assert r.header("access-control-allow-credentials") == "true"
+    assert r.header("access-control-allow-methods") == "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+    assert r.header("access-control-allow-headers") == DEFAULT_CORS_HEADERS
+    assert r.header("access-control-max-age") == "1728000"
+    pre = p.get(
+        "/x", "-X", "OPTIONS", host=HOST,
+        headers=["Origin: https://app.example.net", "Access-Control-Request-Method: PUT"],
+    )  # fmt: skip
+    assert pre.status == 204, pre
+    assert pre.body == b""
+    assert pre.header("access-control-allow-origin") == "*"
+    assert pre.header("access-control-max-age") == "1728000"
+    assert pre.header("content-length") is None
+
+
+def test_cors_origin_list_echoes_the_allowed_origin(portico, echo):
+    """e2e `cors.go` "should allow correct origins - single origin for multiple cors
+    values", "should not allow - unmatching origin with wildcard origin (2 subdomains)"
+    and "should expose headers for cors": a listed origin (a `*` stands for one label)
+    is echoed back; any other gets no CORS headers and its preflight goes to the
+    endpoint."""
+    p = portico(
+        one_ingress(
+            echo,
+            ann(
+                enable_cors="true",
+                cors_allow_origin="https://origin2.cors.com, http://*.origin.cors.com",
+                cors_allow_methods="POST, GET",
+                cors_expose_headers="X-CustomResponseHeader",
+                cors_allow_credentials="false",
+                cors_max_age="200",
+            ),
+        )
+    )
+    for origin in ["https://origin2.cors.com", "http://bar-foo.origin.cors.com"]:
+        r = p.get("/x", host=HOST, headers=["Origin: " + origin])
+        assert r.status == 200
+        assert r.header("access-control-allow-origin") == origin
+        assert r.header("access-control-allow-methods") == "POST, GET"
+        assert r.header("access-control-expose-headers") == "X-CustomResponseHeader"
+        assert r.header("access-control-max-age") == "200"
+        assert r.header("access-control-allow-credentials") is None
+        pre = p.get("/x", "-X", "OPTIONS", host=HOST, headers=["Origin: " + origin])
+        assert pre.status == 204 and pre.header("access-control-allow-origin") == origin
+    for origin in ["http://bar.foo.origin.cors.com", "https://origin2.cors.com.evil.net"]:
+        r = p.get("/x", host=HOST, headers=["Origin: " + origin])
+        assert r.status == 200 and r.header("access-control-allow-origin") is None
+        pre = p.get("/x", "-X", "OPTIONS", host=HOST, headers=["Origin: " + origin])
+        assert pre.status == 200 and pre.json()["method"] == "OPTIONS"
+    assert p.get("/x", host=HOST).header("access-control-allow-origin") is None
+
+
+def test_cors_headers_on_a_refusal(portico, echo):
+    """The template's `more_set_headers` apply to every status: a client refused by
+    `whitelist-source-range` still gets the CORS headers a browser needs to read the
+    403."""
+    p = portico(one_ingress(echo, ann(enable_cors="true", whitelist_source_range="198.18.0.0/15")))
+    r = p.get("/x", host=HOST, headers=["Origin: https://app.example.net"])
+    assert r.status == 403
+    assert r.header("access-control-allow-origin") == "*"
+
+
+def test_limit_rps_answers_503_beyond_the_burst(portico, echo):
+    """annotations.md "Rate Limiting": `limit-rps: 2` with the default
+    `limit-burst-multiplier` 5 is nginx's `limit_req rate=2r/s burst=10 nodelay`: a quick
+    run of 20 requests from one address gets 11 through and 503 for the rest (the
+    default `limit-req-status-code`); the refused ones never reach the backend."""
+    p = portico(one_ingress(echo, ann(limit_rps="2")))
+    statuses = quick_statuses(p, 20)
+    assert statuses[:11] == [200] * 11, statuses
+    assert statuses.count(503) >= 7, statuses
+    assert set(statuses) == {200, 503}, statuses
+
+
+def test_limit_whitelist_is_never_limited(portico, echo):
+    """annotations.md "Rate Limiting": clients in `limit-whitelist` are not limited."""
+    p = portico(one_ingress(echo, ann(limit_rps="1", limit_whitelist="127.0.0.1/32, 198.18.0.0/15")))
+    assert set(quick_statuses(p, 20)) == {200}
+
+
+def quick_statuses(p, n):
+    """The statuses of `n` GETs sent back to back on one keep-alive connection."""
+    out = []
+    conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
+    for _ in range(n):
+        conn.request("GET", "/x", headers={"Host": HOST})
+        r = conn.getresponse()
+        r.read()
+        out.append(r.status)
+        if r.getheader("connection", "").lower() == "close":
+            conn.close()
+            conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
+    conn.close()
+    return out
