@@ -107,6 +107,8 @@ pub enum ProxyError {
     NoRoute,
     #[error("backend {0} has no ready endpoint")]
     NoEndpoint(String),
+    #[error("backend {0} is a reference that does not resolve")]
+    InvalidBackend(String),
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(u64),
     #[error("upstream connect failed: {0}")]
@@ -131,6 +133,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoint(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::InvalidBackend(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UpstreamClosed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -556,6 +559,9 @@ impl Proxy {
                 None => crate::balance::round_robin(backend, &tried),
             };
             let Some(addr) = picked.map(|e| e.addr) else {
+                if backend.is_invalid() {
+                    return Err(ProxyError::InvalidBackend(backend.name.clone()));
+                }
                 return Err(ProxyError::NoEndpoint(backend.name.clone()));
             };
             log.upstream = Some(addr);

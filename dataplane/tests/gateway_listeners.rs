@@ -424,3 +424,48 @@ async fn unbindable_port_is_retried_at_the_next_table() {
     assert_eq!(fetch(at(free), "b.com").await, (StatusCode::OK, "gateway".into()));
     server.stop().await;
 }
+
+/// A route whose backend stands for a reference that does not resolve answers 500
+/// (Gateway API `HTTPBackendRef`: "requests that would have been sent to that backend
+/// MUST receive a 500 status code"; conformance `HTTPRouteInvalidBackendRefUnknownKind`
+/// and friends), while a Service with no ready endpoint still answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresolved_backend_ref_answers_500_and_no_endpoint_503() {
+    let port = free_port();
+    let route = |host: &str, backend: Backend| RouteRule {
+        host: HostMatch::parse(host).expect("host"),
+        path: "/".into(),
+        kind: PathKind::Prefix,
+        route: Arc::new(Route::new(
+            RouteMeta {
+                kind: ObjectKind::HttpRoute,
+                namespace: "default".into(),
+                ingress: "web".into(),
+                host: host.into(),
+                ..RouteMeta::default()
+            },
+            Arc::new(backend),
+            RoutePolicy::default(),
+            None,
+        )),
+    };
+    let mut b = TableBuilder::new();
+    let listener = b.listener(port, ListenerProtocol::Http);
+    listener
+        .add(route("invalid.com", Backend::invalid("default/missing:invalid")))
+        .unwrap();
+    listener
+        .add(route(
+            "empty.com",
+            Backend::new("default/empty:80", UpstreamProtocol::Http1, Vec::new()),
+        ))
+        .unwrap();
+    let server = Running::start(b.build(1)).await;
+    wait_accepting(at(port), true).await;
+    assert_eq!(
+        fetch(at(port), "invalid.com").await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert_eq!(fetch(at(port), "empty.com").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    server.stop().await;
+}

@@ -41,6 +41,10 @@ pub struct Backend {
     pub tls: Option<Arc<crate::tls::UpstreamTls>>,
     /// Each endpoint's stable hash (consistent hashing, affinity cookies).
     pub(crate) hashes: Box<[u64]>,
+    /// A reference that does not resolve (Gateway API: a backendRef to a kind that is
+    /// not a Service, a Service that does not exist, or one in another namespace
+    /// without a ReferenceGrant): requests for it get 500, not 503.
+    invalid: bool,
     /// Live counters, shared with the same backend in earlier and later tables once the
     /// proxy has attached them; a backend never attached (a table used on its own, in
     /// tests or by `explain`) gets counters of its own on first use.
@@ -59,8 +63,25 @@ impl Backend {
             endpoints,
             tls: None,
             hashes,
+            invalid: false,
             state: OnceLock::new(),
         }
+    }
+
+    /// A backend that stands for a reference that does not resolve: no endpoints, and
+    /// requests routed to it are answered 500 Internal Server Error (Gateway API
+    /// `HTTPBackendRef`: "requests that would have been sent to that backend MUST
+    /// receive a 500 status code").
+    pub fn invalid(name: impl Into<String>) -> Self {
+        Backend {
+            invalid: true,
+            ..Backend::new(name, UpstreamProtocol::Http1, Vec::new())
+        }
+    }
+
+    /// Whether this stands for a reference that does not resolve.
+    pub fn is_invalid(&self) -> bool {
+        self.invalid
     }
 
     /// Speaks TLS to the endpoints with `tls`.
