@@ -5,7 +5,7 @@ use portico_dataplane::table::HostMatch;
 
 use super::{GatewayState, Grants, Outcome, namespace_labels, selects};
 use crate::compile::{CompileOptions, age_key, namespace_of};
-use crate::gateway_api::{GROUP, HTTPRoute, ParentReference};
+use crate::gateway_api::{GROUP, HTTPPathModifier, HTTPRoute, HTTPRouteFilter, ParentReference};
 use crate::snapshot::Snapshot;
 
 /// A route attached to one listener, with the hosts it serves there.
@@ -34,6 +34,9 @@ pub struct RouteState<'a> {
     pub parents: Vec<ParentState>,
     /// Whether every backendRef resolves (BackendNotFound, RefNotPermitted, InvalidKind).
     pub resolved_refs: Outcome,
+    /// Whether every filter is one Portico serves (else `UnsupportedValue`: the route is
+    /// not Accepted, and the rules with such a filter answer 500).
+    pub filters: Outcome,
 }
 
 pub(super) fn attach<'a>(
@@ -89,6 +92,12 @@ pub(super) fn attach<'a>(
             name: route.metadata.name.as_deref().unwrap_or_default(),
             parents,
             resolved_refs: backend_refs(snapshot, route, namespace, grants),
+            filters: route
+                .spec
+                .rules
+                .iter()
+                .flat_map(|r| &r.filters)
+                .try_for_each(|f| unsupported_filter(f).map_or(Ok(()), |m| Err(("UnsupportedValue", m)))),
         });
     }
     out
@@ -259,4 +268,29 @@ pub(crate) fn backend_ref(
         return Err(("BackendNotFound", format!("Service {target}/{} not found", b.name)));
     }
     Ok(())
+}
+
+/// Why Portico cannot serve `filter` as written, if it cannot: a filter type it does
+/// not implement, or a value of one it does that it does not know. Gateway API
+/// (HTTPRouteFilter.type): "Unknown values here must result in the implementation
+/// setting the Accepted Condition for the Route to `status: False`, with a Reason of
+/// `UnsupportedValue`"; the requests such a filter would have processed get an error
+/// response (500), never the rule without the filter.
+pub fn unsupported_filter(filter: &HTTPRouteFilter) -> Option<String> {
+    let path_ok = |p: &Option<HTTPPathModifier>| {
+        p.as_ref()
+            .is_none_or(|p| matches!(p.type_.as_str(), "ReplaceFullPath" | "ReplacePrefixMatch"))
+    };
+    let ok = match filter.type_.as_str() {
+        "RequestHeaderModifier" => filter.request_header_modifier.is_some(),
+        "ResponseHeaderModifier" => filter.response_header_modifier.is_some(),
+        "URLRewrite" => filter.url_rewrite.as_ref().is_some_and(|r| path_ok(&r.path)),
+        "RequestRedirect" => filter.request_redirect.as_ref().is_some_and(|r| {
+            path_ok(&r.path)
+                && r.scheme.as_deref().is_none_or(|s| matches!(s, "http" | "https"))
+                && r.status_code.is_none_or(|c| matches!(c, 301 | 302))
+        }),
+        _ => false,
+    };
+    (!ok).then(|| format!("filter {} is not supported as written", filter.type_))
 }

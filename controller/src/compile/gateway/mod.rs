@@ -22,9 +22,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use portico_dataplane::table::{HostMatch, ListenerProtocol};
 
-pub use attach::RouteState;
 #[cfg(test)]
 pub use attach::intersect;
+pub use attach::{RouteState, unsupported_filter};
 pub use ports::gateway_ports;
 
 use super::tls::Certificates;

@@ -207,9 +207,11 @@ pub fn gateway_status(snapshot: &Snapshot, opts: &CompileOptions) -> GatewayStat
                     now: now.clone(),
                     current,
                 };
-                let accepted = match &p.accepted {
-                    Ok(_) => stamp.condition("Accepted", true, "Accepted", ""),
-                    Err((reason, message)) => stamp.condition("Accepted", false, reason, message.clone()),
+                let accepted = match (&p.accepted, &route.filters) {
+                    (Ok(_), Ok(())) => stamp.condition("Accepted", true, "Accepted", ""),
+                    (Err((reason, message)), _) | (Ok(_), Err((reason, message))) => {
+                        stamp.condition("Accepted", false, reason, message.clone())
+                    }
                 };
                 RouteParentStatus {
                     parent_ref: p.parent_ref.clone(),

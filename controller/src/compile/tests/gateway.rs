@@ -328,3 +328,62 @@ fn internal_ports_by_mode() {
     assert!(ports[0].ports.iter().all(|(_, i)| (20000..=29999).contains(i)));
     assert_ne!(ports[0].ports[0].1, ports[0].ports[1].1);
 }
+
+/// A backendRef that does not resolve stays in the table as a backend answering 500
+/// (HTTPBackendRef: "requests that would have been sent to that backend MUST receive
+/// a 500 status code"), not a 503 of a Service without endpoints.
+#[test]
+fn unresolved_backend_ref_is_served_as_500() {
+    let s = snapshot(&format!(
+        "{}\n---\n{}",
+        gateway(WEB),
+        route(
+            "r",
+            "  parentRefs: [{name: gw}]\n  rules:\n  - matches: [{path: {value: /missing}}]\n    backendRefs: [{name: missing, port: 8080}]\n  - backendRefs: [{name: web, port: 8080}]"
+        )
+    ));
+    let (table, _) = compile(&s, &CompileOptions::default());
+    let listener = &table.listener(8080).unwrap().table;
+    assert!(listener.lookup("a.com", "/missing").unwrap().backend.is_invalid());
+    assert!(!listener.lookup("a.com", "/").unwrap().backend.is_invalid());
+}
+
+/// A filter Portico does not implement (RequestMirror here) or a value it does not
+/// know: the route is Accepted=False reason UnsupportedValue, and the rule answers 500
+/// rather than be served without the filter (HTTPRouteFilter.type).
+#[test]
+fn unsupported_filter_is_not_accepted_and_answers_500() {
+    let cases = [
+        "{type: RequestMirror, requestMirror: {backendRef: {name: web, port: 8080}}}",
+        "{type: RequestRedirect, requestRedirect: {scheme: ftp}}",
+        "{type: URLRewrite, urlRewrite: {path: {type: ReplaceSomething}}}",
+    ];
+    for filter in cases {
+        let s = snapshot(&format!(
+            "{}\n---\n{}",
+            gateway(WEB),
+            route(
+                "r",
+                &format!(
+                    "  parentRefs: [{{name: gw}}]\n  rules:\n  - filters: [{filter}]\n    backendRefs: [{{name: web, port: 8080}}]"
+                )
+            )
+        ));
+        let status = gateway_status(&s, &CompileOptions::default());
+        let r = &status.http_routes[0].2;
+        assert_eq!(
+            condition(&r.parents[0].conditions, "Accepted"),
+            ("False", "UnsupportedValue"),
+            "{filter}"
+        );
+        let (table, diagnostics) = compile(&s, &CompileOptions::default());
+        let hit = table
+            .listener(8080)
+            .unwrap()
+            .table
+            .lookup("a.com", "/")
+            .expect("the rule stays");
+        assert!(hit.backend.is_invalid(), "{filter}");
+        assert!(diagnostics.iter().any(|d| d.reason == "UnsupportedFilter"), "{filter}");
+    }
+}

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
 use portico_dataplane::table::{
-    Backend, Balance, ListenerProtocol, ObjectKind, PathKind, RetryPolicy, RoutePolicy, Timeouts, UpstreamProtocol,
+    Backend, Balance, ListenerProtocol, ObjectKind, PathKind, RetryPolicy, RoutePolicy, Timeouts,
 };
 
 use super::super::Compiler;
 use super::super::diagnostics::{Problems, reason};
-use super::super::gateway::{Analysis, RouteState};
+use super::super::gateway::{Analysis, RouteState, unsupported_filter};
 use super::{ValueSpec, conditions, header_modifier, lower_reporting};
 use crate::crd::parse_duration;
 use crate::gateway_api::{HTTPPathModifier, HTTPRouteFilter, HTTPRouteRule};
@@ -83,20 +83,28 @@ impl<'a> Compiler<'a> {
         problems: &mut Problems,
     ) -> Option<model::Rule> {
         let namespace = route.namespace;
-        let filters = filters(&rule.filters, problems)?;
+        let filters = filters(&rule.filters, problems);
         let mut backends = Vec::new();
-        for b in &rule.backend_refs {
+        if filters.is_none() {
+            // A filter that cannot be applied is never skipped: what it would have
+            // processed gets 500 (HTTPRouteFilter.type), and the route is not Accepted.
+            backends.push(model::WeightedBackend {
+                backend: Arc::new(Backend::invalid(format!(
+                    "{namespace}/{}:unsupported-filter",
+                    route.name
+                ))),
+                service: String::new(),
+                weight: 1,
+            });
+        }
+        for b in rule.backend_refs.iter().filter(|_| filters.is_some()) {
             let target = b.backend.namespace.as_deref().unwrap_or(namespace);
             let weight = b.weight.unwrap_or(1).clamp(0, 1_000_000) as u32;
             let valid = super::super::gateway::backend_ok(self.snapshot, &b.backend, namespace);
             let backend = match (valid, b.backend.port) {
                 (true, Some(port)) => self.backends.resolve_number(target, &b.backend.name, port).backend,
                 // Gateway API: requests to a backendRef that does not resolve get 500.
-                _ => Arc::new(Backend::new(
-                    format!("{target}/{}:invalid", b.backend.name),
-                    UpstreamProtocol::Http1,
-                    Vec::new(),
-                )),
+                _ => Arc::new(Backend::invalid(format!("{target}/{}:invalid", b.backend.name))),
             };
             backends.push(model::WeightedBackend {
                 backend,
@@ -168,7 +176,7 @@ impl<'a> Compiler<'a> {
             },
             hosts,
             matches,
-            filters,
+            filters: filters.unwrap_or_default(),
             backends,
             balance: Balance::default(),
             timeouts,
@@ -202,8 +210,12 @@ fn path_rewrite(m: &HTTPPathModifier) -> Option<PathRewrite> {
 }
 
 /// The rule's filters; `None` (with a diagnostic) when one is not supported: the rule
-/// is then left out rather than served without it.
+/// then answers 500 rather than be served without it.
 fn filters(list: &[HTTPRouteFilter], problems: &mut Problems) -> Option<model::Filters> {
+    if let Some(message) = list.iter().find_map(unsupported_filter) {
+        problems.warning(reason::UNSUPPORTED_FILTER, format!("{message}; the rule answers 500"));
+        return None;
+    }
     let mut out = model::Filters::default();
     for f in list {
         let modifier = |m: &crate::gateway_api::HTTPHeaderFilter, problems: &mut Problems| {
@@ -262,13 +274,8 @@ fn filters(list: &[HTTPRouteFilter], problems: &mut Problems) -> Option<model::F
                     status,
                 });
             }
-            (other, _) => {
-                problems.warning(
-                    reason::UNSUPPORTED_FILTER,
-                    format!("filter {other:?} is not supported; the rule is left out"),
-                );
-                return None;
-            }
+            // Ruled out by unsupported_filter above.
+            _ => return None,
         }
     }
     Some(out)
