@@ -542,8 +542,7 @@ impl RoutingTable {
     /// lookup's own), and the less specific ones it hides.
     fn describe_block(&self, block: &HostBlock, host: &str) -> HostBlockChoice {
         let host = normalize_host(host);
-        let parent = host.split_once('.').map(|(_, p)| p);
-        let wildcard = parent.and_then(|p| self.wildcard.get(p).map(|b| (p, b)));
+        let wildcard = super::wildcard_in(&self.wildcard, &host, self.deep_wildcards);
         let has_rules = |b: &HostBlock| b.fallback.is_some() || !b.paths.entries().is_empty();
         let (kind, name) = if self.exact.get(host.as_ref()).is_some_and(|b| std::ptr::eq(b, block)) {
             (BlockKind::Exact, host.to_string())

@@ -9,7 +9,8 @@ pub use crate::wire::normalize_host;
 pub enum HostMatch {
     /// `foo.example.com`, lower-cased.
     Exact(String),
-    /// `*.example.com`, stored as the suffix `example.com`: matches exactly one more label.
+    /// `*.example.com`, stored as the suffix `example.com`: matches exactly one more label
+    /// (in a Gateway listener's table, any number of them; see `RoutingTable`).
     Wildcard(String),
     /// A rule without a host: matches requests no host rule claims.
     Any,

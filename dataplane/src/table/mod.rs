@@ -5,7 +5,9 @@
 //! clones one `Arc` and never takes a lock to find its route.
 //!
 //! Lookup picks one host block (exact host, then single-label wildcard, then the
-//! rules without a host) and then the best path inside it:
+//! rules without a host) and then the best path inside it. In a Gateway listener's
+//! table a wildcard covers any number of labels, the longest suffix winning (Gateway
+//! API hostnames: `*.example.com` matches `foo.bar.example.com`):
 //!
 //! ```text
 //!  Host ──▶ exact map ──miss──▶ wildcard map ──miss──▶ catch-all block
@@ -335,6 +337,8 @@ pub struct RoutingTable {
     refused: Vec<Refused>,
     /// Gateway listener ports, sorted by port.
     listeners: Vec<Listener>,
+    /// A wildcard covers any number of labels (a Gateway listener's table), not one.
+    deep_wildcards: bool,
     /// Increases with every table the controller publishes.
     pub generation: u64,
 }
@@ -360,9 +364,7 @@ impl RoutingTable {
         if let Some(block) = self.exact.get(host.as_ref()) {
             return block;
         }
-        if let Some((_, parent)) = host.split_once('.')
-            && let Some(block) = self.wildcard.get(parent)
-        {
+        if let Some((_, block)) = wildcard_in(&self.wildcard, &host, self.deep_wildcards) {
             return block;
         }
         &self.any
@@ -371,10 +373,10 @@ impl RoutingTable {
     /// The certificate for a TLS server name: exact name first, then a wildcard.
     pub fn certificate(&self, server_name: &str) -> Option<&Arc<Certificate>> {
         let name = normalize_host(server_name);
-        self.certs.exact.get(name.as_ref()).or_else(|| {
-            let (_, parent) = name.split_once('.')?;
-            self.certs.wildcard.get(parent)
-        })
+        self.certs
+            .exact
+            .get(name.as_ref())
+            .or_else(|| wildcard_in(&self.certs.wildcard, &name, self.deep_wildcards).map(|(_, c)| c))
     }
 
     /// The certificate for handshakes no name matches (`--default-ssl-certificate`).
@@ -445,6 +447,23 @@ impl RoutingTable {
     pub fn listeners(&self) -> impl Iterator<Item = &Listener> {
         self.listeners.iter()
     }
+}
+
+/// The entry of `map` (keyed by the suffix after `*.`) whose wildcard covers `host`,
+/// with that suffix: one more label only, or with `deep` any number of them, the
+/// longest suffix (the most specific wildcard) first.
+fn wildcard_in<'m, 'h, V>(map: &'m HashMap<Box<str>, V>, host: &'h str, deep: bool) -> Option<(&'h str, &'m V)> {
+    let mut rest = host;
+    while let Some((_, parent)) = rest.split_once('.') {
+        if let Some(v) = map.get(parent) {
+            return Some((parent, v));
+        }
+        if !deep {
+            return None;
+        }
+        rest = parent;
+    }
+    None
 }
 
 /// Builds a [`RoutingTable`]. Add rules in precedence order for ties: the first rule
@@ -587,11 +606,9 @@ impl TableBuilder {
                     tracing::warn!(port, "listeners nested in a listener are not served");
                     builder.listeners.clear();
                 }
-                Listener {
-                    port,
-                    protocol,
-                    table: builder.build(generation),
-                }
+                let mut table = builder.build(generation);
+                table.deep_wildcards = true;
+                Listener { port, protocol, table }
             })
             .collect();
         table

@@ -570,3 +570,24 @@ fn gateway_kinds_as_kubernetes_spells_them() {
     assert_eq!(serde_json::to_string(&ObjectKind::GrpcRoute).unwrap(), "\"GRPCRoute\"");
     assert_eq!(serde_json::to_string(&ObjectKind::Ingress).unwrap(), "\"Ingress\"");
 }
+
+/// In a Gateway listener's table a wildcard covers any number of labels, and the
+/// most specific one wins (Gateway API, Listener.hostname and HTTPRouteSpec.hostnames:
+/// `*.example.com` matches `test.example.com` and `foo.test.example.com`), while an
+/// Ingress wildcard keeps to one label.
+#[test]
+fn listener_wildcards_cover_any_number_of_labels() {
+    let mut b = TableBuilder::new();
+    b.add(rule("*.example.com", "/", "ingress")).unwrap();
+    let l = b.listener(20080, ListenerProtocol::Http);
+    l.add(rule("*.example.com", "/", "wide")).unwrap();
+    l.add(rule("*.b.example.com", "/", "narrow")).unwrap();
+    let t = b.build(1);
+    assert_eq!(hit(&t, "a.b.example.com", "/"), None);
+    let gw = &t.listener(20080).unwrap().table;
+    assert_eq!(hit(gw, "a.example.com", "/").as_deref(), Some("wide"));
+    assert_eq!(hit(gw, "x.y.example.com", "/").as_deref(), Some("wide"));
+    assert_eq!(hit(gw, "a.b.example.com", "/").as_deref(), Some("narrow"));
+    assert_eq!(hit(gw, "x.a.b.example.com", "/").as_deref(), Some("narrow"));
+    assert_eq!(hit(gw, "example.com", "/"), None);
+}
