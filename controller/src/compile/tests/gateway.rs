@@ -339,12 +339,14 @@ fn unresolved_backend_ref_is_served_as_500() {
         gateway(WEB),
         route(
             "r",
-            "  parentRefs: [{name: gw}]\n  rules:\n  - matches: [{path: {value: /missing}}]\n    backendRefs: [{name: missing, port: 8080}]\n  - backendRefs: [{name: web, port: 8080}]"
+            "  parentRefs: [{name: gw}]\n  rules:\n  - matches: [{path: {value: /missing}}]\n    backendRefs: [{name: missing, port: 8080}]\n  - matches: [{path: {value: /none}}]\n  - backendRefs: [{name: web, port: 8080}]"
         )
     ));
     let (table, _) = compile(&s, &CompileOptions::default());
     let listener = &table.listener(8080).unwrap().table;
     assert!(listener.lookup("a.com", "/missing").unwrap().backend.is_invalid());
+    // A rule without backendRefs forwards nowhere: 500 (conformance HTTPRouteNoBackendRefs).
+    assert!(listener.lookup("a.com", "/none").unwrap().backend.is_invalid());
     assert!(!listener.lookup("a.com", "/").unwrap().backend.is_invalid());
 }
 

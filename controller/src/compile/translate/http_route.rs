@@ -112,6 +112,15 @@ impl<'a> Compiler<'a> {
                 weight,
             });
         }
+        if backends.is_empty() {
+            // No backendRefs: no forwarding, and without a filter that answers (a
+            // redirect) the request gets 500 (conformance HTTPRouteNoBackendRefs).
+            backends.push(model::WeightedBackend {
+                backend: Arc::new(Backend::invalid(format!("{namespace}/{}:no-backend", route.name))),
+                service: String::new(),
+                weight: 1,
+            });
+        }
         let default_match = [Default::default()];
         let matches = if rule.matches.is_empty() {
             &default_match[..]
