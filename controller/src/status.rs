@@ -83,6 +83,8 @@ pub async fn run(
         },
     );
     let mut published: HashSet<String> = HashSet::new();
+    // The Gateway Services last applied while leading (see status::gateway_services).
+    let mut gateway_services = std::collections::HashMap::new();
     let mut leader = false;
     // When the Lease was last renewed: a leader that cannot renew stops writing before
     // its Lease can have expired for the others.
@@ -122,6 +124,7 @@ pub async fn run(
                 if leader != was {
                     tracing::info!(identity = %opts.identity, leader, "leadership changed");
                     published.clear();
+                    gateway_services.clear();
                     write = leader;
                 }
                 next_campaign = Instant::now() + if leader { renew_every } else { RETRY_PERIOD };
@@ -138,6 +141,17 @@ pub async fn run(
             }
             if let Err(e) = route::write_route_status(&client, &compile_opts, &current).await {
                 tracing::warn!(error = %e, "writing Route status failed; will retry");
+            }
+            if let Err(e) = gateway::write_gateway_api(
+                &client,
+                &compile_opts,
+                &opts.gateway_service_selector,
+                &current,
+                &mut gateway_services,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "writing Gateway API status or Services failed; will retry");
             }
             publish_events(&recorder, &current, &mut published).await;
             tokio::time::sleep(WRITE_PERIOD).await;

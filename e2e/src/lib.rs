@@ -290,7 +290,7 @@ current-context: e2e
         run(&mut self.kubectl_cmd(&self.admin_kubeconfig, args))
     }
 
-    fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String, String> {
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String, String> {
         use std::io::Write;
         let mut child = self
             .kubectl_cmd(&self.admin_kubeconfig, args)

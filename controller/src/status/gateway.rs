@@ -10,14 +10,20 @@
 //!   the route's resourceVersion, so an entry another controller wrote meanwhile is
 //!   never overwritten: the write fails with a conflict and is redone on the next pass.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Resource};
+use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::gateway_api::{Condition, GatewayClassStatus, GatewayStatus, RouteParentStatus, RouteStatus};
+use crate::compile::CompileOptions;
+use crate::gateway_api::{
+    Condition, Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HTTPRoute, RouteParentStatus, RouteStatus,
+};
+use crate::k8s::Compiled;
 
 /// Keeps each condition's `lastTransitionTime` while its status stays what it was.
 pub fn with_transition_times(desired: &mut [Condition], current: &[Condition], now: &str) {
@@ -113,6 +119,93 @@ where
         }
         Err(e) => Err(e),
     }
+}
+
+/// Writes what the last compile wants every GatewayClass, Gateway and HTTPRoute of
+/// Portico's to say, and (service mode) keeps the Service of each Gateway. One failed
+/// write does not keep the others from being made; the first error is returned.
+pub async fn write_gateway_api(
+    client: &Client,
+    compile_opts: &CompileOptions,
+    selector: &BTreeMap<String, String>,
+    compiled: &Compiled,
+    applied_services: &mut HashMap<String, k8s_openapi::api::core::v1::Service>,
+) -> Result<(), kube::Error> {
+    let snapshot = &compiled.snapshot;
+    // Certificates are checked against the clock, as the compile that served them was.
+    let opts = CompileOptions {
+        now: crate::compile::unix_now(),
+        ..compile_opts.clone()
+    };
+    let mut first_error = None;
+    let mut note = |result: Result<(), kube::Error>| {
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    };
+    if let Some(service) = &opts.gateway_service {
+        let ports = crate::compile::gateway_ports(snapshot, &opts);
+        note(
+            super::gateway_services::write_gateway_services(client, service, selector, &ports, applied_services).await,
+        );
+    }
+    if snapshot.gateway_classes.is_empty() {
+        return first_error.map_or(Ok(()), Err);
+    }
+    let now = Timestamp::from_second(opts.now)
+        .unwrap_or_else(|_| Timestamp::now())
+        .to_string();
+    let desired = crate::compile::gateway_status(snapshot, &opts);
+    let classes: Api<GatewayClass> = Api::all(client.clone());
+    for (name, status) in desired.classes {
+        let current = snapshot
+            .gateway_classes
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name.as_str()));
+        if let Some(status) = class_status(status, current.and_then(|c| c.status.as_ref()), &now) {
+            let result = patch_status(&classes, &name, &status, None).await;
+            if result.is_ok() {
+                tracing::info!(name = %name, "GatewayClass status updated");
+            }
+            note(result);
+        }
+    }
+    for (ns, name, status) in desired.gateways {
+        let current = find(&snapshot.gateways, &ns, &name).and_then(|g| g.status.as_ref());
+        if let Some(status) = gateway_status(status, current, &now) {
+            let result = patch_status(&Api::<Gateway>::namespaced(client.clone(), &ns), &name, &status, None).await;
+            if result.is_ok() {
+                tracing::info!(namespace = %ns, name = %name, "Gateway status updated");
+            }
+            note(result);
+        }
+    }
+    for (ns, name, status) in desired.http_routes {
+        let current = find(&snapshot.http_routes, &ns, &name);
+        let version = current.and_then(|r| r.metadata.resource_version.as_deref());
+        let current = current.and_then(|r| r.status.as_ref());
+        if let Some(status) = route_status(status.parents, current, &opts.gateway_controller_name, &now) {
+            let result = patch_status(
+                &Api::<HTTPRoute>::namespaced(client.clone(), &ns),
+                &name,
+                &status,
+                version,
+            )
+            .await;
+            if result.is_ok() {
+                tracing::info!(namespace = %ns, name = %name, "HTTPRoute status updated");
+            }
+            note(result);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn find<'a, K: Resource>(objects: &'a [K], ns: &str, name: &str) -> Option<&'a K> {
+    objects.iter().find(|o| {
+        let m = o.meta();
+        m.name.as_deref() == Some(name) && m.namespace.as_deref().unwrap_or("default") == ns
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod apiserver;
 mod endpoints;
 mod explain;
+mod gateway;
 mod lease;
 mod node;
 mod perf;

@@ -24,20 +24,20 @@ use portico_e2e::objects::{ingress, service};
 use portico_e2e::{Test, wait_until, wait_until_async};
 use serde_json::json;
 
-const RELEASE: &str = "edge";
+pub(crate) const RELEASE: &str = "edge";
 /// The chart's full name for release `edge`.
 const FULLNAME: &str = "edge-portico";
-const CHART_SELECTOR: &str = "app.kubernetes.io/instance=edge,app.kubernetes.io/component=controller";
+pub(crate) const CHART_SELECTOR: &str = "app.kubernetes.io/instance=edge,app.kubernetes.io/component=controller";
 /// The container ports of the chart (values.yaml containerPorts).
 const POD_HTTP: u16 = 8080;
 const POD_ADMIN: u16 = 10254;
 
 /// The harness's IngressClass `portico` is deleted while a test installs the chart or
 /// the manifest (both create it) and put back afterwards, even when the test fails.
-struct ClassHandover<'a>(&'a Test);
+pub(crate) struct ClassHandover<'a>(&'a Test);
 
 impl<'a> ClassHandover<'a> {
-    fn take(t: &'a Test) -> Self {
+    pub(crate) fn take(t: &'a Test) -> Self {
         t.cluster()
             .kubectl_ok(&["delete", "ingressclass", "portico", "--ignore-not-found"])
             .unwrap_or_else(|e| panic!("{e}"));
@@ -51,7 +51,7 @@ impl Drop for ClassHandover<'_> {
     }
 }
 
-fn helm_image_args() -> Vec<String> {
+pub(crate) fn helm_image_args() -> Vec<String> {
     vec![
         "--set".into(),
         format!("image.repository={PORTICO_IMAGE_REPOSITORY}"),
@@ -62,7 +62,7 @@ fn helm_image_args() -> Vec<String> {
     ]
 }
 
-fn helm(t: &Test, args: &[&str], extra: &[String]) -> String {
+pub(crate) fn helm(t: &Test, args: &[&str], extra: &[String]) -> String {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(extra.iter().map(String::as_str));
     t.cluster().helm(&all).unwrap_or_else(|e| panic!("{e}"))
@@ -95,7 +95,7 @@ async fn echo_backend(t: &Test, host: &str, replicas: i32) -> Vec<PodAddr> {
 }
 
 /// Waits until `addr` routes `host` to an echo pod of `web`.
-fn wait_routed(addr: SocketAddr, host: &str) {
+pub(crate) fn wait_routed(addr: SocketAddr, host: &str) {
     wait_until(
         &format!("{addr} to route {host} to the web pods"),
         Duration::from_secs(60),
