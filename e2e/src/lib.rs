@@ -31,6 +31,7 @@ pub mod node;
 pub mod objects;
 mod portico;
 mod testhost;
+pub mod tls;
 
 use std::fmt::Debug;
 use std::os::unix::process::CommandExt;

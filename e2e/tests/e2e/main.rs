@@ -3,6 +3,7 @@
 //! or `cargo test -p portico-e2e -- --test-threads=1 --nocapture` (as root).
 
 mod apiserver;
+mod churn;
 mod endpoints;
 mod explain;
 mod gateway;
