@@ -3,7 +3,8 @@
 #   formatting and lints, unit tests, bounded fuzzing runs, integration tests (the
 #   real binary, real backends, real clients), and the end-to-end suite (a real
 #   kube-apiserver and etcd, and a real node: kubelet, containerd, kube-proxy, where
-#   Helm installs Portico as pods; Kubernetes built from upstream source and cached).
+#   Helm installs Portico as pods; Kubernetes built from upstream source and cached),
+#   and the upstream Gateway API conformance suite on that node.
 # Slow things are cached outside the checkout, keyed by version, under $PORTICO_CACHE
 # (default ~/.cache/portico): the control-plane binaries, the Python test environment
 # and, in a fresh clone, the cargo target directory.
@@ -65,6 +66,12 @@ bench/run.sh --quick
 if [ -x e2e/run.sh ]; then
   step "end-to-end tests against a real kube-apiserver and node"
   e2e/run.sh
+fi
+
+if [ -x e2e/conformance.sh ]; then
+  step "Gateway API conformance (upstream suite v1.6.3, profile GATEWAY-HTTP) on the node"
+  # The node is one per machine: conformance.sh takes /tmp/portico-e2e.lock itself.
+  e2e/conformance.sh
 fi
 
 step "all tests passed"
