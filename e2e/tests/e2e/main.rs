@@ -8,6 +8,7 @@ mod endpoints;
 mod explain;
 mod gateway;
 mod lease;
+mod migrate;
 mod node;
 mod perf;
 mod rbac;
