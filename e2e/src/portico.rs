@@ -242,6 +242,30 @@ impl Portico {
         self.log_events("routing table compiled")
     }
 
+    /// Waits up to `timeout` for a routing table with at least `ingresses` Ingresses,
+    /// and returns its `routing table compiled` line (the table is published right
+    /// after it).
+    pub fn wait_compiled_ingresses(&self, ingresses: u64, timeout: Duration) -> Value {
+        crate::wait_until(
+            "a routing table with every Ingress",
+            timeout,
+            Duration::from_millis(100),
+            || {
+                let compiles = self.compiles();
+                compiles
+                    .iter()
+                    .rev()
+                    .find(|c| {
+                        c.get("ingresses")
+                            .and_then(Value::as_u64)
+                            .is_some_and(|n| n >= ingresses)
+                    })
+                    .cloned()
+                    .ok_or_else(|| format!("last compile: {:?}", compiles.last()))
+            },
+        )
+    }
+
     /// The last `n` log lines that are not access-log lines.
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use portico_e2e::Test;
 use portico_e2e::objects::{endpoint_slice, ingress, service};
 use portico_e2e::tls::{leaf, make_ca, tls_secret, with_tls};
-use portico_e2e::{Test, wait_until};
 use serde_json::{Value, json};
 
 /// Changes a second to the loaded Ingresses, and how often the Secret rotates.
@@ -165,20 +165,7 @@ async fn churn_under_load_fails_no_request() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let want = size.ingresses as u64 + 1;
-    wait_until(
-        "a routing table with every Ingress",
-        Duration::from_secs(300),
-        Duration::from_millis(100),
-        || {
-            let compiles = portico.compiles();
-            compiles
-                .iter()
-                .rev()
-                .find(|c| c.get("ingresses").and_then(Value::as_u64).is_some_and(|n| n >= want))
-                .cloned()
-                .ok_or_else(|| format!("last compile: {:?}", compiles.last()))
-        },
-    );
+    portico.wait_compiled_ingresses(want, Duration::from_secs(300));
     eprintln!(
         "    {} Ingresses loaded and live in {:.1} s",
         size.ingresses,

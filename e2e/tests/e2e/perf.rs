@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use portico_e2e::objects::{endpoint_slice, ingress, service};
-use portico_e2e::{Test, ms, percentile, wait_until};
+use portico_e2e::{Test, ms, percentile};
 use serde_json::Value;
 
 const LATENCY_CHANGES: usize = 100;
@@ -100,20 +100,7 @@ async fn ten_thousand_ingresses() {
     );
 
     // Wait for the table with all of them; it is published right after its log line.
-    let full = wait_until(
-        "a routing table with every Ingress",
-        Duration::from_secs(300),
-        Duration::from_millis(100),
-        || {
-            let compiles = portico.compiles();
-            compiles
-                .iter()
-                .rev()
-                .find(|c| c.get("ingresses").and_then(Value::as_u64) == Some(SCALE_INGRESSES as u64))
-                .cloned()
-                .ok_or_else(|| format!("last compile: {:?}", compiles.last()))
-        },
-    );
+    let full = portico.wait_compiled_ingresses(SCALE_INGRESSES as u64, Duration::from_secs(300));
     let caught_up = started.elapsed();
     portico.wait_status(
         &host(SCALE_INGRESSES - 1),
