@@ -268,7 +268,8 @@ http {{
 """
 )
 
-NGINX_PROXY_CONF = (
+# The proxying nginx: {http} is what its http block holds besides the upstream.
+NGINX_PROXY_BASE = (
     NGINX_COMMON
     + """\
 worker_processes {workers};
@@ -284,18 +285,22 @@ http {{
     keepalive_timeout 600s;
   }}
 {tls}
+{http}
+}}
+"""
+)
+NGINX_PROXY_LOCATION = """\
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";"""
+NGINX_PROXY_SERVER = """\
   server {{
     listen {host}:{port} backlog=4096;
     listen {host}:{tls_port} ssl http2 backlog=4096;
     location / {{
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
+%s
     }}
-  }}
-}}
-"""
-)
+  }}""" % NGINX_PROXY_LOCATION.replace("{", "{{").replace("}", "}}")
 
 # With --access-logs: one JSON line per request to a file, the fields of Portico's own
 # access line (escape=json, as ingress-nginx's JSON log formats use).
@@ -391,21 +396,25 @@ endpoints:
   - {host}
   conditions:
     ready: true
+"""
+
+# The bench Ingress; --features gives it annotations and a regex path.
+PORTICO_INGRESS = """\
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: bench
   namespace: default
-spec:
+{annotations}spec:
   ingressClassName: portico
 {tls}
   rules:
   - host: {vhost}
     http:
       paths:
-      - path: /
-        pathType: Prefix
+      - path: {path}
+        pathType: {path_type}
         backend:
           service:
             name: bench-backend
@@ -433,6 +442,114 @@ spec:
     - type: URLRewrite
       urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
     backendRefs: [{{name: bench-backend, port: 80}}]
+"""
+
+
+# With --gateway: the same host and backend through a Gateway's HTTP listener and an
+# HTTPRoute with the same match as the plain Ingress rule, for the cost of a Gateway API
+# route against an Ingress one. Plain HTTP only: the listener is the port clients use.
+PORTICO_GATEWAY = """\
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: bench
+spec:
+  controllerName: portico.dev/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: bench
+  namespace: default
+spec:
+  gatewayClassName: bench
+  listeners:
+  - name: http
+    protocol: HTTP
+    port: {port}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: bench
+  namespace: default
+spec:
+  parentRefs: [{{name: bench}}]
+  hostnames: [{vhost}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /}}}}]
+    backendRefs: [{{name: bench-backend, port: 80}}]
+"""
+
+# With --features: the ingress-nginx features a migrating cluster uses most, on one
+# route, in nginx and in Portico: CORS, basic auth, a request rate limit and a regex
+# path with a capture-group rewrite. nginx gets them as ingress-nginx's template writes
+# them (docs/user-guide/nginx-configuration/annotations.md; rootfs/etc/nginx/template/
+# nginx.tmpl): `limit_req` with burst = rps x 5 and nodelay, `auth_basic` with a file
+# of htpasswd lines, the CORS headers with `add_header ... always` and an OPTIONS
+# preflight answered 204, a case-insensitive regex location and `rewrite ... break`.
+# The limit is far above what the run reaches: the cost of counting is measured, not
+# refusals. HAProxy and Pingora are left out (neither has the configuration here).
+FEATURES_PATH = "/bench/small"  # what the client asks for; both rewrite it to /small
+FEATURES_USER, FEATURES_PASSWORD = "bench", "bench-password"
+FEATURES_ORIGIN = "https://app.bench.local"
+FEATURES_RPS = 1000000
+FEATURES_HEADERS = [
+    "Authorization: Basic " + base64.b64encode(("%s:%s" % (FEATURES_USER, FEATURES_PASSWORD)).encode()).decode(),
+    "Origin: " + FEATURES_ORIGIN,
+]
+
+NGINX_FEATURES_SERVER = """\
+  limit_req_zone $binary_remote_addr zone=bench_rps:5m rate={rps}r/s;
+  server {{
+    listen {host}:{port} backlog=4096;
+    listen {host}:{tls_port} ssl http2 backlog=4096;
+    location ~* "^/bench(/|$)(.*)" {{
+      limit_req zone=bench_rps burst={burst} nodelay;
+      limit_req_status 503;
+      auth_basic "Authentication Required";
+      auth_basic_user_file {dir}/htpasswd;
+      if ($request_method = 'OPTIONS') {{
+        add_header 'Access-Control-Allow-Origin' '*';
+        add_header 'Access-Control-Allow-Credentials' 'true';
+        add_header 'Access-Control-Allow-Methods' 'GET, PUT, POST, DELETE, PATCH, OPTIONS';
+        add_header 'Access-Control-Allow-Headers' 'DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization';
+        add_header 'Access-Control-Max-Age' 1728000;
+        add_header 'Content-Type' 'text/plain charset=UTF-8';
+        add_header 'Content-Length' 0;
+        return 204;
+      }}
+      add_header 'Access-Control-Allow-Origin' '*' always;
+      add_header 'Access-Control-Allow-Credentials' 'true' always;
+      add_header 'Access-Control-Allow-Methods' 'GET, PUT, POST, DELETE, PATCH, OPTIONS' always;
+      add_header 'Access-Control-Allow-Headers' 'DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization' always;
+      add_header 'Access-Control-Max-Age' 1728000 always;
+      rewrite "(?i)/bench(/|$)(.*)" /$2 break;
+%s
+    }}
+  }}""" % NGINX_PROXY_LOCATION.replace("{", "{{").replace("}", "}}")
+
+PORTICO_FEATURES_SECRET = """\
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bench-auth
+  namespace: default
+type: Opaque
+data:
+  auth: {htpasswd}
+"""
+PORTICO_FEATURES_ANNOTATIONS = """\
+  annotations:
+    nginx.ingress.kubernetes.io/enable-cors: "true"
+    nginx.ingress.kubernetes.io/auth-type: basic
+    nginx.ingress.kubernetes.io/auth-secret: bench-auth
+    nginx.ingress.kubernetes.io/auth-realm: Authentication Required
+    nginx.ingress.kubernetes.io/limit-rps: "{rps}"
+    nginx.ingress.kubernetes.io/use-regex: "true"
+    nginx.ingress.kubernetes.io/rewrite-target: /$2
 """
 
 
@@ -619,10 +736,18 @@ class Bench:
 
         port, tls_port = free_port(), free_port()
         conf = self.workdir / "nginx.conf"
+        if self.args.features:
+            self.write_htpasswd()
         conf.write_text(
-            NGINX_PROXY_CONF.format(
-                port=port,
-                tls_port=tls_port,
+            NGINX_PROXY_BASE.format(
+                http=(NGINX_FEATURES_SERVER if self.args.features else NGINX_PROXY_SERVER).format(
+                    rps=FEATURES_RPS,
+                    burst=FEATURES_RPS * 5,
+                    port=port,
+                    tls_port=tls_port,
+                    host=HOST,
+                    dir=self.workdir,
+                ),
                 backend_port=bport,
                 workers=self.s["workers"],
                 access_log=NGINX_ACCESS_LOG.format(dir=self.workdir)
@@ -636,6 +761,29 @@ class Bench:
         wait_for_port(tls_port, proc, "nginx (TLS)")
         self.peers["nginx"] = Peer("nginx", "nginx", port, proc, self.workdir / "nginx-error.log", tls_port)
 
+        if not self.args.features:
+            self.start_haproxy(bport, tls)
+        self.start_portico(bport)
+        if self.pingora_bin and not self.args.features:
+            self.start_pingora(bport)
+
+    def write_htpasswd(self):
+        """The --features user's htpasswd line (apr1, `htpasswd`'s default and what
+        ingress-nginx's basic-auth example makes), for nginx's file and Portico's Secret."""
+        path = self.workdir / "htpasswd"
+        if path.exists():
+            return path.read_text()
+        out = subprocess.run(
+            ["openssl", "passwd", "-apr1", FEATURES_PASSWORD], capture_output=True, text=True, check=False
+        )
+        if out.returncode != 0:
+            raise HarnessError("openssl passwd -apr1 failed:\n" + out.stderr[-2000:])
+        line = "%s:%s\n" % (FEATURES_USER, out.stdout.strip())
+        path.write_text(line)
+        os.chmod(path, 0o644)
+        return line
+
+    def start_haproxy(self, bport, tls):
         port, tls_port = free_port(), free_port()
         conf = self.workdir / "haproxy.cfg"
         maxconn = self.idle_n + 1000
@@ -656,6 +804,7 @@ class Bench:
         wait_for_port(tls_port, proc, "haproxy (TLS)")
         self.peers["haproxy"] = Peer("haproxy", "HAProxy", port, proc, self.workdir / "haproxy.log", tls_port)
 
+    def start_portico(self, bport):
         port, admin = free_port(), free_port()
         tls_port = free_port() if self.portico_tls else None
         conf = self.workdir / "portico.yaml"
@@ -664,15 +813,32 @@ class Bench:
             b64 = lambda name: base64.b64encode((self.workdir / "tls" / name).read_bytes()).decode()  # noqa: E731
             secret = PORTICO_TLS_SECRET.format(crt=b64("cert.pem"), key=b64("key.pem"))
             ingress_tls = "  tls:\n  - hosts:\n    - %s\n    secretName: bench-tls" % VHOST
-        text = secret + PORTICO_CONF.format(host=HOST, vhost=VHOST, backend_port=bport, tls=ingress_tls)
+        text = secret + PORTICO_CONF.format(host=HOST, backend_port=bport)
+        gateway_port = None
         if self.args.filters:
             # The same host and backend through a Route with three filters instead of the
-            # plain Ingress rule (whose document is left out).
-            b64 = lambda name: base64.b64encode((self.workdir / "tls" / name).read_bytes()).decode()  # noqa: E731
-            text = text[: text.index("apiVersion: networking.k8s.io/v1\nkind: Ingress\n")]
+            # plain Ingress rule.
             if not secret:
-                text += PORTICO_TLS_SECRET.format(crt=b64("cert.pem"), key=b64("key.pem")).lstrip("-\n") + "---\n"
-            text += PORTICO_FILTERED_ROUTE.format(vhost=VHOST)
+                b64 = lambda name: base64.b64encode((self.workdir / "tls" / name).read_bytes()).decode()  # noqa: E731
+                text += PORTICO_TLS_SECRET.format(crt=b64("cert.pem"), key=b64("key.pem"))
+            text += "---\n" + PORTICO_FILTERED_ROUTE.format(vhost=VHOST)
+        elif self.args.gateway:
+            # Clients use the listener's port; the Ingress ports stay bound, unused.
+            gateway_port = free_port()
+            text += PORTICO_GATEWAY.format(port=gateway_port, vhost=VHOST)
+        elif self.args.features:
+            # The same host and backend through one Ingress with the annotations.
+            htpasswd = base64.b64encode(self.write_htpasswd().encode()).decode()
+            text += PORTICO_FEATURES_SECRET.format(htpasswd=htpasswd)
+            text += PORTICO_INGRESS.format(
+                annotations=PORTICO_FEATURES_ANNOTATIONS.format(rps=FEATURES_RPS),
+                tls=ingress_tls,
+                vhost=VHOST,
+                path="/bench(/|$)(.*)",
+                path_type="ImplementationSpecific",
+            )
+        else:
+            text += PORTICO_INGRESS.format(annotations="", tls=ingress_tls, vhost=VHOST, path="/", path_type="Prefix")
         conf.write_text(text)
         argv = [
             self.portico_bin,
@@ -710,24 +876,27 @@ class Bench:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise HarnessError("portico never became ready:\n" + (self.workdir / "portico.log").read_text()[-3000:])
             time.sleep(0.05)
+        if gateway_port:
+            wait_for_port(gateway_port, proc, "portico (Gateway listener)")
+            port, tls_port = gateway_port, None
         self.peers["portico"] = Peer("portico", "Portico", port, proc, self.workdir / "portico.log", tls_port)
         self.portico_admin = admin
 
-        if self.pingora_bin:
-            port, tls_port = free_port(), free_port()
-            argv = [
-                self.pingora_bin,
-                "--listen", "%s:%d" % (HOST, port),
-                "--tls-listen", "%s:%d" % (HOST, tls_port),
-                "--cert", self.workdir / "tls" / "cert.pem",
-                "--key", self.workdir / "tls" / "key.pem",
-                "--backend", "%s:%d" % (HOST, bport),
-                "--threads", self.s["workers"],
-            ]  # fmt: skip
-            proc = spawn(self.wrap(argv), self.workdir / "pingora.log", "pingora")
-            wait_for_port(port, proc, "pingora")
-            wait_for_port(tls_port, proc, "pingora (TLS)")
-            self.peers["pingora"] = Peer("pingora", "Pingora", port, proc, self.workdir / "pingora.log", tls_port)
+    def start_pingora(self, bport):
+        port, tls_port = free_port(), free_port()
+        argv = [
+            self.pingora_bin,
+            "--listen", "%s:%d" % (HOST, port),
+            "--tls-listen", "%s:%d" % (HOST, tls_port),
+            "--cert", self.workdir / "tls" / "cert.pem",
+            "--key", self.workdir / "tls" / "key.pem",
+            "--backend", "%s:%d" % (HOST, bport),
+            "--threads", self.s["workers"],
+        ]  # fmt: skip
+        proc = spawn(self.wrap(argv), self.workdir / "pingora.log", "pingora")
+        wait_for_port(port, proc, "pingora")
+        wait_for_port(tls_port, proc, "pingora (TLS)")
+        self.peers["pingora"] = Peer("pingora", "Pingora", port, proc, self.workdir / "pingora.log", tls_port)
 
     def wrap(self, argv):
         """A proxy's command line, under callgrind when counting instructions."""
@@ -859,7 +1028,7 @@ class Bench:
         argv = [
             "wrk", "-t", threads, "-c", conns, "-d", "%ds" % duration, "--timeout", "10s",
             "-s", HERE / "wrk_report.lua", "-H", "Host: " + VHOST,
-        ]  # fmt: skip
+        ] + self.features_headers()  # fmt: skip
         if close:
             argv += ["-H", "Connection: close"]
         argv.append(peer.url(path, tls=tls))
@@ -1217,6 +1386,78 @@ class Bench:
         self.rate = rate
 
 
+    def features_headers(self):
+        """wrk's -H arguments for what a --features request carries besides Host."""
+        if not self.args.features:
+            return []
+        return [a for h in FEATURES_HEADERS for a in ("-H", h)]
+
+    def features_sanity(self):
+        """Both peers do what the --features route asks, the same way: 200 with the
+        CORS header and the rewritten path's body for an authorised request; 401 with a
+        Basic challenge without credentials; 204 for a preflight."""
+        size = FILES["/small"]
+        for peer in self.running():
+            if peer.name == "direct":
+                continue
+            checks = [
+                ("authorised", "GET", dict(h.split(": ", 1) for h in FEATURES_HEADERS), 200),
+                ("no credentials", "GET", {"Origin": FEATURES_ORIGIN}, 401),
+                (
+                    "preflight",
+                    "OPTIONS",
+                    {"Origin": FEATURES_ORIGIN, "Access-Control-Request-Method": "GET"},
+                    204,
+                ),
+            ]
+            for what, method, headers, want in checks:
+                conn = http.client.HTTPConnection(HOST, peer.port, timeout=10)
+                try:
+                    conn.request(method, FEATURES_PATH, headers=dict(headers, Host=VHOST))
+                    resp = conn.getresponse()
+                    body = resp.read()
+                finally:
+                    conn.close()
+                problem = None
+                if resp.status != want:
+                    problem = "status %d, want %d" % (resp.status, want)
+                elif want == 200 and len(body) != size:
+                    problem = "%d bytes, want %d (the rewrite to /small)" % (len(body), size)
+                elif want == 200 and not resp.getheader("Access-Control-Allow-Origin"):
+                    problem = "no Access-Control-Allow-Origin"
+                elif want == 401 and "basic" not in (resp.getheader("WWW-Authenticate") or "").lower():
+                    problem = "no Basic challenge"
+                elif want == 204 and not resp.getheader("Access-Control-Allow-Methods"):
+                    problem = "no Access-Control-Allow-Methods"
+                if problem:
+                    raise HarnessError("%s, --features %s request: %s" % (peer.label, what, problem))
+        log("sanity: nginx and Portico both apply CORS, basic auth, the rate limit's zone and the regex rewrite")
+
+    def features_run(self, out_dir):
+        """The --features comparison: keep-alive and a new connection per request, nginx
+        and Portico interleaved, each with the four features on its one route."""
+        d = self.s["duration"]
+        t_start = time.monotonic()
+        self.start()
+        self.features_sanity()
+        for peer in self.running():
+            self.wrk(peer, FEATURES_PATH, self.s["warmup"])
+        log("features: keep-alive, 100-byte responses")
+        self.interleaved("f1_keepalive", lambda p: self.wrk(p, FEATURES_PATH, d))
+        log("features: a new connection per request")
+        self.interleaved("f2_close", lambda p: self.wrk(p, FEATURES_PATH, d, close=True))
+        self.check_all_alive()
+        self.elapsed = time.monotonic() - t_start
+        meta = metadata(self.args, self)
+        md = render_features(meta, self.runs)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "features.md").write_text(md)
+        (out_dir / "features.json").write_text(
+            json.dumps({"meta": meta, "runs": self.runs}, indent=1, sort_keys=True) + "\n"
+        )
+        print(md)
+        return md
+
     def profile(self, out_dir, seconds):
         """Samples Portico's CPU with `perf record -e cpu-clock` (a software clock: it
         works where hardware counters are not available) while wrk drives scenarios 1,
@@ -1294,18 +1535,24 @@ class Bench:
         meta = metadata(self.args, self)
         meta["valgrind"] = tool_version(["valgrind", "--version"], r"valgrind-(\S+)")
         md = render_instructions(meta, counts, labels, seconds)
-        (out_dir / "instructions.md").write_text(md)
-        (out_dir / "instructions.json").write_text(
+        # A --features count is kept apart from the plain route's committed one.
+        name = "instructions"
+        for mode in ("features", "gateway", "filters"):
+            if getattr(self.args, mode):
+                name = "instructions-" + mode
+        (out_dir / (name + ".md")).write_text(md)
+        (out_dir / (name + ".json")).write_text(
             json.dumps({"meta": meta, "counts": counts}, indent=1, sort_keys=True) + "\n"
         )
         print(md)
         return md
 
     def instr_wrk(self, peer, seconds, close):
-        argv = ["wrk", "-t1", "-c4", "-d%ds" % seconds, "-H", "Host: " + VHOST]
+        argv = ["wrk", "-t1", "-c4", "-d%ds" % seconds, "-H", "Host: " + VHOST] + self.features_headers()
         if close:
             argv += ["-H", "Connection: close"]
-        out = subprocess.run(argv + [peer.url("/small")], capture_output=True, text=True, check=False).stdout
+        path = FEATURES_PATH if self.args.features else "/small"
+        out = subprocess.run(argv + [peer.url(path)], capture_output=True, text=True, check=False).stdout
         done = re.search(r"(\d+) requests in", out)
         # A client's `Connection: close` may end in socket errors as wrk counts them.
         if not done or "Non-2xx" in out or ("Socket errors" in out and not close):
@@ -1318,6 +1565,35 @@ class Bench:
             raise HarnessError("callgrind_control %s %d: %s" % (what, pid, (out.stdout + out.stderr)[-500:]))
 
 
+def render_features(meta, runs):
+    """The --features comparison as a Markdown table: medians of the rounds, nginx's and
+    Portico's, and their ratio."""
+    lines = [
+        "%s, %s cores. Portico %s, nginx %s. One route with CORS, basic auth (apr1), "
+        "a rate limit (far above the load) and a regex path rewritten by capture group; "
+        "wrk, %d connections, %d s per round, median of %d rounds, 100 B responses."
+        % (meta["date"], meta["cores"], meta["portico"], meta["nginx"], meta["settings"]["conns"],
+           meta["settings"]["duration"], meta["settings"]["rounds"]),
+        "",
+        "| scenario | nginx req/s | Portico req/s | Portico/nginx | nginx CPU µs/req | Portico CPU µs/req |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]  # fmt: skip
+    for key, title in (("f1_keepalive", "keep-alive"), ("f2_close", "new connection per request")):
+        med = {}
+        for peer in ("nginx", "portico"):
+            rs = [r for r in runs if r["scenario"] == key and r["peer"] == peer]
+            if rs:
+                med[peer] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "cpu_us_per_req")}
+        n, p = med.get("nginx", {}), med.get("portico", {})
+        r = ratio(p.get("rps"), n.get("rps"))
+        lines.append(
+            "| %s | %s | %s | %s | %s | %s |"
+            % (title, fmt_num(n.get("rps")), fmt_num(p.get("rps")), "%.2f" % r if r else "–",
+               fmt_num(n.get("cpu_us_per_req")), fmt_num(p.get("cpu_us_per_req")))
+        )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def render_instructions(meta, counts, labels, seconds):
     """The instruction counts as a Markdown table, with Portico's over each peer's."""
     versions = "Portico %s, nginx %s, HAProxy %s" % (meta["portico"], meta["nginx"], meta["haproxy"])
@@ -1327,6 +1603,13 @@ def render_instructions(meta, counts, labels, seconds):
         versions += ". nginx and Portico write a JSON access line per request"
     if meta.get("filters"):
         versions += ". Portico's route has three filters (header change, rewrite, HSTS)"
+    if meta.get("gateway"):
+        versions += ". Portico serves through a Gateway listener and an HTTPRoute (bench/README.md, --gateway)"
+    if meta.get("features"):
+        versions += (
+            ". nginx's and Portico's route has CORS, basic auth (apr1), a rate limit and a regex rewrite"
+            " (bench/README.md, --features)"
+        )
     lines = [
         "%s, %s cores, valgrind %s. %s." % (meta["date"], meta["cores"], meta["valgrind"], versions),
         "",
@@ -1482,6 +1765,8 @@ def metadata(args, bench):
         "portico": os.environ.get("BENCH_PORTICO_LABEL") or "%s (checkout)" % git,
         "access_logs": bool(getattr(args, "access_logs", False)),
         "filters": bool(getattr(args, "filters", False)),
+        "features": bool(getattr(args, "features", False)),
+        "gateway": bool(getattr(args, "gateway", False)),
         "nginx": tool_version(["nginx", "-v"], r"nginx/(\S+)"),
         "haproxy": tool_version(["haproxy", "-v"], r"version (\S+)"),
         "wrk": tool_version(["wrk", "-v"], r"wrk (?:debian/)?([0-9][0-9.]*[0-9])"),
@@ -1682,6 +1967,16 @@ def main():
         action="store_true",
         help="Portico serves the route through a Route with three filters (header change, rewrite, HSTS)",
     )
+    ap.add_argument(
+        "--features",
+        action="store_true",
+        help="nginx and Portico only, one route with CORS, basic auth, a rate limit and a regex rewrite",
+    )
+    ap.add_argument(
+        "--gateway",
+        action="store_true",
+        help="Portico serves through a Gateway's HTTP listener and an HTTPRoute (no TLS scenarios for it)",
+    )
     ap.add_argument("--render", metavar="JSON", help="only re-render latest.md (and the README table) from a results file")
     args = ap.parse_args()
     if args.render:
@@ -1709,8 +2004,13 @@ def main():
     bench = Bench(args, settings)
     if args.instructions:
         ok, md = harnessed(bench, lambda: bench.instructions(out_dir, settings["duration"]))
-        if ok and args.update_readme:
+        if ok and args.update_readme and not (args.features or args.gateway or args.filters):
             update_readme(md, "instructions")
+        return 0 if ok else 1
+    if args.features:
+        ok, md = harnessed(bench, lambda: bench.features_run(out_dir))
+        if ok and args.update_readme:
+            update_readme(md, "features")
         return 0 if ok else 1
     if args.profile:
         profile_dir = Path(args.out) if args.out else Path(tempfile.gettempdir())

@@ -46,13 +46,17 @@ impl<'a> Compiler<'a> {
             return;
         }
         let owner = Owner::of(ingress);
-        let mut problems = Problems::default();
-        let ann = IngressAnnotations::parse(
-            &format!("{}/{}", owner.namespace, owner.name),
-            ingress.metadata.annotations.as_ref(),
-            self.opts,
-            &mut problems,
-        );
+        // Parsed once, by `prepare_ingresses`; parsed here only when that did not run.
+        let (ann, mut problems) = self.extras.take_parsed(owner).unwrap_or_else(|| {
+            let mut problems = Problems::default();
+            let ann = IngressAnnotations::parse(
+                &format!("{}/{}", owner.namespace, owner.name),
+                ingress.metadata.annotations.as_ref(),
+                self.opts,
+                &mut problems,
+            );
+            (ann, problems)
+        });
         let policy = ann.policy.clone();
         let tls_hosts = self.add_tls(ingress, owner.namespace, &mut problems);
         let tls_policy = annotations::tls_policy(&policy, ingress.metadata.annotations.as_ref(), self.opts);

@@ -71,6 +71,9 @@ pub(super) struct Extras<'a> {
     used: BTreeSet<CanaryKey>,
     /// Problems of each canary Ingress, reported when the compile finishes.
     canary_problems: Vec<(Owner<'a>, Problems)>,
+    /// The annotations of each other Ingress, parsed once by `prepare_ingresses`, with
+    /// their problems, until `add_ingress` takes them.
+    parsed: BTreeMap<(&'a str, &'a str), (IngressAnnotations, Problems)>,
     /// `from-to-www-redirect` routes, placed once every Ingress has claimed its hosts.
     pub www: Vec<(HostMatch, Arc<Route>)>,
 }
@@ -79,6 +82,11 @@ impl<'a> Extras<'a> {
     pub fn is_canary(&self, ingress: &Ingress) -> bool {
         let o = Owner::of(ingress);
         self.canary_ingresses.contains(&(o.namespace, o.name))
+    }
+
+    /// What `prepare_ingresses` parsed of this Ingress's annotations, once.
+    pub fn take_parsed(&mut self, owner: Owner<'a>) -> Option<(IngressAnnotations, Problems)> {
+        self.parsed.remove(&(owner.namespace, owner.name))
     }
 
     pub fn regex_host(&self, host: &HostMatch, ann: &IngressAnnotations) -> bool {
@@ -252,7 +260,7 @@ impl<'a> Compiler<'a> {
         for ingress in ingresses {
             let owner = Owner::of(ingress);
             let mut problems = Problems::default();
-            let ann = IngressAnnotations::parse(
+            let mut ann = IngressAnnotations::parse(
                 &format!("{}/{}", owner.namespace, owner.name),
                 ingress.metadata.annotations.as_ref(),
                 self.opts,
@@ -263,7 +271,7 @@ impl<'a> Compiler<'a> {
                 .as_ref()
                 .and_then(|s| s.rules.as_deref())
                 .unwrap_or_default();
-            let Some(canary) = ann.canary else {
+            let Some(canary) = ann.canary.take() else {
                 if ann.paths.regex {
                     for rule in rules {
                         if let Ok(host) = HostMatch::parse(rule.host.as_deref().unwrap_or_default()) {
@@ -271,6 +279,9 @@ impl<'a> Compiler<'a> {
                         }
                     }
                 }
+                self.extras
+                    .parsed
+                    .insert((owner.namespace, owner.name), (ann, problems));
                 continue;
             };
             self.extras.canary_ingresses.insert((owner.namespace, owner.name));
