@@ -385,6 +385,11 @@ struct Args {
     /// Serving threads, each with its own event loop (default: one per CPU).
     #[arg(long)]
     worker_threads: Option<usize>,
+
+    /// Also export ingress-nginx's metric names and labels (`nginx_ingress_controller_*`),
+    /// so dashboards and alerts made for ingress-nginx keep working.
+    #[arg(long)]
+    ingress_nginx_metrics: bool,
 }
 
 /// A body size limit; `None` is no limit.
@@ -461,6 +466,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// This machine's (or pod's) host name; empty when it cannot be read.
+fn host_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    host.trim().to_owned()
+}
+
 /// Every client connection and every upstream connection is a file descriptor, and the
 /// soft limit most systems start processes with (1,024) is far too low for a proxy.
 /// Raise it to the hard limit, as nginx's `worker_rlimit_nofile` and Go's runtime do.
@@ -472,6 +483,13 @@ fn raise_open_file_limit() {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.ingress_nginx_metrics {
+        portico_dataplane::metrics::ingress_nginx::enable(portico_dataplane::metrics::ingress_nginx::Controller {
+            namespace: args.election_namespace.clone(),
+            class: args.compile.controller_name.clone(),
+            pod: args.identity.clone().unwrap_or_else(host_name),
+        });
+    }
     let cfg = ProxyConfig {
         connect_timeout: args.connect_timeout,
         upstream_response_timeout: args.upstream_timeout,
@@ -759,10 +777,10 @@ async fn run_cluster(
         ),
         None => None,
     };
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
     let status_opts = status::StatusOptions {
         publish_service,
         publish_status_address: args.publish_status_address.clone(),

@@ -21,6 +21,8 @@ use prometheus::{
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
+pub mod ingress_nginx;
+
 const ROUTE_LABELS: [&str; 8] = [
     "namespace",
     "kind",
@@ -301,6 +303,9 @@ pub struct RequestSeries {
     pub request_size: Histogram,
     pub response_size: Histogram,
     pub upstream_duration: Histogram,
+    /// The same request under ingress-nginx's names; `None` unless
+    /// `--ingress-nginx-metrics` is on, which is then the one check a request pays.
+    pub(crate) ingress_nginx: Option<ingress_nginx::Series>,
 }
 
 /// Series a route has recorded, by `service`, `method` and `status` (its other labels
@@ -319,9 +324,10 @@ const SERIES_PER_ROUTE: usize = 32;
 
 impl SeriesCache {
     /// The series for `labels` (in [`ROUTE_LABELS`] order), whose namespace, kind,
-    /// ingress, host and path must be the same on every call for one cache. The method
-    /// must be a [`method_label`].
-    pub fn get(&self, labels: &[&str; 8]) -> Arc<RequestSeries> {
+    /// ingress, host and path must be the same on every call for one cache, as must
+    /// `rule_service`, the Service the rule names (`service` is the one that got the
+    /// request). The method must be a [`method_label`].
+    pub fn get(&self, labels: &[&str; 8], rule_service: &str) -> Arc<RequestSeries> {
         let [_, _, _, service, _, _, method, status] = *labels;
         let key = |k: &[String; 3]| k[0] == service && k[1] == method && k[2] == status;
         if let Some((_, series)) = self.0.load().iter().find(|(k, _)| key(k)) {
@@ -334,6 +340,7 @@ impl SeriesCache {
             request_size: m.request_size.with_label_values(labels),
             response_size: m.response_size.with_label_values(labels),
             upstream_duration: m.upstream_response_duration.with_label_values(labels),
+            ingress_nginx: ingress_nginx::get().map(|nginx| nginx.series(labels, rule_service)),
         });
         self.0.rcu(|cached| {
             let mut next = Vec::clone(cached);
@@ -370,6 +377,10 @@ pub fn drop_stale_series(live: &HashSet<RuleKey<'_>>) {
     drop(last);
     if removed {
         Metrics::get().drop_stale_series(live);
+        if let Some(nginx) = ingress_nginx::get() {
+            let live = live.iter().map(|k| [k[0], k[2], k[3], k[4], k[5]]).collect();
+            nginx.drop_stale_series(&live);
+        }
     }
 }
 
@@ -434,9 +445,9 @@ mod tests {
         let ok = ["ns", "Ingress", "series-test", "web", "a.example", "/", "GET", "200"];
         let not_found = ["ns", "Ingress", "series-test", "web", "a.example", "/", "GET", "404"];
         for _ in 0..3 {
-            cache.get(&ok).requests.inc();
+            cache.get(&ok, "web").requests.inc();
         }
-        cache.get(&not_found).requests.inc();
+        cache.get(&not_found, "web").requests.inc();
         assert_eq!(count(&ok), 3);
         assert_eq!(count(&not_found), 1);
         assert_eq!(cache.0.load().len(), 2);
@@ -475,10 +486,10 @@ mod tests {
                 method_label(&method),
                 "200",
             ];
-            cache.get(&labels).requests.inc();
+            cache.get(&labels, "web").requests.inc();
         }
         let get = ["ns", "Ingress", "method-flood", "web", "b.example", "/", "GET", "200"];
-        cache.get(&get).requests.inc();
+        cache.get(&get, "web").requests.inc();
         assert_eq!(series_of("method-flood"), 2);
         assert_eq!(
             count(&[

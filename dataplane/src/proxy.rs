@@ -227,11 +227,16 @@ impl Proxy {
             .collect();
         crate::metrics::drop_stale_series(&live);
         drop(live);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |t| t.as_secs_f64());
+        if let Some(nginx) = crate::metrics::ingress_nginx::get() {
+            let certs = table.certificates().map(|(host, cert)| (host, cert.not_after as f64));
+            nginx.table_swapped(table.generation, now, certs);
+        }
         self.table.store(table);
         m.table_reloads.inc();
-        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            m.table_last_reload.set(now.as_secs_f64());
-        }
+        m.table_last_reload.set(now);
     }
 
     pub fn table(&self) -> Arc<RoutingTable> {
@@ -281,6 +286,7 @@ impl Proxy {
             route: None,
             upstream: None,
             upstream_secs: None,
+            upstream_sent: None,
             request_size: request_size(&req),
             access: self.cfg.access_log.then(|| {
                 Box::new(AccessFields {
@@ -381,6 +387,7 @@ impl Proxy {
             .send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log)
             .await?;
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
+        log.upstream_sent = Some(sent);
         let mut resp = self.upstream_response(resp, on_client_upgrade, &route);
         if let Some(cookie) = cookie {
             resp.headers_mut().append(header::SET_COOKIE, cookie);
@@ -1051,6 +1058,8 @@ struct RequestLog {
     route: Option<Arc<Route>>,
     upstream: Option<SocketAddr>,
     upstream_secs: Option<f64>,
+    /// When the request went upstream, for ingress-nginx's `response_duration_seconds`.
+    upstream_sent: Option<Instant>,
     request_size: u64,
     /// What only the access log needs, taken only when it is on.
     access: Option<Box<AccessFields>>,
@@ -1106,13 +1115,26 @@ impl OnComplete for RequestLog {
         ];
         // Requests that matched no rule share one cache; a route's own holds its series.
         static NO_ROUTE: std::sync::LazyLock<crate::metrics::SeriesCache> = std::sync::LazyLock::new(Default::default);
-        let series = self.route.as_ref().map_or(&*NO_ROUTE, |r| &r.series).get(&labels);
+        let series = self
+            .route
+            .as_ref()
+            .map_or(&*NO_ROUTE, |r| &r.series)
+            .get(&labels, label(|m| &m.service));
         series.requests.inc();
         series.duration.observe(elapsed);
         series.request_size.observe(self.request_size as f64);
         series.response_size.observe(bytes as f64);
         if let Some(up) = self.upstream_secs {
             series.upstream_duration.observe(up);
+        }
+        if let Some(nginx) = &series.ingress_nginx {
+            nginx.record(&crate::metrics::ingress_nginx::Observation {
+                duration: elapsed,
+                upstream_header: self.upstream_secs,
+                upstream_response: self.upstream_sent.map(|sent| sent.elapsed().as_secs_f64()),
+                request_size: self.request_size,
+                response_size: bytes,
+            });
         }
         if let Some(access) = &self.access
             && self.route.as_ref().is_none_or(|r| r.policy.access_log)
