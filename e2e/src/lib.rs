@@ -47,7 +47,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-pub use portico::{Portico, PorticoBuilder};
+pub use portico::{Portico, PorticoBuilder, free_ports};
 pub use testhost::Echo;
 
 /// The ServiceAccount portico runs as, from `deploy/rbac.yaml`.

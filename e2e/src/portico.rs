@@ -126,7 +126,8 @@ impl<'a> PorticoBuilder<'a> {
     }
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
+/// `n` distinct free TCP ports on loopback.
+pub fn free_ports(n: usize) -> Vec<u16> {
     // Hold all listeners until every port is chosen, so they are distinct.
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))

@@ -19,7 +19,7 @@ const HOST: &str = "gw.portico.test";
 
 /// Takes the Gateway API CRDs out again when the test ends, however it ends: the
 /// other tests run on a cluster without them.
-struct CrdsInstalled<'a>(&'a Test);
+pub(crate) struct CrdsInstalled<'a>(&'a Test);
 
 impl Drop for CrdsInstalled<'_> {
     fn drop(&mut self) {
@@ -35,6 +35,25 @@ fn crds(t: &Test) -> String {
     t.cluster().repo().join(CRDS).to_string_lossy().into_owned()
 }
 
+/// Installs the vendored CRDs and waits until the API server serves them; they go
+/// again when the value is dropped.
+pub(crate) fn install_crds(t: &Test) -> CrdsInstalled<'_> {
+    let installed = CrdsInstalled(t);
+    kubectl(t, &["apply", "--server-side", "-f", &crds(t)]);
+    kubectl(
+        t,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/gatewayclasses.gateway.networking.k8s.io",
+            "crd/gateways.gateway.networking.k8s.io",
+            "crd/httproutes.gateway.networking.k8s.io",
+        ],
+    );
+    installed
+}
+
 /// Uninstalls the chart's release when the test ends, however it ends: the chart's
 /// cluster-wide objects would keep the next test from installing it.
 struct Installed<'a>(&'a Test);
@@ -48,7 +67,7 @@ impl Drop for Installed<'_> {
     }
 }
 
-fn kubectl(t: &Test, args: &[&str]) -> String {
+pub(crate) fn kubectl(t: &Test, args: &[&str]) -> String {
     t.cluster()
         .kubectl_ok(args)
         .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
@@ -97,19 +116,7 @@ async fn node_gateway_api_crds_after_install() {
     wait_pods(&t.client, &t.ns, "app=web", 1, Duration::from_secs(90)).await;
 
     // Now the CRDs, as a cluster admin would install them after Portico.
-    let _crds = CrdsInstalled(&t);
-    kubectl(&t, &["apply", "--server-side", "-f", &crds(&t)]);
-    kubectl(
-        &t,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/gatewayclasses.gateway.networking.k8s.io",
-            "crd/gateways.gateway.networking.k8s.io",
-            "crd/httproutes.gateway.networking.k8s.io",
-        ],
-    );
+    let _crds = install_crds(&t);
     let started = Instant::now();
     let class = format!("portico-{}", t.ns);
     let objects = format!(

@@ -7,6 +7,7 @@ mod churn;
 mod endpoints;
 mod explain;
 mod gateway;
+mod gateway_churn;
 mod lease;
 mod migrate;
 mod node;
