@@ -186,6 +186,12 @@ struct CompileArgs {
     /// Internal ports given to Gateway listeners in service mode, `FIRST-LAST`.
     #[arg(long, default_value = "20000-29999", value_parser = parse_port_range)]
     gateway_port_range: (u16, u16),
+
+    /// ingress-nginx's controller ConfigMap, `NAMESPACE/NAME`: its global keys apply
+    /// (those docs/migrating-from-ingress-nginx.md lists as honoured), and a change to
+    /// it is live with the next table. In file mode, a ConfigMap of the file.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = portico_controller::migrate::parse_object_ref)]
+    configmap: Option<(String, String)>,
 }
 
 /// `--gateway-service-type`.
@@ -259,6 +265,7 @@ impl CompileArgs {
             },
             gateway_addresses: self.gateway_addresses.iter().map(IpAddr::to_string).collect(),
             gateway_port_range: self.gateway_port_range,
+            config_map: self.configmap.clone(),
         })
     }
 }
@@ -601,10 +608,11 @@ fn explain(args: ExplainArgs) -> ExitCode {
         None => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
             let watch_namespace = opts.watch_namespace.clone();
+            let config_map = opts.config_map.clone();
             rt.map_err(|e| e.to_string()).and_then(|rt| {
                 rt.block_on(async {
                     let client = kube_client(args.kubeconfig.as_ref()).await.map_err(|e| e.to_string())?;
-                    portico_controller::k8s::list_once(&client, watch_namespace.as_deref())
+                    portico_controller::k8s::list_once(&client, watch_namespace.as_deref(), config_map.as_ref())
                         .await
                         .map_err(|e| format!("cannot list the objects: {e}"))
                 })

@@ -442,7 +442,7 @@ fn config_finding(key: &str, value: &str) -> Finding {
         Some(Status::Unsupported) => (
             Verdict::Unsupported,
             Some(match catalog::config_flag(key) {
-                Some(flag) => format!("the ConfigMap is not read; Portico's {flag} flag sets this for every route"),
+                Some(flag) => format!("not read from the ConfigMap; Portico's {flag} flag sets this for every route"),
                 None => "not supported; it has no effect".to_string(),
             }),
         ),

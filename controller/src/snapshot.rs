@@ -11,7 +11,7 @@
 //! compile step sorts what it needs, so a relist that returns objects in another order
 //! publishes the same table.
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -31,6 +31,10 @@ pub struct KindInfo {
     pub optional: bool,
     /// A field selector for the watch (Secrets: only TLS ones).
     pub field_selector: Option<&'static str>,
+    /// Only the one object a flag names is read (`metadata.name` as the field
+    /// selector, in its namespace), and none without the flag: the ingress-nginx
+    /// ConfigMap of `--configmap`.
+    pub only_named: bool,
 }
 
 impl KindInfo {
@@ -91,6 +95,15 @@ macro_rules! namespaced {
     };
 }
 
+macro_rules! or_false {
+    () => {
+        false
+    };
+    ($value:literal) => {
+        $value
+    };
+}
+
 macro_rules! input_kinds {
     ($(
         $(#[doc = $doc:literal])*
@@ -99,7 +112,8 @@ macro_rules! input_kinds {
             version: $version:literal,
             scope: $scope:ident,
             optional: $optional:literal,
-            field_selector: $selector:expr $(,)?
+            field_selector: $selector:expr
+            $(, only_named: $only_named:literal)? $(,)?
         }
     ),* $(,)?) => {
         /// One consistent view of the objects Portico routes by.
@@ -124,6 +138,7 @@ macro_rules! input_kinds {
                         namespaced: namespaced!($scope),
                         optional: $optional,
                         field_selector: $selector,
+                        only_named: or_false!($($only_named)?),
                     },)*
                 }
             }
@@ -227,6 +242,10 @@ input_kinds! {
     GRPCRoute(grpc_routes: crate::gateway_api::GRPCRoute) {
         group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selector: None,
     },
+    /// ingress-nginx's controller ConfigMap (`--configmap`): its global settings.
+    ConfigMap(config_maps: ConfigMap) {
+        group: "", version: "v1", scope: namespaced, optional: false, field_selector: None, only_named: true,
+    },
     /// Permits a Gateway's certificateRefs and a route's backendRefs across namespaces.
     ReferenceGrant(reference_grants: crate::gateway_api::ReferenceGrant) {
         group: "gateway.networking.k8s.io", version: "v1beta1", scope: namespaced, optional: true, field_selector: None,
@@ -255,5 +274,6 @@ mod tests {
         }
         assert!(Kind::Route.info().optional && !Kind::Ingress.info().optional);
         assert!(!Kind::IngressClass.info().namespaced && Kind::Secret.info().namespaced);
+        assert!(Kind::ConfigMap.info().only_named && !Kind::Secret.info().only_named);
     }
 }

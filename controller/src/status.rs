@@ -349,6 +349,11 @@ fn object_ref(snapshot: &crate::snapshot::Snapshot, kind: &str, ns: &str, name: 
             .iter()
             .find(|o| matches(&o.metadata))
             .map(|o| o.object_ref(&())),
+        "ConfigMap" => snapshot
+            .config_maps
+            .iter()
+            .find(|o| matches(&o.metadata))
+            .map(|o| o.object_ref(&())),
         _ => None,
     }
 }

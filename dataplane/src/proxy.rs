@@ -17,6 +17,7 @@
 //! Every failure is a [`ProxyError`], and [`ProxyError::status`] alone decides its
 //! status code.
 
+mod forwarded;
 mod retry;
 
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,12 @@ pub struct ConnInfo {
     /// The Gateway listener port the connection was accepted on: its requests are
     /// routed by that listener's table. `None` on the Ingress ports.
     pub listener: Option<u16>,
+    /// The socket's peer when a PROXY protocol header named the client as `peer`.
+    pub via: Option<std::net::IpAddr>,
+    /// `X-Forwarded-For` when it is more than `client_ip` (`compute-full-forwarded-for`).
+    forwarded_for: Option<HeaderValue>,
+    /// `X-Forwarded-Host` a trusted proxy sent (`use-forwarded-headers`).
+    forwarded_host: Option<HeaderValue>,
 }
 
 impl ConnInfo {
@@ -61,7 +68,16 @@ impl ConnInfo {
             client_ip: shared_value(ip_text(peer.ip())),
             port,
             listener,
+            via: None,
+            forwarded_for: None,
+            forwarded_host: None,
         }
+    }
+
+    /// The address the connection itself came from (a load balancer's, when the PROXY
+    /// protocol named another client).
+    pub fn socket_peer(&self) -> IpAddr {
+        self.via.unwrap_or(self.peer.ip())
     }
 
     /// A listener's `X-Forwarded-Port` value.
@@ -281,6 +297,7 @@ impl Proxy {
             host,
             uri: req.uri().clone(),
             client,
+            tls,
             request_id,
             status: StatusCode::OK,
             route: None,
@@ -317,7 +334,7 @@ impl Proxy {
             route.filters.response(&mut ResponseHead {
                 status,
                 headers: resp.headers_mut(),
-                tls,
+                tls: log.tls,
                 from_upstream: log.upstream_secs.is_some(),
                 origin: log.origin.as_ref(),
             });
@@ -340,6 +357,23 @@ impl Proxy {
             return Err(e.into());
         }
         let table = self.table.load();
+        // Only a table with a forwarded policy pays for reading what the client says.
+        let view;
+        let conn = match table
+            .forwarded()
+            .and_then(|p| forwarded::client_view(p, conn, req.headers()))
+        {
+            Some(v) => {
+                view = v;
+                log.client = view.peer.ip();
+                log.tls = view.tls;
+                if let Some(access) = &mut log.access {
+                    access.client = view.client_ip.clone();
+                }
+                &view
+            }
+            None => conn,
+        };
         let routing = match conn.listener {
             None => &**table,
             // A Gateway listener's connection is routed by that listener's table alone;
@@ -432,19 +466,24 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
         let ConnInfo {
-            tls, client_ip, port, ..
+            tls,
+            client_ip,
+            port,
+            forwarded_for,
+            forwarded_host,
+            ..
         } = conn;
         // The client's own Host value when the host came from it: a shared slice of the
         // request, so no copy.
         let mut host = host_value.to_str().unwrap_or("");
         let mut host_value = host_value.clone();
         let mut forwarded = Some([
-            client_ip.clone(),
+            forwarded_for.as_ref().unwrap_or(client_ip).clone(),
             client_ip.clone(),
             HeaderValue::from_static(if *tls { "https" } else { "http" }),
             port.clone(),
             request_id.clone(),
-            host_value.clone(),
+            forwarded_host.as_ref().unwrap_or(&host_value).clone(),
         ]);
         if client_forwarded || route.filters.changes_upstream_request() {
             // Room for the headers added, made once instead of growing the map twice.
@@ -1053,6 +1092,8 @@ struct RequestLog {
     host: HeaderValue,
     uri: Uri,
     client: IpAddr,
+    /// The request came over TLS, or a trusted proxy in front says it did.
+    tls: bool,
     request_id: HeaderValue,
     status: StatusCode,
     route: Option<Arc<Route>>,

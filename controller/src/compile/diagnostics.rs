@@ -44,6 +44,15 @@ pub mod reason {
     /// An HTTPRoute filter Portico does not implement (RequestMirror, CORS, ...): the
     /// rule is left out rather than served without it.
     pub const UNSUPPORTED_FILTER: &str = "UnsupportedFilter";
+    /// A key of the ingress-nginx ConfigMap whose value does not parse; its default
+    /// applies.
+    pub const INVALID_CONFIG_VALUE: &str = "InvalidConfigValue";
+    /// A key of ingress-nginx's ConfigMap Portico does not read; it has no effect.
+    pub const UNSUPPORTED_CONFIG_KEY: &str = "UnsupportedConfigKey";
+    /// A key ingress-nginx's ConfigMap does not have (a typo?); it has no effect.
+    pub const UNKNOWN_CONFIG_KEY: &str = "UnknownConfigKey";
+    /// The ConfigMap `--configmap` names does not exist: every key has its default.
+    pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
 
     /// Every reason, so metrics can report zero for the ones that currently have none.
     pub const ALL: &[&str] = &[
@@ -63,6 +72,10 @@ pub mod reason {
         INVALID_CERTIFICATE,
         INVALID_ROUTE,
         UNSUPPORTED_FILTER,
+        INVALID_CONFIG_VALUE,
+        UNSUPPORTED_CONFIG_KEY,
+        UNKNOWN_CONFIG_KEY,
+        CONFIG_MAP_NOT_FOUND,
     ];
 }
 
@@ -81,7 +94,7 @@ pub enum Severity {
 /// object: the message names the offending part and never repeats the object's name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// The object's kind: `"Ingress"` or `"Route"`.
+    /// The object's kind: `"Ingress"`, `"Route"` or `"ConfigMap"`.
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,

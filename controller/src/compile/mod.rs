@@ -14,6 +14,7 @@
 mod annotations;
 mod backend;
 mod class;
+mod config_map;
 mod diagnostics;
 mod gateway;
 mod gateway_service;
@@ -38,6 +39,7 @@ pub use annotations::{
 };
 pub use backend::SERVICE_NAME_LABEL;
 pub use class::{DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION, class_of, served_by};
+pub use config_map::is_read as config_key_is_read;
 pub use diagnostics::{Diagnostic, Severity, reason};
 pub use gateway::gateway_ports;
 pub use gateway::status::{GatewayStatuses, gateway_status};
@@ -84,6 +86,9 @@ pub struct CompileOptions {
     pub gateway_addresses: Vec<String>,
     /// Service mode: the internal ports Gateway listeners are given (inclusive).
     pub gateway_port_range: (u16, u16),
+    /// `namespace/name` of ingress-nginx's controller ConfigMap, whose global keys
+    /// apply (`--configmap`).
+    pub config_map: Option<(String, String)>,
 }
 
 /// Where and how the Service of each Gateway is kept (service mode).
@@ -131,6 +136,7 @@ impl Default for CompileOptions {
             gateway_service: None,
             gateway_addresses: Vec::new(),
             gateway_port_range: DEFAULT_GATEWAY_PORT_RANGE,
+            config_map: None,
         }
     }
 }
@@ -154,6 +160,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
         extras: Default::default(),
     };
     compiler.add_default_certificate();
+    compiler.read_config_map();
     compiler.prepare_ingresses(&owned_ingresses(snapshot, opts));
     // Ingresses and Routes claim hosts and paths together, oldest first; at equal age
     // (objects read from a file have none) namespace and name decide, then Ingress
@@ -176,6 +183,38 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
     let analysis = gateway::Analysis::new(snapshot, opts, &mut certificates);
     compiler.add_gateways(&analysis);
     (compiler.builder.build(opts.generation), compiler.diagnostics)
+}
+
+impl Compiler<'_> {
+    /// The ConfigMap of `--configmap`: its settings into the table, its problems into
+    /// diagnostics on it.
+    fn read_config_map(&mut self) {
+        let Some((namespace, name)) = &self.opts.config_map else {
+            return;
+        };
+        let found = self
+            .snapshot
+            .config_maps
+            .iter()
+            .find(|c| namespace_of(&c.metadata) == namespace && c.metadata.name.as_deref() == Some(name.as_str()));
+        let Some(config_map) = found else {
+            self.diagnostics.push(Diagnostic {
+                kind: "ConfigMap",
+                namespace: namespace.clone(),
+                name: name.clone(),
+                reason: reason::CONFIG_MAP_NOT_FOUND,
+                message: "the ConfigMap named by --configmap does not exist; every key has its default".into(),
+                severity: Severity::Warning,
+            });
+            return;
+        };
+        let (global, problems) = config_map::read(config_map);
+        if let Some(forwarded) = global.forwarded {
+            self.builder.forwarded(forwarded);
+        }
+        self.diagnostics
+            .extend(problems.into_diagnostics("ConfigMap", namespace, name));
+    }
 }
 
 /// The Ingresses Portico owns (class and watched namespace), in the order they claim

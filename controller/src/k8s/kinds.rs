@@ -114,6 +114,8 @@ pub const DISCOVERY_PERIOD: Duration = Duration::from_secs(5);
 struct Start {
     client: Client,
     namespace: Option<String>,
+    /// `namespace/name` of the one object of an `only_named` kind (`--configmap`).
+    named: Option<(String, String)>,
     changed: Arc<Notify>,
     stores: Arc<RwLock<Vec<Arc<dyn AnyStore>>>>,
 }
@@ -123,9 +125,18 @@ impl KindVisitor for Start {
 
     fn visit<T: InputObject>(self) -> Self::Output {
         Box::pin(async move {
-            let api = T::api(&self.client, self.namespace.as_deref());
             let info = T::KIND.info();
             let mut config = watcher::Config::default();
+            let api = if info.only_named {
+                // One object, watched by name: nothing without the flag that names it.
+                let Some((namespace, name)) = &self.named else {
+                    return;
+                };
+                config = config.fields(&format!("metadata.name={name}"));
+                T::api(&self.client, Some(namespace))
+            } else {
+                T::api(&self.client, self.namespace.as_deref())
+            };
             if let Some(fields) = info.field_selector {
                 config = config.fields(fields);
             }
@@ -160,13 +171,20 @@ fn push(stores: &RwLock<Vec<Arc<dyn AnyStore>>>, store: Arc<dyn AnyStore>) {
 }
 
 impl Stores {
-    /// Starts all watchers. `namespace` limits the namespaced kinds to one namespace.
-    pub async fn start(client: Client, namespace: Option<&str>, changed: Arc<Notify>) -> Stores {
+    /// Starts all watchers. `namespace` limits the namespaced kinds to one namespace;
+    /// `named` is the `namespace/name` of the one ConfigMap read (`--configmap`).
+    pub async fn start(
+        client: Client,
+        namespace: Option<&str>,
+        named: Option<&(String, String)>,
+        changed: Arc<Notify>,
+    ) -> Stores {
         let stores = Arc::new(RwLock::new(Vec::new()));
         for kind in Kind::ALL {
             let start = Start {
                 client: client.clone(),
                 namespace: namespace.map(str::to_string),
+                named: named.cloned(),
                 changed: changed.clone(),
                 stores: stores.clone(),
             };

@@ -18,7 +18,7 @@ type Listed<'a> = Pin<Box<dyn Future<Output = Result<Vec<Object>, kube::Error>> 
 struct Lister<'a> {
     client: &'a Client,
     namespace: Option<&'a str>,
-    fields: Option<&'static str>,
+    fields: Option<&'a str>,
 }
 
 impl<'a> KindVisitor for Lister<'a> {
@@ -48,14 +48,32 @@ impl<'a> KindVisitor for Lister<'a> {
 /// as `--watch-namespace` does. An optional kind (a custom resource) whose definition
 /// is not installed, or that may not be listed, is left out with a warning on stderr,
 /// as the controller itself serves without it.
-pub async fn list_once(client: &Client, namespace: Option<&str>) -> Result<Snapshot, kube::Error> {
+/// `named` is the `namespace/name` of the one ConfigMap read (`--configmap`).
+pub async fn list_once(
+    client: &Client,
+    namespace: Option<&str>,
+    named: Option<&(String, String)>,
+) -> Result<Snapshot, kube::Error> {
     let mut snapshot = Snapshot::default();
     for kind in Kind::ALL {
         let info = kind.info();
-        let lister = Lister {
-            client,
-            namespace,
-            fields: info.field_selector,
+        let by_name;
+        let lister = if info.only_named {
+            let Some((ns, name)) = named else {
+                continue;
+            };
+            by_name = format!("metadata.name={name}");
+            Lister {
+                client,
+                namespace: Some(ns),
+                fields: Some(&by_name),
+            }
+        } else {
+            Lister {
+                client,
+                namespace,
+                fields: info.field_selector,
+            }
         };
         match kind.visit(lister).await {
             Ok(objects) => objects.into_iter().for_each(|o| snapshot.push(o)),

@@ -65,7 +65,13 @@ pub async fn run(
     compiled: watch::Sender<Compiled>,
 ) {
     let changed = Arc::new(Notify::new());
-    let stores = Stores::start(client, opts.watch_namespace.as_deref(), changed.clone()).await;
+    let stores = Stores::start(
+        client,
+        opts.watch_namespace.as_deref(),
+        opts.config_map.as_ref(),
+        changed.clone(),
+    )
+    .await;
     tracing::info!("waiting for the first list of every watched kind");
     stores.wait_until_ready().await;
     tracing::info!("all watched kinds listed; publishing the first table");

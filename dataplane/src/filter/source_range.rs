@@ -50,6 +50,12 @@ impl FromStr for Cidr {
 }
 
 impl Cidr {
+    /// `0.0.0.0/0`: every IPv4 address.
+    pub const V4_ANY: Cidr = Cidr {
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        bits: 0,
+    };
+
     /// Whether `ip` is in the block; an IPv4 address mapped into IPv6 (a dual-stack
     /// listener's view of an IPv4 client) counts as the IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {

@@ -26,6 +26,7 @@
 mod action;
 mod backend;
 mod explain;
+mod forwarded;
 mod host;
 mod matches;
 mod path;
@@ -40,6 +41,7 @@ pub use action::{
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use explain::{ExplainRequest, Explanation};
+pub use forwarded::{DEFAULT_TRUSTED, ForwardedPolicy};
 pub use host::{HostMatch, InvalidHost, normalize_host};
 pub use matches::{
     HeaderCondition, InvalidRegex, MatchConditions, QueryCondition, REGEX_MAX_LEN, REGEX_SIZE_LIMIT, RequestView,
@@ -339,6 +341,8 @@ pub struct RoutingTable {
     listeners: Vec<Listener>,
     /// A wildcard covers any number of labels (a Gateway listener's table), not one.
     deep_wildcards: bool,
+    /// What is believed of clients behind another proxy; `None`: nothing they say.
+    forwarded: Option<Box<ForwardedPolicy>>,
     /// Increases with every table the controller publishes.
     pub generation: u64,
 }
@@ -357,6 +361,12 @@ impl RoutingTable {
     /// conditions the request meets, then the host's fallback.
     pub fn route(&self, host: &str, req: &RequestView<'_>) -> Option<&Arc<Route>> {
         self.block_for(host).lookup(req)
+    }
+
+    /// What is believed of clients behind another proxy (the ingress-nginx ConfigMap's
+    /// forwarded-header and PROXY protocol keys), when anything is.
+    pub fn forwarded(&self) -> Option<&ForwardedPolicy> {
+        self.forwarded.as_deref()
     }
 
     fn block_for(&self, host: &str) -> &HostBlock {
@@ -589,6 +599,11 @@ impl TableBuilder {
             .entry(port)
             .or_insert_with(|| (protocol, TableBuilder::new()))
             .1
+    }
+
+    /// Sets what is believed of clients behind another proxy, for the whole table.
+    pub fn forwarded(&mut self, policy: ForwardedPolicy) {
+        self.table.forwarded = Some(Box::new(policy));
     }
 
     pub fn build(self, generation: u64) -> RoutingTable {

@@ -229,8 +229,9 @@ pub fn status(key: &str) -> Option<Status> {
 
 /// Every key of ingress-nginx's controller ConfigMap (its
 /// `docs/user-guide/nginx-configuration/configmap.md`), with what Portico does with it,
-/// in the order of that page's table. Portico does not read the ConfigMap yet: the keys
-/// in [`CONFIG_FLAGS`] have a command-line flag that sets the same thing for every route.
+/// in the order of that page's table. Portico reads the ConfigMap `--configmap` names;
+/// the keys in [`CONFIG_FLAGS`] that it does not read have a command-line flag that
+/// sets the same thing for every route.
 pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("add-headers", Unsupported),
     ("allow-backend-server-header", Unsupported),
@@ -279,7 +280,7 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("map-hash-bucket-size", Unsupported),
     ("nginx-status-ipv4-whitelist", Unsupported),
     ("nginx-status-ipv6-whitelist", Unsupported),
-    ("proxy-real-ip-cidr", Unsupported),
+    ("proxy-real-ip-cidr", Honoured),
     ("proxy-set-headers", Unsupported),
     ("server-name-hash-max-size", Unsupported),
     ("server-name-hash-bucket-size", Unsupported),
@@ -327,10 +328,15 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("proxy-stream-next-upstream-tries", Unsupported),
     ("proxy-stream-responses", Unsupported),
     ("bind-address", Unsupported),
-    ("use-forwarded-headers", Unsupported),
-    ("enable-real-ip", Unsupported),
-    ("forwarded-for-header", Unsupported),
-    ("compute-full-forwarded-for", Unsupported),
+    (
+        "use-forwarded-headers",
+        Differs(
+            "X-Forwarded-Proto, -Host and -Port are believed only from peers in proxy-real-ip-cidr (its default, 0.0.0.0/0, is every IPv4 peer); ingress-nginx believes them from any peer",
+        ),
+    ),
+    ("enable-real-ip", Honoured),
+    ("forwarded-for-header", Honoured),
+    ("compute-full-forwarded-for", Honoured),
     ("proxy-add-original-uri-header", Unsupported),
     ("generate-request-id", Unsupported),
     ("enable-opentracing", Unsupported),

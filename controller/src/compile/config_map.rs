@@ -1,0 +1,240 @@
+//! ingress-nginx's controller ConfigMap (`--configmap NAMESPACE/NAME`): the global keys
+//! Portico reads, with ingress-nginx's defaults (its
+//! `docs/user-guide/nginx-configuration/configmap.md`). Every key is read on every
+//! compile, so a change to the ConfigMap is live with the next table. A key Portico
+//! does not read, or a value that does not parse, is a diagnostic on the ConfigMap;
+//! the other keys still apply.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::HeaderName;
+use k8s_openapi::api::core::v1::ConfigMap;
+use portico_dataplane::filter::Cidr;
+use portico_dataplane::table::{DEFAULT_TRUSTED, ForwardedPolicy};
+
+use super::annotations::catalog::{self, Status};
+use super::diagnostics::{Problem, Problems, reason};
+
+/// What the ConfigMap sets for the whole table.
+#[derive(Debug, Default)]
+pub(super) struct Global {
+    /// The forwarded-header and PROXY protocol keys; `None` when all are off.
+    pub forwarded: Option<ForwardedPolicy>,
+}
+
+/// The keys read here, each handled in [`read`].
+const READ: &[&str] = &[
+    "use-forwarded-headers",
+    "enable-real-ip",
+    "forwarded-for-header",
+    "compute-full-forwarded-for",
+    "proxy-real-ip-cidr",
+];
+
+/// Whether Portico reads ConfigMap key `key`.
+pub fn is_read(key: &str) -> bool {
+    READ.contains(&key)
+}
+
+/// Reads `config_map`'s data: the settings, and a problem for each key that is not
+/// read or does not parse.
+pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
+    let empty = BTreeMap::new();
+    let data = config_map.data.as_ref().unwrap_or(&empty);
+    let mut keys = Keys {
+        data,
+        problems: Problems::default(),
+    };
+    for key in data.keys() {
+        if let Some(problem) = not_read(key) {
+            keys.problems.push(problem);
+        }
+    }
+    let use_forwarded_headers = keys.flag("use-forwarded-headers", false);
+    let enable_real_ip = keys.flag("enable-real-ip", false);
+    let proxy_protocol = false;
+    let compute_full_forwarded_for = keys.flag("compute-full-forwarded-for", false);
+    let real_ip_header = keys
+        .parsed("forwarded-for-header", "is not a header name", |v| {
+            HeaderName::from_bytes(v.as_bytes()).ok()
+        })
+        .unwrap_or(HeaderName::from_static("x-forwarded-for"));
+    let trusted = keys
+        .parsed(
+            "proxy-real-ip-cidr",
+            "is not a list of networks like 198.51.100.0/24",
+            cidrs,
+        )
+        .unwrap_or_else(|| vec![DEFAULT_TRUSTED]);
+    let proxy_protocol_timeout = Duration::from_secs(5);
+    let forwarded = (use_forwarded_headers || enable_real_ip || proxy_protocol).then(|| ForwardedPolicy {
+        use_forwarded_headers,
+        // nginx's `real_ip_header proxy_protocol` replaces the header when the PROXY
+        // protocol is on.
+        real_ip_header: (!proxy_protocol).then_some(real_ip_header),
+        compute_full_forwarded_for,
+        trusted,
+        proxy_protocol,
+        proxy_protocol_timeout,
+    });
+    (Global { forwarded }, keys.problems)
+}
+
+/// The problem with a key Portico does not read, if it is one.
+fn not_read(key: &str) -> Option<Problem> {
+    if is_read(key) {
+        return None;
+    }
+    let problem = match catalog::config_status(key) {
+        Some(Status::Refused) => Problem::warning(
+            reason::SNIPPET_REFUSED,
+            format!("{key}: nginx configuration text is never interpreted; it has no effect"),
+        ),
+        Some(_) => match catalog::config_flag(key) {
+            Some(flag) => Problem::warning(
+                reason::UNSUPPORTED_CONFIG_KEY,
+                format!("{key}: not read from the ConfigMap; Portico's {flag} flag sets it"),
+            ),
+            None => Problem::warning(
+                reason::UNSUPPORTED_CONFIG_KEY,
+                format!("{key}: not supported by Portico; it has no effect"),
+            ),
+        },
+        None => Problem::warning(
+            reason::UNKNOWN_CONFIG_KEY,
+            format!("{key}: not a key of ingress-nginx's ConfigMap; it has no effect"),
+        ),
+    };
+    Some(problem.about(key))
+}
+
+struct Keys<'a> {
+    data: &'a BTreeMap<String, String>,
+    problems: Problems,
+}
+
+impl Keys<'_> {
+    /// A boolean as ingress-nginx reads it (Go's `strconv.ParseBool`).
+    fn flag(&mut self, key: &str, default: bool) -> bool {
+        self.parsed(key, "is not true or false", |v| match v {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+            _ => None,
+        })
+        .unwrap_or(default)
+    }
+
+    /// The key's value through `parse`; a value that does not parse is reported and
+    /// counts as unset.
+    fn parsed<T>(&mut self, key: &str, why: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        let value = self.data.get(key)?;
+        let parsed = parse(value.trim());
+        if parsed.is_none() {
+            self.problems.push(
+                Problem::warning(
+                    reason::INVALID_CONFIG_VALUE,
+                    format!("{key}: {value:?} {why}; using the default"),
+                )
+                .about(key),
+            );
+        }
+        parsed
+    }
+}
+
+/// `198.51.100.0/24,203.0.113.7`: every entry must parse.
+fn cidrs(value: &str) -> Option<Vec<Cidr>> {
+    let list: Option<Vec<Cidr>> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().ok())
+        .collect();
+    list.filter(|l| !l.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_map(pairs: &[(&str, &str)]) -> ConfigMap {
+        ConfigMap {
+            data: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..ConfigMap::default()
+        }
+    }
+
+    fn reasons(problems: Problems) -> Vec<(&'static str, String)> {
+        problems
+            .into_vec()
+            .into_iter()
+            .map(|p| (p.reason, p.annotation.unwrap_or_default()))
+            .collect()
+    }
+
+    /// With nothing set, nothing a client says about itself is believed.
+    #[test]
+    fn an_empty_config_map_believes_no_forwarded_header() {
+        let (global, problems) = read(&config_map(&[]));
+        assert!(global.forwarded.is_none());
+        assert!(reasons(problems).is_empty());
+    }
+
+    /// `use-forwarded-headers: "true"`: X-Forwarded-For from any IPv4 peer, as
+    /// ingress-nginx's defaults (`proxy-real-ip-cidr: 0.0.0.0/0`).
+    #[test]
+    fn use_forwarded_headers_takes_ingress_nginx_defaults() {
+        let (global, _) = read(&config_map(&[("use-forwarded-headers", "true")]));
+        let p = global.forwarded.unwrap();
+        assert!(p.use_forwarded_headers && !p.proxy_protocol && !p.compute_full_forwarded_for);
+        assert_eq!(p.real_ip_header, Some(HeaderName::from_static("x-forwarded-for")));
+        assert_eq!(p.trusted, vec![DEFAULT_TRUSTED]);
+    }
+
+    /// A bad value is reported and its default applies; the other keys still do.
+    #[test]
+    fn a_bad_value_keeps_its_default_and_the_rest_applies() {
+        let cm = config_map(&[
+            ("use-forwarded-headers", "yes"),
+            ("enable-real-ip", "true"),
+            ("forwarded-for-header", "Not A Header"),
+            ("proxy-real-ip-cidr", "198.18.0.0/15,nonsense"),
+        ]);
+        let (global, problems) = read(&cm);
+        let p = global.forwarded.unwrap();
+        assert!(!p.use_forwarded_headers);
+        assert_eq!(p.real_ip_header, Some(HeaderName::from_static("x-forwarded-for")));
+        assert_eq!(p.trusted, vec![DEFAULT_TRUSTED]);
+        let invalid = |key: &str| (reason::INVALID_CONFIG_VALUE, key.to_string());
+        assert_eq!(
+            reasons(problems),
+            vec![
+                invalid("use-forwarded-headers"),
+                invalid("forwarded-for-header"),
+                invalid("proxy-real-ip-cidr"),
+            ]
+        );
+    }
+
+    /// Keys not read are named, each with why: unsupported, set by a flag, a snippet,
+    /// or not ingress-nginx's at all.
+    #[test]
+    fn keys_not_read_are_reported_by_kind() {
+        let cm = config_map(&[
+            ("use-gzip", "true"),
+            ("worker-processes", "4"),
+            ("http-snippet", "evil"),
+            ("no-such-key", "1"),
+        ]);
+        assert_eq!(
+            reasons(read(&cm).1),
+            vec![
+                (reason::SNIPPET_REFUSED, "http-snippet".to_string()),
+                (reason::UNKNOWN_CONFIG_KEY, "no-such-key".to_string()),
+                (reason::UNSUPPORTED_CONFIG_KEY, "use-gzip".to_string()),
+                (reason::UNSUPPORTED_CONFIG_KEY, "worker-processes".to_string()),
+            ]
+        );
+    }
+}

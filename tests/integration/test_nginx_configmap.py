@@ -1,0 +1,144 @@
+"""ingress-nginx's controller ConfigMap read with `--configmap` (file mode: the ConfigMap
+of the file), against real clients. Each test names the ingress-nginx document or e2e
+test (kubernetes/ingress-nginx: `docs/user-guide/nginx-configuration/configmap.md`,
+`test/e2e/settings/*.go`, the template `rootfs/etc/nginx/template/nginx.tmpl`) it
+follows."""
+
+from harness import wait_until
+from k8s import Config, path, rule
+
+HOST = "cm.example.com"
+A = "nginx.ingress.kubernetes.io/"
+CM = ("ingress-nginx", "ingress-nginx-controller")
+CM_ARG = ("--configmap", "%s/%s" % CM)
+
+
+def config(echo, data, annotations=None):
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.ingress("web", rules=[rule(HOST, path("/", "web"))], annotations=annotations or {})
+    if data is not None:
+        cfg.add(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"namespace": CM[0], "name": CM[1]},
+                "data": data,
+            }
+        )
+    return cfg
+
+
+FORCE_SSL = {A + "force-ssl-redirect": "true"}
+
+
+def test_forwarded_https_from_the_load_balancer_is_not_redirected_again(portico, echo):
+    """configmap.md `use-forwarded-headers` and e2e `forwarded_headers.go` "should
+    trust X-Forwarded headers when setting is true": behind a TLS-terminating load
+    balancer, `X-Forwarded-Proto: https` means the request is HTTPS (the template's
+    `$pass_access_scheme`, which `force-ssl-redirect` reads), so it is served, not
+    redirected in a loop; the endpoint sees the forwarded scheme, host and port."""
+    p = portico(config(echo, {"use-forwarded-headers": "true"}, FORCE_SSL), *CM_ARG)
+    lb = ["X-Forwarded-Proto: https", "X-Forwarded-Host: shop.example.org", "X-Forwarded-Port: 443"]
+    r = p.get("/a", host=HOST, headers=lb + ["X-Forwarded-For: 203.0.113.9"])
+    assert r.status == 200, r
+    seen = r.json()["headers"]
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-host"] == "shop.example.org"
+    assert seen["x-forwarded-port"] == "443"
+    # The client behind the load balancer, as nginx's real_ip module sets it.
+    assert seen["x-forwarded-for"] == "203.0.113.9"
+    assert seen["x-real-ip"] == "203.0.113.9"
+    # Plain HTTP through the same load balancer is still redirected.
+    r = p.get("/a", host=HOST, headers=["X-Forwarded-Proto: http"])
+    assert r.status == 308
+    assert r.header("location").startswith("https://%s" % HOST)
+
+
+def test_forwarded_headers_are_not_believed_by_default(portico, echo):
+    """e2e `forwarded_headers.go` "should not trust X-Forwarded headers when setting is
+    false": without the key, a client's `X-Forwarded-Proto: https` neither skips the
+    redirect nor reaches the endpoint, and its address is the connection's."""
+    p = portico(config(echo, {}, FORCE_SSL), *CM_ARG)
+    assert p.get("/a", host=HOST, headers=["X-Forwarded-Proto: https"]).status == 308
+    p2 = portico(config(echo, {}), *CM_ARG)
+    seen = p2.get("/a", host=HOST, headers=["X-Forwarded-Proto: https", "X-Forwarded-For: 203.0.113.9"]).json()[
+        "headers"
+    ]
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_a_peer_outside_proxy_real_ip_cidr_is_believed_in_nothing(portico, echo):
+    """configmap.md `proxy-real-ip-cidr` (nginx's `set_real_ip_from`): the test client
+    at 127.0.0.1 is not in 198.18.0.0/15, so its forwarded headers change nothing."""
+    data = {"use-forwarded-headers": "true", "proxy-real-ip-cidr": "198.18.0.0/15"}
+    p = portico(config(echo, data, FORCE_SSL), *CM_ARG)
+    assert p.get("/a", host=HOST, headers=["X-Forwarded-Proto: https"]).status == 308
+
+
+def test_compute_full_forwarded_for_appends_the_peer(portico, echo):
+    """configmap.md `compute-full-forwarded-for` (the template's
+    `$full_x_forwarded_for`): the endpoint gets the client's list with the peer
+    appended; `forwarded-for-header` names where the client address is read."""
+    data = {
+        "use-forwarded-headers": "true",
+        "compute-full-forwarded-for": "true",
+        "forwarded-for-header": "X-Original-Forwarded-For",
+    }
+    p = portico(config(echo, data), *CM_ARG)
+    r = p.get(
+        "/a",
+        host=HOST,
+        headers=["X-Forwarded-For: 198.51.100.1", "X-Original-Forwarded-For: 203.0.113.4"],
+    )
+    seen = r.json()["headers"]
+    assert seen["x-forwarded-for"] == "198.51.100.1, 127.0.0.1"
+    assert seen["x-real-ip"] == "203.0.113.4"
+
+
+def test_the_real_ip_counts_for_source_ranges(portico, echo):
+    """configmap.md `enable-real-ip`: the address from `X-Forwarded-For` is the one
+    `whitelist-source-range` checks (the template's `$remote_addr` after real_ip)."""
+    allow = {A + "whitelist-source-range": "203.0.113.0/24"}
+    p = portico(config(echo, {"enable-real-ip": "true"}, allow), *CM_ARG)
+    assert p.get("/a", host=HOST, headers=["X-Forwarded-For: 203.0.113.9"]).status == 200
+    assert p.get("/a", host=HOST, headers=["X-Forwarded-For: 198.51.100.9"]).status == 403
+    assert p.get("/a", host=HOST).status == 403
+
+
+def test_a_changed_config_map_is_live_without_a_restart(portico, echo):
+    """The ConfigMap is watched like any object: rewriting it turns the setting on and
+    off in the running process (ingress-nginx reloads nginx for this)."""
+    p = portico(config(echo, {}, FORCE_SSL), *CM_ARG)
+    https = ["X-Forwarded-Proto: https"]
+    assert p.get("/a", host=HOST, headers=https).status == 308
+    p.replace_config(config(echo, {"use-forwarded-headers": "true"}, FORCE_SSL).yaml())
+    wait_until(lambda: p.get("/a", host=HOST, headers=https).status == 200, 10, what="the new ConfigMap")
+    p.replace_config(config(echo, None, FORCE_SSL).yaml())
+    wait_until(lambda: p.get("/a", host=HOST, headers=https).status == 308, 10, what="the ConfigMap removed")
+    assert "ConfigMapNotFound" in p.log()
+
+
+def test_unknown_keys_and_bad_values_are_reported_and_the_rest_applies(portico, echo):
+    """Every key that is not read or does not parse is named in the log with its
+    reason and counted in `portico_diagnostics`; the good keys still apply."""
+    data = {
+        "use-forwarded-headers": "true",
+        "compute-full-forwarded-for": "maybe",
+        "use-gzip": "true",
+        "no-such-key": "1",
+        "http-snippet": "return 200;",
+    }
+    p = portico(config(echo, data, FORCE_SSL), *CM_ARG)
+    assert p.get("/a", host=HOST, headers=["X-Forwarded-Proto: https"]).status == 200
+    log = p.log()
+    for reason, key in [
+        ("InvalidConfigValue", "compute-full-forwarded-for"),
+        ("UnsupportedConfigKey", "use-gzip"),
+        ("UnknownConfigKey", "no-such-key"),
+        ("SnippetRefused", "http-snippet"),
+    ]:
+        assert reason in log and key in log, (reason, key)
+    m = p.metrics()
+    assert m.get("portico_diagnostics", reason="UnknownConfigKey") >= 1
