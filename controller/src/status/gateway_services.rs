@@ -82,6 +82,8 @@ pub async fn write_gateway_services(
 ) -> Result<(), kube::Error> {
     let api: Api<Service> = Api::namespaced(client.clone(), &opts.namespace);
     let mut wanted = HashSet::new();
+    // One Service the API server refuses does not keep the other Gateways from theirs.
+    let mut first_error = None;
     for gateway in gateways {
         let service = desired_service(gateway, opts, selector);
         let name = service.name_any();
@@ -89,12 +91,17 @@ pub async fn write_gateway_services(
         if applied.get(&name) == Some(&service) {
             continue;
         }
-        api.patch(
-            &name,
-            &PatchParams::apply(super::FIELD_MANAGER).force(),
-            &Patch::Apply(&service),
-        )
-        .await?;
+        let result = api
+            .patch(
+                &name,
+                &PatchParams::apply(super::FIELD_MANAGER).force(),
+                &Patch::Apply(&service),
+            )
+            .await;
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+            continue;
+        }
         tracing::info!(namespace = %opts.namespace, name = %name, gateway = %format!("{}/{}", gateway.namespace, gateway.name), "Gateway Service applied");
         applied.insert(name, service);
     }
@@ -115,7 +122,7 @@ pub async fn write_gateway_services(
         }
         applied.remove(&name);
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

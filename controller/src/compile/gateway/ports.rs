@@ -48,15 +48,15 @@ pub(super) fn allocate(gateways: &mut [GatewayState<'_>], opts: &CompileOptions)
     }
 }
 
-/// Per Gateway of Portico's classes: its listener ports and their internal ports, for
-/// the Service writer.
+/// Per Gateway of Portico's classes with at least one listener Portico serves: its
+/// listener ports and their internal ports, for the Service writer.
 pub fn gateway_ports(snapshot: &Snapshot, opts: &CompileOptions) -> Vec<GatewayPorts> {
     let mut certificates = crate::compile::tls::Certificates::new(&snapshot.secrets, opts.now);
     let analysis = super::Analysis::new(snapshot, opts, &mut certificates);
     analysis
         .gateways
         .iter()
-        .map(|gw| {
+        .filter_map(|gw| {
             let mut ports: Vec<(u16, u16)> = gw
                 .listeners
                 .iter()
@@ -64,11 +64,13 @@ pub fn gateway_ports(snapshot: &Snapshot, opts: &CompileOptions) -> Vec<GatewayP
                 .collect();
             ports.sort_unstable();
             ports.dedup();
-            GatewayPorts {
+            // A Gateway without one servable port gets no Service: the API server
+            // refuses a Service without ports (and would stop the others' writes).
+            (!ports.is_empty()).then(|| GatewayPorts {
                 namespace: namespace_of(&gw.gateway.metadata).to_string(),
                 name: gw.name.to_string(),
                 ports,
-            }
+            })
         })
         .collect()
 }

@@ -389,3 +389,22 @@ fn unsupported_filter_is_not_accepted_and_answers_500() {
         assert!(diagnostics.iter().any(|d| d.reason == "UnsupportedFilter"), "{filter}");
     }
 }
+
+/// A Gateway none of whose listeners Portico serves gets no Service (the API server
+/// refuses a Service without ports); its address stays unassigned (conformance
+/// GatewayListenerUnsupportedProtocol's `gateway-only-unsupported-protocols`).
+#[test]
+fn gateway_without_a_served_listener_gets_no_service() {
+    let only_udp = gateway("  - {name: udp, port: 53, protocol: UDP}\n");
+    let s = snapshot(&only_udp);
+    let opts = CompileOptions {
+        gateway_service: Some(GatewayServiceOptions {
+            namespace: "portico".into(),
+            service_type: crate::compile::GatewayServiceType::ClusterIP,
+        }),
+        ..CompileOptions::default()
+    };
+    assert!(gateway_ports(&s, &opts).is_empty());
+    let s = snapshot(&gateway(WEB));
+    assert_eq!(gateway_ports(&s, &opts).len(), 1);
+}
