@@ -42,8 +42,19 @@ PROFILE=GATEWAY-HTTP
 GATEWAY_CLASS=portico
 CONTROLLER_NAME=portico.dev/gateway-controller
 NAMESPACE=portico-system
-# The features Portico claims: the core of the GATEWAY-HTTP profile.
-SUPPORTED_FEATURES=Gateway,HTTPRoute,ReferenceGrant
+# The features Portico claims: the core of the GATEWAY-HTTP profile and the extended
+# features whose tests all pass. One a line; the same list as the GatewayClass's
+# status.supportedFeatures (SUPPORTED_FEATURES in controller/src/compile/gateway/status.rs,
+# whose unit test compares the two).
+FEATURES=(
+	Gateway
+	HTTPRoute
+	ReferenceGrant
+)
+SUPPORTED_FEATURES=$(
+	IFS=,
+	printf '%s' "${FEATURES[*]}"
+)
 # The chart's values for the conformance install: the local image, and ClusterIP
 # Services, both the Ingress one (which the suite does not use) and one per Gateway:
 # the rig has no load balancer (helm --wait would wait for a LoadBalancer's address

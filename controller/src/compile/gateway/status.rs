@@ -13,20 +13,10 @@ use crate::gateway_api::{
 };
 use crate::snapshot::Snapshot;
 
-/// Gateway API features that work end to end (the conformance suite's names).
-pub const SUPPORTED_FEATURES: &[&str] = &[
-    "Gateway",
-    "HTTPRoute",
-    "ReferenceGrant",
-    "HTTPRouteHostRewrite",
-    "HTTPRouteMethodMatching",
-    "HTTPRouteQueryParamMatching",
-    "HTTPRoutePathRedirect",
-    "HTTPRoutePathRewrite",
-    "HTTPRoutePortRedirect",
-    "HTTPRouteSchemeRedirect",
-    "HTTPRouteResponseHeaderModification",
-];
+/// Gateway API features that work end to end (the conformance suite's names): the
+/// GatewayClass's `status.supportedFeatures`, and what `e2e/conformance.sh` claims
+/// (its `FEATURES`, compared by a unit test), each proven by the suite's tests.
+pub const SUPPORTED_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "ReferenceGrant"];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
 /// GatewayClasses. Route statuses hold only the parents Portico handles; the writer
@@ -279,6 +269,19 @@ fn addresses(snapshot: &Snapshot, opts: &CompileOptions, namespace: &str, name: 
 
 #[cfg(test)]
 mod tests {
+    /// What the GatewayClass says Portico supports is what the conformance run claims
+    /// and proves (`FEATURES` in e2e/conformance.sh), no more, no less.
+    #[test]
+    fn supported_features_are_the_conformance_claims() {
+        let script = include_str!("../../../../e2e/conformance.sh");
+        let claimed: Vec<&str> = script
+            .split_once("\nFEATURES=(\n")
+            .and_then(|(_, rest)| rest.split_once("\n)"))
+            .map(|(list, _)| list.lines().map(str::trim).collect())
+            .unwrap_or_default();
+        assert_eq!(claimed, super::SUPPORTED_FEATURES);
+    }
+
     /// Status times are RFC 3339 in UTC, as metav1.Time writes them.
     #[test]
     fn times_are_rfc3339_utc() {

@@ -408,3 +408,156 @@ fn gateway_without_a_served_listener_gets_no_service() {
     let s = snapshot(&gateway(WEB));
     assert_eq!(gateway_ports(&s, &opts).len(), 1);
 }
+
+/// The rule's one route on listener port 8080 for `host` and `path` with `method` and
+/// `query`.
+fn routed(
+    table: &RoutingTable,
+    method: &http::Method,
+    path: &str,
+    query: Option<&str>,
+) -> Option<std::sync::Arc<portico_dataplane::table::Route>> {
+    let headers = http::HeaderMap::new();
+    let req = portico_dataplane::table::RequestView {
+        method,
+        path,
+        query,
+        headers: &headers,
+    };
+    table.listener(8080)?.table.route("a.example", &req).cloned()
+}
+
+fn one_rule(rule: &str) -> RoutingTable {
+    let s = snapshot(&format!(
+        "{}\n---\n{}",
+        gateway(WEB),
+        route("r", &format!("  parentRefs: [{{name: gw}}]\n  rules:\n  - {rule}"))
+    ));
+    let status = gateway_status(&s, &CompileOptions::default());
+    assert_eq!(
+        condition(&status.http_routes[0].2.parents[0].conditions, "Accepted"),
+        ("True", "Accepted"),
+        "{rule}"
+    );
+    compile(&s, &CompileOptions::default()).0
+}
+
+/// HTTPRouteQueryParamMatching and HTTPRouteMethodMatching (HTTPRouteMatch.queryParams,
+/// .method; conformance HTTPRouteQueryParamMatching, HTTPRouteMethodMatching): a match
+/// with both serves only a request with that method and that query parameter value.
+#[test]
+fn query_param_and_method_matches() {
+    let table = one_rule(
+        "{matches: [{method: POST, queryParams: [{name: animal, value: whale}]}], backendRefs: [{name: web, port: 8080}]}",
+    );
+    let post = http::Method::POST;
+    assert!(routed(&table, &post, "/", Some("animal=whale")).is_some());
+    assert!(routed(&table, &post, "/", Some("animal=dolphin")).is_none());
+    assert!(routed(&table, &post, "/", None).is_none());
+    assert!(routed(&table, &http::Method::GET, "/", Some("animal=whale")).is_none());
+}
+
+/// HTTPRouteResponseHeaderModification (HTTPHeaderFilter; conformance
+/// HTTPRouteResponseHeaderModifier): set, add and remove act on the response.
+#[test]
+fn response_header_modifier() {
+    let table = one_rule(
+        "{filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Set, value: one}], add: [{name: X-Add, value: two}], remove: [X-Gone]}}], backendRefs: [{name: web, port: 8080}]}",
+    );
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    let m = &route.action.as_ref().unwrap().response_headers;
+    assert_eq!(m.set, vec![("x-set".parse().unwrap(), "one".parse().unwrap())]);
+    assert_eq!(m.add, vec![("x-add".parse().unwrap(), "two".parse().unwrap())]);
+    assert_eq!(m.remove, vec![http::HeaderName::from_static("x-gone")]);
+}
+
+/// HTTPRoutePathRewrite and HTTPRouteHostRewrite (HTTPURLRewriteFilter; conformance
+/// HTTPRouteRewritePath, HTTPRouteRewriteHost): ReplacePrefixMatch replaces the matched
+/// prefix, ReplaceFullPath the whole path, hostname the Host sent upstream.
+#[test]
+fn url_rewrite_path_and_host() {
+    use portico_dataplane::filter::PathModifier;
+    let table = one_rule(
+        "{matches: [{path: {type: PathPrefix, value: /prefix/one}}], filters: [{type: URLRewrite, urlRewrite: {hostname: one.example.org, path: {type: ReplacePrefixMatch, replacePrefixMatch: /one}}}], backendRefs: [{name: web, port: 8080}]}",
+    );
+    let route = routed(&table, &http::Method::GET, "/prefix/one/two", None).unwrap();
+    let rewrite = route.action.as_ref().unwrap().rewrite.as_ref().unwrap();
+    assert_eq!(rewrite.hostname.as_ref().unwrap(), "one.example.org");
+    assert_eq!(
+        rewrite.path,
+        Some(PathModifier::ReplacePrefixMatch {
+            prefix: "/prefix/one".into(),
+            with: "/one".into()
+        })
+    );
+    let table = one_rule(
+        "{filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /full}}}], backendRefs: [{name: web, port: 8080}]}",
+    );
+    let route = routed(&table, &http::Method::GET, "/any/thing", None).unwrap();
+    let rewrite = route.action.as_ref().unwrap().rewrite.as_ref().unwrap();
+    assert_eq!(rewrite.path, Some(PathModifier::ReplaceFullPath("/full".into())));
+}
+
+/// HTTPRouteParentRefPort and HTTPRouteDestinationPortMatching (ParentReference.port;
+/// conformance HTTPRouteListenerPortMatching,
+/// HTTPRouteInvalidParentRefNotMatchingListenerPort): a parentRef's port attaches the
+/// route to the listeners on that port only; GatewayPort8080: a listener on 8080.
+#[test]
+fn parent_ref_port_selects_listeners() {
+    let listeners = "  - {name: a, port: 8080, protocol: HTTP}\n  - {name: b, port: 8090, protocol: HTTP}\n";
+    let s = snapshot(&format!(
+        "{}\n---\n{}",
+        gateway(listeners),
+        route(
+            "r",
+            "  parentRefs: [{name: gw, port: 8090}]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]"
+        )
+    ));
+    let (table, _) = compile(&s, &CompileOptions::default());
+    assert!(served(&table, 8090, "h", "/").is_some());
+    assert!(served(&table, 8080, "h", "/").is_none());
+    let status = gateway_status(&s, &CompileOptions::default());
+    let attached: Vec<i32> = status.gateways[0]
+        .2
+        .listeners
+        .iter()
+        .map(|l| l.attached_routes)
+        .collect();
+    assert_eq!(attached, vec![0, 1]);
+}
+
+/// HTTPRouteNamedRouteRule (HTTPRouteRule.name; conformance HTTPRouteNamedRule): a
+/// named rule is read and served like any other.
+#[test]
+fn named_rules_are_served() {
+    let table = one_rule("{name: first, backendRefs: [{name: web, port: 8080}]}");
+    assert!(routed(&table, &http::Method::GET, "/", None).is_some());
+}
+
+/// HTTPRouteBackendProtocolH2C and HTTPRouteBackendProtocolWebSocket (GEP-1911,
+/// Service port `appProtocol`; conformance HTTPRouteBackendProtocolH2C,
+/// HTTPRouteBackendProtocolWebSocket): `kubernetes.io/h2c` is spoken HTTP/2 with prior
+/// knowledge, `kubernetes.io/ws` HTTP/1.1, which carries the upgrade.
+#[test]
+fn backend_protocol_from_app_protocol() {
+    use portico_dataplane::table::UpstreamProtocol;
+    let services = "apiVersion: v1\nkind: Service\nmetadata: {name: h2c, namespace: default}\nspec: {ports: [{port: 8080, appProtocol: kubernetes.io/h2c}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: ws, namespace: default}\nspec: {ports: [{port: 8080, appProtocol: kubernetes.io/ws}]}";
+    let s = snapshot(&format!(
+        "{}\n---\n{services}\n---\n{}",
+        gateway(WEB),
+        route(
+            "r",
+            "  parentRefs: [{name: gw}]\n  rules:\n  - {matches: [{path: {value: /h2c}}], backendRefs: [{name: h2c, port: 8080}]}\n  - {matches: [{path: {value: /ws}}], backendRefs: [{name: ws, port: 8080}]}"
+        )
+    ));
+    let (table, _) = compile(&s, &CompileOptions::default());
+    let listener = &table.listener(8080).unwrap().table;
+    assert_eq!(
+        listener.lookup("a", "/h2c").unwrap().backend.protocol,
+        UpstreamProtocol::H2c
+    );
+    assert_eq!(
+        listener.lookup("a", "/ws").unwrap().backend.protocol,
+        UpstreamProtocol::Http1
+    );
+}
