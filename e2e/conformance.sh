@@ -50,6 +50,7 @@ FEATURES=(
 	Gateway
 	HTTPRoute
 	ReferenceGrant
+	HTTPRouteQueryParamMatching
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

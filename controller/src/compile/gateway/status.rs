@@ -16,7 +16,12 @@ use crate::snapshot::Snapshot;
 /// Gateway API features that work end to end (the conformance suite's names): the
 /// GatewayClass's `status.supportedFeatures`, and what `e2e/conformance.sh` claims
 /// (its `FEATURES`, compared by a unit test), each proven by the suite's tests.
-pub const SUPPORTED_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "ReferenceGrant"];
+pub const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "HTTPRoute",
+    "ReferenceGrant",
+    "HTTPRouteQueryParamMatching",
+];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
 /// GatewayClasses. Route statuses hold only the parents Portico handles; the writer
