@@ -51,6 +51,7 @@ FEATURES=(
 	HTTPRoute
 	ReferenceGrant
 	HTTPRouteQueryParamMatching
+	HTTPRouteMethodMatching
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

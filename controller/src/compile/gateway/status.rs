@@ -21,6 +21,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute",
     "ReferenceGrant",
     "HTTPRouteQueryParamMatching",
+    "HTTPRouteMethodMatching",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
