@@ -52,6 +52,7 @@ FEATURES=(
 	ReferenceGrant
 	HTTPRouteQueryParamMatching
 	HTTPRouteMethodMatching
+	HTTPRouteResponseHeaderModification
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

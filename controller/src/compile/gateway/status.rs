@@ -22,6 +22,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "ReferenceGrant",
     "HTTPRouteQueryParamMatching",
     "HTTPRouteMethodMatching",
+    "HTTPRouteResponseHeaderModification",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
