@@ -53,6 +53,7 @@ FEATURES=(
 	HTTPRouteQueryParamMatching
 	HTTPRouteMethodMatching
 	HTTPRouteResponseHeaderModification
+	HTTPRoutePathRewrite
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

@@ -23,6 +23,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteQueryParamMatching",
     "HTTPRouteMethodMatching",
     "HTTPRouteResponseHeaderModification",
+    "HTTPRoutePathRewrite",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
