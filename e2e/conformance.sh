@@ -54,6 +54,7 @@ FEATURES=(
 	HTTPRouteMethodMatching
 	HTTPRouteResponseHeaderModification
 	HTTPRoutePathRewrite
+	HTTPRouteHostRewrite
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

@@ -24,6 +24,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteMethodMatching",
     "HTTPRouteResponseHeaderModification",
     "HTTPRoutePathRewrite",
+    "HTTPRouteHostRewrite",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
