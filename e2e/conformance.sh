@@ -55,6 +55,7 @@ FEATURES=(
 	HTTPRouteResponseHeaderModification
 	HTTPRoutePathRewrite
 	HTTPRouteHostRewrite
+	HTTPRouteSchemeRedirect
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

@@ -25,6 +25,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteResponseHeaderModification",
     "HTTPRoutePathRewrite",
     "HTTPRouteHostRewrite",
+    "HTTPRouteSchemeRedirect",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
