@@ -56,6 +56,7 @@ FEATURES=(
 	HTTPRoutePathRewrite
 	HTTPRouteHostRewrite
 	HTTPRouteSchemeRedirect
+	HTTPRoutePortRedirect
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

@@ -26,6 +26,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoutePathRewrite",
     "HTTPRouteHostRewrite",
     "HTTPRouteSchemeRedirect",
+    "HTTPRoutePortRedirect",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
