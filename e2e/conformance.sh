@@ -57,6 +57,7 @@ FEATURES=(
 	HTTPRouteHostRewrite
 	HTTPRouteSchemeRedirect
 	HTTPRoutePortRedirect
+	HTTPRoutePathRedirect
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

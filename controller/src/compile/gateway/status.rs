@@ -27,6 +27,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteHostRewrite",
     "HTTPRouteSchemeRedirect",
     "HTTPRoutePortRedirect",
+    "HTTPRoutePathRedirect",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
