@@ -58,6 +58,7 @@ FEATURES=(
 	HTTPRouteSchemeRedirect
 	HTTPRoutePortRedirect
 	HTTPRoutePathRedirect
+	GatewayPort8080
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

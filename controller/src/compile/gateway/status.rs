@@ -28,6 +28,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteSchemeRedirect",
     "HTTPRoutePortRedirect",
     "HTTPRoutePathRedirect",
+    "GatewayPort8080",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
