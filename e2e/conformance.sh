@@ -59,6 +59,7 @@ FEATURES=(
 	HTTPRoutePortRedirect
 	HTTPRoutePathRedirect
 	GatewayPort8080
+	HTTPRouteParentRefPort
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

@@ -29,6 +29,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoutePortRedirect",
     "HTTPRoutePathRedirect",
     "GatewayPort8080",
+    "HTTPRouteParentRefPort",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
