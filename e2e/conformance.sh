@@ -60,6 +60,7 @@ FEATURES=(
 	HTTPRoutePathRedirect
 	GatewayPort8080
 	HTTPRouteParentRefPort
+	HTTPRouteDestinationPortMatching
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

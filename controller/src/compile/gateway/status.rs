@@ -30,6 +30,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoutePathRedirect",
     "GatewayPort8080",
     "HTTPRouteParentRefPort",
+    "HTTPRouteDestinationPortMatching",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
