@@ -61,6 +61,7 @@ FEATURES=(
 	GatewayPort8080
 	HTTPRouteParentRefPort
 	HTTPRouteDestinationPortMatching
+	HTTPRouteNamedRouteRule
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

@@ -31,6 +31,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayPort8080",
     "HTTPRouteParentRefPort",
     "HTTPRouteDestinationPortMatching",
+    "HTTPRouteNamedRouteRule",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
