@@ -62,6 +62,7 @@ FEATURES=(
 	HTTPRouteParentRefPort
 	HTTPRouteDestinationPortMatching
 	HTTPRouteNamedRouteRule
+	HTTPRouteBackendProtocolWebSocket
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

@@ -32,6 +32,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteParentRefPort",
     "HTTPRouteDestinationPortMatching",
     "HTTPRouteNamedRouteRule",
+    "HTTPRouteBackendProtocolWebSocket",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
