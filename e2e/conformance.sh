@@ -63,6 +63,7 @@ FEATURES=(
 	HTTPRouteDestinationPortMatching
 	HTTPRouteNamedRouteRule
 	HTTPRouteBackendProtocolWebSocket
+	HTTPRouteBackendProtocolH2C
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

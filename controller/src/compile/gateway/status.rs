@@ -33,6 +33,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteDestinationPortMatching",
     "HTTPRouteNamedRouteRule",
     "HTTPRouteBackendProtocolWebSocket",
+    "HTTPRouteBackendProtocolH2C",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
