@@ -64,6 +64,9 @@ FEATURES=(
 	HTTPRouteNamedRouteRule
 	HTTPRouteBackendProtocolWebSocket
 	HTTPRouteBackendProtocolH2C
+	HTTPRoute303RedirectStatusCode
+	HTTPRoute307RedirectStatusCode
+	HTTPRoute308RedirectStatusCode
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

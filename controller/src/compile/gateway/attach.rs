@@ -288,7 +288,7 @@ pub fn unsupported_filter(filter: &HTTPRouteFilter) -> Option<String> {
         "RequestRedirect" => filter.request_redirect.as_ref().is_some_and(|r| {
             path_ok(&r.path)
                 && r.scheme.as_deref().is_none_or(|s| matches!(s, "http" | "https"))
-                && r.status_code.is_none_or(|c| matches!(c, 301 | 302))
+                && r.status_code.is_none_or(|c| matches!(c, 301 | 302 | 303 | 307 | 308))
         }),
         _ => false,
     };

@@ -34,6 +34,9 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteNamedRouteRule",
     "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteBackendProtocolH2C",
+    "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode",
+    "HTTPRoute308RedirectStatusCode",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for

@@ -498,6 +498,35 @@ fn url_rewrite_path_and_host() {
     assert_eq!(rewrite.path, Some(PathModifier::ReplaceFullPath("/full".into())));
 }
 
+/// HTTPRouteSchemeRedirect, HTTPRoutePortRedirect, HTTPRoutePathRedirect and the
+/// HTTPRoute303/307/308RedirectStatusCode features (HTTPRequestRedirectFilter;
+/// conformance HTTPRouteRedirectScheme, HTTPRouteRedirectPort, HTTPRouteRedirectPath,
+/// HTTPRoute303Redirect, HTTPRoute307Redirect, HTTPRoute308Redirect): every field is
+/// answered as written, each status code the spec lists is accepted.
+#[test]
+fn request_redirect_fields_and_status_codes() {
+    use portico_dataplane::filter::PathModifier;
+    for code in [301u16, 302, 303, 307, 308] {
+        let table = one_rule(&format!(
+            "{{matches: [{{path: {{value: /old}}}}], filters: [{{type: RequestRedirect, requestRedirect: {{scheme: https, hostname: b.example, port: 8443, path: {{type: ReplacePrefixMatch, replacePrefixMatch: /new}}, statusCode: {code}}}}}]}}"
+        ));
+        let route = routed(&table, &http::Method::GET, "/old/x", None).unwrap();
+        let r = route.action.as_ref().unwrap().redirect.as_ref().unwrap();
+        assert_eq!(r.status.as_u16(), code);
+        assert_eq!(
+            (r.scheme.as_deref(), r.hostname.as_deref(), r.port),
+            (Some("https"), Some("b.example"), Some(8443))
+        );
+        assert_eq!(
+            r.path,
+            Some(PathModifier::ReplacePrefixMatch {
+                prefix: "/old".into(),
+                with: "/new".into()
+            })
+        );
+    }
+}
+
 /// HTTPRouteParentRefPort and HTTPRouteDestinationPortMatching (ParentReference.port;
 /// conformance HTTPRouteListenerPortMatching,
 /// HTTPRouteInvalidParentRefNotMatchingListenerPort): a parentRef's port attaches the
