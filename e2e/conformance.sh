@@ -67,6 +67,8 @@ FEATURES=(
 	HTTPRoute303RedirectStatusCode
 	HTTPRoute307RedirectStatusCode
 	HTTPRoute308RedirectStatusCode
+	HTTPRouteRequestTimeout
+	HTTPRouteBackendTimeout
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

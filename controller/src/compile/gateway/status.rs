@@ -37,6 +37,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteRequestTimeout",
+    "HTTPRouteBackendTimeout",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for

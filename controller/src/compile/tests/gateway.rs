@@ -527,6 +527,31 @@ fn request_redirect_fields_and_status_codes() {
     }
 }
 
+/// HTTPRouteRequestTimeout and HTTPRouteBackendTimeout (HTTPRouteTimeouts; conformance
+/// HTTPRouteTimeoutRequest, HTTPRouteTimeoutBackendRequest): durations as written, and
+/// "0s" disables the timeout ("Setting a timeout to the zero duration (e.g. "0s")
+/// SHOULD disable the timeout completely").
+#[test]
+fn timeouts_and_zero_disables() {
+    use std::time::Duration;
+    let timeouts = |t: &str| {
+        let table = one_rule(&format!("{{timeouts: {t}, backendRefs: [{{name: web, port: 8080}}]}}"));
+        routed(&table, &http::Method::GET, "/", None)
+            .unwrap()
+            .action
+            .as_ref()
+            .unwrap()
+            .timeouts
+    };
+    let t = timeouts("{request: 500ms, backendRequest: 1s}");
+    assert_eq!(
+        (t.request, t.backend_request),
+        (Some(Duration::from_millis(500)), Some(Duration::from_secs(1)))
+    );
+    let t = timeouts("{request: 0s, backendRequest: 0s}");
+    assert_eq!((t.request, t.backend_request), (None, None));
+}
+
 /// HTTPRouteParentRefPort and HTTPRouteDestinationPortMatching (ParentReference.port;
 /// conformance HTTPRouteListenerPortMatching,
 /// HTTPRouteInvalidParentRefNotMatchingListenerPort): a parentRef's port attaches the

@@ -163,9 +163,13 @@ impl<'a> Compiler<'a> {
                 })
             })
             .collect();
+        // HTTPRouteTimeouts: "Setting a timeout to the zero duration (e.g. "0s") SHOULD
+        // disable the timeout completely": no request deadline, and each attempt is
+        // bounded by `--upstream-timeout` alone, as without the field.
+        let timeout = |d: &Option<String>| d.as_deref().and_then(parse_duration).filter(|d| !d.is_zero());
         let timeouts = rule.timeouts.as_ref().map_or_else(Timeouts::default, |t| Timeouts {
-            request: t.request.as_deref().and_then(parse_duration),
-            backend_request: t.backend_request.as_deref().and_then(parse_duration),
+            request: timeout(&t.request),
+            backend_request: timeout(&t.backend_request),
         });
         let retry = rule.retry.as_ref().map(|r| RetryPolicy {
             attempts: r.attempts.unwrap_or(1).clamp(0, 5) as u32,
