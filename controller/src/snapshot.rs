@@ -29,8 +29,9 @@ pub struct KindInfo {
     /// A custom resource whose definition may not be installed: Portico serves the
     /// rest without it.
     pub optional: bool,
-    /// A field selector for the watch (Secrets: only TLS ones).
-    pub field_selector: Option<&'static str>,
+    /// Field selectors, one watch (and one list) each; none: one watch of everything.
+    /// Secrets: TLS and Opaque ones only.
+    pub field_selectors: &'static [&'static str],
     /// Only the one object a flag names is read (`metadata.name` as the field
     /// selector, in its namespace), and none without the flag: the ingress-nginx
     /// ConfigMap of `--configmap`.
@@ -112,7 +113,7 @@ macro_rules! input_kinds {
             version: $version:literal,
             scope: $scope:ident,
             optional: $optional:literal,
-            field_selector: $selector:expr
+            field_selectors: $selectors:expr
             $(, only_named: $only_named:literal)? $(,)?
         }
     ),* $(,)?) => {
@@ -137,7 +138,7 @@ macro_rules! input_kinds {
                         version: $version,
                         namespaced: namespaced!($scope),
                         optional: $optional,
-                        field_selector: $selector,
+                        field_selectors: $selectors,
                         only_named: or_false!($($only_named)?),
                     },)*
                 }
@@ -203,52 +204,56 @@ macro_rules! input_kinds {
 
 input_kinds! {
     Ingress(ingresses: Ingress) {
-        group: "networking.k8s.io", version: "v1", scope: namespaced, optional: false, field_selector: None,
+        group: "networking.k8s.io", version: "v1", scope: namespaced, optional: false, field_selectors: &[],
     },
     IngressClass(ingress_classes: IngressClass) {
-        group: "networking.k8s.io", version: "v1", scope: cluster, optional: false, field_selector: None,
+        group: "networking.k8s.io", version: "v1", scope: cluster, optional: false, field_selectors: &[],
     },
     Service(services: Service) {
-        group: "", version: "v1", scope: namespaced, optional: false, field_selector: None,
+        group: "", version: "v1", scope: namespaced, optional: false, field_selectors: &[],
     },
     EndpointSlice(endpoint_slices: EndpointSlice) {
-        group: "discovery.k8s.io", version: "v1", scope: namespaced, optional: false, field_selector: None,
+        group: "discovery.k8s.io", version: "v1", scope: namespaced, optional: false, field_selectors: &[],
     },
-    /// TLS certificates referenced by Ingress `spec.tls`; only TLS Secrets are watched:
-    /// the rest are none of an ingress controller's business.
+    /// TLS certificates referenced by Ingress `spec.tls` (`kubernetes.io/tls`), and the
+    /// htpasswd files of ingress-nginx's basic authentication (`Opaque`, the type
+    /// `kubectl create secret generic` gives them). Secrets of every other type (service
+    /// account tokens, registry credentials, Helm releases) are none of an ingress
+    /// controller's business and are not watched. RBAC cannot limit `list` by type:
+    /// the selectors keep them out of memory, not out of reach.
     Secret(secrets: Secret) {
         group: "", version: "v1", scope: namespaced, optional: false,
-        field_selector: Some("type=kubernetes.io/tls"),
+        field_selectors: &["type=kubernetes.io/tls", "type=Opaque"],
     },
     /// `portico.dev/v1alpha1` Routes.
     Route(routes: crate::crd::Route) {
-        group: "portico.dev", version: "v1alpha1", scope: namespaced, optional: true, field_selector: None,
+        group: "portico.dev", version: "v1alpha1", scope: namespaced, optional: true, field_selectors: &[],
     },
     /// Namespaces, for their labels: a Gateway listener's `allowedRoutes` may select
     /// the namespaces whose routes it accepts.
     Namespace(namespaces: Namespace) {
-        group: "", version: "v1", scope: cluster, optional: false, field_selector: None,
+        group: "", version: "v1", scope: cluster, optional: false, field_selectors: &[],
     },
     /// Gateway API: the classes, of which Portico serves those naming its controller.
     GatewayClass(gateway_classes: crate::gateway_api::GatewayClass) {
-        group: "gateway.networking.k8s.io", version: "v1", scope: cluster, optional: true, field_selector: None,
+        group: "gateway.networking.k8s.io", version: "v1", scope: cluster, optional: true, field_selectors: &[],
     },
     Gateway(gateways: crate::gateway_api::Gateway) {
-        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selector: None,
+        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selectors: &[],
     },
     HTTPRoute(http_routes: crate::gateway_api::HTTPRoute) {
-        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selector: None,
+        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selectors: &[],
     },
     GRPCRoute(grpc_routes: crate::gateway_api::GRPCRoute) {
-        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selector: None,
+        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selectors: &[],
     },
     /// ingress-nginx's controller ConfigMap (`--configmap`): its global settings.
     ConfigMap(config_maps: ConfigMap) {
-        group: "", version: "v1", scope: namespaced, optional: false, field_selector: None, only_named: true,
+        group: "", version: "v1", scope: namespaced, optional: false, field_selectors: &[], only_named: true,
     },
     /// Permits a Gateway's certificateRefs and a route's backendRefs across namespaces.
     ReferenceGrant(reference_grants: crate::gateway_api::ReferenceGrant) {
-        group: "gateway.networking.k8s.io", version: "v1beta1", scope: namespaced, optional: true, field_selector: None,
+        group: "gateway.networking.k8s.io", version: "v1beta1", scope: namespaced, optional: true, field_selectors: &[],
     },
 }
 

@@ -32,8 +32,12 @@ pub mod reason {
     pub const SNIPPET_REFUSED: &str = "SnippetRefused";
     /// A canary Ingress whose host and path no other Ingress serves.
     pub const CANARY_WITHOUT_MAIN: &str = "CanaryWithoutMain";
-    /// A `spec.tls` Secret that does not exist or is not a `kubernetes.io/tls` Secret.
+    /// A `spec.tls` Secret that does not exist or is not a `kubernetes.io/tls` Secret,
+    /// or a basic-auth Secret that does not exist or is not an Opaque Secret.
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// A basic-auth Secret without the key its `auth-secret-type` names, or with lines
+    /// that cannot let their user in.
+    pub const INVALID_AUTH_SECRET: &str = "InvalidAuthSecret";
     /// A TLS Secret whose certificate or key cannot be served (bad PEM, mismatched key,
     /// expired); its hosts get the default certificate.
     pub const INVALID_CERTIFICATE: &str = "InvalidCertificate";
@@ -70,6 +74,7 @@ pub mod reason {
         CANARY_WITHOUT_MAIN,
         SECRET_NOT_FOUND,
         INVALID_CERTIFICATE,
+        INVALID_AUTH_SECRET,
         INVALID_ROUTE,
         UNSUPPORTED_FILTER,
         INVALID_CONFIG_VALUE,

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
-use portico_dataplane::table::{HostMatch, ObjectKind, PathKind, Route, RouteMeta, RoutePolicy, RouteRule, RuleError};
+use portico_dataplane::table::{
+    HostMatch, ObjectKind, PathKind, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule, RuleError,
+};
 
 use super::annotations::IngressAnnotations;
 use super::backend::Resolved;
@@ -47,7 +49,7 @@ impl<'a> Compiler<'a> {
         }
         let owner = Owner::of(ingress);
         // Parsed once, by `prepare_ingresses`; parsed here only when that did not run.
-        let (ann, mut problems) = self.extras.take_parsed(owner).unwrap_or_else(|| {
+        let (mut ann, mut problems) = self.extras.take_parsed(owner).unwrap_or_else(|| {
             let mut problems = Problems::default();
             let ann = IngressAnnotations::parse(
                 &format!("{}/{}", owner.namespace, owner.name),
@@ -57,6 +59,11 @@ impl<'a> Compiler<'a> {
             );
             (ann, problems)
         });
+        // One filter for all the Ingress's paths: they share its verified passwords.
+        ann.basic_auth_filter = ann
+            .basic_auth
+            .as_ref()
+            .map(|spec| annotations::auth::resolve(spec, owner.namespace, &self.snapshot.secrets, &mut problems));
         let policy = ann.policy.clone();
         let tls_hosts = self.add_tls(ingress, owner.namespace, &mut problems);
         let tls_policy = annotations::tls_policy(&policy, ingress.metadata.annotations.as_ref(), self.opts);
@@ -90,7 +97,14 @@ impl<'a> Compiler<'a> {
         }
         if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {
             // A TLS host's defaultBackend gets the host's redirect and HSTS, as its paths do.
-            let policies = (&policy, &tls_policy, &tls_hosts);
+            // Its routes are the Ingress's too: authentication guards them as it does the paths.
+            let auth = ann.basic_auth_filter.clone().map(|a| {
+                Arc::new(RouteAction {
+                    basic_auth: Some(a),
+                    ..Default::default()
+                })
+            });
+            let policies = (&policy, &tls_policy, &tls_hosts, auth);
             self.add_default_backend(owner, &hosts, rules.is_empty(), backend, policies, &mut problems);
         }
         self.diagnostics
@@ -212,7 +226,12 @@ impl<'a> Compiler<'a> {
         hosts: &BTreeMap<HostMatch, &str>,
         only_default_backend: bool,
         backend: &'a IngressBackend,
-        (policy, tls_policy, tls_hosts): (&RoutePolicy, &RoutePolicy, &BTreeSet<HostMatch>),
+        (policy, tls_policy, tls_hosts, action): (
+            &RoutePolicy,
+            &RoutePolicy,
+            &BTreeSet<HostMatch>,
+            Option<Arc<RouteAction>>,
+        ),
         problems: &mut Problems,
     ) {
         let Some((service, resolved)) = self.resolve(owner, backend, problems) else {
@@ -223,7 +242,7 @@ impl<'a> Compiler<'a> {
                 meta(owner, service, host, "", None),
                 resolved.backend.clone(),
                 policy.clone(),
-                None,
+                action.clone(),
             ))
         };
         let mut used = false;

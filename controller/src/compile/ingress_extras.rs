@@ -193,6 +193,7 @@ pub(super) fn action(
         && ann.source_range.is_none()
         && ann.cors.is_none()
         && ann.rate_limit.is_none()
+        && ann.basic_auth_filter.is_none()
         && backends.is_none()
         && ann.upstream.is_default();
     if nothing {
@@ -206,6 +207,7 @@ pub(super) fn action(
         source_range: ann.source_range.clone(),
         cors: ann.cors.clone(),
         rate_limit: ann.rate_limit.clone(),
+        basic_auth: ann.basic_auth_filter.clone(),
         backends,
         balance: ann.upstream.balance.clone(),
         timeouts: ann.upstream.timeouts,

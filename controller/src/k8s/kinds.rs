@@ -13,7 +13,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::snapshot::{InputObject, Kind, KindVisitor, Snapshot};
+use crate::snapshot::{InputObject, Kind, KindInfo, KindVisitor, Snapshot};
 
 /// Read handles of every store, one per kind served.
 pub struct Stores {
@@ -126,23 +126,18 @@ impl KindVisitor for Start {
     fn visit<T: InputObject>(self) -> Self::Output {
         Box::pin(async move {
             let info = T::KIND.info();
-            let mut config = watcher::Config::default();
-            let api = if info.only_named {
+            let (api, configs) = if info.only_named {
                 // One object, watched by name: nothing without the flag that names it.
                 let Some((namespace, name)) = &self.named else {
                     return;
                 };
-                config = config.fields(&format!("metadata.name={name}"));
-                T::api(&self.client, Some(namespace))
+                let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+                (T::api(&self.client, Some(namespace)), vec![by_name])
             } else {
-                T::api(&self.client, self.namespace.as_deref())
+                (T::api(&self.client, self.namespace.as_deref()), configs(info))
             };
-            if let Some(fields) = info.field_selector {
-                config = config.fields(fields);
-            }
             if !info.optional || served(&api, T::KIND, true).await {
-                let store = watch(api, config, self.changed);
-                push(&self.stores, Arc::new(store));
+                watch_all(&api, &configs, &self.changed, &self.stores);
                 return;
             }
             // Later: the first table goes out without this kind.
@@ -155,14 +150,33 @@ impl KindVisitor for Start {
                             api_version = %info.api_version(),
                             "kind now served: watching it"
                         );
-                        let store = watch(api, config, self.changed.clone());
-                        push(&self.stores, Arc::new(store));
+                        watch_all(&api, &configs, &self.changed, &self.stores);
                         // Its first list wakes the compile loop (InitDone).
                         return;
                     }
                 }
             });
         })
+    }
+}
+
+/// One watch per field selector of the kind (one of everything when it has none).
+fn configs(info: &KindInfo) -> Vec<watcher::Config> {
+    match info.field_selectors {
+        [] => vec![watcher::Config::default()],
+        selectors => selectors.iter().map(|f| watcher::Config::default().fields(f)).collect(),
+    }
+}
+
+/// One watcher and store per config; the stores of one kind fill the same snapshot list.
+fn watch_all<T: InputObject>(
+    api: &Api<T>,
+    configs: &[watcher::Config],
+    changed: &Arc<Notify>,
+    stores: &RwLock<Vec<Arc<dyn AnyStore>>>,
+) {
+    for config in configs {
+        push(stores, Arc::new(watch(api.clone(), config.clone(), changed.clone())));
     }
 }
 

@@ -58,34 +58,37 @@ pub async fn list_once(
     for kind in Kind::ALL {
         let info = kind.info();
         let by_name;
-        let lister = if info.only_named {
+        let (namespace, selectors): (Option<&str>, Vec<Option<&str>>) = if info.only_named {
             let Some((ns, name)) = named else {
                 continue;
             };
             by_name = format!("metadata.name={name}");
-            Lister {
-                client,
-                namespace: Some(ns),
-                fields: Some(&by_name),
-            }
+            (Some(ns.as_str()), vec![Some(by_name.as_str())])
         } else {
-            Lister {
+            let selectors = match info.field_selectors {
+                [] => vec![None],
+                selectors => selectors.iter().copied().map(Some).collect(),
+            };
+            (namespace, selectors)
+        };
+        for fields in selectors {
+            let lister = Lister {
                 client,
                 namespace,
-                fields: info.field_selector,
+                fields,
+            };
+            match kind.visit(lister).await {
+                Ok(objects) => objects.into_iter().for_each(|o| snapshot.push(o)),
+                Err(kube::Error::Api(e)) if info.optional && (e.code == 404 || e.code == 403) => {
+                    eprintln!(
+                        "warning: {} ({}) not read: {}",
+                        info.name,
+                        info.api_version(),
+                        e.message
+                    );
+                }
+                Err(e) => return Err(e),
             }
-        };
-        match kind.visit(lister).await {
-            Ok(objects) => objects.into_iter().for_each(|o| snapshot.push(o)),
-            Err(kube::Error::Api(e)) if info.optional && (e.code == 404 || e.code == 403) => {
-                eprintln!(
-                    "warning: {} ({}) not read: {}",
-                    info.name,
-                    info.api_version(),
-                    e.message
-                );
-            }
-            Err(e) => return Err(e),
         }
     }
     Ok(snapshot)

@@ -19,6 +19,7 @@
 //! the phases it needs, a constructor function below, the field that asks for it in
 //! the route's model (`table/action.rs`), and one line in `table::Route::new`.
 
+mod basic_auth;
 mod body_limit;
 mod cors;
 mod headers;
@@ -40,6 +41,7 @@ use http::{Method, StatusCode, Uri};
 
 use crate::config::ProxyConfig;
 
+pub use basic_auth::{BadLine, BasicAuth, Credentials, InvalidRealm, MAX_BCRYPT_COST};
 pub use cors::{Cors, CorsOrigins};
 pub use headers::HeaderModifier;
 pub use hsts::DEFAULT_HSTS;
@@ -95,6 +97,10 @@ pub fn rate_limit(spec: &RateLimitSpec) -> Arc<dyn Filter> {
 
 pub fn source_range(r: SourceRange) -> Arc<dyn Filter> {
     Arc::new(r)
+}
+
+pub fn basic_auth(a: Arc<BasicAuth>) -> Arc<dyn Filter> {
+    a
 }
 
 pub fn body_limit(limit: u64) -> Arc<dyn Filter> {

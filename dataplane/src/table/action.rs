@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::WeightedBackends;
 pub use crate::filter::{
-    Cidr, Cors, CorsOrigins, HeaderModifier, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, ReturnRedirect,
-    SourceRange, UrlRewrite,
+    BasicAuth, Cidr, Cors, CorsOrigins, HeaderModifier, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite,
+    ReturnRedirect, SourceRange, UrlRewrite,
 };
 
 /// The extras of one `Route` match, applied by the proxy's phases.
@@ -36,6 +36,10 @@ pub struct RouteAction {
     /// ingress-nginx's `limit-rps` / `limit-rpm`: checked before the source ranges, as
     /// nginx's preaccess phase comes before its access phase.
     pub rate_limit: Option<RateLimitSpec>,
+    /// ingress-nginx's `auth-type: basic`: checked after the source ranges, as nginx's
+    /// access module runs before its auth_basic module. Shared, so that the passwords it
+    /// has verified are remembered by every path of the Ingress.
+    pub basic_auth: Option<std::sync::Arc<BasicAuth>>,
     /// ingress-nginx's `enable-cors`: preflights answered here, headers on every answer.
     pub cors: Option<Cors>,
     /// Several backends with weights; `None` sends everything to [`super::Route::backend`].

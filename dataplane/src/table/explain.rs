@@ -664,6 +664,16 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
         };
         push("source-range", "route", detail);
     }
+    if let Some(a) = action.and_then(|a| a.basic_auth.as_ref()) {
+        let detail = match a.users() {
+            Some(n) => format!(
+                "basic authentication, realm {:?}, {n} users: others get 401; the endpoint never sees Authorization",
+                a.realm()
+            ),
+            None => "basic authentication whose Secret could not be read: every request gets 503".to_string(),
+        };
+        push("basic-auth", "route", detail);
+    }
     push(
         "body-limit",
         "request",

@@ -36,8 +36,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use action::{
-    Balance, Cidr, Cors, CorsOrigins, HashOn, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect,
-    RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite,
+    Balance, BasicAuth, Cidr, Cors, CorsOrigins, HashOn, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec,
+    Redirect, RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use explain::{ExplainRequest, Explanation};
@@ -212,6 +212,9 @@ fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::fi
     }
     if let Some(r) = action.and_then(|a| a.source_range.as_ref()) {
         all.push(filter::source_range(r.clone()));
+    }
+    if let Some(a) = action.and_then(|a| a.basic_auth.as_ref()) {
+        all.push(filter::basic_auth(a.clone()));
     }
     if let Some(a) = action {
         if !a.request_headers.is_empty() {

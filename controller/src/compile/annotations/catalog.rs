@@ -50,10 +50,21 @@ pub const CATALOG: &[(&str, Status)] = &[
         Differs("sessions always stay on their endpoint while it is ready (\"persistent\")"),
     ),
     ("affinity-canary-behavior", Unsupported),
-    ("auth-realm", Unsupported),
-    ("auth-secret", Unsupported),
-    ("auth-secret-type", Unsupported),
-    ("auth-type", Unsupported),
+    (
+        "auth-realm",
+        Differs("\"off\" is a realm like any other; nginx would switch authentication off"),
+    ),
+    (
+        "auth-secret",
+        Differs(
+            "an Opaque Secret (no other type is watched for it); a bcrypt cost above 12 or SHA-crypt above 50000 rounds is refused (500 for that user): one check would hold a thread too long",
+        ),
+    ),
+    ("auth-secret-type", Honoured),
+    (
+        "auth-type",
+        Differs("\"digest\" is not implemented: its paths get 503, never served without authentication"),
+    ),
     ("auth-tls-secret", Unsupported),
     ("auth-tls-verify-depth", Unsupported),
     ("auth-tls-verify-client", Unsupported),

@@ -11,6 +11,7 @@
 //! one file per family parses the ones that have an effect.
 
 pub mod access;
+pub mod auth;
 pub mod canary;
 pub mod catalog;
 pub mod cors;
@@ -44,6 +45,11 @@ pub(in crate::compile) struct IngressAnnotations {
     pub cors: Option<Cors>,
     /// `limit-rps`, `limit-rpm` and their burst multiplier and whitelist.
     pub rate_limit: Option<RateLimitSpec>,
+    /// `auth-type: basic` and its Secret, as the annotations name it.
+    pub basic_auth: Option<auth::BasicAuthSpec>,
+    /// The filter `basic_auth` resolves to with the snapshot's Secrets (set by the
+    /// compile of the Ingress, which has them).
+    pub basic_auth_filter: Option<std::sync::Arc<portico_dataplane::table::BasicAuth>>,
 }
 
 impl IngressAnnotations {
@@ -74,6 +80,8 @@ impl IngressAnnotations {
             source_range: access::parse(all, problems),
             cors: cors::parse(all, problems),
             rate_limit: ratelimit::parse(all, owner, problems),
+            basic_auth: auth::parse(all, problems),
+            basic_auth_filter: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod annotations;
+mod auth;
 mod backends;
 mod classes;
 mod gateway;

@@ -1,0 +1,242 @@
+//! ingress-nginx's basic authentication annotations (`auth-type`, `auth-secret`,
+//! `auth-secret-type`, `auth-realm`) compiled against Secrets, each test citing the
+//! ingress-nginx document or e2e test (kubernetes/ingress-nginx,
+//! `test/e2e/annotations/auth.go`) it follows.
+
+use std::net::IpAddr;
+
+use http::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use http::{Method, StatusCode, Uri};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use portico_dataplane::config::ProxyConfig;
+use portico_dataplane::filter::{Answer, RequestHead};
+
+use super::*;
+use crate::compile::reason;
+
+const P: &str = "nginx.ingress.kubernetes.io/";
+/// `foo:bar`, as in ingress-nginx's docs/examples/auth/basic.
+const FOO_BAR: &str = "foo:$apr1$OFG3Xybp$ckL0FHDAkoXYIlH9.cysT0\n";
+
+fn opaque(namespace: &str, name: &str, data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn compiled(annotations: &[(&str, &str)], secrets: Vec<Secret>) -> Compiled {
+    let i = annotations.iter().fold(ingress("default", "web"), |i, (k, v)| {
+        i.annotation(&format!("{P}{k}"), v)
+    });
+    let mut w = world().backend("default", "web", &["10.0.0.1"]).with(
+        i.host("a.com")
+            .path("/", "Prefix", "web", 80)
+            .default_backend("web", 80),
+    );
+    w.0.secrets.extend(secrets);
+    w.compile()
+}
+
+/// The route phase's answer for `host` and `path` with an `Authorization` header.
+fn answer(c: &Compiled, host: &str, path: &str, authorization: Option<&str>) -> Option<(StatusCode, HeaderMap)> {
+    let route = c.route(host, path).unwrap();
+    let mut headers = HeaderMap::new();
+    if let Some(a) = authorization {
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+    }
+    let (uri, cfg): (Uri, _) = (path.parse().unwrap(), ProxyConfig::default());
+    let head = RequestHead {
+        method: &Method::GET,
+        uri: &uri,
+        headers: &headers,
+        host,
+        tls: false,
+        client: IpAddr::from([192, 0, 2, 1]),
+        cfg: &cfg,
+    };
+    match route.filters.request(&head) {
+        Some(Answer::Status { status, headers }) => Some((status, headers)),
+        None => None,
+        Some(other) => panic!("unexpected {other:?}"),
+    }
+}
+
+fn status(c: &Compiled, authorization: Option<&str>) -> Option<StatusCode> {
+    answer(c, "a.com", "/x", authorization).map(|(s, _)| s)
+}
+
+/// `Basic base64("foo:bar")`.
+const GOOD: &str = "Basic Zm9vOmJhcg==";
+/// `Basic base64("foo:baz")`.
+const WRONG: &str = "Basic Zm9vOmJheg==";
+
+/// e2e "should return status code 401 when authentication is configured but
+/// Authorization header is not configured", "... sent with invalid credentials" and
+/// "should return status code 200 when authentication is configured and Authorization
+/// header is sent": the realm rides on the challenge.
+#[test]
+fn basic_auth_lets_listed_users_in_and_challenges_the_rest() {
+    let annotations = [
+        ("auth-type", "basic"),
+        ("auth-secret", "basic-auth"),
+        ("auth-realm", "test auth"),
+    ];
+    let c = compiled(
+        &annotations,
+        vec![opaque("default", "basic-auth", &[("auth", FOO_BAR)])],
+    );
+    c.assert_clean();
+    assert_eq!(status(&c, Some(GOOD)), None);
+    let (s, h) = answer(&c, "a.com", "/x", None).unwrap();
+    assert_eq!(
+        (s, &h[WWW_AUTHENTICATE]),
+        (
+            StatusCode::UNAUTHORIZED,
+            &HeaderValue::from_static("Basic realm=\"test auth\"")
+        )
+    );
+    assert_eq!(status(&c, Some(WRONG)), Some(StatusCode::UNAUTHORIZED));
+}
+
+/// The defaultBackend's routes belong to the Ingress too: they are guarded alike
+/// rather than left open.
+#[test]
+fn basic_auth_guards_the_default_backend_too() {
+    let annotations = [("auth-type", "basic"), ("auth-secret", "basic-auth")];
+    let c = compiled(
+        &annotations,
+        vec![opaque("default", "basic-auth", &[("auth", FOO_BAR)])],
+    );
+    let (s, h) = answer(&c, "other.example", "/", None).unwrap();
+    // Without auth-realm, nginx's `auth_basic ""`.
+    assert_eq!(
+        (s, &h[WWW_AUTHENTICATE]),
+        (StatusCode::UNAUTHORIZED, &HeaderValue::from_static("Basic realm=\"\""))
+    );
+    assert_eq!(answer(&c, "other.example", "/", Some(GOOD)), None);
+}
+
+/// annotations.md "Authentication": `auth-secret` may name another namespace's Secret
+/// as `namespace/name`; `auth-secret-type: auth-map` takes each key as a user.
+#[test]
+fn auth_map_and_a_secret_in_another_namespace() {
+    let annotations = [
+        ("auth-type", "basic"),
+        ("auth-secret", "shared/users"),
+        ("auth-secret-type", "auth-map"),
+    ];
+    let c = compiled(
+        &annotations,
+        vec![opaque(
+            "shared",
+            "users",
+            &[("foo", "$apr1$OFG3Xybp$ckL0FHDAkoXYIlH9.cysT0")],
+        )],
+    );
+    c.assert_clean();
+    assert_eq!(status(&c, Some(GOOD)), None);
+    assert_eq!(status(&c, Some(WRONG)), Some(StatusCode::UNAUTHORIZED));
+}
+
+/// e2e "should return status code 503 when authentication is configured with an
+/// invalid secret", and the other ways auth/main.go denies the location: the paths
+/// answer 503, never unauthenticated, and a diagnostic says why.
+#[test]
+fn unusable_auth_configuration_fails_closed_with_a_diagnostic() {
+    let file = || vec![opaque("default", "basic-auth", &[("auth", FOO_BAR)])];
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<Secret>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            vec![("auth-type", "basic"), ("auth-secret", "something")],
+            file(),
+            reason::SECRET_NOT_FOUND,
+        ),
+        (vec![("auth-type", "basic")], file(), reason::INVALID_ANNOTATION),
+        (
+            vec![("auth-type", "bearer"), ("auth-secret", "basic-auth")],
+            file(),
+            reason::INVALID_ANNOTATION,
+        ),
+        (
+            vec![("auth-type", "digest"), ("auth-secret", "basic-auth")],
+            file(),
+            reason::UNSUPPORTED_ANNOTATION,
+        ),
+        (
+            vec![
+                ("auth-type", "basic"),
+                ("auth-secret", "basic-auth"),
+                ("auth-secret-type", "auth-list"),
+            ],
+            file(),
+            reason::INVALID_ANNOTATION,
+        ),
+        (
+            vec![("auth-type", "basic"), ("auth-secret", "a/b/c")],
+            file(),
+            reason::INVALID_ANNOTATION,
+        ),
+        (
+            vec![("auth-type", "basic"), ("auth-secret", "basic-auth")],
+            vec![opaque("default", "basic-auth", &[("htpasswd", FOO_BAR)])],
+            reason::INVALID_AUTH_SECRET,
+        ),
+    ];
+    for (annotations, secrets, why) in cases {
+        let c = compiled(&annotations, secrets);
+        assert_eq!(c.reasons(), [("default/web".to_string(), why)], "{annotations:?}");
+        assert_eq!(
+            status(&c, Some(GOOD)),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "{annotations:?}"
+        );
+        assert_eq!(
+            status(&c, None),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "{annotations:?}"
+        );
+    }
+}
+
+/// e2e "should return status code 500 when authentication is configured with invalid
+/// content and Authorization header is sent": the bad line is reported, its user gets
+/// 500, the other users still get in.
+#[test]
+fn bad_htpasswd_line_is_reported_and_the_rest_still_serve() {
+    let annotations = [("auth-type", "basic"), ("auth-secret", "test")];
+    let c = compiled(
+        &annotations,
+        vec![opaque("default", "test", &[("auth", "foo:\nok:{PLAIN}pw\n")])],
+    );
+    assert_eq!(c.reasons(), [("default/web".to_string(), reason::INVALID_AUTH_SECRET)]);
+    assert!(
+        c.diagnostics[0].message.contains("line 1 (user \"foo\") has no hash"),
+        "{}",
+        c.diagnostics[0].message
+    );
+    assert_eq!(status(&c, Some(GOOD)), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(status(&c, Some("Basic b2s6cHc=")), None);
+}
+
+/// An Ingress without auth annotations gets no filter for them; `auth-secret` alone
+/// does nothing in ingress-nginx, and Portico says so.
+#[test]
+fn without_auth_type_there_is_no_authentication() {
+    let c = compiled(&[], vec![]);
+    assert!(c.route("a.com", "/x").unwrap().action.is_none());
+    let c = compiled(&[("auth-secret", "basic-auth")], vec![]);
+    assert_eq!(c.reasons(), [("default/web".to_string(), reason::INVALID_ANNOTATION)]);
+    assert_eq!(status(&c, None), None);
+}
