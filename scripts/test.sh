@@ -58,6 +58,9 @@ step "chart and manifests"; scripts/check-chart.sh
 
 step "alerts and dashboard (promtool check rules, promtool test rules)"; scripts/check-monitoring.sh
 
+step "ingress-nginx's dashboards against Portico (--ingress-nginx-metrics, a real Prometheus)"
+scripts/check-ingress-nginx-dashboards.sh
+
 step "benchmark harness smoke run (bench/run.sh --quick; its numbers gate nothing)"
 # Fails only when the harness breaks: a tool or peer that does not start, a peer that
 # dies, answers anything but 2xx or fails TLS. Results go to the cache, not the tree.

@@ -395,7 +395,7 @@ struct Args {
 
     /// Also export ingress-nginx's metric names and labels (`nginx_ingress_controller_*`),
     /// so dashboards and alerts made for ingress-nginx keep working.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     ingress_nginx_metrics: bool,
 }
 

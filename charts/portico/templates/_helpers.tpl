@@ -153,6 +153,7 @@ replace the chart's flag of the same name; a null value removes it.
 {{- with $c.defaultSslCertificate }}{{ $_ := set $flags "default-ssl-certificate" . }}{{ end -}}
 {{- with $c.configMap }}{{ $_ := set $flags "configmap" . }}{{ end -}}
 {{- with $c.workerThreads }}{{ $_ := set $flags "worker-threads" (toString .) }}{{ end -}}
+{{- if .Values.metrics.ingressNginx.enabled }}{{ $_ := set $flags "ingress-nginx-metrics" "true" }}{{ end -}}
 {{- range $k, $v := $c.extraArgs -}}
 {{- if kindIs "invalid" $v }}{{ $_ := unset $flags (trimPrefix "--" $k) }}
 {{- else }}{{ $_ := set $flags (trimPrefix "--" $k) (toString $v) }}{{ end -}}
