@@ -377,6 +377,27 @@ struct Args {
     #[arg(long, default_value = "256m", value_parser = parse_size)]
     request_buffer_memory: BodyLimit,
 
+    /// Read each endpoint response ahead of a slow client, so the endpoint connection
+    /// is free once the response is in (ingress-nginx's `proxy-buffering`, off by
+    /// default). Per Ingress: the `proxy-buffering` annotation.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    proxy_buffering: bool,
+
+    /// The most of one response read ahead (nginx size syntax); a larger response's
+    /// rest is read as the client takes it, keeping its endpoint connection.
+    #[arg(long, default_value = "1m", value_parser = parse_size)]
+    response_buffer_size: BodyLimit,
+
+    /// The most memory all responses read ahead may hold at once; a response that
+    /// finds it spent is read one piece at a time, as without buffering.
+    #[arg(long, default_value = "256m", value_parser = parse_size)]
+    response_buffer_memory: BodyLimit,
+
+    /// Response bytes one HTTP/2 stream may queue for a client beyond what its socket
+    /// has taken (nginx size syntax).
+    #[arg(long, default_value = "64k", value_parser = parse_size)]
+    http2_send_buffer_size: BodyLimit,
+
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
@@ -506,6 +527,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         request_buffering: args.proxy_request_buffering,
         client_body_buffer_size: args.client_body_buffer_size.0.unwrap_or(0),
         request_buffer_budget: args.request_buffer_memory.0.unwrap_or(0),
+        response_buffering: args.proxy_buffering,
+        response_buffer_size: args.response_buffer_size.0.unwrap_or(0),
+        response_buffer_budget: args.response_buffer_memory.0.unwrap_or(0),
+        h2_send_buffer: args
+            .http2_send_buffer_size
+            .0
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         client_header_timeout: args.client_header_timeout,
         drain_timeout: args.drain_timeout,
         access_log: args.access_log,

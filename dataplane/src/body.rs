@@ -1,5 +1,10 @@
 //! Body types: requests stream to the endpoint, responses stream to the client, and
-//! nothing buffers a whole body.
+//! nothing buffers a whole body; what is read ahead (request buffering, and responses
+//! with `proxy-buffering: on`, [`read_ahead`]) is bounded per body and per process.
+
+mod read_ahead;
+
+pub use read_ahead::{Limits as ReadAheadLimits, read_ahead_bytes};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -68,30 +73,38 @@ pub struct Buffered {
 /// Bytes of request bodies held in memory by the whole process.
 static BUFFERED: AtomicU64 = AtomicU64::new(0);
 
-/// A share of [`BUFFERED`], given back when dropped.
-struct Held(u64);
+/// A share of a process-wide count of bytes held ([`BUFFERED`], or responses read
+/// ahead), given back when dropped.
+struct Held {
+    pool: &'static AtomicU64,
+    n: u64,
+}
 
 impl Held {
+    fn new(pool: &'static AtomicU64) -> Held {
+        Held { pool, n: 0 }
+    }
+
     /// Takes `n` more bytes of the budget, if `budget` allows.
     fn take(&mut self, n: u64, budget: u64) -> bool {
-        if BUFFERED.fetch_add(n, Ordering::AcqRel) + n > budget {
-            BUFFERED.fetch_sub(n, Ordering::AcqRel);
+        if self.pool.fetch_add(n, Ordering::AcqRel) + n > budget {
+            self.pool.fetch_sub(n, Ordering::AcqRel);
             return false;
         }
-        self.0 += n;
+        self.n += n;
         true
     }
 
     fn give_back(&mut self, n: u64) {
-        let n = n.min(self.0);
-        self.0 -= n;
-        BUFFERED.fetch_sub(n, Ordering::AcqRel);
+        let n = n.min(self.n);
+        self.n -= n;
+        self.pool.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        BUFFERED.fetch_sub(self.0, Ordering::AcqRel);
+        self.pool.fetch_sub(self.n, Ordering::AcqRel);
     }
 }
 
@@ -135,7 +148,7 @@ impl RequestBody {
             frames: Default::default(),
             len: 0,
             rest: None,
-            held: Held(0),
+            held: Held::new(&BUFFERED),
         };
         loop {
             if buffered.len >= cap {
@@ -325,6 +338,8 @@ enum Kind {
     Full(Option<Bytes>),
     /// An endpoint's body, and the longest wait allowed between two of its frames.
     Upstream(UpstreamBody, Idle),
+    /// An endpoint's body read ahead of the client by a task of its own.
+    ReadAhead(read_ahead::ReadAhead),
 }
 
 impl ResponseBody {
@@ -355,13 +370,28 @@ impl ResponseBody {
         }
     }
 
+    /// Reads an endpoint's body ahead of the client, within `limits`, so that the
+    /// endpoint connection is free once the body is in (ingress-nginx's
+    /// `proxy-buffering: on`); `timeout` as for [`ResponseBody::upstream`]. A body
+    /// already at its end needs no reader.
+    pub fn read_ahead(inner: UpstreamBody, timeout: Duration, limits: ReadAheadLimits) -> Self {
+        if inner.is_end_stream() {
+            return ResponseBody::upstream(inner, timeout);
+        }
+        ResponseBody {
+            kind: Kind::ReadAhead(read_ahead::ReadAhead::spawn(inner, Idle::new(timeout), limits)),
+            sent: 0,
+            done: None,
+        }
+    }
+
     /// An endpoint's header lines as it sent them, when they pass through unchanged
     /// (see [`crate::proxy::Proxy::handle`]): the writer sends them after the
     /// response's own header map.
     pub fn raw_head(&self) -> Option<&RawHead> {
         match &self.kind {
             Kind::Upstream(inner, _) => inner.raw_head(),
-            Kind::Full(_) => None,
+            Kind::Full(_) | Kind::ReadAhead(_) => None,
         }
     }
 
@@ -401,6 +431,7 @@ impl Body for ResponseBody {
                     polled
                 }
             },
+            Kind::ReadAhead(inner) => inner.poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -418,6 +449,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
             Kind::Upstream(inner, _) => inner.is_end_stream(),
+            Kind::ReadAhead(inner) => inner.is_end_stream(),
         }
     }
 
@@ -426,6 +458,7 @@ impl Body for ResponseBody {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(inner, _) => inner.size_hint(),
+            Kind::ReadAhead(inner) => inner.size_hint(),
         }
     }
 }

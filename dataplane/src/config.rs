@@ -32,6 +32,20 @@ pub struct ProxyConfig {
     /// The most bytes of request bodies read ahead by the whole process at once; a body
     /// that finds the budget spent streams.
     pub request_buffer_budget: u64,
+    /// Read endpoint responses ahead of slow clients, so the endpoint connection is
+    /// free once a response is in (ingress-nginx's `proxy-buffering`, off by default);
+    /// per Ingress by the annotation.
+    pub response_buffering: bool,
+    /// The most of one response read ahead; a larger one's reader then waits for the
+    /// client, keeping its endpoint connection as without buffering. 1 MiB.
+    pub response_buffer_size: u64,
+    /// The most bytes of responses read ahead by the whole process at once; a response
+    /// that finds the budget spent is read one frame at a time.
+    pub response_buffer_budget: u64,
+    /// Response bytes one HTTP/2 stream may queue for a client beyond what has been
+    /// written to its socket (h2's send buffer; its default, 400 KiB, let a client that
+    /// stops reading make every open stream hold that much).
+    pub h2_send_buffer: usize,
     /// Longest wait between two writes to a client (nginx `send_timeout`, 60 s): a
     /// client that stops reading its response is disconnected.
     pub send_timeout: Duration,
@@ -71,6 +85,10 @@ impl Default for ProxyConfig {
             request_buffering: true,
             client_body_buffer_size: 1 << 20,
             request_buffer_budget: 256 << 20,
+            response_buffering: false,
+            response_buffer_size: 1 << 20,
+            response_buffer_budget: 256 << 20,
+            h2_send_buffer: 64 * 1024,
             client_header_timeout: Duration::from_secs(60),
             max_header_size: 16 * 1024,
             pool_max_idle_per_endpoint: 256,

@@ -10,7 +10,8 @@
 //!    ([`crate::balance`]), takes a pooled connection and sends; after each attempt
 //!    [`retry::decide`] says whether it goes again, and where.
 //! 4. upstream response: [`Proxy::upstream_response`] cleans the endpoint's response
-//!    and streams it back (or tunnels an upgrade).
+//!    and streams it back (or tunnels an upgrade), read ahead of the client where the
+//!    route buffers responses.
 //! 5. logging: metrics and the access-log line, when the response body is done
 //!    ([`RequestLog`]).
 //!
@@ -415,14 +416,21 @@ impl Proxy {
             req = self.buffer_request(req).await?;
         }
         let sent = Instant::now();
-        // Lines that pass through unchanged must need no change here.
-        let raw_head = raw_head && !route.filters.changes_response();
+        // Checked once per request; a route without it pays for nothing more.
+        let read_ahead = (!upgrade && route.policy.response_buffering.unwrap_or(self.cfg.response_buffering))
+            .then_some(crate::body::ReadAheadLimits {
+                per_response: self.cfg.response_buffer_size,
+                budget: self.cfg.response_buffer_budget,
+            });
+        // Lines that pass through unchanged must need no change here, and go with the
+        // body, which a read-ahead hands to a task of its own.
+        let raw_head = raw_head && !route.filters.changes_response() && read_ahead.is_none();
         let (resp, cookie) = self
             .send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log)
             .await?;
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
         log.upstream_sent = Some(sent);
-        let mut resp = self.upstream_response(resp, on_client_upgrade, &route);
+        let mut resp = self.upstream_response(resp, on_client_upgrade, &route, read_ahead);
         if let Some(cookie) = cookie {
             resp.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -780,6 +788,7 @@ impl Proxy {
         resp: Response<UpstreamBody>,
         on_client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         route: &Route,
+        read_ahead: Option<crate::body::ReadAheadLimits>,
     ) -> Response<ResponseBody> {
         let read_timeout = route.policy.read_timeout.unwrap_or(self.cfg.upstream_response_timeout);
         let mut resp = resp;
@@ -797,7 +806,11 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, ResponseBody::upstream(body, read_timeout))
+        let body = match read_ahead {
+            None => ResponseBody::upstream(body, read_timeout),
+            Some(limits) => ResponseBody::read_ahead(body, read_timeout, limits),
+        };
+        Response::from_parts(parts, body)
     }
 }
 

@@ -559,6 +559,7 @@ where
     } = conn;
     let cfg = proxy.config();
     let max_header = cfg.max_header_size;
+    let h2_send_buffer = cfg.h2_send_buffer;
     // nginx's `send_timeout`: a client that stops reading its response is let go of.
     let io = TokioIo::new(IdleIo::new(stream, None, Some(cfg.send_timeout)));
     let svc_info = info.clone();
@@ -571,6 +572,7 @@ where
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(max_header as u32)
+            .max_send_buf_size(h2_send_buffer)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .serve_connection(io, svc);
         // On the heap, so HTTP/1 connections' tasks do not carry HTTP/2's state size.

@@ -693,6 +693,18 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             },
         );
     }
+    if let Some(buffering) = policy.response_buffering {
+        push(
+            "response-buffering",
+            "response",
+            if buffering {
+                "the response is read ahead of the client (up to the read-ahead bound), freeing the endpoint connection"
+                    .to_string()
+            } else {
+                "the response is streamed to the client as it takes it".to_string()
+            },
+        );
+    }
     if policy.read_timeout.is_some() || policy.send_timeout.is_some() {
         let mut parts = Vec::new();
         parts.extend(policy.read_timeout.map(|d| format!("read {d:?}")));

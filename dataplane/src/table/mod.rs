@@ -68,6 +68,9 @@ pub struct RoutePolicy {
     /// Read the request body before the endpoint is contacted (ingress-nginx's
     /// `proxy-request-buffering` annotation); `None`: the proxy's own setting.
     pub request_buffering: Option<bool>,
+    /// Read the response ahead of the client (ingress-nginx's `proxy-buffering`
+    /// annotation); `None`: the proxy's own setting.
+    pub response_buffering: Option<bool>,
     /// nginx's `proxy_read_timeout` for this route (the `proxy-read-timeout`
     /// annotation); `None`: the proxy's own.
     pub read_timeout: Option<std::time::Duration>,
@@ -85,6 +88,7 @@ impl Default for RoutePolicy {
             ssl_redirect: false,
             hsts: false,
             request_buffering: None,
+            response_buffering: None,
             read_timeout: None,
             send_timeout: None,
             access_log: true,

@@ -201,7 +201,12 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("upstream-vhost", Honoured),
     ("whitelist-source-range", Honoured),
     ("denylist-source-range", Honoured),
-    ("proxy-buffering", Unsupported),
+    (
+        "proxy-buffering",
+        Differs(
+            "read ahead in memory only, up to --response-buffer-size (1 MiB) per response; a larger response's rest streams as with \"off\", keeping its endpoint connection, where nginx spills up to 1 GiB to a temporary file",
+        ),
+    ),
     ("proxy-buffers-number", Unsupported),
     ("proxy-buffer-size", Unsupported),
     ("proxy-max-temp-file-size", Unsupported),
@@ -405,7 +410,12 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("limit-rate-after", Unsupported),
     ("lua-shared-dicts", Unsupported),
     ("http-redirect-code", Unsupported),
-    ("proxy-buffering", Unsupported),
+    (
+        "proxy-buffering",
+        Differs(
+            "read ahead in memory only, up to --response-buffer-size (1 MiB) per response; a larger response's rest streams as with \"off\", keeping its endpoint connection, where nginx spills up to 1 GiB to a temporary file",
+        ),
+    ),
     ("limit-req-status-code", Unsupported),
     ("limit-conn-status-code", Unsupported),
     ("enable-syslog", Unsupported),
@@ -450,6 +460,7 @@ pub const CONFIG_FLAGS: &[(&str, &str)] = &[
     ("client-header-timeout", "--client-header-timeout"),
     ("proxy-request-buffering", "--proxy-request-buffering"),
     ("client-body-buffer-size", "--client-body-buffer-size"),
+    ("proxy-buffering", "--proxy-buffering"),
     ("disable-access-log", "--access-log"),
     ("worker-processes", "--worker-threads"),
     ("worker-shutdown-timeout", "--drain-timeout"),

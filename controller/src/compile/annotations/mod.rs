@@ -128,6 +128,9 @@ fn unsupported_value(problems: &mut Problems, name: &str, value: &str, why: &str
 /// `"off"` streams request bodies to the endpoint as they arrive; `"on"` (the default)
 /// reads them first.
 pub const PROXY_REQUEST_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-request-buffering";
+/// `"on"` reads responses ahead of slow clients, within the proxy's bounds; `"off"` (the
+/// default) streams them as the client takes them.
+pub const PROXY_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-buffering";
 /// Seconds, as ingress-nginx takes them: nginx's `proxy_read_timeout`.
 pub const PROXY_READ_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-read-timeout";
 /// Seconds: nginx's `proxy_send_timeout`.
@@ -235,17 +238,22 @@ pub(super) fn route_policy(
             ),
         }
     }
-    match annotations.get(PROXY_REQUEST_BUFFERING).map(|v| v.trim()) {
-        None => {}
-        Some("on") => policy.request_buffering = Some(true),
-        Some("off") => policy.request_buffering = Some(false),
-        Some(other) => problems.push(
-            Problem::warning(
-                reason::INVALID_ANNOTATION,
-                format!("{PROXY_REQUEST_BUFFERING}: {other:?} is not \"on\" or \"off\"; using the default"),
-            )
-            .about(PROXY_REQUEST_BUFFERING),
-        ),
+    for (key, slot) in [
+        (PROXY_REQUEST_BUFFERING, &mut policy.request_buffering),
+        (PROXY_BUFFERING, &mut policy.response_buffering),
+    ] {
+        match annotations.get(key).map(|v| v.trim()) {
+            None => {}
+            Some("on") => *slot = Some(true),
+            Some("off") => *slot = Some(false),
+            Some(other) => problems.push(
+                Problem::warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{key}: {other:?} is not \"on\" or \"off\"; using the default"),
+                )
+                .about(key),
+            ),
+        }
     }
     for (key, slot) in [
         (PROXY_READ_TIMEOUT, &mut policy.read_timeout),

@@ -275,16 +275,19 @@ fn host_default_backend_older_wins() {
     assert_eq!(c.reasons(), [("default/b".to_string(), reason::DUPLICATE_RULE)]);
 }
 
-/// ingress-nginx's proxy-request-buffering ("on"/"off") and proxy-read-timeout /
-/// proxy-send-timeout (whole seconds) reach the Ingress's routes; a bad value keeps the
+/// ingress-nginx's proxy-request-buffering and proxy-buffering ("on"/"off") and
+/// proxy-read-timeout / proxy-send-timeout (whole seconds) reach the Ingress's routes; a bad value keeps the
 /// default and is reported.
 #[test]
 fn buffering_and_timeout_annotations() {
-    use crate::compile::annotations::{PROXY_READ_TIMEOUT, PROXY_REQUEST_BUFFERING, PROXY_SEND_TIMEOUT};
+    use crate::compile::annotations::{
+        PROXY_BUFFERING, PROXY_READ_TIMEOUT, PROXY_REQUEST_BUFFERING, PROXY_SEND_TIMEOUT,
+    };
     let c = backends()
         .with(
             ingress("default", "tuned")
                 .annotation(PROXY_REQUEST_BUFFERING, "off")
+                .annotation(PROXY_BUFFERING, "on")
                 .annotation(PROXY_READ_TIMEOUT, "3600")
                 .annotation(PROXY_SEND_TIMEOUT, "5")
                 .host("a.com")
@@ -293,6 +296,7 @@ fn buffering_and_timeout_annotations() {
         .with(
             ingress("default", "bad")
                 .annotation(PROXY_REQUEST_BUFFERING, "maybe")
+                .annotation(PROXY_BUFFERING, "yes")
                 .annotation(PROXY_READ_TIMEOUT, "60s")
                 .host("b.com")
                 .path("/", "Prefix", "web", 80),
@@ -300,13 +304,18 @@ fn buffering_and_timeout_annotations() {
         .compile();
     let tuned = &c.route("a.com", "/").unwrap().policy;
     assert_eq!(tuned.request_buffering, Some(false));
+    assert_eq!(tuned.response_buffering, Some(true));
     assert_eq!(tuned.read_timeout, Some(std::time::Duration::from_secs(3600)));
     assert_eq!(tuned.send_timeout, Some(std::time::Duration::from_secs(5)));
     let bad = &c.route("b.com", "/").unwrap().policy;
-    assert_eq!((bad.request_buffering, bad.read_timeout), (None, None));
+    assert_eq!(
+        (bad.request_buffering, bad.response_buffering, bad.read_timeout),
+        (None, None, None)
+    );
     assert_eq!(
         c.reasons(),
         [
+            ("default/bad".to_string(), reason::INVALID_ANNOTATION),
             ("default/bad".to_string(), reason::INVALID_ANNOTATION),
             ("default/bad".to_string(), reason::INVALID_ANNOTATION)
         ]
