@@ -82,11 +82,29 @@ pub fn valid_authority(value: &[u8]) -> bool {
             None => (value, None),
         }
     };
-    let reg_name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
     !host.is_empty()
-        && (host.first() == Some(&b'[') || host.iter().all(reg_name))
+        && (host.first() == Some(&b'[') || host.iter().all(|&b| REG_NAME[usize::from(b)]))
         && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
+
+/// The bytes of an RFC 3986 `reg-name`: unreserved, sub-delims and `%` of
+/// pct-encoded. A table: asking a list of 17 characters for every byte of every Host
+/// cost about 300 instructions a request.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~%!$&'()*+,;=";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// Why a request head is refused before anything is forwarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -105,12 +123,12 @@ pub enum BadHead {
 /// Whether every line of a complete request head (`head` ends at its empty line) ends
 /// in CRLF.
 pub fn check_line_endings(head: &[u8]) -> Result<(), BadHead> {
-    let mut prev = 0u8;
-    for &b in head {
-        if b == b'\n' && prev != b'\r' {
+    // memchr finds the few LFs of a head in wide steps; looking at every byte cost
+    // about 250 instructions for a small request's head.
+    for at in memchr::memchr_iter(b'\n', head) {
+        if at == 0 || head[at - 1] != b'\r' {
             return Err(BadHead::BareLf);
         }
-        prev = b;
     }
     Ok(())
 }
@@ -282,6 +300,25 @@ mod tests {
             check_line_endings(b"GET / HTTP/1.1\r\nHost: a\r\n\n"),
             Err(BadHead::BareLf)
         );
+        for bad in [&b"\n"[..], b"\nGET", b"a\n\r", b"\r\n\n\r\n", b"\r\r\n\n"] {
+            assert_eq!(check_line_endings(bad), Err(BadHead::BareLf), "{bad:?}");
+        }
+        for good in [&b""[..], b"\r", b"\r\r\n", b"\r\n\r\n", b"no line end"] {
+            assert_eq!(check_line_endings(good), Ok(()), "{good:?}");
+        }
+    }
+
+    /// The table of host bytes is RFC 3986's reg-name: letters, digits, unreserved,
+    /// sub-delims and `%`, and nothing else.
+    #[test]
+    fn a_host_name_takes_the_bytes_of_a_reg_name_only() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+            assert_eq!(REG_NAME[usize::from(b)], want, "byte {b:#04x}");
+        }
+        assert!(valid_authority(b"bench.local:8080"));
+        assert!(!valid_authority(b"bench local"));
+        assert!(!valid_authority(b"a/b"));
     }
 
     /// RFC 9110 section 6.5.1: framing, routing, modifiers and what the proxy sets are
