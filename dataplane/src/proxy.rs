@@ -18,6 +18,7 @@
 //! Every failure is a [`ProxyError`], and [`ProxyError::status`] alone decides its
 //! status code.
 
+mod external_auth;
 mod forwarded;
 mod retry;
 
@@ -34,7 +35,7 @@ use hyper::body::Incoming;
 
 use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, OnComplete, RequestBody, ResponseBody};
 use crate::config::ProxyConfig;
-use crate::filter::{Answer, RequestHead, ResponseHead, UpstreamHead};
+use crate::filter::{Answer, AuthOutcome, RequestHead, ResponseHead, UpstreamHead};
 use crate::idle::IdleIo;
 use crate::metrics::Metrics;
 use crate::table::{LiveTable, RequestView, Route, RoutingTable, UpstreamProtocol};
@@ -347,7 +348,7 @@ impl Proxy {
 
     async fn proxy(
         self: &Arc<Self>,
-        req: Request<Option<Incoming>>,
+        mut req: Request<Option<Incoming>>,
         conn: &ConnInfo,
         client_forwarded: bool,
         raw_head: bool,
@@ -407,6 +408,28 @@ impl Proxy {
             Some(Answer::PayloadTooLarge(limit)) => {
                 crate::body::linger(req.into_body());
                 return Err(ProxyError::BodyTooLarge(limit));
+            }
+        }
+        // ingress-nginx's auth-url: nginx's access phase, after the filters above.
+        if let Some(auth) = route.action.as_ref().and_then(|a| a.external_auth.as_deref()) {
+            let sub = auth.subrequest(&head, &log.request_id);
+            let answer = self.ask_auth(auth, sub).await;
+            match auth.outcome(answer.as_ref().map(|(s, h)| (*s, h)), &head) {
+                AuthOutcome::Proceed(set) => {
+                    for (name, value) in set {
+                        match value {
+                            Some(v) => req.headers_mut().insert(name, v),
+                            None => req.headers_mut().remove(name),
+                        };
+                    }
+                }
+                AuthOutcome::Answer(status, headers) => {
+                    crate::body::linger(req.into_body());
+                    let mut resp = Response::new(ResponseBody::empty());
+                    *resp.status_mut() = status;
+                    *resp.headers_mut() = headers;
+                    return Ok(resp);
+                }
             }
         }
         let upgrade = is_upgrade(&req);

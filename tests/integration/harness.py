@@ -152,7 +152,7 @@ class Backend(Process):
     """One backend process listening on ip:port."""
 
     def __init__(self, kind, name, ip, port, log_dir, args=()):
-        script = {"echo": "echo.py", "ws": "ws_echo.py", "grpc": "grpc_echo.py"}[kind]
+        script = {"echo": "echo.py", "ws": "ws_echo.py", "grpc": "grpc_echo.py", "auth": "auth_service.py"}[kind]
         self.kind, self.name, self.ip, self.port = kind, name, ip, port
         super().__init__(
             [sys.executable, BACKENDS / script, "--host", ip, "--port", port, "--name", name, *args],

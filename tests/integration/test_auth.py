@@ -140,3 +140,102 @@ def test_secret_update_takes_effect_without_a_restart(portico, echo):
     wait_until(lambda: as_user(p, "foo", "baz").status == 200, 10, what="the new password to be live")
     assert as_user(p, "foo", "bar").status == 401
 
+
+# --- external authentication (auth-url) --------------------------------------------
+
+
+def ext_config(echo, auth, **annotations):
+    """HOST guarded by the auth service at `auth`; the X-Got-* headers it answers with
+    are copied onto the proxied request, where the echo backend shows them."""
+    got = "X-User, X-Got-Original-URL, X-Got-Original-Method, X-Got-Sent-From, X-Got-Auth-Request-Redirect"
+    base = {"auth-response-headers": got}
+    base.update({k.replace("_", "-"): v for k, v in annotations.items()})
+    return config(echo, base)
+
+
+def test_auth_url_lets_signed_in_users_through(portico, echo, backends):
+    """e2e auth.go "when external authentication is configured" / "should return status
+    code 200 when signed in": the auth service sees the original request's head (its
+    Authorization, X-Original-URL, X-Original-Method, X-Sent-From,
+    X-Auth-Request-Redirect, the template's auth location), and `auth-response-headers`
+    reach the endpoint."""
+    auth = backends.start("auth", "auth")
+    p = portico(ext_config(echo, auth, auth_url="http://%s/basic-auth/user/password" % auth.addr))
+    r = p.get("/app?x=1", "-u", "user:password", host=HOST)
+    assert r.status == 200, r
+    seen = r.json()["headers"]
+    assert seen["x-user"] == "user"
+    assert seen["x-got-original-url"] == "http://%s:%d/app?x=1" % (HOST, p.http_port)
+    assert seen["x-got-original-method"] == "GET"
+    assert seen["x-got-sent-from"] == "nginx-ingress-controller"
+    assert seen["x-got-auth-request-redirect"] == "/app?x=1"
+    # The auth service's 401 reaches the client, with its challenge.
+    r = p.get("/app", "-u", "user:wrong", host=HOST)
+    assert r.status == 401
+    assert r.header("www-authenticate") == 'Basic realm="Fake Realm"'
+    assert p.get("/", host=OPEN).status == 200
+
+
+def test_auth_response_headers_cannot_be_forged_by_the_client(portico, echo, backends):
+    """ingress-nginx sets each `auth-response-headers` field from the auth answer with
+    proxy_set_header, which drops the client's own copy when the answer has none."""
+    auth = backends.start("auth", "auth")
+    p = portico(ext_config(echo, auth, auth_url="http://%s/status/200" % auth.addr))
+    r = p.get("/", host=HOST, headers=["X-User: admin"])
+    assert r.status == 200
+    assert "x-user" not in r.json()["headers"]
+
+
+def test_auth_signin_redirects_with_the_original_url(portico, echo, backends):
+    """e2e auth.go "should redirect to signin url when not signed in": 302 to
+    auth-signin with `rd=` the scheme, host and escaped request URI."""
+    auth = backends.start("auth", "auth")
+    p = portico(
+        ext_config(
+            echo,
+            auth,
+            auth_url="http://%s/basic-auth/user/password" % auth.addr,
+            auth_signin="http://$host/auth/start",
+        )
+    )
+    r = p.get("/?a=b&c=d", host=HOST)
+    assert r.status == 302, r
+    assert r.header("location") == "http://%s/auth/start?rd=http://%s:%d%%2F%%3Fa%%3Db%%26c%%3Dd" % (
+        HOST,
+        HOST,
+        p.http_port,
+    )
+
+
+def test_auth_service_errors_are_500_and_403_is_403(portico, echo, backends):
+    """annotations.md "External Authentication" (nginx's auth_request): 403 goes to the
+    client, any other answer or none at all is 500; nothing reaches the endpoint."""
+    auth = backends.start("auth", "auth")
+    for path, want in [("/status/403", 403), ("/status/404", 500), ("/status/502", 500)]:
+        p = portico(ext_config(echo, auth, auth_url="http://%s%s" % (auth.addr, path)))
+        assert p.get("/", host=HOST).status == want, path
+        p.stop()
+    # A port nobody listens on.
+    p = portico(ext_config(echo, auth, auth_url="http://127.0.0.1:9/auth"))
+    assert p.get("/", host=HOST).status == 500
+
+
+def test_auth_method_and_a_dns_name(portico, echo, backends):
+    """annotations.md `auth-method`: the auth request goes with that method (and
+    `X-Original-URI`); the auth URL's host may be a name the system resolver knows."""
+    auth = backends.start("auth", "auth")
+    url = "http://localhost:%d/method/POST" % auth.port
+    p = portico(ext_config(echo, auth, auth_url=url, auth_method="POST"))
+    assert p.get("/", host=HOST).status == 200
+    p2 = portico(ext_config(echo, auth, auth_url=url))
+    assert p2.get("/", host=HOST).status == 500
+
+
+def test_unparsable_auth_url_fails_closed(portico, echo):
+    """ingress-nginx's authreq parser denies the location for an invalid auth-url:
+    503, and the log says why."""
+    p = portico(ext_config(echo, None, auth_url="ftp://auth/x"))
+    assert p.get("/", host=HOST).status == 503
+    assert p.get("/", host=OPEN).status == 200
+    line = wait_until(lambda: re.search(r".*auth-url.*InvalidAnnotation.*", p.log()), 10, what="the diagnostic")
+    assert "ftp://auth/x" in line.group(0)

@@ -98,9 +98,12 @@ impl<'a> Compiler<'a> {
         if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {
             // A TLS host's defaultBackend gets the host's redirect and HSTS, as its paths do.
             // Its routes are the Ingress's too: authentication guards them as it does the paths.
-            let auth = ann.basic_auth_filter.clone().map(|a| {
+            let guarded = ann.basic_auth_filter.is_some() || ann.external_auth.is_some() || ann.source_range.is_some();
+            let auth = guarded.then(|| {
                 Arc::new(RouteAction {
-                    basic_auth: Some(a),
+                    basic_auth: ann.basic_auth_filter.clone(),
+                    external_auth: ann.external_auth.clone(),
+                    source_range: ann.source_range.clone(),
                     ..Default::default()
                 })
             });

@@ -194,6 +194,7 @@ pub(super) fn action(
         && ann.cors.is_none()
         && ann.rate_limit.is_none()
         && ann.basic_auth_filter.is_none()
+        && ann.external_auth.is_none()
         && backends.is_none()
         && ann.upstream.is_default();
     if nothing {
@@ -208,6 +209,7 @@ pub(super) fn action(
         cors: ann.cors.clone(),
         rate_limit: ann.rate_limit.clone(),
         basic_auth: ann.basic_auth_filter.clone(),
+        external_auth: ann.external_auth.clone(),
         backends,
         balance: ann.upstream.balance.clone(),
         timeouts: ann.upstream.timeouts,

@@ -22,6 +22,7 @@
 mod basic_auth;
 mod body_limit;
 mod cors;
+mod external_auth;
 mod headers;
 mod hsts;
 mod https_redirect;
@@ -43,6 +44,9 @@ use crate::config::ProxyConfig;
 
 pub use basic_auth::{BadLine, BasicAuth, Credentials, InvalidRealm, MAX_BCRYPT_COST};
 pub use cors::{Cors, CorsOrigins};
+pub use external_auth::{
+    AuthOutcome, AuthUrl, ExternalAuth, InvalidAuthUrl, InvalidSignin, SigninPart, signin_template,
+};
 pub use headers::HeaderModifier;
 pub use hsts::DEFAULT_HSTS;
 pub use rate_limit::{Rate, RateLimit, RateLimitSpec};

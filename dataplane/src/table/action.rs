@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::WeightedBackends;
 pub use crate::filter::{
-    BasicAuth, Cidr, Cors, CorsOrigins, HeaderModifier, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite,
-    ReturnRedirect, SourceRange, UrlRewrite,
+    BasicAuth, Cidr, Cors, CorsOrigins, ExternalAuth, HeaderModifier, PathModifier, Rate, RateLimitSpec, Redirect,
+    RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
 };
 
 /// The extras of one `Route` match, applied by the proxy's phases.
@@ -40,6 +40,9 @@ pub struct RouteAction {
     /// access module runs before its auth_basic module. Shared, so that the passwords it
     /// has verified are remembered by every path of the Ingress.
     pub basic_auth: Option<std::sync::Arc<BasicAuth>>,
+    /// ingress-nginx's `auth-url`: asked by the proxy after the route phase's filters
+    /// (nginx's auth_request runs last in its access phase).
+    pub external_auth: Option<std::sync::Arc<ExternalAuth>>,
     /// ingress-nginx's `enable-cors`: preflights answered here, headers on every answer.
     pub cors: Option<Cors>,
     /// Several backends with weights; `None` sends everything to [`super::Route::backend`].

@@ -36,8 +36,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use action::{
-    Balance, BasicAuth, Cidr, Cors, CorsOrigins, HashOn, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec,
-    Redirect, RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite,
+    Balance, BasicAuth, Cidr, Cors, CorsOrigins, ExternalAuth, HashOn, HeaderModifier, LbPolicy, PathModifier, Rate,
+    RateLimitSpec, Redirect, RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use explain::{ExplainRequest, Explanation};

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod canary;
 pub mod catalog;
 pub mod cors;
+pub mod extauth;
 pub mod ratelimit;
 pub mod rewrite;
 pub mod upstream;
@@ -50,6 +51,8 @@ pub(in crate::compile) struct IngressAnnotations {
     /// The filter `basic_auth` resolves to with the snapshot's Secrets (set by the
     /// compile of the Ingress, which has them).
     pub basic_auth_filter: Option<std::sync::Arc<portico_dataplane::table::BasicAuth>>,
+    /// `auth-url` and its companions.
+    pub external_auth: Option<std::sync::Arc<portico_dataplane::table::ExternalAuth>>,
 }
 
 impl IngressAnnotations {
@@ -72,16 +75,27 @@ impl IngressAnnotations {
                 other => invalid(problems, "enable-access-log", other, "is not \"true\" or \"false\""),
             }
         }
+        let mut source_range = access::parse(all, problems);
+        let external_auth = match extauth::parse(all, problems) {
+            None => None,
+            Some(Ok(auth)) => Some(std::sync::Arc::new(auth)),
+            Some(Err(())) => {
+                // ingress-nginx's LocationDenied: 503 for everyone, as a bad source range.
+                source_range.get_or_insert_with(SourceRange::default).refuse_all = true;
+                None
+            }
+        };
         IngressAnnotations {
             policy,
             paths: rewrite::parse(all, problems),
             upstream: upstream::parse(all, problems),
             canary: canary::parse(all, problems),
-            source_range: access::parse(all, problems),
+            source_range,
             cors: cors::parse(all, problems),
             rate_limit: ratelimit::parse(all, owner, problems),
             basic_auth: auth::parse(all, problems),
             basic_auth_filter: None,
+            external_auth,
         }
     }
 }

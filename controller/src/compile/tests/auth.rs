@@ -240,3 +240,53 @@ fn without_auth_type_there_is_no_authentication() {
     assert_eq!(c.reasons(), [("default/web".to_string(), reason::INVALID_ANNOTATION)]);
     assert_eq!(status(&c, None), None);
 }
+
+/// annotations.md "External Authentication": `auth-url` and its companions become the
+/// route's external auth; one that does not parse denies the location (503), as
+/// ingress-nginx's authreq parser does.
+#[test]
+fn auth_url_compiles_and_bad_values_fail_closed() {
+    let c = compiled(
+        &[
+            ("auth-url", "http://auth.auth.svc.cluster.local:8080/check"),
+            ("auth-method", "POST"),
+            ("auth-signin", "https://login.example/start?rd=$escaped_request_uri"),
+            ("auth-response-headers", "X-User, X-Email"),
+        ],
+        vec![],
+    );
+    c.assert_clean();
+    let route = c.route("a.com", "/x").unwrap();
+    let auth = route.action.as_ref().and_then(|a| a.external_auth.as_ref()).unwrap();
+    assert_eq!(
+        (auth.url.host.as_str(), auth.url.port),
+        ("auth.auth.svc.cluster.local", 8080)
+    );
+    assert_eq!(auth.response_headers.len(), 2);
+    assert_eq!(
+        status(&c, None),
+        None,
+        "the route phase leaves it to the proxy's auth step"
+    );
+    for bad in [
+        [("auth-url", "https://auth/check"), ("auth-method", "GET")],
+        [("auth-url", "http://auth/check"), ("auth-method", "FETCH")],
+        [
+            ("auth-url", "http://auth/check"),
+            ("auth-signin", "https://login/$remote_user"),
+        ],
+        [("auth-url", "http://auth/check"), ("auth-response-headers", "X User")],
+    ] {
+        let c = compiled(&bad, vec![]);
+        assert_eq!(
+            c.reasons(),
+            [("default/web".to_string(), reason::INVALID_ANNOTATION)],
+            "{bad:?}"
+        );
+        assert_eq!(status(&c, None), Some(StatusCode::SERVICE_UNAVAILABLE), "{bad:?}");
+        assert_eq!(
+            answer(&c, "other.example", "/", None).map(|a| a.0),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
+    }
+}
