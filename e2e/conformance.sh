@@ -38,7 +38,8 @@ export PORTICO_CACHE
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PORTICO_CACHE/target}"
 
 GATEWAY_API_VERSION="${PORTICO_GATEWAY_API_VERSION:-v1.6.3}"
-PROFILE=GATEWAY-HTTP
+# The profiles run: HTTP, and gRPC (GRPCRoute, h2c to the suite's gRPC echo backends).
+PROFILE=GATEWAY-HTTP,GATEWAY-GRPC
 GATEWAY_CLASS=portico
 CONTROLLER_NAME=portico.dev/gateway-controller
 NAMESPACE=portico-system
@@ -227,7 +228,7 @@ conformance_dir() {
 build_images() {
 	local cdir refs echo_refs=() dns_refs=() key tar_echo tar_dns
 	cdir=$(conformance_dir)
-	refs=$(grep -rhoE 'image: *registry\.k8s\.io/[^ ]+' "$cdir/base/manifests.yaml" "$cdir"/tests/httproute-*.yaml "$cdir"/tests/gateway-*.yaml |
+	refs=$(grep -rhoE 'image: *registry\.k8s\.io/[^ ]+' "$cdir/base/manifests.yaml" "$cdir"/tests/httproute-*.yaml "$cdir"/tests/grpcroute-*.yaml "$cdir"/tests/gateway-*.yaml |
 		sed 's/^image: *//' | sort -u)
 	mapfile -t echo_refs < <(grep '/echo-basic:' <<<"$refs")
 	mapfile -t dns_refs < <(grep '/coredns:' <<<"$refs")
@@ -322,7 +323,7 @@ save_diagnostics() {
 	mkdir -p "$d"
 	"$KUBECTL" get pods -A -o wide >"$d/pods.txt" 2>&1 || true
 	"$KUBECTL" get events -A --sort-by=.lastTimestamp >"$d/events.txt" 2>&1 || true
-	"$KUBECTL" get gatewayclasses,gateways,httproutes,referencegrants,services -A -o yaml >"$d/gateway-api.yaml" 2>&1 || true
+	"$KUBECTL" get gatewayclasses,gateways,httproutes,grpcroutes,referencegrants,services -A -o yaml >"$d/gateway-api.yaml" 2>&1 || true
 	for pod in $("$KUBECTL" -n "$NAMESPACE" get pods -o name 2>/dev/null); do
 		"$KUBECTL" -n "$NAMESPACE" logs "$pod" >"$d/${pod#pod/}.log" 2>&1 || true
 		"$KUBECTL" -n "$NAMESPACE" logs --previous "$pod" >"$d/${pod#pod/}.previous.log" 2>/dev/null ||

@@ -21,7 +21,8 @@ use serde::de::DeserializeOwned;
 
 use crate::compile::CompileOptions;
 use crate::gateway_api::{
-    Condition, Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HTTPRoute, RouteParentStatus, RouteStatus,
+    Condition, GRPCRoute, Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HTTPRoute, RouteParentStatus,
+    RouteStatus,
 };
 use crate::k8s::Compiled;
 
@@ -121,7 +122,7 @@ where
     }
 }
 
-/// Writes what the last compile wants every GatewayClass, Gateway and HTTPRoute of
+/// Writes what the last compile wants every GatewayClass, Gateway, HTTPRoute and GRPCRoute of
 /// Portico's to say, and (service mode) keeps the Service of each Gateway. One failed
 /// write does not keep the others from being made; the first error is returned.
 pub async fn write_gateway_api(
@@ -180,25 +181,61 @@ pub async fn write_gateway_api(
             note(result);
         }
     }
-    for (ns, name, status) in desired.http_routes {
-        let current = find(&snapshot.http_routes, &ns, &name);
-        let version = current.and_then(|r| r.metadata.resource_version.as_deref());
-        let current = current.and_then(|r| r.status.as_ref());
-        if let Some(status) = route_status(status.parents, current, &opts.gateway_controller_name, &now) {
-            let result = patch_status(
-                &Api::<HTTPRoute>::namespaced(client.clone(), &ns),
-                &name,
-                &status,
-                version,
-            )
-            .await;
-            if result.is_ok() {
-                tracing::info!(namespace = %ns, name = %name, "HTTPRoute status updated");
+    let ours = &opts.gateway_controller_name;
+    note(write_routes::<HTTPRoute>(client, desired.http_routes, &snapshot.http_routes, ours, &now).await);
+    note(write_routes::<GRPCRoute>(client, desired.grpc_routes, &snapshot.grpc_routes, ours, &now).await);
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Writes the desired status of the routes of one kind, keeping other controllers'
+/// parent entries; one failed write does not keep the others from being made.
+async fn write_routes<K>(
+    client: &Client,
+    desired: Vec<(String, String, RouteStatus)>,
+    current: &[K],
+    ours: &str,
+    now: &str,
+) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + RouteObjectStatus
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let mut first_error = None;
+    for (ns, name, status) in desired {
+        let object = find(current, &ns, &name);
+        let version = object.and_then(|r| r.meta().resource_version.as_deref());
+        let Some(status) = route_status(status.parents, object.and_then(|r| r.route_status()), ours, now) else {
+            continue;
+        };
+        let result = patch_status(&Api::<K>::namespaced(client.clone(), &ns), &name, &status, version).await;
+        match result {
+            Ok(()) => tracing::info!(namespace = %ns, name = %name, kind = %K::kind(&()), "route status updated"),
+            Err(e) => {
+                first_error.get_or_insert(e);
             }
-            note(result);
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// The `status` of a route kind.
+trait RouteObjectStatus {
+    fn route_status(&self) -> Option<&RouteStatus>;
+}
+
+impl RouteObjectStatus for HTTPRoute {
+    fn route_status(&self) -> Option<&RouteStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl RouteObjectStatus for GRPCRoute {
+    fn route_status(&self) -> Option<&RouteStatus> {
+        self.status.as_ref()
+    }
 }
 
 fn find<'a, K: Resource>(objects: &'a [K], ns: &str, name: &str) -> Option<&'a K> {

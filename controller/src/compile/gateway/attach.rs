@@ -1,12 +1,80 @@
-//! Where each HTTPRoute attaches: its parentRefs against the Gateways' listeners
+//! Where each HTTPRoute and GRPCRoute attaches: its parentRefs against the Gateways' listeners
 //! (sectionName, port, allowedRoutes, hostnames), and whether its backendRefs resolve.
 
 use portico_dataplane::table::HostMatch;
 
 use super::{GatewayState, Grants, Outcome, namespace_labels, selects};
 use crate::compile::{CompileOptions, age_key, namespace_of};
-use crate::gateway_api::{GROUP, HTTPPathModifier, HTTPRoute, HTTPRouteFilter, ParentReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::gateway_api::{
+    GROUP, GRPCRoute, HTTPBackendRef, HTTPPathModifier, HTTPRoute, HTTPRouteFilter, ParentReference, RouteStatus,
+};
 use crate::snapshot::Snapshot;
+
+/// A route of one of the kinds Portico attaches to listeners.
+#[derive(Clone, Copy, Debug)]
+pub enum RouteObject<'a> {
+    Http(&'a HTTPRoute),
+    Grpc(&'a GRPCRoute),
+}
+
+impl<'a> RouteObject<'a> {
+    /// `HTTPRoute` or `GRPCRoute`: the kind a listener's supportedKinds and a
+    /// ReferenceGrant's `from` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RouteObject::Http(_) => "HTTPRoute",
+            RouteObject::Grpc(_) => "GRPCRoute",
+        }
+    }
+
+    pub fn metadata(&self) -> &'a ObjectMeta {
+        match self {
+            RouteObject::Http(r) => &r.metadata,
+            RouteObject::Grpc(r) => &r.metadata,
+        }
+    }
+
+    pub fn status(&self) -> Option<&'a RouteStatus> {
+        match self {
+            RouteObject::Http(r) => r.status.as_ref(),
+            RouteObject::Grpc(r) => r.status.as_ref(),
+        }
+    }
+
+    fn parent_refs(&self) -> &'a [ParentReference] {
+        match self {
+            RouteObject::Http(r) => &r.spec.parent_refs,
+            RouteObject::Grpc(r) => &r.spec.parent_refs,
+        }
+    }
+
+    fn hostnames(&self) -> &'a [String] {
+        match self {
+            RouteObject::Http(r) => &r.spec.hostnames,
+            RouteObject::Grpc(r) => &r.spec.hostnames,
+        }
+    }
+
+    /// Every rule's backendRefs and filters.
+    fn rules(&self) -> Vec<(&'a [HTTPBackendRef], &'a [HTTPRouteFilter])> {
+        match self {
+            RouteObject::Http(r) => r
+                .spec
+                .rules
+                .iter()
+                .map(|r| (r.backend_refs.as_slice(), r.filters.as_slice()))
+                .collect(),
+            RouteObject::Grpc(r) => r
+                .spec
+                .rules
+                .iter()
+                .map(|r| (r.backend_refs.as_slice(), r.filters.as_slice()))
+                .collect(),
+        }
+    }
+}
 
 /// A route attached to one listener, with the hosts it serves there.
 #[derive(Clone, Debug)]
@@ -28,7 +96,7 @@ pub struct ParentState {
 
 #[derive(Debug)]
 pub struct RouteState<'a> {
-    pub route: &'a HTTPRoute,
+    pub route: RouteObject<'a>,
     pub namespace: &'a str,
     pub name: &'a str,
     pub parents: Vec<ParentState>,
@@ -45,21 +113,23 @@ pub(super) fn attach<'a>(
     gateways: &mut [GatewayState<'a>],
     grants: &Grants<'_>,
 ) -> Vec<RouteState<'a>> {
-    let mut routes: Vec<&HTTPRoute> = snapshot
+    let mut routes: Vec<RouteObject<'a>> = snapshot
         .http_routes
         .iter()
+        .map(RouteObject::Http)
+        .chain(snapshot.grpc_routes.iter().map(RouteObject::Grpc))
         .filter(|r| {
             opts.watch_namespace
                 .as_deref()
-                .is_none_or(|ns| namespace_of(&r.metadata) == ns)
+                .is_none_or(|ns| namespace_of(r.metadata()) == ns)
         })
         .collect();
-    routes.sort_by(|a, b| age_key(&a.metadata).cmp(&age_key(&b.metadata)));
+    routes.sort_by(|a, b| age_key(a.metadata()).cmp(&age_key(b.metadata())));
     let mut out = Vec::new();
     for route in routes {
-        let namespace = namespace_of(&route.metadata);
+        let namespace = namespace_of(route.metadata());
         let mut parents = Vec::new();
-        for parent in &route.spec.parent_refs {
+        for parent in route.parent_refs() {
             let group = parent.group.as_deref().unwrap_or(GROUP);
             let kind = parent.kind.as_deref().unwrap_or("Gateway");
             let parent_ns = parent.namespace.as_deref().unwrap_or(namespace);
@@ -72,7 +142,7 @@ pub(super) fn attach<'a>(
             else {
                 continue;
             };
-            let accepted = attach_to(snapshot, route, namespace, parent, gw, gateways);
+            let accepted = attach_to(snapshot, &route, namespace, parent, gw, gateways);
             if let Ok(list) = &accepted {
                 for a in list {
                     gateways[a.gateway].listeners[a.listener].attached_routes += 1;
@@ -89,14 +159,13 @@ pub(super) fn attach<'a>(
         out.push(RouteState {
             route,
             namespace,
-            name: route.metadata.name.as_deref().unwrap_or_default(),
+            name: route.metadata().name.as_deref().unwrap_or_default(),
             parents,
-            resolved_refs: backend_refs(snapshot, route, namespace, grants),
+            resolved_refs: backend_refs(snapshot, &route, namespace, grants),
             filters: route
-                .spec
-                .rules
-                .iter()
-                .flat_map(|r| &r.filters)
+                .rules()
+                .into_iter()
+                .flat_map(|(_, filters)| filters)
                 .try_for_each(|f| unsupported_filter(f).map_or(Ok(()), |m| Err(("UnsupportedValue", m)))),
         });
     }
@@ -105,7 +174,7 @@ pub(super) fn attach<'a>(
 
 fn attach_to(
     snapshot: &Snapshot,
-    route: &HTTPRoute,
+    route: &RouteObject<'_>,
     namespace: &str,
     parent: &ParentReference,
     gw: usize,
@@ -128,7 +197,7 @@ fn attach_to(
         .into_iter()
         .filter(|&i| {
             let state = &gateway.listeners[i];
-            state.usable() && state.supported_kinds.iter().any(|k| k.kind == "HTTPRoute") && {
+            state.usable() && state.supported_kinds.iter().any(|k| k.kind == route.kind()) && {
                 let from = state
                     .listener
                     .allowed_routes
@@ -155,7 +224,7 @@ fn attach_to(
     let attached: Vec<Attachment> = allowed
         .into_iter()
         .filter_map(|i| {
-            let hosts = intersect(gateway.listeners[i].hostname.as_ref(), &route.spec.hostnames);
+            let hosts = intersect(gateway.listeners[i].hostname.as_ref(), route.hostnames());
             (!hosts.is_empty()).then_some(Attachment {
                 gateway: gw,
                 listener: i,
@@ -219,19 +288,20 @@ pub fn intersect(listener: Option<&HostMatch>, hostnames: &[String]) -> Vec<(Hos
 
 /// Whether every backendRef (rules' and the filters') names a Service that exists and
 /// may be referred to.
-fn backend_refs(snapshot: &Snapshot, route: &HTTPRoute, namespace: &str, grants: &Grants<'_>) -> Outcome {
-    for rule in &route.spec.rules {
-        for b in &rule.backend_refs {
-            backend_ref(snapshot, &b.backend, namespace, grants)?;
+fn backend_refs(snapshot: &Snapshot, route: &RouteObject<'_>, namespace: &str, grants: &Grants<'_>) -> Outcome {
+    for (refs, _) in route.rules() {
+        for b in refs {
+            backend_ref(snapshot, route.kind(), &b.backend, namespace, grants)?;
         }
     }
     Ok(())
 }
 
-/// Whether one backendRef resolves: a Service (core group), with a port, in the
-/// route's namespace or permitted by a ReferenceGrant, that exists.
+/// Whether one backendRef of a route of `route_kind` resolves: a Service (core group),
+/// with a port, in the route's namespace or permitted by a ReferenceGrant, that exists.
 pub(crate) fn backend_ref(
     snapshot: &Snapshot,
+    route_kind: &str,
     b: &crate::gateway_api::BackendObjectReference,
     namespace: &str,
     grants: &Grants<'_>,
@@ -245,11 +315,11 @@ pub(crate) fn backend_ref(
         ));
     }
     let target = b.namespace.as_deref().unwrap_or(namespace);
-    if target != namespace && !grants.permits(namespace, "HTTPRoute", target, "", "Service", &b.name) {
+    if target != namespace && !grants.permits(namespace, route_kind, target, "", "Service", &b.name) {
         return Err((
             "RefNotPermitted",
             format!(
-                "Service {target}/{} is in another namespace and no ReferenceGrant there permits HTTPRoutes in {namespace}",
+                "Service {target}/{} is in another namespace and no ReferenceGrant there permits {route_kind}s in {namespace}",
                 b.name
             ),
         ));

@@ -24,7 +24,7 @@ use portico_dataplane::table::{HostMatch, ListenerProtocol};
 
 #[cfg(test)]
 pub use attach::intersect;
-pub use attach::{RouteState, unsupported_filter};
+pub use attach::{RouteObject, RouteState, unsupported_filter};
 pub use ports::gateway_ports;
 
 use super::tls::Certificates;
@@ -79,18 +79,25 @@ pub struct Analysis<'a> {
     pub classes: Vec<&'a GatewayClass>,
     /// Their Gateways, oldest first.
     pub gateways: Vec<GatewayState<'a>>,
-    /// HTTPRoutes naming at least one of those Gateways, in precedence order (oldest,
+    /// HTTPRoutes and GRPCRoutes naming at least one of those Gateways, in precedence order (oldest,
     /// then namespace/name).
     pub routes: Vec<RouteState<'a>>,
 }
 
-/// Kinds a listener of `protocol` accepts by default.
+/// The route kinds Portico attaches to HTTP and HTTPS listeners.
+const ROUTE_KINDS: &[&str] = &["HTTPRoute", "GRPCRoute"];
+
+/// Kinds a listener of `protocol` accepts by default: both, on HTTP and HTTPS alike
+/// (gRPC is served over HTTP/2 on either).
 fn default_kinds(protocol: ListenerProtocol) -> Vec<RouteGroupKind> {
     let _ = protocol;
-    vec![RouteGroupKind {
-        group: Some(GROUP.to_string()),
-        kind: "HTTPRoute".to_string(),
-    }]
+    ROUTE_KINDS
+        .iter()
+        .map(|kind| RouteGroupKind {
+            group: Some(GROUP.to_string()),
+            kind: kind.to_string(),
+        })
+        .collect()
 }
 
 impl<'a> Analysis<'a> {
@@ -198,7 +205,7 @@ fn listener_state<'a>(
     } else {
         for k in wanted {
             let group = k.group.as_deref().unwrap_or(GROUP);
-            if group == GROUP && k.kind == "HTTPRoute" {
+            if group == GROUP && ROUTE_KINDS.contains(&k.kind.as_str()) {
                 if !state.supported_kinds.iter().any(|s| s.kind == k.kind) {
                     state.supported_kinds.push(RouteGroupKind {
                         group: Some(GROUP.to_string()),
@@ -209,7 +216,7 @@ fn listener_state<'a>(
                 state.resolved_refs = Err((
                     "InvalidRouteKinds",
                     format!(
-                        "route kind {group}/{} is not supported; Portico serves HTTPRoute",
+                        "route kind {group}/{} is not supported; Portico serves HTTPRoute and GRPCRoute",
                         k.kind
                     ),
                 ));
@@ -363,8 +370,13 @@ fn namespace_labels<'a>(namespaces: &'a [Namespace], name: &str) -> Option<&'a B
         .map(|n| n.metadata.labels.as_ref().unwrap_or(&EMPTY))
 }
 
-/// Whether a backendRef of an HTTPRoute in `namespace` resolves (see
+/// Whether a backendRef of a route of `kind` in `namespace` resolves (see
 /// [`attach::backend_ref`]).
-pub(super) fn backend_ok(snapshot: &Snapshot, b: &crate::gateway_api::BackendObjectReference, namespace: &str) -> bool {
-    attach::backend_ref(snapshot, b, namespace, &Grants(&snapshot.reference_grants)).is_ok()
+pub(super) fn backend_ok(
+    snapshot: &Snapshot,
+    kind: &str,
+    b: &crate::gateway_api::BackendObjectReference,
+    namespace: &str,
+) -> bool {
+    attach::backend_ref(snapshot, kind, b, namespace, &Grants(&snapshot.reference_grants)).is_ok()
 }

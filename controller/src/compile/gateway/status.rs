@@ -5,7 +5,7 @@
 //! the object's current one keeps its `lastTransitionTime` (as `meta.SetStatusCondition`
 //! does), so writing the same status twice changes nothing.
 
-use super::{Analysis, Outcome};
+use super::{Analysis, Outcome, RouteObject};
 use crate::compile::{CompileOptions, GatewayServiceType, namespace_of, tls::Certificates};
 use crate::gateway_api::{
     Condition, GatewayAddress, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus, RouteStatus,
@@ -49,6 +49,7 @@ pub struct GatewayStatuses {
     pub classes: Vec<(String, GatewayClassStatus)>,
     pub gateways: Vec<(String, String, GatewayStatus)>,
     pub http_routes: Vec<(String, String, RouteStatus)>,
+    pub grpc_routes: Vec<(String, String, RouteStatus)>,
 }
 
 /// RFC 3339 UTC for Unix seconds.
@@ -202,7 +203,7 @@ pub fn gateway_status(snapshot: &Snapshot, opts: &CompileOptions) -> GatewayStat
         ));
     }
     for route in &analysis.routes {
-        let current = route.route.status.as_ref();
+        let current = route.route.status();
         let parents = route
             .parents
             .iter()
@@ -216,7 +217,7 @@ pub fn gateway_status(snapshot: &Snapshot, opts: &CompileOptions) -> GatewayStat
                     .map(|c| c.conditions.as_slice())
                     .unwrap_or_default();
                 let stamp = Stamp {
-                    generation: route.route.metadata.generation,
+                    generation: route.route.metadata().generation,
                     now: now.clone(),
                     current,
                 };
@@ -236,8 +237,12 @@ pub fn gateway_status(snapshot: &Snapshot, opts: &CompileOptions) -> GatewayStat
                 }
             })
             .collect();
-        out.http_routes.push((
-            namespace_of(&route.route.metadata).to_string(),
+        let list = match route.route {
+            RouteObject::Http(_) => &mut out.http_routes,
+            RouteObject::Grpc(_) => &mut out.grpc_routes,
+        };
+        list.push((
+            namespace_of(route.route.metadata()).to_string(),
             route.name.to_string(),
             RouteStatus { parents },
         ));

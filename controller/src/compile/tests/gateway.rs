@@ -615,3 +615,88 @@ fn backend_protocol_from_app_protocol() {
         UpstreamProtocol::Http1
     );
 }
+
+/// GRPCRoute (GRPCMethodMatch; conformance GRPCExactMethodMatching): a gRPC call is a
+/// POST of `/{service}/{method}`, so service and method make an exact path, a service
+/// alone a prefix of whole segments, a method alone that method of any service.
+#[test]
+fn grpc_method_match_paths() {
+    use crate::compile::translate::grpc_method_path as path;
+    use crate::gateway_api::GRPCMethodMatch;
+    use portico_dataplane::table::PathKind;
+    let m = |type_: Option<&str>, service: Option<&str>, method: Option<&str>| GRPCMethodMatch {
+        type_: type_.map(str::to_string),
+        service: service.map(str::to_string),
+        method: method.map(str::to_string),
+    };
+    assert_eq!(path(None), Some((PathKind::Prefix, "/".into())));
+    assert_eq!(
+        path(Some(&m(None, Some("pkg.Echo"), Some("Echo")))),
+        Some((PathKind::Exact, "/pkg.Echo/Echo".into()))
+    );
+    assert_eq!(
+        path(Some(&m(None, Some("pkg.Echo"), None))),
+        Some((PathKind::Prefix, "/pkg.Echo".into()))
+    );
+    assert_eq!(
+        path(Some(&m(None, None, Some("Echo")))),
+        Some((PathKind::RegularExpression, "/[^/]+/Echo".into()))
+    );
+    assert_eq!(
+        path(Some(&m(Some("RegularExpression"), Some("pkg\\..*"), None))),
+        Some((PathKind::RegularExpression, "/pkg\\..*/[^/]+".into()))
+    );
+    assert_eq!(path(Some(&m(None, None, None))), None);
+}
+
+/// GRPCRoute attaches like HTTPRoute (listeners accept it by default), its calls go to
+/// its backends in h2c whatever the Service port's appProtocol says, and it gets its
+/// own status (Accepted, ResolvedRefs per parentRef).
+#[test]
+fn grpc_route_is_served_in_h2c_with_status() {
+    use portico_dataplane::table::UpstreamProtocol;
+    let grpc = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: g, namespace: default, generation: 4}\nspec:\n  parentRefs: [{name: gw}]\n  rules:\n  - matches: [{method: {service: pkg.Echo, method: Echo}, headers: [{name: version, value: two}]}]\n    backendRefs: [{name: web2, port: 8080}]\n  - matches: [{method: {service: pkg.Echo, method: Echo}}]\n    backendRefs: [{name: web, port: 8080}]\n  - matches: [{method: {service: pkg.Echo, method: Gone}}]\n    backendRefs: [{name: missing, port: 8080}]";
+    let s = snapshot(&format!("{}\n---\n{grpc}", gateway(WEB)));
+    let (table, _) = compile(&s, &CompileOptions::default());
+    let listener = &table.listener(8080).unwrap().table;
+    let hit = listener.lookup("a.example", "/pkg.Echo/Echo").unwrap();
+    assert_eq!(hit.meta.kind, ObjectKind::GrpcRoute);
+    assert_eq!(hit.backend.name, "default/web:8080");
+    assert_eq!(hit.backend.protocol, UpstreamProtocol::H2c);
+    let mut headers = http::HeaderMap::new();
+    headers.insert("version", http::HeaderValue::from_static("two"));
+    let req = portico_dataplane::table::RequestView {
+        method: &http::Method::POST,
+        path: "/pkg.Echo/Echo",
+        query: None,
+        headers: &headers,
+    };
+    assert_eq!(
+        listener.route("a.example", &req).unwrap().backend.name,
+        "default/web2:8080"
+    );
+    assert!(
+        listener
+            .lookup("a.example", "/pkg.Echo/Gone")
+            .unwrap()
+            .backend
+            .is_invalid()
+    );
+    assert!(listener.lookup("a.example", "/pkg.Echo/Other").is_none());
+    let status = gateway_status(&s, &CompileOptions::default());
+    assert!(status.http_routes.is_empty());
+    let (_, name, r) = &status.grpc_routes[0];
+    assert_eq!(name, "g");
+    assert_eq!(condition(&r.parents[0].conditions, "Accepted"), ("True", "Accepted"));
+    assert_eq!(
+        condition(&r.parents[0].conditions, "ResolvedRefs"),
+        ("False", "BackendNotFound")
+    );
+    assert_eq!(r.parents[0].conditions[0].observed_generation, Some(4));
+    let kinds: Vec<&str> = status.gateways[0].2.listeners[0]
+        .supported_kinds
+        .iter()
+        .map(|k| k.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["HTTPRoute", "GRPCRoute"]);
+}

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
 use portico_dataplane::table::{
-    Backend, Balance, ListenerProtocol, ObjectKind, PathKind, RetryPolicy, RoutePolicy, Timeouts,
+    Backend, Balance, ListenerProtocol, ObjectKind, PathKind, RetryPolicy, RoutePolicy, Timeouts, UpstreamProtocol,
 };
 
 use super::super::Compiler;
 use super::super::diagnostics::{Problems, reason};
-use super::super::gateway::{Analysis, RouteState, unsupported_filter};
+use super::super::gateway::{Analysis, RouteObject, RouteState, unsupported_filter};
 use super::{ValueSpec, conditions, header_modifier, lower_reporting};
 use crate::crd::parse_duration;
-use crate::gateway_api::{HTTPPathModifier, HTTPRouteFilter, HTTPRouteRule};
+use crate::gateway_api::{HTTPBackendRef, HTTPPathModifier, HTTPRouteFilter, HTTPRouteRule};
 use crate::model::{self, PathRewrite, RedirectTo};
 
 impl<'a> Compiler<'a> {
@@ -44,13 +44,13 @@ impl<'a> Compiler<'a> {
         }
         for route in &analysis.routes {
             let mut problems = Problems::default();
-            self.add_http_route(analysis, route, &mut problems);
+            self.add_gateway_route(analysis, route, &mut problems);
             self.diagnostics
-                .extend(problems.into_diagnostics("HTTPRoute", route.namespace, route.name));
+                .extend(problems.into_diagnostics(route.route.kind(), route.namespace, route.name));
         }
     }
 
-    fn add_http_route(&mut self, analysis: &Analysis<'a>, route: &RouteState<'a>, problems: &mut Problems) {
+    fn add_gateway_route(&mut self, analysis: &Analysis<'a>, route: &RouteState<'a>, problems: &mut Problems) {
         let attachments = route.parents.iter().filter_map(|p| p.accepted.as_ref().ok()).flatten();
         for attachment in attachments {
             let listener = &analysis.gateways[attachment.gateway].listeners[attachment.listener];
@@ -65,27 +65,35 @@ impl<'a> Compiler<'a> {
                     written: written.clone(),
                 })
                 .collect();
-            for (index, rule) in route.route.spec.rules.iter().enumerate() {
-                let Some(model) = self.http_route_rule(route, hosts.clone(), index, rule, problems) else {
-                    continue;
-                };
-                lower_reporting(self.builder.listener(port, protocol), &model, problems);
+            let rules: Vec<model::Rule> = match route.route {
+                RouteObject::Http(r) => (r.spec.rules.iter().enumerate())
+                    .map(|(index, rule)| self.http_route_rule(route, hosts.clone(), index, rule, problems))
+                    .collect(),
+                RouteObject::Grpc(r) => (r.spec.rules.iter().enumerate())
+                    .map(|(index, rule)| self.grpc_route_rule(route, hosts.clone(), index, rule, problems))
+                    .collect(),
+            };
+            for model in &rules {
+                lower_reporting(self.builder.listener(port, protocol), model, problems);
             }
         }
     }
 
-    fn http_route_rule(
+    /// The rule's backends: its backendRefs resolved with their weights (one that does
+    /// not resolve answers 500, HTTPBackendRef), or one answering 500 when a filter
+    /// cannot be applied or there is none to forward to. `protocol` other than HTTP/1.1
+    /// is spoken to every Service whatever its `appProtocol` says (gRPC: h2c).
+    pub(super) fn rule_backends(
         &mut self,
         route: &RouteState<'a>,
-        hosts: Vec<model::Host>,
-        rule_index: usize,
-        rule: &'a HTTPRouteRule,
-        problems: &mut Problems,
-    ) -> Option<model::Rule> {
+        refs: &'a [HTTPBackendRef],
+        filters_ok: bool,
+        protocol: UpstreamProtocol,
+    ) -> Vec<model::WeightedBackend> {
         let namespace = route.namespace;
-        let filters = filters(&rule.filters, problems);
+        let kind = route.route.kind();
         let mut backends = Vec::new();
-        if filters.is_none() {
+        if !filters_ok {
             // A filter that cannot be applied is never skipped: what it would have
             // processed gets 500 (HTTPRouteFilter.type), and the route is not Accepted.
             backends.push(model::WeightedBackend {
@@ -97,12 +105,18 @@ impl<'a> Compiler<'a> {
                 weight: 1,
             });
         }
-        for b in rule.backend_refs.iter().filter(|_| filters.is_some()) {
+        for b in refs.iter().filter(|_| filters_ok) {
             let target = b.backend.namespace.as_deref().unwrap_or(namespace);
             let weight = b.weight.unwrap_or(1).clamp(0, 1_000_000) as u32;
-            let valid = super::super::gateway::backend_ok(self.snapshot, &b.backend, namespace);
+            let valid = super::super::gateway::backend_ok(self.snapshot, kind, &b.backend, namespace);
             let backend = match (valid, b.backend.port) {
-                (true, Some(port)) => self.backends.resolve_number(target, &b.backend.name, port).backend,
+                (true, Some(port)) => {
+                    let backend = self.backends.resolve_number(target, &b.backend.name, port).backend;
+                    match protocol {
+                        UpstreamProtocol::Http1 => backend,
+                        _ => self.backends.with_protocol(&backend, protocol, &b.backend.name, target),
+                    }
+                }
                 // Gateway API: requests to a backendRef that does not resolve get 500.
                 _ => Arc::new(Backend::invalid(format!("{target}/{}:invalid", b.backend.name))),
             };
@@ -121,6 +135,20 @@ impl<'a> Compiler<'a> {
                 weight: 1,
             });
         }
+        backends
+    }
+
+    fn http_route_rule(
+        &mut self,
+        route: &RouteState<'a>,
+        hosts: Vec<model::Host>,
+        rule_index: usize,
+        rule: &'a HTTPRouteRule,
+        problems: &mut Problems,
+    ) -> model::Rule {
+        let namespace = route.namespace;
+        let filters = filters(&rule.filters, problems);
+        let backends = self.rule_backends(route, &rule.backend_refs, filters.is_some(), UpstreamProtocol::Http1);
         let default_match = [Default::default()];
         let matches = if rule.matches.is_empty() {
             &default_match[..]
@@ -180,7 +208,7 @@ impl<'a> Compiler<'a> {
             per_try_timeout: None,
             non_idempotent: false,
         });
-        Some(model::Rule {
+        model::Rule {
             owner: model::Owner {
                 kind: ObjectKind::HttpRoute,
                 namespace: namespace.to_string(),
@@ -198,11 +226,11 @@ impl<'a> Compiler<'a> {
                 max_body_size: self.opts.max_body_size,
                 ..RoutePolicy::default()
             },
-        })
+        }
     }
 }
 
-fn spec(h: &crate::gateway_api::HTTPHeaderMatch) -> ValueSpec<'_> {
+pub(super) fn spec(h: &crate::gateway_api::HTTPHeaderMatch) -> ValueSpec<'_> {
     ValueSpec {
         regex: h.type_.as_deref() == Some("RegularExpression"),
         name: &h.name,
@@ -224,7 +252,7 @@ fn path_rewrite(m: &HTTPPathModifier) -> Option<PathRewrite> {
 
 /// The rule's filters; `None` (with a diagnostic) when one is not supported: the rule
 /// then answers 500 rather than be served without it.
-fn filters(list: &[HTTPRouteFilter], problems: &mut Problems) -> Option<model::Filters> {
+pub(super) fn filters(list: &[HTTPRouteFilter], problems: &mut Problems) -> Option<model::Filters> {
     if let Some(message) = list.iter().find_map(unsupported_filter) {
         problems.warning(reason::UNSUPPORTED_FILTER, format!("{message}; the rule answers 500"));
         return None;

@@ -4,8 +4,12 @@
 //! A translation reads its kind's fields, resolves backends and reports problems; the
 //! lowering into the table is [`crate::model::lower`]'s alone.
 
+mod grpc_route;
 mod http_route;
 mod route;
+
+#[cfg(test)]
+pub(super) use grpc_route::method_path as grpc_method_path;
 
 use http::Method;
 use http::header::{HeaderName, HeaderValue};
