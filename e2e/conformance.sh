@@ -70,6 +70,8 @@ FEATURES=(
 	HTTPRoute308RedirectStatusCode
 	HTTPRouteRequestTimeout
 	HTTPRouteBackendTimeout
+	GRPCRoute
+	GRPCRouteNamedRouteRule
 )
 SUPPORTED_FEATURES=$(
 	IFS=,

@@ -39,6 +39,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute308RedirectStatusCode",
     "HTTPRouteRequestTimeout",
     "HTTPRouteBackendTimeout",
+    "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
