@@ -1337,12 +1337,12 @@ class Bench:
             % (scenario, rnd, peer.name, "  ".join("%s=%s" % (k, fmt_num(result[k])) for k in keys))
         )
 
-    def interleaved(self, scenario, fn, before_round=None, tls=False):
+    def interleaved(self, scenario, fn, before_round=None, tls=False, proxies_only=False):
         for rnd in range(1, self.s["rounds"] + 1):
             if before_round:
                 before_round()
             for peer in self.running():
-                if tls and peer.tls_port is None:
+                if (tls and peer.tls_port is None) or (proxies_only and peer.name == "direct"):
                     continue
                 self.record(scenario, rnd, peer, fn(peer))
                 time.sleep(0.5)
@@ -1441,11 +1441,12 @@ class Bench:
         self.start()
         self.features_sanity()
         for peer in self.running():
-            self.wrk(peer, FEATURES_PATH, self.s["warmup"])
+            if peer.name != "direct":
+                self.wrk(peer, FEATURES_PATH, self.s["warmup"])
         log("features: keep-alive, 100-byte responses")
-        self.interleaved("f1_keepalive", lambda p: self.wrk(p, FEATURES_PATH, d))
+        self.interleaved("f1_keepalive", lambda p: self.wrk(p, FEATURES_PATH, d), proxies_only=True)
         log("features: a new connection per request")
-        self.interleaved("f2_close", lambda p: self.wrk(p, FEATURES_PATH, d, close=True))
+        self.interleaved("f2_close", lambda p: self.wrk(p, FEATURES_PATH, d, close=True), proxies_only=True)
         self.check_all_alive()
         self.elapsed = time.monotonic() - t_start
         meta = metadata(self.args, self)
