@@ -107,6 +107,7 @@ variants=(
 	"servicemonitor|--set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.additionalLabels.release=prometheus"
 	"gatewaycrds|--set gatewayAPI.installCRDs=true --set gatewayAPI.serviceType=ClusterIP"
 	"nogateway|--set gatewayAPI.enabled=false"
+	"takeover|--set ingressClass.takeOver.enabled=true --set controller.updateStatus=false --set ingressClass.watchIngressWithoutClass=true"
 )
 for v in "${variants[@]}"; do
 	name=${v%%|*}
@@ -130,6 +131,15 @@ grep -q 'gateway' "$work/render-nogateway.yaml" && fail "gatewayAPI.enabled=fals
 grep -q 'terminationGracePeriodSeconds: 130' "$work/render-single.yaml" ||
 	fail "terminationGracePeriodSeconds does not follow controller.drainTimeout (2m + 0 + 10 = 130)"
 grep -E '^ +- "--publish-service' "$work/render-extras.yaml" && fail "a null in controller.extraArgs did not remove the flag"
+grep -qF -- '- "--ingress-class=portico,nginx"' "$work/render-takeover.yaml" &&
+	grep -qF -- '- "--controller-name=portico.dev/ingress-controller,k8s.io/ingress-nginx"' "$work/render-takeover.yaml" &&
+	grep -qF -- '- "--update-status=false"' "$work/render-takeover.yaml" &&
+	grep -qF -- '- "--watch-ingress-without-class=true"' "$work/render-takeover.yaml" ||
+	fail "ingressClass.takeOver, watchIngressWithoutClass and controller.updateStatus=false did not render their flags"
+[[ $(grep -c '^kind: IngressClass' "$work/render-takeover.yaml") == 1 ]] ||
+	fail "ingressClass.takeOver must not create or change ingress-nginx's IngressClass"
+grep -E -- '--(update-status|watch-ingress-without-class)' "$work/render-defaults.yaml" &&
+	fail "the defaults must neither turn Ingress status off nor serve class-less Ingresses"
 echo "    lint and template: ${#variants[@]} value sets"
 
 # ---------------------------------------------------------------------------------

@@ -132,13 +132,37 @@ enum Output {
 /// The flags that shape the compile, shared by serving and `explain`.
 #[derive(clap::Args, Debug)]
 struct CompileArgs {
-    /// IngressClass name this controller serves.
-    #[arg(long, default_value = "portico")]
-    ingress_class: String,
+    /// IngressClass name this controller serves, also the value of the legacy
+    /// `kubernetes.io/ingress.class` annotation it serves; repeat or separate with
+    /// commas for more (`portico,nginx` also takes ingress-nginx's Ingresses over).
+    #[arg(
+        long = "ingress-class",
+        value_name = "NAME",
+        value_delimiter = ',',
+        default_value = "portico"
+    )]
+    ingress_classes: Vec<String>,
 
-    /// `spec.controller` value of IngressClasses this controller serves.
-    #[arg(long, default_value = "portico.dev/ingress-controller")]
-    controller_name: String,
+    /// `spec.controller` value of the IngressClasses this controller serves; repeat or
+    /// separate with commas for more (`k8s.io/ingress-nginx`: ingress-nginx's classes).
+    #[arg(
+        long = "controller-name",
+        alias = "controller-class",
+        value_name = "NAME",
+        value_delimiter = ',',
+        default_value = "portico.dev/ingress-controller"
+    )]
+    controller_names: Vec<String>,
+
+    /// Also serve Ingresses with neither `spec.ingressClassName` nor the legacy
+    /// annotation (ingress-nginx's flag of the same name).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    watch_ingress_without_class: bool,
+
+    /// Serve the IngressClasses named by --ingress-class whatever their
+    /// `spec.controller` (ingress-nginx's flag of the same name).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    ingress_class_by_name: bool,
 
     /// Only serve Ingresses in this namespace (default: all).
     #[arg(long)]
@@ -240,8 +264,10 @@ impl CompileArgs {
             None => None,
         };
         Ok(CompileOptions {
-            ingress_class: self.ingress_class.clone(),
-            controller_name: self.controller_name.clone(),
+            ingress_classes: self.ingress_classes.clone(),
+            controller_names: self.controller_names.clone(),
+            watch_ingress_without_class: self.watch_ingress_without_class,
+            ingress_class_by_name: self.ingress_class_by_name,
             watch_namespace: self.watch_namespace.clone(),
             max_body_size: self.max_body_size.0,
             generation: 0,
@@ -290,6 +316,12 @@ struct Args {
     /// there is no --publish-service.
     #[arg(long, value_delimiter = ',')]
     publish_status_address: Vec<String>,
+
+    /// Write the address to `status.loadBalancer` of every served Ingress (ingress-nginx's
+    /// flag of the same name). `--update-status=false` leaves Ingress status to another
+    /// controller serving the same Ingresses, as in a side-by-side cut-over.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    update_status: bool,
 
     /// Name of the Lease that elects the one replica writing status and Events.
     #[arg(long, default_value = "portico-leader")]
@@ -514,7 +546,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.ingress_nginx_metrics {
         portico_dataplane::metrics::ingress_nginx::enable(portico_dataplane::metrics::ingress_nginx::Controller {
             namespace: args.election_namespace.clone(),
-            class: args.compile.controller_name.clone(),
+            class: args.compile.controller_names.first().cloned().unwrap_or_default(),
             pod: args.identity.clone().unwrap_or_else(host_name),
         });
     }
@@ -820,12 +852,16 @@ async fn run_cluster(
     let status_opts = status::StatusOptions {
         publish_service,
         publish_status_address: args.publish_status_address.clone(),
+        update_status: args.update_status,
         lease_namespace: args.election_namespace.clone(),
         lease_name: args.election_id.clone(),
         identity,
         lease_duration: Duration::from_secs(15),
         gateway_service_selector: args.gateway_service_selector.clone().unwrap_or_default(),
     };
+    if !status_opts.update_status {
+        tracing::info!("--update-status=false: Ingress status.loadBalancer is left to another controller");
+    }
     if opts.gateway_service.is_some() && status_opts.gateway_service_selector.is_empty() {
         tracing::warn!(
             "no --gateway-service-selector: the Services kept for Gateways would select no pod; \

@@ -5,7 +5,10 @@
 //!
 //! - `status.loadBalancer.ingress` of each owned Ingress is set from
 //!   `--publish-service` (that Service's load-balancer status) or
-//!   `--publish-status-address`, and written only when it differs.
+//!   `--publish-status-address`, and written only when it differs; never with
+//!   `--update-status=false`. Ingress has no other status field, so two controllers
+//!   serving one class side by side fight over nothing else: each one's Events carry
+//!   its own reporting controller and stand beside the other's.
 //! - Each compile Diagnostic becomes one Event (Warning, or Normal for informational
 //!   ones such as a Service without ready endpoints) on the offending object. A
 //!   diagnostic stays "published" while it persists; once fixed and broken again, it is
@@ -42,6 +45,10 @@ pub struct StatusOptions {
     pub publish_service: Option<(String, String)>,
     /// Addresses (IPs or host names) to publish as they are.
     pub publish_status_address: Vec<String>,
+    /// Write `status.loadBalancer` of served Ingresses at all (`--update-status`). Off
+    /// while another controller (ingress-nginx, in a side-by-side cut-over) serves the
+    /// same Ingresses and owns their address.
+    pub update_status: bool,
     /// Namespace of the leader-election Lease.
     pub lease_namespace: String,
     pub lease_name: String,
@@ -278,7 +285,7 @@ async fn write_status(
     compile_opts: &CompileOptions,
     compiled: &Compiled,
 ) -> Result<(), kube::Error> {
-    if opts.publish_service.is_none() && opts.publish_status_address.is_empty() {
+    if !opts.update_status || (opts.publish_service.is_none() && opts.publish_status_address.is_empty()) {
         return Ok(());
     }
     let desired = desired_addresses(client, opts).await?;

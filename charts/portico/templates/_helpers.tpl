@@ -118,9 +118,16 @@ replace the chart's flag of the same name; a null value removes it.
 */}}
 {{- define "portico.args" -}}
 {{- $c := .Values.controller -}}
+{{- $classes := list .Values.ingressClass.name -}}
+{{- $controllers := list .Values.ingressClass.controllerValue -}}
+{{- $takeOver := .Values.ingressClass.takeOver -}}
+{{- if $takeOver.enabled -}}
+{{- $classes = concat $classes $takeOver.classNames | uniq -}}
+{{- with $takeOver.controllerValue }}{{ $controllers = append $controllers . | uniq }}{{ end -}}
+{{- end -}}
 {{- $flags := dict
-  "ingress-class" .Values.ingressClass.name
-  "controller-name" .Values.ingressClass.controllerValue
+  "ingress-class" (join "," $classes)
+  "controller-name" (join "," $controllers)
   "election-id" $c.electionId
   "http-port" (toString .Values.containerPorts.http)
   "https-port" (toString .Values.containerPorts.https)
@@ -153,6 +160,8 @@ replace the chart's flag of the same name; a null value removes it.
 {{- with $c.defaultSslCertificate }}{{ $_ := set $flags "default-ssl-certificate" . }}{{ end -}}
 {{- with $c.configMap }}{{ $_ := set $flags "configmap" . }}{{ end -}}
 {{- with $c.workerThreads }}{{ $_ := set $flags "worker-threads" (toString .) }}{{ end -}}
+{{- if .Values.ingressClass.watchIngressWithoutClass }}{{ $_ := set $flags "watch-ingress-without-class" "true" }}{{ end -}}
+{{- if not $c.updateStatus }}{{ $_ := set $flags "update-status" "false" }}{{ end -}}
 {{- if .Values.metrics.ingressNginx.enabled }}{{ $_ := set $flags "ingress-nginx-metrics" "true" }}{{ end -}}
 {{- range $k, $v := $c.extraArgs -}}
 {{- if kindIs "invalid" $v }}{{ $_ := unset $flags (trimPrefix "--" $k) }}

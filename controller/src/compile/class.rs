@@ -3,14 +3,24 @@
 //! In order, the first that applies decides:
 //!
 //! 1. The legacy `kubernetes.io/ingress.class` annotation, when present, must equal
-//!    the configured class name. It wins over `spec.ingressClassName`, as in
-//!    ingress-nginx, because clusters that still carry it set it on purpose.
+//!    one of the configured class names (`--ingress-class`). It wins over
+//!    `spec.ingressClassName`, as the field's API documentation asks, because clusters
+//!    that still carry it set it on purpose (the API server refuses new Ingresses
+//!    where the two differ).
 //! 2. `spec.ingressClassName` names an IngressClass: ours when that object's
-//!    `spec.controller` is our controller name. When no IngressClass of that name
-//!    exists, ours when the name equals the configured class name, so file mode and
-//!    small clusters work without creating the IngressClass object.
-//! 3. No class at all: ours when an IngressClass with our controller carries the
+//!    `spec.controller` is one of our controller names (`--controller-name`), or, with
+//!    `--ingress-class-by-name`, when its name is one of the configured class names
+//!    whatever its controller (ingress-nginx's `--ingress-class-by-name`). When no
+//!    IngressClass of that name exists, ours when the name is one of the configured
+//!    class names, so file mode and small clusters work without creating the
+//!    IngressClass object, and a taken-over class keeps being served when its
+//!    IngressClass is deleted with the controller that installed it.
+//! 3. No class at all: ours with `--watch-ingress-without-class` (ingress-nginx's
+//!    flag), or when an IngressClass of ours carries the
 //!    `ingressclass.kubernetes.io/is-default-class: "true"` annotation.
+//!
+//! Taking ingress-nginx's Ingresses over in place is then two more values:
+//! `--ingress-class nginx --controller-name k8s.io/ingress-nginx`.
 //!
 //! Ingresses that are not ours are skipped without a diagnostic: they belong to
 //! another controller, which reports on them.
@@ -41,7 +51,8 @@ impl<'a> Classes<'a> {
                 continue;
             };
             let controller = class.spec.as_ref().and_then(|s| s.controller.as_deref());
-            let ours = controller == Some(opts.controller_name.as_str());
+            let ours = controller.is_some_and(|c| opts.controller_names.iter().any(|n| n == c))
+                || (opts.ingress_class_by_name && opts.serves_class_name(name));
             by_name.insert(name, ours);
             let is_default = class
                 .metadata
@@ -60,12 +71,12 @@ impl<'a> Classes<'a> {
 
     pub fn owns(&self, ingress: &Ingress) -> bool {
         match class_of(ingress) {
-            Some((LEGACY_CLASS_ANNOTATION, class)) => class == self.opts.ingress_class,
+            Some((LEGACY_CLASS_ANNOTATION, class)) => self.opts.serves_class_name(class),
             Some((_, name)) => match self.by_name.get(name) {
                 Some(&ours) => ours,
-                None => name == self.opts.ingress_class,
+                None => self.opts.serves_class_name(name),
             },
-            None => self.default_is_ours,
+            None => self.opts.watch_ingress_without_class || self.default_is_ours,
         }
     }
 }
@@ -94,8 +105,8 @@ pub fn class_of(ingress: &Ingress) -> Option<(&'static str, &str)> {
 /// ingress-nginx's Ingresses.
 pub fn served_by(ingress: &Ingress, classes: &[IngressClass], class: &str, controller: &str) -> bool {
     let opts = CompileOptions {
-        ingress_class: class.to_string(),
-        controller_name: controller.to_string(),
+        ingress_classes: vec![class.to_string()],
+        controller_names: vec![controller.to_string()],
         ..CompileOptions::default()
     };
     Classes::new(classes, &opts).owns(ingress)

@@ -54,11 +54,17 @@ use class::Classes;
 /// Settings that shape a compile but come from the command line, not from objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// The IngressClass name Portico answers to, also matched against the legacy
-    /// `kubernetes.io/ingress.class` annotation.
-    pub ingress_class: String,
-    /// The `spec.controller` value of the IngressClasses that are Portico's.
-    pub controller_name: String,
+    /// The IngressClass names Portico answers to (`--ingress-class`), also matched
+    /// against the legacy `kubernetes.io/ingress.class` annotation.
+    pub ingress_classes: Vec<String>,
+    /// The `spec.controller` values of the IngressClasses that are Portico's
+    /// (`--controller-name`).
+    pub controller_names: Vec<String>,
+    /// Ingresses with no class at all are Portico's (`--watch-ingress-without-class`).
+    pub watch_ingress_without_class: bool,
+    /// IngressClasses named in `ingress_classes` are Portico's whatever their
+    /// `spec.controller` (`--ingress-class-by-name`).
+    pub ingress_class_by_name: bool,
     /// Only Ingresses in this namespace, when set.
     pub watch_namespace: Option<String>,
     /// Request body limit for routes whose Ingress does not set one; `None` is no limit.
@@ -117,14 +123,28 @@ impl GatewayServiceType {
     }
 }
 
+/// The default `--ingress-class`.
+pub const DEFAULT_INGRESS_CLASS: &str = "portico";
+/// The default `--controller-name`: `spec.controller` of Portico's IngressClass.
+pub const DEFAULT_CONTROLLER_NAME: &str = "portico.dev/ingress-controller";
+
+impl CompileOptions {
+    /// Whether `name` is one of the class names Portico answers to.
+    pub fn serves_class_name(&self, name: &str) -> bool {
+        self.ingress_classes.iter().any(|c| c == name)
+    }
+}
+
 /// The default `--gateway-port-range`.
 pub const DEFAULT_GATEWAY_PORT_RANGE: (u16, u16) = (20000, 29999);
 
 impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
-            ingress_class: "portico".to_string(),
-            controller_name: "portico.dev/ingress-controller".to_string(),
+            ingress_classes: vec![DEFAULT_INGRESS_CLASS.to_string()],
+            controller_names: vec![DEFAULT_CONTROLLER_NAME.to_string()],
+            watch_ingress_without_class: false,
+            ingress_class_by_name: false,
             watch_namespace: None,
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
             generation: 0,
