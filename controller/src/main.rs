@@ -178,7 +178,8 @@ struct CompileArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     ssl_redirect: bool,
 
-    /// Send `Strict-Transport-Security` on HTTPS responses of hosts with TLS.
+    /// Send `Strict-Transport-Security` on HTTPS responses of hosts with TLS
+    /// (`max-age=31536000; includeSubDomains`). The ConfigMap's `hsts` keys override it.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     hsts: bool,
 
@@ -272,7 +273,7 @@ impl CompileArgs {
             max_body_size: self.max_body_size.0,
             generation: 0,
             ssl_redirect: self.ssl_redirect,
-            hsts: self.hsts,
+            hsts: self.hsts.then(|| portico_dataplane::filter::DEFAULT_HSTS.clone()),
             default_ssl_certificate,
             now: 0,
             gateway_controller_name: self.gateway_controller_name.clone(),

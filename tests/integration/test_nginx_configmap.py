@@ -4,8 +4,13 @@ test (kubernetes/ingress-nginx: `docs/user-guide/nginx-configuration/configmap.m
 `test/e2e/settings/*.go`, the template `rootfs/etc/nginx/template/nginx.tmpl`) it
 follows."""
 
+import re
+
+import pytest
+
 from harness import wait_until
 from k8s import Config, path, rule
+from test_tls import CA, https, tls_secret
 
 HOST = "cm.example.com"
 A = "nginx.ingress.kubernetes.io/"
@@ -30,6 +35,55 @@ def config(echo, data, annotations=None):
 
 
 FORCE_SSL = {A + "force-ssl-redirect": "true"}
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return CA(tmp_path_factory.mktemp("ca"))
+
+
+def tls_config(echo, pair, data):
+    """`config` with HOST in `spec.tls`, served with the certificate `pair`."""
+    cfg = config(echo, data)
+    cfg.add(tls_secret("cm-tls", *pair))
+    for obj in cfg.objects:
+        if obj["kind"] == "Ingress":
+            obj["spec"]["tls"] = [{"hosts": [HOST], "secretName": "cm-tls"}]
+    return cfg
+
+
+def sts(p, ca):
+    """The Strict-Transport-Security values of an HTTPS response for HOST."""
+    status, _, headers, _ = https(p, HOST, ca)
+    assert status == 200, headers
+    return re.findall(r"(?im)^strict-transport-security: *(.*?)\r?$", headers)
+
+
+def test_hsts_keys_shape_the_header_and_are_live(portico, echo, ca):
+    """configmap.md `hsts`, `hsts-max-age`, `hsts-include-subdomains`, `hsts-preload`
+    and e2e `settings/tls.go` "should configure HSTS policy header": `max-age=86400;
+    includeSubDomains`, then `max-age=86400`, then `max-age=86400; preload`, one header
+    each time; `hsts: "false"` drops it. Each change is a rewrite of the ConfigMap in
+    the running process, which picks it up without a restart."""
+    pair = ca.leaf(HOST)
+    p = portico(tls_config(echo, pair, {"hsts-max-age": "86400"}), *CM_ARG)
+    assert sts(p, ca) == ["max-age=86400; includeSubDomains"]
+    steps = [
+        ({"hsts-max-age": "86400", "hsts-include-subdomains": "false"}, ["max-age=86400"]),
+        ({"hsts-max-age": "86400", "hsts-include-subdomains": "false", "hsts-preload": "true"}, ["max-age=86400; preload"]),
+        ({"hsts": "false", "hsts-max-age": "86400"}, []),
+        ({}, ["max-age=31536000; includeSubDomains"]),
+    ]
+    for data, want in steps:
+        p.replace_config(tls_config(echo, pair, data).yaml())
+        wait_until(lambda: sts(p, ca) == want, 10, what="HSTS %r" % want)
+
+
+def test_hsts_key_beats_the_flag(portico, echo, ca):
+    """The ConfigMap is the source of truth: `hsts: "true"` sends the header although
+    `--hsts=false` was given (ingress-nginx has no such flag; its default is on)."""
+    p = portico(tls_config(echo, ca.leaf(HOST), {"hsts": "true"}), *CM_ARG, "--hsts", "false")
+    assert sts(p, ca) == ["max-age=31536000; includeSubDomains"]
 
 
 def test_forwarded_https_from_the_load_balancer_is_not_redirected_again(portico, echo):

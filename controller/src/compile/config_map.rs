@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use k8s_openapi::api::core::v1::ConfigMap;
 use portico_dataplane::filter::Cidr;
 use portico_dataplane::table::{DEFAULT_TRUSTED, ForwardedPolicy};
 
+use super::CompileOptions;
 use super::annotations::catalog::{self, Status};
 use super::diagnostics::{Problem, Problems, reason};
 
@@ -21,6 +22,13 @@ use super::diagnostics::{Problem, Problems, reason};
 pub(super) struct Global {
     /// The forwarded-header and PROXY protocol keys; `None` when all are off.
     pub forwarded: Option<ForwardedPolicy>,
+    /// `hsts`: `Strict-Transport-Security` on or off; `None`: as `--hsts` says.
+    pub hsts: Option<bool>,
+    /// `hsts-max-age` (seconds), `hsts-include-subdomains`, `hsts-preload`: the parts
+    /// of the header; each `None` when unset.
+    pub hsts_max_age: Option<u64>,
+    pub hsts_include_subdomains: Option<bool>,
+    pub hsts_preload: Option<bool>,
 }
 
 /// The keys read here, each handled in [`read`].
@@ -30,6 +38,10 @@ const READ: &[&str] = &[
     "forwarded-for-header",
     "compute-full-forwarded-for",
     "proxy-real-ip-cidr",
+    "hsts",
+    "hsts-max-age",
+    "hsts-include-subdomains",
+    "hsts-preload",
 ];
 
 /// Whether Portico reads ConfigMap key `key`.
@@ -78,7 +90,51 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
         proxy_protocol,
         proxy_protocol_timeout,
     });
-    (Global { forwarded }, keys.problems)
+    let global = Global {
+        forwarded,
+        hsts: keys.some_flag("hsts"),
+        hsts_max_age: keys.parsed("hsts-max-age", "is not a whole number of seconds", |v| v.parse().ok()),
+        hsts_include_subdomains: keys.some_flag("hsts-include-subdomains"),
+        hsts_preload: keys.some_flag("hsts-preload"),
+    };
+    (global, keys.problems)
+}
+
+impl Global {
+    /// `opts` with the keys that are set in place of the flags' values. The ConfigMap is
+    /// what ingress-nginx users keep their settings in, so a key beats its flag even
+    /// when the flag is given; a key not set (or not parsed) leaves the flag's value.
+    pub(super) fn over(&self, opts: &CompileOptions) -> CompileOptions {
+        let mut opts = opts.clone();
+        let hsts_parts =
+            self.hsts_max_age.is_some() || self.hsts_include_subdomains.is_some() || self.hsts_preload.is_some();
+        if self.hsts.is_some() || hsts_parts {
+            let on = self.hsts.unwrap_or(opts.hsts.is_some());
+            opts.hsts = on.then(|| {
+                hsts_header(
+                    self.hsts_max_age.unwrap_or(HSTS_MAX_AGE),
+                    self.hsts_include_subdomains.unwrap_or(true),
+                    self.hsts_preload.unwrap_or(false),
+                )
+            });
+        }
+        opts
+    }
+}
+
+/// ingress-nginx's `hsts-max-age` default: a year.
+const HSTS_MAX_AGE: u64 = 31_536_000;
+
+/// `max-age=N; includeSubDomains; preload`, as ingress-nginx writes it.
+fn hsts_header(max_age: u64, include_subdomains: bool, preload: bool) -> HeaderValue {
+    let mut value = format!("max-age={max_age}");
+    if include_subdomains {
+        value.push_str("; includeSubDomains");
+    }
+    if preload {
+        value.push_str("; preload");
+    }
+    HeaderValue::try_from(value).unwrap_or_else(|_| portico_dataplane::filter::DEFAULT_HSTS.clone())
 }
 
 /// The problem with a key Portico does not read, if it is one.
@@ -117,12 +173,12 @@ struct Keys<'a> {
 impl Keys<'_> {
     /// A boolean as ingress-nginx reads it (Go's `strconv.ParseBool`).
     fn flag(&mut self, key: &str, default: bool) -> bool {
-        self.parsed(key, "is not true or false", |v| match v {
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-            _ => None,
-        })
-        .unwrap_or(default)
+        self.some_flag(key).unwrap_or(default)
+    }
+
+    /// A boolean, or `None` when the key is unset or does not parse.
+    fn some_flag(&mut self, key: &str) -> Option<bool> {
+        self.parsed(key, "is not true or false", parse_bool)
     }
 
     /// The key's value through `parse`; a value that does not parse is reported and
@@ -140,6 +196,15 @@ impl Keys<'_> {
             );
         }
         parsed
+    }
+}
+
+/// A boolean as ingress-nginx reads it (Go's `strconv.ParseBool`).
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
     }
 }
 
@@ -214,6 +279,84 @@ mod tests {
                 invalid("forwarded-for-header"),
                 invalid("proxy-real-ip-cidr"),
             ]
+        );
+    }
+
+    /// The HSTS header of `opts` with `pairs` as the ConfigMap.
+    fn hsts_over(opts: &CompileOptions, pairs: &[(&str, &str)]) -> Option<HeaderValue> {
+        read(&config_map(pairs)).0.over(opts).hsts
+    }
+
+    /// Without HSTS keys the `--hsts` flag decides, as before.
+    #[test]
+    fn no_hsts_key_leaves_the_flag() {
+        let on = CompileOptions::default();
+        let off = CompileOptions {
+            hsts: None,
+            ..CompileOptions::default()
+        };
+        assert_eq!(hsts_over(&on, &[]), on.hsts);
+        assert_eq!(hsts_over(&off, &[("use-forwarded-headers", "true")]), None);
+    }
+
+    /// The parts make the header as ingress-nginx writes it (e2e `settings/tls.go`,
+    /// "should configure HSTS policy header").
+    #[test]
+    fn hsts_parts_make_ingress_nginx_header() {
+        let opts = CompileOptions::default();
+        let value = |pairs: &[(&str, &str)]| hsts_over(&opts, pairs).map(|v| v.to_str().unwrap_or("").to_string());
+        assert_eq!(
+            value(&[("hsts-max-age", "86400")]).as_deref(),
+            Some("max-age=86400; includeSubDomains")
+        );
+        assert_eq!(
+            value(&[("hsts-max-age", "86400"), ("hsts-include-subdomains", "false")]).as_deref(),
+            Some("max-age=86400")
+        );
+        assert_eq!(
+            value(&[
+                ("hsts-max-age", "86400"),
+                ("hsts-include-subdomains", "false"),
+                ("hsts-preload", "true")
+            ])
+            .as_deref(),
+            Some("max-age=86400; preload")
+        );
+        assert_eq!(value(&[("hsts", "false"), ("hsts-max-age", "86400")]), None);
+    }
+
+    /// The ConfigMap is the source of truth: `hsts: "true"` turns the header on even
+    /// when `--hsts=false` was given, and `"false"` turns it off.
+    #[test]
+    fn hsts_key_beats_the_flag() {
+        let off = CompileOptions {
+            hsts: None,
+            ..CompileOptions::default()
+        };
+        assert_eq!(
+            hsts_over(&off, &[("hsts", "true")]),
+            Some(HeaderValue::from_static("max-age=31536000; includeSubDomains"))
+        );
+        assert_eq!(hsts_over(&CompileOptions::default(), &[("hsts", "false")]), None);
+    }
+
+    /// A bad HSTS value is reported and keeps its default; the other HSTS keys apply.
+    #[test]
+    fn a_bad_hsts_value_keeps_its_default() {
+        let cm = config_map(&[
+            ("hsts-max-age", "a year"),
+            ("hsts-preload", "yes"),
+            ("hsts-include-subdomains", "false"),
+        ]);
+        let (global, problems) = read(&cm);
+        assert_eq!(
+            global.over(&CompileOptions::default()).hsts,
+            Some(HeaderValue::from_static("max-age=31536000"))
+        );
+        let invalid = |key: &str| (reason::INVALID_CONFIG_VALUE, key.to_string());
+        assert_eq!(
+            reasons(problems),
+            vec![invalid("hsts-max-age"), invalid("hsts-preload")]
         );
     }
 

@@ -74,8 +74,9 @@ pub struct CompileOptions {
     /// Plain-HTTP requests to hosts with TLS get a 308 to HTTPS, unless an Ingress says
     /// `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
     pub ssl_redirect: bool,
-    /// HTTPS responses of hosts with TLS carry `Strict-Transport-Security`.
-    pub hsts: bool,
+    /// The `Strict-Transport-Security` value of HTTPS responses of hosts with TLS;
+    /// `None`: no header.
+    pub hsts: Option<http::HeaderValue>,
     /// `namespace/name` of the TLS Secret served to handshakes no host certificate
     /// matches; a certificate generated at start-up otherwise.
     pub default_ssl_certificate: Option<(String, String)>,
@@ -149,7 +150,7 @@ impl Default for CompileOptions {
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
             generation: 0,
             ssl_redirect: true,
-            hsts: true,
+            hsts: Some(portico_dataplane::filter::DEFAULT_HSTS.clone()),
             default_ssl_certificate: None,
             now: 0,
             gateway_controller_name: "portico.dev/gateway-controller".to_string(),
@@ -169,6 +170,9 @@ impl Default for CompileOptions {
 /// (file mode) count as oldest, so among themselves namespace and name decide.
 /// Invalid parts are left out with a diagnostic and never take down the rest.
 pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec<Diagnostic>) {
+    let (global, config_diagnostics) = read_config_map(snapshot, opts);
+    // The ConfigMap's keys take the place of the flags' values for everything below.
+    let opts = &global.over(opts);
     let mut compiler = Compiler {
         opts,
         snapshot,
@@ -180,7 +184,10 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
         extras: Default::default(),
     };
     compiler.add_default_certificate();
-    compiler.read_config_map();
+    compiler.diagnostics.extend(config_diagnostics);
+    if let Some(forwarded) = global.forwarded {
+        compiler.builder.forwarded(forwarded);
+    }
     compiler.prepare_ingresses(&owned_ingresses(snapshot, opts));
     // Ingresses and Routes claim hosts and paths together, oldest first; at equal age
     // (objects read from a file have none) namespace and name decide, then Ingress
@@ -205,36 +212,31 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
     (compiler.builder.build(opts.generation), compiler.diagnostics)
 }
 
-impl Compiler<'_> {
-    /// The ConfigMap of `--configmap`: its settings into the table, its problems into
-    /// diagnostics on it.
-    fn read_config_map(&mut self) {
-        let Some((namespace, name)) = &self.opts.config_map else {
-            return;
+/// The ConfigMap of `--configmap`: its settings, and the diagnostics on it.
+fn read_config_map(snapshot: &Snapshot, opts: &CompileOptions) -> (config_map::Global, Vec<Diagnostic>) {
+    let Some((namespace, name)) = &opts.config_map else {
+        return Default::default();
+    };
+    let found = snapshot
+        .config_maps
+        .iter()
+        .find(|c| namespace_of(&c.metadata) == namespace && c.metadata.name.as_deref() == Some(name.as_str()));
+    let Some(config_map) = found else {
+        let missing = Diagnostic {
+            kind: "ConfigMap",
+            namespace: namespace.clone(),
+            name: name.clone(),
+            reason: reason::CONFIG_MAP_NOT_FOUND,
+            message: "the ConfigMap named by --configmap does not exist; every key has its default".into(),
+            severity: Severity::Warning,
         };
-        let found = self
-            .snapshot
-            .config_maps
-            .iter()
-            .find(|c| namespace_of(&c.metadata) == namespace && c.metadata.name.as_deref() == Some(name.as_str()));
-        let Some(config_map) = found else {
-            self.diagnostics.push(Diagnostic {
-                kind: "ConfigMap",
-                namespace: namespace.clone(),
-                name: name.clone(),
-                reason: reason::CONFIG_MAP_NOT_FOUND,
-                message: "the ConfigMap named by --configmap does not exist; every key has its default".into(),
-                severity: Severity::Warning,
-            });
-            return;
-        };
-        let (global, problems) = config_map::read(config_map);
-        if let Some(forwarded) = global.forwarded {
-            self.builder.forwarded(forwarded);
-        }
-        self.diagnostics
-            .extend(problems.into_diagnostics("ConfigMap", namespace, name));
-    }
+        return (config_map::Global::default(), vec![missing]);
+    };
+    let (global, problems) = config_map::read(config_map);
+    (
+        global,
+        problems.into_diagnostics("ConfigMap", namespace, name).collect(),
+    )
 }
 
 /// The Ingresses Portico owns (class and watched namespace), in the order they claim

@@ -821,11 +821,14 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             );
         }
     }
-    if policy.hsts {
+    if let Some(value) = &policy.hsts {
         push(
             "hsts",
             "response",
-            "HTTPS responses carry Strict-Transport-Security".to_string(),
+            format!(
+                "HTTPS responses carry Strict-Transport-Security: {}",
+                String::from_utf8_lossy(value.as_bytes())
+            ),
         );
     }
     out

@@ -63,8 +63,8 @@ pub struct RoutePolicy {
     pub max_body_size: Option<u64>,
     /// Plain-HTTP requests get a 308 to HTTPS (hosts with TLS, unless switched off).
     pub ssl_redirect: bool,
-    /// HTTPS responses carry `Strict-Transport-Security`.
-    pub hsts: bool,
+    /// The `Strict-Transport-Security` value HTTPS responses carry; `None`: no header.
+    pub hsts: Option<http::HeaderValue>,
     /// Read the request body before the endpoint is contacted (ingress-nginx's
     /// `proxy-request-buffering` annotation); `None`: the proxy's own setting.
     pub request_buffering: Option<bool>,
@@ -86,7 +86,7 @@ impl Default for RoutePolicy {
         RoutePolicy {
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
             ssl_redirect: false,
-            hsts: false,
+            hsts: None,
             request_buffering: None,
             response_buffering: None,
             read_timeout: None,
@@ -234,8 +234,8 @@ fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::fi
             all.push(filter::response_headers(a.response_headers.clone()));
         }
     }
-    if policy.hsts {
-        all.push(filter::hsts(filter::DEFAULT_HSTS.clone()));
+    if let Some(value) = &policy.hsts {
+        all.push(filter::hsts(value.clone()));
     }
     filter::FilterChain::of(all)
 }

@@ -208,7 +208,7 @@ pub(super) fn tls_policy(
 ) -> RoutePolicy {
     RoutePolicy {
         ssl_redirect: flag(annotations, SSL_REDIRECT).unwrap_or(opts.ssl_redirect) || base.ssl_redirect,
-        hsts: opts.hsts,
+        hsts: opts.hsts.clone(),
         ..base.clone()
     }
 }

@@ -302,7 +302,7 @@ fn route_tls_secret() {
     c.assert_clean();
     assert!(c.table.certificate("a.com").is_some());
     let policy = &c.route("a.com", "/").unwrap().policy;
-    assert!(policy.ssl_redirect && policy.hsts);
+    assert!(policy.ssl_redirect && policy.hsts.is_some());
 }
 
 /// tls.secretName on a Route without hostnames serves nothing, and says so.

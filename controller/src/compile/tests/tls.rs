@@ -108,9 +108,9 @@ fn tls_hosts_redirect_and_send_hsts_by_default() {
         .with(ingress("default", "plain").host("b.com").path("/", "Prefix", "web", 80))
         .compile_with(&opts());
     let tls = &c.route("a.com", "/").unwrap().policy;
-    assert!(tls.ssl_redirect && tls.hsts);
+    assert!(tls.ssl_redirect && tls.hsts.is_some());
     let plain = &c.route("b.com", "/").unwrap().policy;
-    assert!(!plain.ssl_redirect && !plain.hsts);
+    assert!(!plain.ssl_redirect && plain.hsts.is_none());
 }
 
 /// A TLS host's defaultBackend (paths no rule matches) redirects and sends HSTS as the
@@ -129,9 +129,9 @@ fn a_tls_hosts_default_backend_redirects_and_sends_hsts() {
         )
         .compile_with(&opts());
     let fallback = &c.route("a.com", "/elsewhere").unwrap().policy;
-    assert!(fallback.ssl_redirect && fallback.hsts);
+    assert!(fallback.ssl_redirect && fallback.hsts.is_some());
     let elsewhere = &c.route("other.com", "/").unwrap().policy;
-    assert!(!elsewhere.ssl_redirect && !elsewhere.hsts);
+    assert!(!elsewhere.ssl_redirect && elsewhere.hsts.is_none());
 }
 
 /// `ssl-redirect: "false"` keeps plain HTTP for that Ingress; `force-ssl-redirect` redirects without TLS.
@@ -174,11 +174,11 @@ fn global_switches_turn_redirect_and_hsts_off() {
         .with(site("a", "a.com", "a-tls"))
         .compile_with(&CompileOptions {
             ssl_redirect: false,
-            hsts: false,
+            hsts: None,
             ..opts()
         });
     let p = &c.route("a.com", "/").unwrap().policy;
-    assert!(!p.ssl_redirect && !p.hsts);
+    assert!(!p.ssl_redirect && p.hsts.is_none());
 }
 
 /// A missing Secret is a SecretNotFound diagnostic; the host still routes and still redirects.

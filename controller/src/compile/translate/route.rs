@@ -86,7 +86,7 @@ impl<'a> Compiler<'a> {
             }
             if !spec.hostnames.is_empty() {
                 policy.ssl_redirect = self.opts.ssl_redirect;
-                policy.hsts = self.opts.hsts;
+                policy.hsts = self.opts.hsts.clone();
             }
         }
         for (index, rule) in spec.rules.iter().enumerate() {

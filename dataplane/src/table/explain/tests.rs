@@ -361,7 +361,7 @@ fn filters_listed_are_the_routes_chain() {
     let policy = RoutePolicy {
         max_body_size: Some(10),
         ssl_redirect: true,
-        hsts: true,
+        hsts: Some(crate::filter::DEFAULT_HSTS.clone()),
         ..Default::default()
     };
     let mut r = rule(ObjectKind::Route, "a.com", "/old", Prefix, "r", 0);
