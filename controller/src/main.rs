@@ -271,6 +271,9 @@ impl CompileArgs {
             ingress_class_by_name: self.ingress_class_by_name,
             watch_namespace: self.watch_namespace.clone(),
             max_body_size: self.max_body_size.0,
+            // The proxy's own, from --upstream-timeout and --proxy-send-timeout.
+            read_timeout: None,
+            send_timeout: None,
             generation: 0,
             ssl_redirect: self.ssl_redirect,
             hsts: self.hsts.then(|| portico_dataplane::filter::DEFAULT_HSTS.clone()),

@@ -4,7 +4,10 @@ test (kubernetes/ingress-nginx: `docs/user-guide/nginx-configuration/configmap.m
 `test/e2e/settings/*.go`, the template `rootfs/etc/nginx/template/nginx.tmpl`) it
 follows."""
 
+import json
 import re
+import time
+import urllib.parse
 
 import pytest
 
@@ -172,6 +175,42 @@ def test_a_changed_config_map_is_live_without_a_restart(portico, echo):
     p.replace_config(config(echo, None, FORCE_SSL).yaml())
     wait_until(lambda: p.get("/a", host=HOST, headers=https).status == 308, 10, what="the ConfigMap removed")
     assert "ConfigMapNotFound" in p.log()
+
+
+def test_proxy_body_size_is_the_default_the_annotation_overrides(portico, echo):
+    """configmap.md `proxy-body-size` (nginx's `client_max_body_size`, the global
+    default of annotations.md "Custom max body size"): 8 KiB from the ConfigMap passes
+    and one byte more is 413, although `--max-body-size 1m` was given; an Ingress whose
+    annotation says 16k takes 12 KiB."""
+    cfg = config(echo, {"proxy-body-size": "8k"})
+    cfg.ingress("big", rules=[rule("big." + HOST, path("/", "web"))], annotations={A + "proxy-body-size": "16k"})
+    p = portico(cfg, *CM_ARG, "--max-body-size", "1m")
+    r = p.get("/", host=HOST, data=b"x" * 8192)
+    assert r.status == 200 and r.json()["body_length"] == 8192
+    assert p.get("/", host=HOST, data=b"x" * 8193).status == 413
+    assert p.get("/", host="big." + HOST, data=b"x" * 12288).status == 200
+    assert p.get("/", host="big." + HOST, data=b"x" * 16385).status == 413
+
+
+def test_proxy_read_timeout_is_the_default_the_annotation_overrides(portico, echo):
+    """configmap.md `proxy-read-timeout` (nginx's `proxy_read_timeout`, e2e
+    `settings/proxy_read_timeout.go`): with "1", an endpoint that answers after 3 s is
+    a 504 after about a second, although `--upstream-timeout 60s` was given; an
+    Ingress's `proxy-read-timeout: "5"` annotation waits for it. `proxy-send-timeout`
+    (e2e `settings/proxy_send_timeout.go`) bounds writes to an upgraded connection's
+    endpoint: the route's timeouts, as `/explain` on the admin port shows them."""
+    cfg = config(echo, {"proxy-read-timeout": "1", "proxy-send-timeout": "7"})
+    cfg.ingress("patient", rules=[rule("patient." + HOST, path("/", "web"))], annotations={A + "proxy-read-timeout": "5"})
+    p = portico(cfg, *CM_ARG, "--upstream-timeout", "60s")
+    t = time.monotonic()
+    r = p.get("/sleep/3", host=HOST)
+    took = time.monotonic() - t
+    assert r.status == 504 and 0.9 < took < 2.5, (r.status, took)
+    assert p.get("/sleep/2", host="patient." + HOST).status == 200
+    status, body = p.admin("/explain?" + urllib.parse.urlencode({"host": HOST, "path": "/"}))
+    assert status == 200, body
+    timeouts = [f["detail"] for f in json.loads(body)["filters"] if f["filter"] == "proxy-timeouts"]
+    assert timeouts and "read 1s, send 7s" in timeouts[0], body
 
 
 def test_unknown_keys_and_bad_values_are_reported_and_the_rest_applies(portico, echo):

@@ -15,6 +15,7 @@ use portico_dataplane::table::{DEFAULT_TRUSTED, ForwardedPolicy};
 
 use super::CompileOptions;
 use super::annotations::catalog::{self, Status};
+use super::annotations::{parse_seconds, parse_size};
 use super::diagnostics::{Problem, Problems, reason};
 
 /// What the ConfigMap sets for the whole table.
@@ -29,6 +30,11 @@ pub(super) struct Global {
     pub hsts_max_age: Option<u64>,
     pub hsts_include_subdomains: Option<bool>,
     pub hsts_preload: Option<bool>,
+    /// `proxy-body-size`: `Some(None)` is no limit.
+    pub proxy_body_size: Option<Option<u64>>,
+    /// `proxy-read-timeout`, `proxy-send-timeout` (whole seconds).
+    pub proxy_read_timeout: Option<Duration>,
+    pub proxy_send_timeout: Option<Duration>,
 }
 
 /// The keys read here, each handled in [`read`].
@@ -42,6 +48,9 @@ const READ: &[&str] = &[
     "hsts-max-age",
     "hsts-include-subdomains",
     "hsts-preload",
+    "proxy-body-size",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
 ];
 
 /// Whether Portico reads ConfigMap key `key`.
@@ -96,6 +105,11 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
         hsts_max_age: keys.parsed("hsts-max-age", "is not a whole number of seconds", |v| v.parse().ok()),
         hsts_include_subdomains: keys.some_flag("hsts-include-subdomains"),
         hsts_preload: keys.some_flag("hsts-preload"),
+        proxy_body_size: keys.parsed("proxy-body-size", "is not a size like 8m (0: no limit)", |v| {
+            parse_size(v).ok()
+        }),
+        proxy_read_timeout: keys.parsed("proxy-read-timeout", SECONDS, parse_seconds),
+        proxy_send_timeout: keys.parsed("proxy-send-timeout", SECONDS, parse_seconds),
     };
     (global, keys.problems)
 }
@@ -118,9 +132,21 @@ impl Global {
                 )
             });
         }
+        if let Some(size) = self.proxy_body_size {
+            opts.max_body_size = size;
+        }
+        if let Some(t) = self.proxy_read_timeout {
+            opts.read_timeout = Some(t);
+        }
+        if let Some(t) = self.proxy_send_timeout {
+            opts.send_timeout = Some(t);
+        }
         opts
     }
 }
+
+/// Why a timeout key does not parse.
+const SECONDS: &str = "is not a whole number of seconds from 1 to 86400";
 
 /// ingress-nginx's `hsts-max-age` default: a year.
 const HSTS_MAX_AGE: u64 = 31_536_000;
@@ -357,6 +383,45 @@ mod tests {
         assert_eq!(
             reasons(problems),
             vec![invalid("hsts-max-age"), invalid("hsts-preload")]
+        );
+    }
+
+    /// `proxy-body-size` and the proxy timeouts take the flags' place; `0` lifts the
+    /// body limit, as nginx's `client_max_body_size 0`.
+    #[test]
+    fn body_size_and_timeouts_replace_the_flags() {
+        let over = |pairs: &[(&str, &str)]| read(&config_map(pairs)).0.over(&CompileOptions::default());
+        let opts = over(&[
+            ("proxy-body-size", "8k"),
+            ("proxy-read-timeout", "120"),
+            ("proxy-send-timeout", "7"),
+        ]);
+        assert_eq!(opts.max_body_size, Some(8192));
+        assert_eq!(opts.read_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(opts.send_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(over(&[("proxy-body-size", "0")]).max_body_size, None);
+        let untouched = over(&[]);
+        assert_eq!(untouched.max_body_size, CompileOptions::default().max_body_size);
+        assert_eq!((untouched.read_timeout, untouched.send_timeout), (None, None));
+    }
+
+    /// A bad size or timeout is reported and keeps the flag's value; the rest applies.
+    #[test]
+    fn a_bad_size_or_timeout_keeps_the_flag() {
+        let cm = config_map(&[
+            ("proxy-body-size", "8 megs"),
+            ("proxy-read-timeout", "60s"),
+            ("proxy-send-timeout", "30"),
+        ]);
+        let (global, problems) = read(&cm);
+        let opts = global.over(&CompileOptions::default());
+        assert_eq!(opts.max_body_size, CompileOptions::default().max_body_size);
+        assert_eq!(opts.read_timeout, None);
+        assert_eq!(opts.send_timeout, Some(Duration::from_secs(30)));
+        let invalid = |key: &str| (reason::INVALID_CONFIG_VALUE, key.to_string());
+        assert_eq!(
+            reasons(problems),
+            vec![invalid("proxy-body-size"), invalid("proxy-read-timeout")]
         );
     }
 

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use portico_dataplane::table::{DEFAULT_MAX_BODY_SIZE, HostMatch, RoutingTable, TableBuilder};
+use portico_dataplane::table::{DEFAULT_MAX_BODY_SIZE, HostMatch, RoutePolicy, RoutingTable, TableBuilder};
 
 pub use annotations::{
     AnnotationProblem, InvalidSize, NGINX_PREFIX, PROXY_BODY_SIZE, catalog, check as check_annotations, parse_size,
@@ -69,6 +69,12 @@ pub struct CompileOptions {
     pub watch_namespace: Option<String>,
     /// Request body limit for routes whose Ingress does not set one; `None` is no limit.
     pub max_body_size: Option<u64>,
+    /// nginx's `proxy_read_timeout` for routes that do not set one; `None`: the proxy's
+    /// own (`--upstream-timeout`). Set by the ConfigMap's `proxy-read-timeout`.
+    pub read_timeout: Option<std::time::Duration>,
+    /// nginx's `proxy_send_timeout` likewise (`--proxy-send-timeout`,
+    /// `proxy-send-timeout`).
+    pub send_timeout: Option<std::time::Duration>,
     /// Stamped on the table; the publisher raises it for every table it sends.
     pub generation: u64,
     /// Plain-HTTP requests to hosts with TLS get a 308 to HTTPS, unless an Ingress says
@@ -96,6 +102,18 @@ pub struct CompileOptions {
     /// `namespace/name` of ingress-nginx's controller ConfigMap, whose global keys
     /// apply (`--configmap`).
     pub config_map: Option<(String, String)>,
+}
+
+impl CompileOptions {
+    /// The policy every route starts from: the body limit and the timeouts.
+    fn base_policy(&self) -> RoutePolicy {
+        RoutePolicy {
+            max_body_size: self.max_body_size,
+            read_timeout: self.read_timeout,
+            send_timeout: self.send_timeout,
+            ..RoutePolicy::default()
+        }
+    }
 }
 
 /// Where and how the Service of each Gateway is kept (service mode).
@@ -148,6 +166,8 @@ impl Default for CompileOptions {
             ingress_class_by_name: false,
             watch_namespace: None,
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
+            read_timeout: None,
+            send_timeout: None,
             generation: 0,
             ssl_redirect: true,
             hsts: Some(portico_dataplane::filter::DEFAULT_HSTS.clone()),

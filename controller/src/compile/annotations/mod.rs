@@ -151,7 +151,7 @@ pub const PROXY_READ_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-read-tim
 pub const PROXY_SEND_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-send-timeout";
 
 /// ingress-nginx's timeout annotations: whole seconds, 1 to a day.
-fn parse_seconds(value: &str) -> Option<std::time::Duration> {
+pub(in crate::compile) fn parse_seconds(value: &str) -> Option<std::time::Duration> {
     let n: u64 = value.trim().parse().ok()?;
     (1..=86_400).contains(&n).then(|| std::time::Duration::from_secs(n))
 }
@@ -220,9 +220,8 @@ pub(super) fn route_policy(
     problems: &mut Problems,
 ) -> RoutePolicy {
     let mut policy = RoutePolicy {
-        max_body_size: opts.max_body_size,
         ssl_redirect: flag(annotations, FORCE_SSL_REDIRECT).unwrap_or(false),
-        ..RoutePolicy::default()
+        ..opts.base_policy()
     };
     let Some(annotations) = annotations else {
         return policy;

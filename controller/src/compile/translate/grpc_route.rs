@@ -2,7 +2,7 @@
 //! HTTPRoute is: a gRPC call is an HTTP/2 POST of `/{service}/{method}`, so a method
 //! match is a path match, and every backend is spoken to in h2c.
 
-use portico_dataplane::table::{Balance, ObjectKind, PathKind, RoutePolicy, Timeouts, UpstreamProtocol};
+use portico_dataplane::table::{Balance, ObjectKind, PathKind, Timeouts, UpstreamProtocol};
 
 use super::super::Compiler;
 use super::super::diagnostics::{Problems, reason};
@@ -63,10 +63,7 @@ impl<'a> Compiler<'a> {
             balance: Balance::default(),
             timeouts: Timeouts::default(),
             retry: None,
-            policy: RoutePolicy {
-                max_body_size: self.opts.max_body_size,
-                ..RoutePolicy::default()
-            },
+            policy: self.opts.base_policy(),
         }
     }
 }

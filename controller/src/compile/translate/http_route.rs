@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
 use portico_dataplane::table::{
-    Backend, Balance, ListenerProtocol, ObjectKind, PathKind, RetryPolicy, RoutePolicy, Timeouts, UpstreamProtocol,
+    Backend, Balance, ListenerProtocol, ObjectKind, PathKind, RetryPolicy, Timeouts, UpstreamProtocol,
 };
 
 use super::super::Compiler;
@@ -222,10 +222,7 @@ impl<'a> Compiler<'a> {
             balance: Balance::default(),
             timeouts,
             retry,
-            policy: RoutePolicy {
-                max_body_size: self.opts.max_body_size,
-                ..RoutePolicy::default()
-            },
+            policy: self.opts.base_policy(),
         }
     }
 }

@@ -64,10 +64,7 @@ impl<'a> Compiler<'a> {
         if spec.hostnames.is_empty() {
             hosts.push((HostMatch::Any, ""));
         }
-        let mut policy = RoutePolicy {
-            max_body_size: self.opts.max_body_size,
-            ..RoutePolicy::default()
-        };
+        let mut policy = self.opts.base_policy();
         if let Some(tls) = &spec.tls {
             if spec.hostnames.is_empty() {
                 problems.warning(
