@@ -274,6 +274,9 @@ impl CompileArgs {
             // The proxy's own, from --upstream-timeout and --proxy-send-timeout.
             read_timeout: None,
             send_timeout: None,
+            // Only the ConfigMap sets these.
+            source_range: Default::default(),
+            limit_req_status: http::StatusCode::SERVICE_UNAVAILABLE,
             generation: 0,
             ssl_redirect: self.ssl_redirect,
             hsts: self.hsts.then(|| portico_dataplane::filter::DEFAULT_HSTS.clone()),

@@ -287,12 +287,12 @@ def test_limit_whitelist_is_never_limited(portico, echo):
     assert set(quick_statuses(p, 20)) == {200}
 
 
-def quick_statuses(p, n):
+def quick_statuses(p, n, host=HOST):
     """The statuses of `n` GETs sent back to back on one keep-alive connection."""
     out = []
     conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
     for _ in range(n):
-        conn.request("GET", "/x", headers={"Host": HOST})
+        conn.request("GET", "/x", headers={"Host": host})
         r = conn.getresponse()
         r.read()
         out.append(r.status)

@@ -13,6 +13,7 @@ import pytest
 
 from harness import wait_until
 from k8s import Config, path, rule
+from test_nginx_annotations import quick_statuses
 from test_tls import CA, https, tls_secret
 
 HOST = "cm.example.com"
@@ -211,6 +212,39 @@ def test_proxy_read_timeout_is_the_default_the_annotation_overrides(portico, ech
     assert status == 200, body
     timeouts = [f["detail"] for f in json.loads(body)["filters"] if f["filter"] == "proxy-timeouts"]
     assert timeouts and "read 1s, send 7s" in timeouts[0], body
+
+
+def test_whitelist_source_range_is_the_default_the_annotation_overrides(portico, echo):
+    """configmap.md `whitelist-source-range` (ingress-nginx's `ipallowlist` parser
+    takes the ConfigMap's list when an Ingress has no annotation): the test client at
+    127.0.0.1 is outside 203.0.113.0/24, so 403; an Ingress whose own annotation lists
+    127.0.0.1 serves it."""
+    cfg = config(echo, {"whitelist-source-range": "203.0.113.0/24"})
+    cfg.ingress("local", rules=[rule("local." + HOST, path("/", "web"))], annotations={A + "whitelist-source-range": "127.0.0.1/32"})
+    p = portico(cfg, *CM_ARG)
+    assert p.get("/a", host=HOST).status == 403
+    assert p.get("/a", host="local." + HOST).status == 200
+
+
+def test_denylist_source_range_is_the_default_the_annotation_overrides(portico, echo):
+    """configmap.md `denylist-source-range` (the `ipdenylist` parser, as the allow
+    list): 127.0.0.1 denied by the ConfigMap is 403; an Ingress whose annotation denies
+    only 203.0.113.0/24 serves it."""
+    cfg = config(echo, {"denylist-source-range": "127.0.0.1"})
+    cfg.ingress("other", rules=[rule("other." + HOST, path("/", "web"))], annotations={A + "denylist-source-range": "203.0.113.0/24"})
+    p = portico(cfg, *CM_ARG)
+    assert p.get("/a", host=HOST).status == 403
+    assert p.get("/a", host="other." + HOST).status == 200
+
+
+def test_limit_req_status_code_is_the_status_of_refused_requests(portico, echo):
+    """configmap.md `limit-req-status-code` (nginx's `limit_req_status`): with "429",
+    `limit-rps: "1"` (burst 5) lets 6 quick requests through and answers the rest
+    429, not the default 503."""
+    p = portico(config(echo, {"limit-req-status-code": "429"}, {A + "limit-rps": "1"}), *CM_ARG)
+    statuses = quick_statuses(p, 12, HOST)
+    assert statuses[:6] == [200] * 6, statuses
+    assert set(statuses) == {200, 429} and statuses.count(429) >= 4, statuses
 
 
 def test_unknown_keys_and_bad_values_are_reported_and_the_rest_applies(portico, echo):

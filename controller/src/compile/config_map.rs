@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
 use portico_dataplane::filter::Cidr;
 use portico_dataplane::table::{DEFAULT_TRUSTED, ForwardedPolicy};
 
 use super::CompileOptions;
+use super::annotations::access::cidr_list;
 use super::annotations::catalog::{self, Status};
 use super::annotations::{parse_seconds, parse_size};
 use super::diagnostics::{Problem, Problems, reason};
@@ -35,6 +36,12 @@ pub(super) struct Global {
     /// `proxy-read-timeout`, `proxy-send-timeout` (whole seconds).
     pub proxy_read_timeout: Option<Duration>,
     pub proxy_send_timeout: Option<Duration>,
+    /// `whitelist-source-range`, `denylist-source-range`: the lists of Ingresses
+    /// without the annotations of the same names.
+    pub whitelist_source_range: Option<Vec<Cidr>>,
+    pub denylist_source_range: Option<Vec<Cidr>>,
+    /// `limit-req-status-code`.
+    pub limit_req_status_code: Option<StatusCode>,
 }
 
 /// The keys read here, each handled in [`read`].
@@ -51,6 +58,9 @@ const READ: &[&str] = &[
     "proxy-body-size",
     "proxy-read-timeout",
     "proxy-send-timeout",
+    "whitelist-source-range",
+    "denylist-source-range",
+    "limit-req-status-code",
 ];
 
 /// Whether Portico reads ConfigMap key `key`.
@@ -110,6 +120,14 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
         }),
         proxy_read_timeout: keys.parsed("proxy-read-timeout", SECONDS, parse_seconds),
         proxy_send_timeout: keys.parsed("proxy-send-timeout", SECONDS, parse_seconds),
+        whitelist_source_range: keys.parsed("whitelist-source-range", ADDRESSES, |v| cidr_list(v).ok()),
+        denylist_source_range: keys.parsed("denylist-source-range", ADDRESSES, |v| cidr_list(v).ok()),
+        limit_req_status_code: keys.parsed("limit-req-status-code", "is not a status code from 400 to 599", |v| {
+            v.parse::<u16>()
+                .ok()
+                .filter(|n| (400..=599).contains(n))
+                .and_then(|n| StatusCode::from_u16(n).ok())
+        }),
     };
     (global, keys.problems)
 }
@@ -141,9 +159,21 @@ impl Global {
         if let Some(t) = self.proxy_send_timeout {
             opts.send_timeout = Some(t);
         }
+        if let Some(list) = &self.whitelist_source_range {
+            opts.source_range.allow = list.clone();
+        }
+        if let Some(list) = &self.denylist_source_range {
+            opts.source_range.deny = list.clone();
+        }
+        if let Some(status) = self.limit_req_status_code {
+            opts.limit_req_status = status;
+        }
         opts
     }
 }
+
+/// Why a source range key does not parse.
+const ADDRESSES: &str = "is not a list of addresses and networks like 198.51.100.0/24 (at most 1024)";
 
 /// Why a timeout key does not parse.
 const SECONDS: &str = "is not a whole number of seconds from 1 to 86400";
@@ -422,6 +452,46 @@ mod tests {
         assert_eq!(
             reasons(problems),
             vec![invalid("proxy-body-size"), invalid("proxy-read-timeout")]
+        );
+    }
+
+    /// The source range lists and the rate-limit status become the Ingresses' defaults.
+    #[test]
+    fn source_ranges_and_limit_status_become_defaults() {
+        let cm = config_map(&[
+            ("whitelist-source-range", "203.0.113.0/24, 198.51.100.7"),
+            ("denylist-source-range", "203.0.113.9"),
+            ("limit-req-status-code", "429"),
+        ]);
+        let opts = read(&cm).0.over(&CompileOptions::default());
+        let cidr = |s: &str| s.parse::<Cidr>().ok();
+        assert_eq!(
+            opts.source_range.allow.iter().map(|c| Some(*c)).collect::<Vec<_>>(),
+            vec![cidr("203.0.113.0/24"), cidr("198.51.100.7")]
+        );
+        assert_eq!(opts.source_range.deny.first().copied(), cidr("203.0.113.9"));
+        assert!(!opts.source_range.refuse_all);
+        assert_eq!(opts.limit_req_status, StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    /// A list or status that does not parse is reported and keeps its default (no
+    /// list, 503); the other keys apply.
+    #[test]
+    fn a_bad_list_or_status_keeps_its_default() {
+        let cm = config_map(&[
+            ("whitelist-source-range", "203.0.113.0/24,office"),
+            ("denylist-source-range", "203.0.113.9"),
+            ("limit-req-status-code", "200"),
+        ]);
+        let (global, problems) = read(&cm);
+        let opts = global.over(&CompileOptions::default());
+        assert!(opts.source_range.allow.is_empty());
+        assert_eq!(opts.source_range.deny.len(), 1);
+        assert_eq!(opts.limit_req_status, StatusCode::SERVICE_UNAVAILABLE);
+        let invalid = |key: &str| (reason::INVALID_CONFIG_VALUE, key.to_string());
+        assert_eq!(
+            reasons(problems),
+            vec![invalid("whitelist-source-range"), invalid("limit-req-status-code")]
         );
     }
 

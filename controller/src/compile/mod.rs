@@ -32,7 +32,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use portico_dataplane::table::{DEFAULT_MAX_BODY_SIZE, HostMatch, RoutePolicy, RoutingTable, TableBuilder};
+use portico_dataplane::table::{
+    DEFAULT_MAX_BODY_SIZE, HostMatch, RoutePolicy, RoutingTable, SourceRange, TableBuilder,
+};
 
 pub use annotations::{
     AnnotationProblem, InvalidSize, NGINX_PREFIX, PROXY_BODY_SIZE, catalog, check as check_annotations, parse_size,
@@ -75,6 +77,13 @@ pub struct CompileOptions {
     /// nginx's `proxy_send_timeout` likewise (`--proxy-send-timeout`,
     /// `proxy-send-timeout`).
     pub send_timeout: Option<std::time::Duration>,
+    /// The clients an Ingress without `whitelist-source-range` or
+    /// `denylist-source-range` annotations serves (the ConfigMap's keys of those
+    /// names; empty: everyone).
+    pub source_range: SourceRange,
+    /// The status of requests `limit-rps` and `limit-rpm` refuse (the ConfigMap's
+    /// `limit-req-status-code`, 503 by default).
+    pub limit_req_status: http::StatusCode,
     /// Stamped on the table; the publisher raises it for every table it sends.
     pub generation: u64,
     /// Plain-HTTP requests to hosts with TLS get a 308 to HTTPS, unless an Ingress says
@@ -168,6 +177,8 @@ impl Default for CompileOptions {
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
             read_timeout: None,
             send_timeout: None,
+            source_range: SourceRange::default(),
+            limit_req_status: http::StatusCode::SERVICE_UNAVAILABLE,
             generation: 0,
             ssl_redirect: true,
             hsts: Some(portico_dataplane::filter::DEFAULT_HSTS.clone()),

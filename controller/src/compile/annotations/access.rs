@@ -16,8 +16,17 @@ use crate::compile::diagnostics::{Problem, Problems, reason};
 /// work each request does.
 pub const MAX_ENTRIES: usize = 1024;
 
-pub(super) fn parse(all: &BTreeMap<String, String>, problems: &mut Problems) -> Option<SourceRange> {
-    let mut range = SourceRange::default();
+/// The annotations' lists; a list not annotated is the ConfigMap's (`defaults`), as
+/// ingress-nginx takes its `whitelist-source-range` and `denylist-source-range` keys.
+pub(super) fn parse(
+    all: &BTreeMap<String, String>,
+    defaults: &SourceRange,
+    problems: &mut Problems,
+) -> Option<SourceRange> {
+    let mut range = SourceRange {
+        refuse_all: false,
+        ..defaults.clone()
+    };
     for (name, slot) in [
         ("denylist-source-range", &mut range.deny),
         ("whitelist-source-range", &mut range.allow),
@@ -44,7 +53,7 @@ pub(super) fn parse(all: &BTreeMap<String, String>, problems: &mut Problems) -> 
 
 /// `"192.0.2.0/24, 198.51.100.7"`: every entry must parse (ingress-nginx's
 /// `net.ParseIPNets` fails on the first bad one); empty entries are skipped.
-fn cidr_list(value: &str) -> Result<Vec<Cidr>, String> {
+pub(in crate::compile) fn cidr_list(value: &str) -> Result<Vec<Cidr>, String> {
     let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
     if entries.is_empty() {
         return Err("lists no address or network".to_string());

@@ -75,7 +75,7 @@ impl IngressAnnotations {
                 other => invalid(problems, "enable-access-log", other, "is not \"true\" or \"false\""),
             }
         }
-        let mut source_range = access::parse(all, problems);
+        let mut source_range = access::parse(all, &opts.source_range, problems);
         let external_auth = match extauth::parse(all, problems) {
             None => None,
             Some(Ok(auth)) => Some(std::sync::Arc::new(auth)),
@@ -92,7 +92,10 @@ impl IngressAnnotations {
             canary: canary::parse(all, problems),
             source_range,
             cors: cors::parse(all, problems),
-            rate_limit: ratelimit::parse(all, owner, problems),
+            rate_limit: ratelimit::parse(all, owner, problems).map(|spec| RateLimitSpec {
+                status: opts.limit_req_status,
+                ..spec
+            }),
             basic_auth: auth::parse(all, problems),
             basic_auth_filter: None,
             external_auth,
