@@ -183,3 +183,76 @@ def test_explain_port_names_the_http_route(gateway):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["served_by"]["kind"] == "Ingress"
+
+
+def isolation_config(echo, port):
+    """Three HTTP listeners on one port, from any host to one name, each with its own
+    route and backend; the routes of the two wider listeners name every hostname."""
+    cfg = Config()
+    for name, ep in (("iso-any", echo.a), ("iso-wild", echo.b), ("iso-exact", echo.c)):
+        cfg.backend(name, [ep])
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": CLASS},
+            "spec": {"controllerName": "portico.dev/gateway-controller"},
+        }
+    )
+    listeners = [
+        {"name": "any", "protocol": "HTTP", "port": port},
+        {"name": "wild", "protocol": "HTTP", "port": port, "hostname": "*.iso.test"},
+        {"name": "exact", "protocol": "HTTP", "port": port, "hostname": "a.iso.test"},
+    ]
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "iso", "namespace": "default"},
+            "spec": {"gatewayClassName": CLASS, "listeners": listeners},
+        }
+    )
+    every = ["bar.test", "*.iso.test", "a.iso.test"]
+    for listener, hostnames, prefix in (("any", every, "/"), ("wild", every, "/"), ("exact", [], "/only")):
+        cfg.add(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "iso-" + listener, "namespace": "default"},
+                "spec": {
+                    "parentRefs": [{"name": "iso", "sectionName": listener}],
+                    "hostnames": hostnames,
+                    "rules": [
+                        {
+                            "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                            "backendRefs": [{"name": "iso-" + listener, "port": 80}],
+                        }
+                    ],
+                },
+            }
+        )
+    return cfg
+
+
+def test_listener_isolation_routes_by_the_most_specific_listener(portico, echo):
+    """Gateway API GatewaySpec.listeners, "Listeners that are distinct only by Hostname"
+    (conformance GatewayHTTPListenerIsolation): a request is routed by the routes of the
+    most specific listener whose hostname matches it, exact before wildcard before none.
+    A wider listener's routes never answer for a narrower listener's hosts, even when
+    they name those hosts and the narrower listener has no route for the path (404)."""
+    port = free_port()
+    p = portico(isolation_config(echo, port))
+    wait_for_port("127.0.0.1", port, proc=p.proc)
+    cases = [
+        ("bar.test", "/x", 200, "a"),
+        ("x.iso.test", "/x", 200, "b"),
+        ("deep.x.iso.test", "/x", 200, "b"),
+        ("a.iso.test", "/only/x", 200, "c"),
+        ("a.iso.test", "/x", 404, None),
+        ("other.test", "/x", 404, None),
+    ]
+    for host, url_path, status, backend in cases:
+        r = on_port(port, url_path, host)
+        assert r.status == status, (host, url_path, r)
+        if backend:
+            assert r.json()["backend"] == backend, (host, url_path)

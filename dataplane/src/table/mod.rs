@@ -584,6 +584,13 @@ impl TableBuilder {
         self.table.certs.default = Some(cert);
     }
 
+    /// Gives `host` a block of its own even without rules: requests for it answer 404
+    /// instead of reaching the rules of a wider host (a Gateway listener's hostname, whose
+    /// requests a wider listener's routes must not serve). Costs a lookup nothing.
+    pub fn reserve(&mut self, host: &HostMatch) {
+        self.block_mut(host);
+    }
+
     /// Whether any rule or fallback has been added for `host`.
     pub fn has_host(&self, host: &HostMatch) -> bool {
         match host {

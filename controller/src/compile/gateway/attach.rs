@@ -3,6 +3,7 @@
 
 use portico_dataplane::table::HostMatch;
 
+use super::isolation::{isolate, under};
 use super::{GatewayState, Grants, Outcome, namespace_labels, selects};
 use crate::compile::{CompileOptions, age_key, namespace_of};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -82,7 +83,8 @@ pub struct Attachment {
     /// Index into [`super::Analysis::gateways`] and that Gateway's listeners.
     pub gateway: usize,
     pub listener: usize,
-    /// The intersection of the listener's hostname and the route's hostnames.
+    /// The intersection of the listener's hostname and the route's hostnames, less the
+    /// hosts a more specific listener on the same port takes (listener isolation).
     pub hosts: Vec<(HostMatch, String)>,
 }
 
@@ -238,7 +240,15 @@ fn attach_to(
             "none of the route's hostnames matches the hostname of a listener it names".to_string(),
         ));
     }
-    Ok(attached)
+    // Attached (and counted in status) even when a more specific listener takes every
+    // one of its hosts: the route is valid, the requests are that listener's.
+    Ok(attached
+        .into_iter()
+        .map(|a| Attachment {
+            hosts: isolate(gateway, a.listener, a.hosts),
+            ..a
+        })
+        .collect())
 }
 
 /// The hosts a route serves on a listener (Gateway API, HTTPRouteSpec.hostnames): the
@@ -256,10 +266,6 @@ pub fn intersect(listener: Option<&HostMatch>, hostnames: &[String]) -> Vec<(Hos
     if hostnames.is_empty() {
         return vec![written(listener)];
     }
-    let under = |name: &str, suffix: &str| {
-        name.strip_suffix(suffix)
-            .is_some_and(|p| p.ends_with('.') && p.len() > 1)
-    };
     let mut out: Vec<(HostMatch, String)> = Vec::new();
     for h in &parsed {
         let hit = match (listener, h) {

@@ -13,6 +13,7 @@
 //! ```
 
 mod attach;
+mod isolation;
 mod ports;
 pub mod status;
 
@@ -25,6 +26,7 @@ use portico_dataplane::table::{HostMatch, ListenerProtocol};
 #[cfg(test)]
 pub use attach::intersect;
 pub use attach::{RouteObject, RouteState, unsupported_filter};
+pub use isolation::reserves_hostname;
 pub use ports::gateway_ports;
 
 use super::tls::Certificates;

@@ -63,6 +63,22 @@ fn served(table: &RoutingTable, port: u16, host: &str, path: &str) -> Option<Str
     ))
 }
 
+/// A Gateway with `listeners` and one HTTPRoute `r` with `body`.
+fn with_route(listeners: &str, body: &str) -> Snapshot {
+    snapshot(&format!("{}\n---\n{}", gateway(listeners), route("r", body)))
+}
+
+/// Each listener's `attachedRoutes`, in order.
+fn attached_routes(s: &Snapshot) -> Vec<i32> {
+    let status = gateway_status(s, &CompileOptions::default());
+    status.gateways[0]
+        .2
+        .listeners
+        .iter()
+        .map(|l| l.attached_routes)
+        .collect()
+}
+
 fn condition<'a>(conditions: &'a [Condition], type_: &str) -> (&'a str, &'a str) {
     let c = conditions.iter().find(|c| c.type_ == type_).unwrap();
     (c.status.as_str(), c.reason.as_str())
@@ -559,24 +575,14 @@ fn timeouts_and_zero_disables() {
 #[test]
 fn parent_ref_port_selects_listeners() {
     let listeners = "  - {name: a, port: 8080, protocol: HTTP}\n  - {name: b, port: 8090, protocol: HTTP}\n";
-    let s = snapshot(&format!(
-        "{}\n---\n{}",
-        gateway(listeners),
-        route(
-            "r",
-            "  parentRefs: [{name: gw, port: 8090}]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]"
-        )
-    ));
+    let s = with_route(
+        listeners,
+        "  parentRefs: [{name: gw, port: 8090}]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]",
+    );
     let (table, _) = compile(&s, &CompileOptions::default());
     assert!(served(&table, 8090, "h", "/").is_some());
     assert!(served(&table, 8080, "h", "/").is_none());
-    let status = gateway_status(&s, &CompileOptions::default());
-    let attached: Vec<i32> = status.gateways[0]
-        .2
-        .listeners
-        .iter()
-        .map(|l| l.attached_routes)
-        .collect();
+    let attached = attached_routes(&s);
     assert_eq!(attached, vec![0, 1]);
 }
 
@@ -699,4 +705,99 @@ fn grpc_route_is_served_in_h2c_with_status() {
         .map(|k| k.kind.as_str())
         .collect();
     assert_eq!(kinds, ["HTTPRoute", "GRPCRoute"]);
+}
+
+/// The four listeners of conformance GatewayHTTPListenerIsolation, all on port 8080.
+const ISOLATED: &str = "  - {name: empty, port: 8080, protocol: HTTP}\n  - {name: wild, port: 8080, protocol: HTTP, hostname: '*.example.com'}\n  - {name: foo, port: 8080, protocol: HTTP, hostname: '*.foo.example.com'}\n  - {name: abc, port: 8080, protocol: HTTP, hostname: abc.foo.example.com}\n";
+
+/// Which of the four routes of `isolated` answers each (host, path) of conformance
+/// GatewayHTTPListenerIsolation, `-` for 404.
+fn isolation_answers(hostnames: &str) -> Vec<String> {
+    let routes: Vec<String> = ["empty", "wild", "foo", "abc"]
+        .iter()
+        .map(|l| {
+            route(
+                l,
+                &format!(
+                    "  parentRefs: [{{name: gw, sectionName: {l}}}]\n{hostnames}  rules: [{{matches: [{{path: {{type: PathPrefix, value: /{l}}}}}], backendRefs: [{{name: web, port: 8080}}]}}]"
+                ),
+            )
+        })
+        .collect();
+    let s = snapshot(&format!("{}\n---\n{}", gateway(ISOLATED), routes.join("\n---\n")));
+    let (table, _) = compile(&s, &CompileOptions::default());
+    let status = gateway_status(&s, &CompileOptions::default());
+    for (_, name, r) in &status.http_routes {
+        assert_eq!(
+            condition(&r.parents[0].conditions, "Accepted"),
+            ("True", "Accepted"),
+            "{name}"
+        );
+    }
+    let mut out = Vec::new();
+    for host in [
+        "bar.com",
+        "bar.example.com",
+        "bar.foo.example.com",
+        "abc.foo.example.com",
+    ] {
+        let row: Vec<&str> = ["empty", "wild", "foo", "abc"]
+            .iter()
+            .map(|l| {
+                let route = table.listener(8080).unwrap().table.lookup(host, &format!("/{l}"));
+                route.map_or("-", |r| if r.meta.ingress == *l { l } else { "wrong" })
+            })
+            .collect();
+        out.push(format!("{host}: {}", row.join(" ")));
+    }
+    out
+}
+
+/// GatewayHTTPListenerIsolation (GatewaySpec.listeners, "Listeners that are distinct
+/// only by Hostname"; conformance GatewayHTTPListenerIsolation): each request is routed
+/// by the routes of the most specific listener whose hostname matches it, never by a
+/// wider listener's, whether the routes name hostnames or not.
+#[test]
+fn requests_reach_only_the_most_specific_listener() {
+    let want = [
+        "bar.com: empty - - -",
+        "bar.example.com: - wild - -",
+        "bar.foo.example.com: - - foo -",
+        "abc.foo.example.com: - - - abc",
+    ];
+    assert_eq!(isolation_answers(""), want, "routes without hostnames");
+    let hostnames = "  hostnames: [bar.com, '*.example.com', '*.foo.example.com', abc.foo.example.com]\n";
+    assert_eq!(isolation_answers(hostnames), want, "routes naming every hostname");
+}
+
+/// A narrower listener takes its hosts even with no route attached: a wider listener's
+/// route without hostnames does not answer them (404), and a listener alone on its
+/// port changes nothing for the hosts under it.
+#[test]
+fn a_narrower_listener_without_routes_still_takes_its_hosts() {
+    let listeners = "  - {name: any, port: 8080, protocol: HTTP}\n  - {name: narrow, port: 8080, protocol: HTTP, hostname: '*.a.example.com'}\n  - {name: alone, port: 8090, protocol: HTTP, hostname: '*.example.com'}\n";
+    let s = with_route(
+        listeners,
+        "  parentRefs: [{name: gw, sectionName: any}, {name: gw, sectionName: alone}]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]",
+    );
+    let (table, _) = compile(&s, &CompileOptions::default());
+    assert!(served(&table, 8080, "x.example.com", "/").is_some());
+    assert!(served(&table, 8080, "y.a.example.com", "/").is_none());
+    assert!(served(&table, 8090, "y.a.example.com", "/").is_some());
+    let attached = attached_routes(&s);
+    assert_eq!(attached, vec![1, 0, 1]);
+}
+
+/// Listener isolation holds per port: a wider listener on another port keeps serving
+/// the hosts a narrower listener takes on this one.
+#[test]
+fn listener_isolation_is_per_port() {
+    let listeners = "  - {name: any, port: 8080, protocol: HTTP}\n  - {name: narrow, port: 8090, protocol: HTTP, hostname: a.example.com}\n";
+    let s = with_route(
+        listeners,
+        "  parentRefs: [{name: gw, sectionName: any}]\n  rules: [{backendRefs: [{name: web, port: 8080}]}]",
+    );
+    let (table, _) = compile(&s, &CompileOptions::default());
+    assert!(served(&table, 8080, "a.example.com", "/").is_some());
+    assert!(served(&table, 8090, "a.example.com", "/").is_none());
 }

@@ -11,7 +11,7 @@ use portico_dataplane::table::{
 
 use super::super::Compiler;
 use super::super::diagnostics::{Problems, reason};
-use super::super::gateway::{Analysis, RouteObject, RouteState, unsupported_filter};
+use super::super::gateway::{Analysis, RouteObject, RouteState, reserves_hostname, unsupported_filter};
 use super::{ValueSpec, conditions, header_modifier, lower_reporting};
 use crate::crd::parse_duration;
 use crate::gateway_api::{HTTPBackendRef, HTTPPathModifier, HTTPRouteFilter, HTTPRouteRule};
@@ -22,11 +22,16 @@ impl<'a> Compiler<'a> {
     /// rules of the HTTPRoutes attached to it, routes in precedence order.
     pub(in crate::compile) fn add_gateways(&mut self, analysis: &Analysis<'a>) {
         for gw in &analysis.gateways {
-            for l in gw.listeners.iter().filter(|l| l.usable()) {
+            for (index, l) in gw.listeners.iter().enumerate().filter(|(_, l)| l.usable()) {
                 let (Some(port), Some(protocol)) = (l.internal_port, l.protocol) else {
                     continue;
                 };
                 let builder = self.builder.listener(port, protocol);
+                if let Some(host) = &l.hostname
+                    && reserves_hostname(gw, index)
+                {
+                    builder.reserve(host);
+                }
                 if protocol == ListenerProtocol::Https {
                     for (ns, name) in &l.certificates {
                         let Ok(cert) = self.certificates.get(ns, name) else {
@@ -57,6 +62,10 @@ impl<'a> Compiler<'a> {
             let (Some(port), Some(protocol)) = (listener.internal_port, listener.protocol) else {
                 continue;
             };
+            if attachment.hosts.is_empty() {
+                // Every host it would serve here is a more specific listener's.
+                continue;
+            }
             let hosts: Vec<model::Host> = attachment
                 .hosts
                 .iter()
