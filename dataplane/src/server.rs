@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
@@ -545,10 +545,7 @@ async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, mut conn: Conn) {
 
 /// Serves HTTP/1.1 or HTTP/2 on an established (plain or TLS) connection until it
 /// closes, or until drain asks it to finish its request in flight and close.
-async fn serve_http<I>(stream: I, h2: bool, conn: Conn)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
+async fn serve_http<I: ClientIo>(stream: I, h2: bool, conn: Conn) {
     let Conn {
         info,
         proxy,
@@ -561,7 +558,7 @@ where
     let max_header = cfg.max_header_size;
     let h2_send_buffer = cfg.h2_send_buffer;
     // nginx's `send_timeout`: a client that stops reading its response is let go of.
-    let io = TokioIo::new(IdleIo::new(stream, None, Some(cfg.send_timeout)));
+    let send_timeout = Some(cfg.send_timeout);
     let svc_info = info.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
@@ -569,6 +566,7 @@ where
         async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), info, false).await) }
     });
     let result = if h2 {
+        let io = TokioIo::new(IdleIo::new(Lingering(Some(stream)), None, send_timeout));
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(max_header as u32)
@@ -585,6 +583,7 @@ where
             }
         }
     } else {
+        let io = TokioIo::new(IdleIo::new(stream, None, send_timeout));
         let conn = h1.serve_connection(io, svc).with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
@@ -597,6 +596,102 @@ where
         }
     };
     report_end(&info, result);
+}
+
+/// An HTTP/2 connection's stream, closed as nginx closes one (lingering close): when
+/// the connection ends (the client's GOAWAY, a protocol error answered with GOAWAY, a
+/// drain), what the client still sends is read and dropped in the background until it
+/// closes, falls quiet or the time is up. Closing with unread bytes would send a reset,
+/// and a reset can destroy the GOAWAY (or the last response) before the client has
+/// read it. Only HTTP/2's rare connection ends pay for the task.
+struct Lingering<I: ClientIo>(Option<I>);
+
+impl<I: ClientIo> Drop for Lingering<I> {
+    fn drop(&mut self) {
+        if let (Some(io), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(linger(io));
+        }
+    }
+}
+
+/// A client connection, plain or TLS, whose socket can be reached under its protocol
+/// layers: closing lingers on the socket itself.
+trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    fn socket(&mut self) -> &mut TcpStream;
+}
+
+impl ClientIo for tokio_rustls::server::TlsStream<TcpStream> {
+    fn socket(&mut self) -> &mut TcpStream {
+        self.get_mut().0
+    }
+}
+
+/// Shuts the socket's write side (FIN after what was written: HTTP/2 has sent its
+/// GOAWAY, and over TLS its close_notify), then reads and drops what the client sends
+/// until it closes, is quiet for [`h1::LINGER_EACH`] or [`h1::LINGER_TOTAL`] has
+/// passed. The bytes are read from the socket, under TLS: they are discarded unread.
+async fn linger<I: ClientIo>(mut io: I) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = io.socket();
+    if socket.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + h1::LINGER_TOTAL;
+    let mut buf = [0u8; 1024];
+    loop {
+        let each = (Instant::now() + h1::LINGER_EACH).min(deadline);
+        match tokio::time::timeout_at(each, socket.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+impl<I: ClientIo> AsyncRead for Lingering<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<I: ClientIo> AsyncWrite for Lingering<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_write(cx, buf),
+            None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.as_ref().is_some_and(|io| io.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => Pin::new(io).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
 }
 
 fn http1_builder(cfg: &crate::config::ProxyConfig) -> http1::Builder {

@@ -560,8 +560,8 @@ async fn reject(stream: &mut TcpStream, out: &mut Vec<u8>, status: StatusCode) {
 
 /// How long a closing connection waits for each read of what the client still sends,
 /// and in all (nginx's `lingering_timeout` and `lingering_time` are 5 s and 30 s).
-const LINGER_EACH: Duration = Duration::from_secs(2);
-const LINGER_TOTAL: Duration = Duration::from_secs(10);
+pub(super) const LINGER_EACH: Duration = Duration::from_secs(2);
+pub(super) const LINGER_TOTAL: Duration = Duration::from_secs(10);
 
 /// nginx's lingering close, after an error response that ends the connection: the
 /// write side is shut (the response, then FIN), and what the client still sends is read

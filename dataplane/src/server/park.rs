@@ -172,6 +172,12 @@ struct ParkableIo {
     activity: Arc<Activity>,
 }
 
+impl super::ClientIo for ParkableIo {
+    fn socket(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
 impl AsyncRead for ParkableIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
