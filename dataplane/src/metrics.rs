@@ -75,6 +75,9 @@ pub struct Metrics {
     pub upgraded_connections: IntGauge,
     pub tls_handshakes: IntCounter,
     pub tls_handshake_errors: IntCounterVec,
+    /// Connections closed for want of a valid PROXY protocol header in time
+    /// (`use-proxy-protocol`), by `reason`: `invalid`, `timeout` or `client_closed`.
+    pub proxy_protocol_errors: IntCounterVec,
     pub ssl_expire_time: prometheus::GaugeVec,
     /// Attempts made again on another endpoint by a Route's retry policy, by `reason`:
     /// `connect-failure`, `reset`, `timeout` or `status`.
@@ -111,6 +114,9 @@ impl Metrics {
         }
         for reason in crate::tls::HANDSHAKE_FAILURE_REASONS {
             m.tls_handshake_errors.with_label_values(&[reason]);
+        }
+        for reason in crate::server::PROXY_PROTOCOL_ERROR_REASONS {
+            m.proxy_protocol_errors.with_label_values(&[reason]);
         }
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m
@@ -214,6 +220,17 @@ impl Metrics {
                     Opts::new(
                         "portico_tls_handshake_errors_total",
                         "TLS handshakes failed, by reason.",
+                    ),
+                    &["reason"],
+                )
+                .unwrap_or_else(|e| panic!("metric: {e}")),
+            ),
+            proxy_protocol_errors: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "portico_proxy_protocol_errors_total",
+                        "Connections closed without a valid PROXY protocol header in time, by reason.",
                     ),
                     &["reason"],
                 )
@@ -547,6 +564,12 @@ mod tests {
         for reason in RETRY_REASONS {
             assert!(
                 text.contains(&format!("portico_upstream_retries_total{{reason=\"{reason}\"}} ")),
+                "{reason}"
+            );
+        }
+        for reason in crate::server::PROXY_PROTOCOL_ERROR_REASONS {
+            assert!(
+                text.contains(&format!("portico_proxy_protocol_errors_total{{reason=\"{reason}\"}} ")),
                 "{reason}"
             );
         }

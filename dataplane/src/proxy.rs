@@ -24,7 +24,7 @@ mod retry;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -55,6 +55,10 @@ pub struct ConnInfo {
     pub listener: Option<u16>,
     /// The socket's peer when a PROXY protocol header named the client as `peer`.
     pub via: Option<std::net::IpAddr>,
+    /// A PROXY protocol header named port 443 as the address the client connected to:
+    /// the request is HTTPS whatever `X-Forwarded-Proto` says (ingress-nginx's
+    /// `lua_ingress.lua`: a TLS-terminating load balancer in front).
+    https_by_proxy_protocol: bool,
     /// `X-Forwarded-For` when it is more than `client_ip` (`compute-full-forwarded-for`).
     forwarded_for: Option<HeaderValue>,
     /// `X-Forwarded-Host` a trusted proxy sent (`use-forwarded-headers`).
@@ -71,6 +75,7 @@ impl ConnInfo {
             port,
             listener,
             via: None,
+            https_by_proxy_protocol: false,
             forwarded_for: None,
             forwarded_host: None,
         }
@@ -80,6 +85,25 @@ impl ConnInfo {
     /// protocol named another client).
     pub fn socket_peer(&self) -> IpAddr {
         self.via.unwrap_or(self.peer.ip())
+    }
+
+    /// What a PROXY protocol header says of the connection: the client's address
+    /// (`client`) and the address it connected to (`server`, on the load balancer).
+    /// The client address is believed only when `believe_client` (the socket's peer is
+    /// a trusted proxy: nginx's `real_ip_header proxy_protocol` with
+    /// `set_real_ip_from`); the server port is, as nginx's `$proxy_protocol_server_port`,
+    /// the request's `X-Forwarded-Port`, and 443 makes the request HTTPS.
+    pub fn proxied(&mut self, client: SocketAddr, server: SocketAddr, believe_client: bool) {
+        if believe_client {
+            self.via = Some(self.peer.ip());
+            self.peer = client;
+            self.client_ip = shared_value(ip_text(client.ip()));
+        }
+        self.port = ConnInfo::port_value(server.port());
+        if server.port() == 443 {
+            self.tls = true;
+            self.https_by_proxy_protocol = true;
+        }
     }
 
     /// A listener's `X-Forwarded-Port` value.
@@ -191,6 +215,9 @@ pub struct Proxy {
     /// Balancing counters carried from each table to the next.
     balance: crate::balance::Registry,
     cfg: ProxyConfig,
+    /// The live table asks for a PROXY protocol header on the Ingress listeners: one
+    /// flag read per connection, so a table without it costs a connection nothing.
+    proxy_protocol: AtomicBool,
 }
 
 impl Proxy {
@@ -205,6 +232,7 @@ impl Proxy {
             pool,
             balance: crate::balance::Registry::new(),
             cfg,
+            proxy_protocol: AtomicBool::new(false),
         })
     }
 
@@ -252,9 +280,17 @@ impl Proxy {
             let certs = table.certificates().map(|(host, cert)| (host, cert.not_after as f64));
             nginx.table_swapped(table.generation, now, certs);
         }
+        let proxy_protocol = table.forwarded().is_some_and(|p| p.proxy_protocol);
         self.table.store(table);
+        self.proxy_protocol.store(proxy_protocol, Ordering::Release);
         m.table_reloads.inc();
         m.table_last_reload.set(now);
+    }
+
+    /// Whether connections on the Ingress listeners start with a PROXY protocol
+    /// header (`use-proxy-protocol`).
+    pub fn proxy_protocol(&self) -> bool {
+        self.proxy_protocol.load(Ordering::Acquire)
     }
 
     pub fn table(&self) -> Arc<RoutingTable> {

@@ -32,6 +32,9 @@ use tokio_rustls::TlsAcceptor;
 mod gateway;
 mod h1;
 mod park;
+mod proxy_protocol;
+
+pub use proxy_protocol::ERROR_REASONS as PROXY_PROTOCOL_ERROR_REASONS;
 mod sni;
 
 #[cfg(fuzzing)]
@@ -446,6 +449,15 @@ fn move_to(to: usize, stream: TcpStream, mut conn: Conn, then: impl FnOnce(TcpSt
 /// task of its own size: a plain connection that waits must not carry the size of
 /// TLS's state.
 fn serve(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
+    // `use-proxy-protocol` is the Ingress listeners' (the ingress-nginx ConfigMap's).
+    if conn.info.listener.is_none() && conn.proxy.proxy_protocol() {
+        return drop(tokio::spawn(proxy_protocol::serve(stream, tls, conn)));
+    }
+    serve_as_is(stream, tls, conn)
+}
+
+/// [`serve`] without a PROXY protocol header in front.
+fn serve_as_is(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
     match tls {
         Some(acceptor) => drop(tokio::spawn(serve_tls(stream, acceptor, conn))),
         None => drop(tokio::spawn(park::serve(stream, conn))),
@@ -518,7 +530,7 @@ impl Drain {
     }
 }
 
-async fn serve_tls(stream: TcpStream, acceptor: TlsAcceptor, mut conn: Conn) {
+async fn serve_tls<S: ClientIo>(stream: S, acceptor: TlsAcceptor, mut conn: Conn) {
     let m = Metrics::get();
     let handshake = tokio::select! {
         r = tokio::time::timeout(conn.proxy.config().client_header_timeout, acceptor.accept(stream)) => r,
@@ -620,9 +632,15 @@ trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn socket(&mut self) -> &mut TcpStream;
 }
 
-impl ClientIo for tokio_rustls::server::TlsStream<TcpStream> {
+impl<S: ClientIo> ClientIo for tokio_rustls::server::TlsStream<S> {
     fn socket(&mut self) -> &mut TcpStream {
-        self.get_mut().0
+        self.get_mut().0.socket()
+    }
+}
+
+impl ClientIo for TcpStream {
+    fn socket(&mut self) -> &mut TcpStream {
+        self
     }
 }
 
@@ -717,13 +735,27 @@ const FIRST_READ: usize = 2048;
 
 /// Waits for the client's first bytes, reads them, and tells whether they are the
 /// HTTP/2 preface; `None` when the client closed without sending anything, sent
-/// nothing before `deadline`, or draining started. Reading (rather than peeking and
+/// nothing before `deadline`, or draining started. `got` holds bytes already read (past
+/// a PROXY protocol header), usually none. Reading (rather than peeking and
 /// leaving the bytes to the protocol) costs one system call per connection less; the
 /// bytes go to the protocol as read ahead. No buffer is held while waiting, and what
 /// is kept is exactly what arrived: thousands of connections arriving at once must not
 /// each pin a read buffer.
-async fn first_bytes(stream: &mut TcpStream, deadline: Instant, drain: &Drain) -> Option<(Bytes, bool)> {
-    let mut got = BytesMut::new();
+async fn first_bytes(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    drain: &Drain,
+    mut got: BytesMut,
+) -> Option<(Bytes, bool)> {
+    if !got.is_empty() {
+        let n = got.len().min(H2_PREFACE.len());
+        if got[..n] != H2_PREFACE[..n] {
+            return Some((got.freeze(), false));
+        }
+        if n == H2_PREFACE.len() {
+            return Some((got.freeze(), true));
+        }
+    }
     loop {
         // Through `poll_read`, not `try_read`: a read that leaves the buffer short tells
         // tokio the socket is drained, so the next look at the socket for a client that

@@ -4,14 +4,18 @@ test (kubernetes/ingress-nginx: `docs/user-guide/nginx-configuration/configmap.m
 `test/e2e/settings/*.go`, the template `rootfs/etc/nginx/template/nginx.tmpl`) it
 follows."""
 
+import http.client
 import json
 import re
+import socket
+import ssl
+import struct
 import time
 import urllib.parse
 
 import pytest
 
-from harness import wait_until
+from harness import raw_exchange, wait_until
 from k8s import Config, path, rule
 from test_nginx_annotations import quick_statuses
 from test_tls import CA, https, tls_secret
@@ -269,3 +273,161 @@ def test_unknown_keys_and_bad_values_are_reported_and_the_rest_applies(portico, 
         assert reason in log and key in log, (reason, key)
     m = p.metrics()
     assert m.get("portico_diagnostics", reason="UnknownConfigKey") >= 1
+
+
+# --- use-proxy-protocol --------------------------------------------------------------
+# configmap.md#use-proxy-protocol and e2e `test/e2e/settings/proxy_protocol.go`: with
+# the key on, every connection on the Ingress listeners starts with HAProxy's PROXY
+# protocol header (nginx's `listen 80 proxy_protocol`), whose address is the client's.
+
+PROXY_PROTOCOL = {"use-proxy-protocol": "true"}
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v1(client, server, ports):
+    return ("PROXY TCP4 %s %s %d %d\r\n" % (client, server, *ports)).encode()
+
+
+def proxy_v2(client, server, ports, local=False):
+    """A v2 header: PROXY (or LOCAL) over TCP/IPv4, with a NOOP TLV after the
+    addresses, as load balancers add TLVs of their own."""
+    addresses = socket.inet_aton(client) + socket.inet_aton(server) + struct.pack("!HH", *ports)
+    tlv = b"\x04\x00\x03abc"
+    body = addresses + tlv
+    return V2_SIGNATURE + bytes([0x20 if local else 0x21, 0x11]) + struct.pack("!H", len(body)) + body
+
+
+def request_over(sock, host=HOST, path="/a"):
+    """One HTTP/1.1 request on an open (plain or TLS) socket: (status, headers, body)."""
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
+    resp = http.client.HTTPResponse(sock)
+    resp.begin()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+
+def seen_by_echo(body):
+    return json.loads(body)["headers"]
+
+
+def test_proxy_protocol_v1_and_v2_name_the_client(portico, echo):
+    """e2e `proxy_protocol.go` "should respect port passed by the PROXY Protocol": the
+    header's source address is `X-Forwarded-For` and `X-Real-IP` (nginx's
+    `real_ip_header proxy_protocol`, the test client being inside the default
+    `proxy-real-ip-cidr`), its destination port `X-Forwarded-Port`
+    (`$proxy_protocol_server_port`), and the scheme stays http. v1 and v2 alike; the
+    header and the request in one segment or two."""
+    p = portico(config(echo, PROXY_PROTOCOL), *CM_ARG)
+    for header, client in [
+        (proxy_v1("192.168.0.1", "192.168.0.11", (56324, 1234)), "192.168.0.1"),
+        (proxy_v2("203.0.113.7", "192.168.0.11", (40000, 1234)), "203.0.113.7"),
+    ]:
+        for split in (False, True):
+            with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+                s.sendall(header)
+                if split:
+                    time.sleep(0.05)
+                status, _, body = request_over(s)
+            assert status == 200, (header, split)
+            seen = seen_by_echo(body)
+            assert seen["x-forwarded-for"] == client
+            assert seen["x-real-ip"] == client
+            assert seen["x-forwarded-port"] == "1234"
+            assert seen["x-forwarded-proto"] == "http"
+
+
+def test_proxy_protocol_comes_before_the_tls_handshake(portico, echo):
+    """e2e `proxy_protocol.go` "should enable PROXY Protocol for HTTPS": on the HTTPS
+    listener the header comes first, then the TLS handshake, and the address it names
+    is the client's for the request inside."""
+    p = portico(config(echo, PROXY_PROTOCOL), *CM_ARG)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    for header in (proxy_v1("192.168.0.1", "192.168.0.11", (56324, 443)), proxy_v2("192.168.0.1", "192.168.0.11", (56324, 443))):
+        with socket.create_connection((p.ip, p.https_port), timeout=10) as raw:
+            raw.sendall(header)
+            with ctx.wrap_socket(raw, server_hostname=HOST) as s:
+                status, _, body = request_over(s)
+        assert status == 200
+        seen = seen_by_echo(body)
+        assert seen["x-forwarded-for"] == "192.168.0.1"
+        assert seen["x-forwarded-proto"] == "https"
+
+
+def test_proxy_protocol_port_443_means_https_behind_a_tls_terminating_load_balancer(portico, echo):
+    """e2e `proxy_protocol.go` "should respect proto passed by the PROXY Protocol server
+    port" and ingress-nginx's `lua_ingress.lua` (`proxy_protocol_server_port == "443"`
+    makes `$pass_access_scheme` https): a load balancer that terminates TLS on 443 and
+    passes plain HTTP on with a PROXY header is not redirected to HTTPS again by
+    `force-ssl-redirect` (the redirect loop); a request it took on port 80 is."""
+    p = portico(config(echo, PROXY_PROTOCOL, FORCE_SSL), *CM_ARG)
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        s.sendall(proxy_v2("192.168.0.1", "192.168.0.11", (56324, 443)))
+        status, _, body = request_over(s)
+    assert status == 200
+    seen = seen_by_echo(body)
+    assert seen["x-forwarded-proto"] == "https"
+    assert seen["x-forwarded-port"] == "443"
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        s.sendall(proxy_v2("192.168.0.1", "192.168.0.11", (56324, 80)))
+        status, headers, _ = request_over(s)
+    assert status == 308
+    assert headers["location"].startswith("https://%s" % HOST)
+
+
+def test_a_connection_without_the_header_is_closed_unserved(portico, echo):
+    """nginx with `listen ... proxy_protocol` closes a connection whose first bytes are
+    not a PROXY header ("broken header"): a plain request is not proxied, a TLS
+    ClientHello gets no handshake, and each is counted by reason."""
+    p = portico(config(echo, PROXY_PROTOCOL), *CM_ARG)
+    before = echo.a.stats()["requests"]
+    data, closed = raw_exchange(p.ip, p.http_port, b"GET /a HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode(), timeout=5)
+    assert data == b"" and closed
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((p.ip, p.https_port), timeout=5) as raw:
+        try:
+            ctx.wrap_socket(raw, server_hostname=HOST).close()
+            handshake = True
+        except (ssl.SSLError, OSError):
+            handshake = False
+    assert not handshake
+    # Only the second /stats request reached the endpoint.
+    assert echo.a.stats()["requests"] == before + 1
+    m = p.metrics()
+    assert m.get("portico_proxy_protocol_errors_total", reason="invalid") == 2
+    # A load balancer's health check (v2 LOCAL) keeps the socket's address.
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        s.sendall(proxy_v2("192.168.0.1", "192.168.0.11", (1, 80), local=True))
+        status, _, body = request_over(s)
+    assert status == 200
+    assert seen_by_echo(body)["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_a_slow_header_times_out(portico, echo):
+    """configmap.md#proxy-protocol-header-timeout: a client that has not sent a whole
+    header within the timeout (here 500ms, in Go's duration syntax) is closed; one that
+    sends it in time is served."""
+    p = portico(config(echo, dict(PROXY_PROTOCOL, **{"proxy-protocol-header-timeout": "500ms"})), *CM_ARG)
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        s.sendall(b"PROXY TCP4 192.168.0.1 ")
+        started = time.monotonic()
+        assert s.recv(1) == b""
+        waited = time.monotonic() - started
+    assert 0.4 < waited < 3, waited
+    assert p.metrics().get("portico_proxy_protocol_errors_total", reason="timeout") == 1
+
+
+def test_proxy_protocol_from_an_untrusted_peer_names_no_client(portico, echo):
+    """configmap.md#proxy-real-ip-cidr with the PROXY protocol (the template's
+    `set_real_ip_from` next to `real_ip_header proxy_protocol`): the header is still
+    required, but a peer outside the trusted networks does not choose the client
+    address."""
+    data = dict(PROXY_PROTOCOL, **{"proxy-real-ip-cidr": "198.18.0.0/15"})
+    p = portico(config(echo, data), *CM_ARG)
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        s.sendall(proxy_v1("192.168.0.1", "192.168.0.11", (56324, 80)))
+        status, _, body = request_over(s)
+    assert status == 200
+    assert seen_by_echo(body)["x-forwarded-for"] == "127.0.0.1"

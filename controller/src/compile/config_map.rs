@@ -61,6 +61,8 @@ const READ: &[&str] = &[
     "whitelist-source-range",
     "denylist-source-range",
     "limit-req-status-code",
+    "use-proxy-protocol",
+    "proxy-protocol-header-timeout",
 ];
 
 /// Whether Portico reads ConfigMap key `key`.
@@ -84,7 +86,7 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
     }
     let use_forwarded_headers = keys.flag("use-forwarded-headers", false);
     let enable_real_ip = keys.flag("enable-real-ip", false);
-    let proxy_protocol = false;
+    let proxy_protocol = keys.flag("use-proxy-protocol", false);
     let compute_full_forwarded_for = keys.flag("compute-full-forwarded-for", false);
     let real_ip_header = keys
         .parsed("forwarded-for-header", "is not a header name", |v| {
@@ -98,7 +100,13 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
             cidrs,
         )
         .unwrap_or_else(|| vec![DEFAULT_TRUSTED]);
-    let proxy_protocol_timeout = Duration::from_secs(5);
+    let proxy_protocol_timeout = keys
+        .parsed(
+            "proxy-protocol-header-timeout",
+            "is not a duration above zero like 5s or 500ms",
+            go_duration,
+        )
+        .unwrap_or(DEFAULT_PROXY_PROTOCOL_TIMEOUT);
     let forwarded = (use_forwarded_headers || enable_real_ip || proxy_protocol).then(|| ForwardedPolicy {
         use_forwarded_headers,
         // nginx's `real_ip_header proxy_protocol` replaces the header when the PROXY
@@ -264,6 +272,42 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
+/// ingress-nginx's default `proxy-protocol-header-timeout`.
+const DEFAULT_PROXY_PROTOCOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A duration as ingress-nginx reads `proxy-protocol-header-timeout` (Go's
+/// `time.ParseDuration`): decimal numbers, each with a unit of `ns`, `us` (`µs`),
+/// `ms`, `s`, `m` or `h`, as in `5s`, `1.5s` or `1m30s`. Zero, a sign, or more than a
+/// day is refused: a connection must be given some time, and not forever.
+fn go_duration(value: &str) -> Option<Duration> {
+    const UNITS: [(&str, f64); 8] = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("\u{b5}s", 1e-6),
+        ("\u{3bc}s", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ];
+    let mut rest = value;
+    let mut secs = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, scale) = UNITS
+            .iter()
+            .filter(|(unit, _)| rest.starts_with(unit))
+            .max_by_key(|(unit, _)| unit.len())?;
+        secs += number * scale;
+        rest = &rest[unit.len()..];
+    }
+    (secs > 0.0 && secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
+}
+
 /// `198.51.100.0/24,203.0.113.7`: every entry must parse.
 fn cidrs(value: &str) -> Option<Vec<Cidr>> {
     let list: Option<Vec<Cidr>> = value
@@ -311,6 +355,61 @@ mod tests {
         assert!(p.use_forwarded_headers && !p.proxy_protocol && !p.compute_full_forwarded_for);
         assert_eq!(p.real_ip_header, Some(HeaderName::from_static("x-forwarded-for")));
         assert_eq!(p.trusted, vec![DEFAULT_TRUSTED]);
+    }
+
+    /// `use-proxy-protocol: "true"`: the address comes from the PROXY protocol, not a
+    /// header (nginx's `real_ip_header proxy_protocol`), read within ingress-nginx's
+    /// default 5s.
+    #[test]
+    fn use_proxy_protocol_takes_the_address_from_the_header() {
+        let (global, problems) = read(&config_map(&[("use-proxy-protocol", "true")]));
+        let p = global.forwarded.unwrap();
+        assert!(p.proxy_protocol && !p.use_forwarded_headers);
+        assert_eq!(p.real_ip_header, None);
+        assert_eq!(p.proxy_protocol_timeout, Duration::from_secs(5));
+        assert!(reasons(problems).is_empty());
+        let (global, _) = read(&config_map(&[
+            ("use-proxy-protocol", "true"),
+            ("proxy-protocol-header-timeout", "1.5s"),
+        ]));
+        assert_eq!(
+            global.forwarded.unwrap().proxy_protocol_timeout,
+            Duration::from_millis(1500)
+        );
+        // The timeout alone turns nothing on.
+        let (global, _) = read(&config_map(&[("proxy-protocol-header-timeout", "10s")]));
+        assert!(global.forwarded.is_none());
+    }
+
+    /// Go's `time.ParseDuration`, as ingress-nginx reads the header timeout; zero,
+    /// negative, unitless and absurd values are refused.
+    #[test]
+    fn the_header_timeout_is_a_go_duration() {
+        for (text, want) in [
+            ("5s", Duration::from_secs(5)),
+            ("500ms", Duration::from_millis(500)),
+            ("1m30s", Duration::from_secs(90)),
+            ("2h", Duration::from_secs(7200)),
+            ("250000us", Duration::from_millis(250)),
+            ("0.5s", Duration::from_millis(500)),
+        ] {
+            assert_eq!(go_duration(text), Some(want), "{text}");
+        }
+        for bad in ["", "5", "0s", "-5s", "5 s", "5x", "s", "1.2.3s", "48h", "1e3s"] {
+            assert_eq!(go_duration(bad), None, "{bad}");
+        }
+        let (global, problems) = read(&config_map(&[
+            ("use-proxy-protocol", "true"),
+            ("proxy-protocol-header-timeout", "5"),
+        ]));
+        assert_eq!(global.forwarded.unwrap().proxy_protocol_timeout, Duration::from_secs(5));
+        assert_eq!(
+            reasons(problems),
+            vec![(
+                reason::INVALID_CONFIG_VALUE,
+                "proxy-protocol-header-timeout".to_string()
+            )]
+        );
     }
 
     /// A bad value is reported and its default applies; the other keys still do.

@@ -14,6 +14,10 @@ use crate::table::ForwardedPolicy;
 /// The connection as the request describes it, or `None` when nothing in it is
 /// believed (the peer is not trusted, or the request says nothing).
 pub(super) fn client_view(policy: &ForwardedPolicy, conn: &ConnInfo, headers: &HeaderMap) -> Option<ConnInfo> {
+    // The PROXY protocol alone: its address is the connection's already.
+    if !policy.use_forwarded_headers && policy.real_ip_header.is_none() {
+        return None;
+    }
     let socket_peer = conn.socket_peer();
     if !policy.trusts(socket_peer) {
         return None;
@@ -21,7 +25,9 @@ pub(super) fn client_view(policy: &ForwardedPolicy, conn: &ConnInfo, headers: &H
     let mut view = conn.clone();
     if policy.use_forwarded_headers {
         // `$pass_access_scheme`: a redirect to HTTPS is due only when this says http.
-        if let Some(proto) = non_empty(headers, &X_FORWARDED_PROTO) {
+        // A PROXY protocol header naming port 443 has the last word, as in
+        // ingress-nginx's `lua_ingress.lua`.
+        if let Some(proto) = non_empty(headers, &X_FORWARDED_PROTO).filter(|_| !conn.https_by_proxy_protocol) {
             view.tls = !proto.as_bytes().eq_ignore_ascii_case(b"http");
         }
         if let Some(port) = non_empty(headers, &X_FORWARDED_PORT) {

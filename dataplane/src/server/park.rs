@@ -241,13 +241,23 @@ const QUIET: Duration = Duration::from_secs(1);
 pub(super) fn serve(stream: TcpStream, conn: super::Conn) -> impl Future<Output = ()> + Send {
     // The task is this one future, not one wrapping another: a wrapper keeps room for
     // the socket and the connection's state it handed on, in every idle connection.
-    serve_h1(stream, conn, Start::Fresh)
+    serve_h1(stream, conn, Start::Fresh(BytesMut::new()))
+}
+
+/// [`serve`] once a PROXY protocol header has been read, with the bytes read past it.
+pub(super) fn serve_after_header(
+    stream: TcpStream,
+    conn: super::Conn,
+    read_ahead: BytesMut,
+) -> impl Future<Output = ()> + Send {
+    serve_h1(stream, conn, Start::Fresh(read_ahead))
 }
 
 /// Where [`serve_h1`] begins.
 enum Start {
-    /// A new connection: no bytes read yet.
-    Fresh,
+    /// A new connection: the bytes read so far (none, unless a PROXY protocol header
+    /// came first).
+    Fresh(BytesMut),
     /// Parked, just moved from another thread (whose park judged it not busy).
     Parked { busy: bool },
 }
@@ -264,7 +274,7 @@ async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
         // No protocol state until the client sends its first bytes: a connection that
         // is opened and left idle costs only its socket and this small task. A client
         // that sends nothing within the header timeout, or a drain, closes it.
-        Start::Fresh => match super::first_bytes(&mut stream, Instant::now() + timeout, &conn.drain).await {
+        Start::Fresh(got) => match super::first_bytes(&mut stream, Instant::now() + timeout, &conn.drain, got).await {
             Some((read_ahead, true)) => {
                 let io = ParkableIo {
                     stream,

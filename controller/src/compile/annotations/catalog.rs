@@ -323,8 +323,13 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("ssl-session-ticket-key", Unsupported),
     ("ssl-session-timeout", Unsupported),
     ("ssl-buffer-size", Unsupported),
-    ("use-proxy-protocol", Unsupported),
-    ("proxy-protocol-header-timeout", Unsupported),
+    ("use-proxy-protocol", Honoured),
+    (
+        "proxy-protocol-header-timeout",
+        Differs(
+            "bounds the wait for the PROXY header on both Ingress listeners; ingress-nginx applies it to its TLS passthrough listener, and nginx waits for the header as long as for a request head",
+        ),
+    ),
     ("use-gzip", Unsupported),
     ("use-geoip", Unsupported),
     ("use-geoip2", Unsupported),
