@@ -60,6 +60,7 @@ FEATURES=(
 	HTTPRoutePortRedirect
 	HTTPRoutePathRedirect
 	GatewayPort8080
+	GatewayHTTPListenerIsolation
 	HTTPRouteParentRefPort
 	HTTPRouteDestinationPortMatching
 	HTTPRouteNamedRouteRule

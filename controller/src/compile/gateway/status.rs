@@ -29,6 +29,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoutePortRedirect",
     "HTTPRoutePathRedirect",
     "GatewayPort8080",
+    "GatewayHTTPListenerIsolation",
     "HTTPRouteParentRefPort",
     "HTTPRouteDestinationPortMatching",
     "HTTPRouteNamedRouteRule",
