@@ -16,4 +16,5 @@ mod rbac;
 mod route;
 mod routing;
 mod status;
+mod takeover;
 mod tls;
