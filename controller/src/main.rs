@@ -276,6 +276,7 @@ impl CompileArgs {
             send_timeout: None,
             // Only the ConfigMap sets these.
             source_range: Default::default(),
+            broken_source_ranges: Vec::new(),
             limit_req_status: http::StatusCode::SERVICE_UNAVAILABLE,
             generation: 0,
             ssl_redirect: self.ssl_redirect,

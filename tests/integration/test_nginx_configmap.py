@@ -241,6 +241,19 @@ def test_denylist_source_range_is_the_default_the_annotation_overrides(portico, 
     assert p.get("/a", host="other." + HOST).status == 200
 
 
+def test_a_broken_whitelist_source_range_refuses_rather_than_serves_everyone(portico, echo):
+    """ingress-nginx's `ipallowlist` parser takes the ConfigMap's list for an Ingress
+    without the annotation and, when it does not parse (`net.ParseIPNets`), denies
+    the location: an allow list with a typo must not open the Ingress to everyone.
+    The Ingress without its own list answers 503; the one with its own list is
+    unaffected and serves 127.0.0.1."""
+    cfg = config(echo, {"whitelist-source-range": "203.0.113.0/24,office"})
+    cfg.ingress("local", rules=[rule("local." + HOST, path("/", "web"))], annotations={A + "whitelist-source-range": "127.0.0.1/32"})
+    p = portico(cfg, *CM_ARG)
+    assert p.get("/a", host=HOST).status == 503
+    assert p.get("/a", host="local." + HOST).status == 200
+
+
 def test_limit_req_status_code_is_the_status_of_refused_requests(portico, echo):
     """configmap.md `limit-req-status-code` (nginx's `limit_req_status`): with "429",
     `limit-rps: "1"` (burst 5) lets 6 quick requests through and answers the rest

@@ -38,8 +38,11 @@ pub(super) struct Global {
     pub proxy_send_timeout: Option<Duration>,
     /// `whitelist-source-range`, `denylist-source-range`: the lists of Ingresses
     /// without the annotations of the same names.
-    pub whitelist_source_range: Option<Vec<Cidr>>,
-    pub denylist_source_range: Option<Vec<Cidr>>,
+    /// `Some(Err(()))`: the key is there and does not parse, so Ingresses that take
+    /// the list are refused (ingress-nginx denies their locations, as for a bad
+    /// annotation) rather than served to the clients the list was meant to keep out.
+    pub whitelist_source_range: Option<Result<Vec<Cidr>, ()>>,
+    pub denylist_source_range: Option<Result<Vec<Cidr>, ()>>,
     /// `limit-req-status-code`.
     pub limit_req_status_code: Option<StatusCode>,
 }
@@ -128,8 +131,8 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
         }),
         proxy_read_timeout: keys.parsed("proxy-read-timeout", SECONDS, parse_seconds),
         proxy_send_timeout: keys.parsed("proxy-send-timeout", SECONDS, parse_seconds),
-        whitelist_source_range: keys.parsed("whitelist-source-range", ADDRESSES, |v| cidr_list(v).ok()),
-        denylist_source_range: keys.parsed("denylist-source-range", ADDRESSES, |v| cidr_list(v).ok()),
+        whitelist_source_range: keys.source_range("whitelist-source-range"),
+        denylist_source_range: keys.source_range("denylist-source-range"),
         limit_req_status_code: keys.parsed("limit-req-status-code", "is not a status code from 400 to 599", |v| {
             v.parse::<u16>()
                 .ok()
@@ -167,11 +170,23 @@ impl Global {
         if let Some(t) = self.proxy_send_timeout {
             opts.send_timeout = Some(t);
         }
-        if let Some(list) = &self.whitelist_source_range {
-            opts.source_range.allow = list.clone();
-        }
-        if let Some(list) = &self.denylist_source_range {
-            opts.source_range.deny = list.clone();
+        for (key, list, slot) in [
+            (
+                "whitelist-source-range",
+                &self.whitelist_source_range,
+                &mut opts.source_range.allow,
+            ),
+            (
+                "denylist-source-range",
+                &self.denylist_source_range,
+                &mut opts.source_range.deny,
+            ),
+        ] {
+            match list {
+                Some(Ok(list)) => *slot = list.clone(),
+                Some(Err(())) => opts.broken_source_ranges.push(key),
+                None => {}
+            }
         }
         if let Some(status) = self.limit_req_status_code {
             opts.limit_req_status = status;
@@ -179,9 +194,6 @@ impl Global {
         opts
     }
 }
-
-/// Why a source range key does not parse.
-const ADDRESSES: &str = "is not a list of addresses and networks like 198.51.100.0/24 (at most 1024)";
 
 /// Why a timeout key does not parse.
 const SECONDS: &str = "is not a whole number of seconds from 1 to 86400";
@@ -247,6 +259,24 @@ impl Keys<'_> {
 
     /// The key's value through `parse`; a value that does not parse is reported and
     /// counts as unset.
+    /// A source range key: absent, a list, or there and broken (said here).
+    fn source_range(&mut self, key: &str) -> Option<Result<Vec<Cidr>, ()>> {
+        let value = self.data.get(key)?;
+        let list = cidr_list(value.trim());
+        if let Err(why) = &list {
+            self.problems.push(
+                Problem::warning(
+                    reason::INVALID_CONFIG_VALUE,
+                    format!(
+                        "{key}: {value:?}: {why}; every request to an Ingress without its own {key} annotation gets 503, as in ingress-nginx"
+                    ),
+                )
+                .about(key),
+            );
+        }
+        Some(list.map_err(drop))
+    }
+
     fn parsed<T>(&mut self, key: &str, why: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
         let value = self.data.get(key)?;
         let parsed = parse(value.trim());
@@ -573,10 +603,12 @@ mod tests {
         assert_eq!(opts.limit_req_status, StatusCode::TOO_MANY_REQUESTS);
     }
 
-    /// A list or status that does not parse is reported and keeps its default (no
-    /// list, 503); the other keys apply.
+    /// A status that does not parse is reported and keeps its default (503); a list
+    /// that does not parse is reported and refuses the Ingresses that take it (fail
+    /// closed, as ingress-nginx's `ipallowlist` parser denies the location); the other
+    /// keys apply.
     #[test]
-    fn a_bad_list_or_status_keeps_its_default() {
+    fn a_bad_list_fails_closed_and_a_bad_status_keeps_its_default() {
         let cm = config_map(&[
             ("whitelist-source-range", "203.0.113.0/24,office"),
             ("denylist-source-range", "203.0.113.9"),
@@ -585,6 +617,7 @@ mod tests {
         let (global, problems) = read(&cm);
         let opts = global.over(&CompileOptions::default());
         assert!(opts.source_range.allow.is_empty());
+        assert_eq!(opts.broken_source_ranges, vec!["whitelist-source-range"]);
         assert_eq!(opts.source_range.deny.len(), 1);
         assert_eq!(opts.limit_req_status, StatusCode::SERVICE_UNAVAILABLE);
         let invalid = |key: &str| (reason::INVALID_CONFIG_VALUE, key.to_string());

@@ -81,6 +81,9 @@ pub struct CompileOptions {
     /// `denylist-source-range` annotations serves (the ConfigMap's keys of those
     /// names; empty: everyone).
     pub source_range: SourceRange,
+    /// The ConfigMap's source range keys that are there and do not parse: an Ingress
+    /// that takes one of them (no annotation of its own) is refused, with 503.
+    pub broken_source_ranges: Vec<&'static str>,
     /// The status of requests `limit-rps` and `limit-rpm` refuse (the ConfigMap's
     /// `limit-req-status-code`, 503 by default).
     pub limit_req_status: http::StatusCode,
@@ -178,6 +181,7 @@ impl Default for CompileOptions {
             read_timeout: None,
             send_timeout: None,
             source_range: SourceRange::default(),
+            broken_source_ranges: Vec::new(),
             limit_req_status: http::StatusCode::SERVICE_UNAVAILABLE,
             generation: 0,
             ssl_redirect: true,

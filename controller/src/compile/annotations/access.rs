@@ -18,9 +18,12 @@ pub const MAX_ENTRIES: usize = 1024;
 
 /// The annotations' lists; a list not annotated is the ConfigMap's (`defaults`), as
 /// ingress-nginx takes its `whitelist-source-range` and `denylist-source-range` keys.
+/// A list taken from the ConfigMap where that key does not parse (`broken`) refuses
+/// every request, as ingress-nginx denies the location.
 pub(super) fn parse(
     all: &BTreeMap<String, String>,
     defaults: &SourceRange,
+    broken: &[&str],
     problems: &mut Problems,
 ) -> Option<SourceRange> {
     let mut range = SourceRange {
@@ -31,7 +34,18 @@ pub(super) fn parse(
         ("denylist-source-range", &mut range.deny),
         ("whitelist-source-range", &mut range.allow),
     ] {
-        let Some(value) = get(all, name) else { continue };
+        let Some(value) = get(all, name) else {
+            if broken.contains(&name) {
+                problems.push(Problem::warning(
+                    reason::INVALID_ANNOTATION,
+                    format!(
+                        "the ConfigMap's {name} does not parse and this Ingress has no {NGINX_PREFIX}{name} of its own; every request to it gets 503, as in ingress-nginx"
+                    ),
+                ));
+                range.refuse_all = true;
+            }
+            continue;
+        };
         match cidr_list(value) {
             Ok(list) => *slot = list,
             Err(why) => {

@@ -75,7 +75,7 @@ impl IngressAnnotations {
                 other => invalid(problems, "enable-access-log", other, "is not \"true\" or \"false\""),
             }
         }
-        let mut source_range = access::parse(all, &opts.source_range, problems);
+        let mut source_range = access::parse(all, &opts.source_range, &opts.broken_source_ranges, problems);
         let external_auth = match extauth::parse(all, problems) {
             None => None,
             Some(Ok(auth)) => Some(std::sync::Arc::new(auth)),
