@@ -24,7 +24,7 @@ mod retry;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -215,9 +215,6 @@ pub struct Proxy {
     /// Balancing counters carried from each table to the next.
     balance: crate::balance::Registry,
     cfg: ProxyConfig,
-    /// The live table asks for a PROXY protocol header on the Ingress listeners: one
-    /// flag read per connection, so a table without it costs a connection nothing.
-    proxy_protocol: AtomicBool,
 }
 
 impl Proxy {
@@ -232,7 +229,6 @@ impl Proxy {
             pool,
             balance: crate::balance::Registry::new(),
             cfg,
-            proxy_protocol: AtomicBool::new(false),
         })
     }
 
@@ -280,17 +276,20 @@ impl Proxy {
             let certs = table.certificates().map(|(host, cert)| (host, cert.not_after as f64));
             nginx.table_swapped(table.generation, now, certs);
         }
-        let proxy_protocol = table.forwarded().is_some_and(|p| p.proxy_protocol);
         self.table.store(table);
-        self.proxy_protocol.store(proxy_protocol, Ordering::Release);
         m.table_reloads.inc();
         m.table_last_reload.set(now);
     }
 
-    /// Whether connections on the Ingress listeners start with a PROXY protocol
-    /// header (`use-proxy-protocol`).
-    pub fn proxy_protocol(&self) -> bool {
-        self.proxy_protocol.load(Ordering::Acquire)
+    /// How long a connection on the Ingress listeners has to send its PROXY protocol
+    /// header, when the live table asks for one (`use-proxy-protocol`); `None` without.
+    /// A look at the table (no reference count taken) per connection.
+    pub fn proxy_protocol(&self) -> Option<std::time::Duration> {
+        self.table
+            .load()
+            .forwarded()
+            .filter(|p| p.proxy_protocol)
+            .map(|p| p.proxy_protocol_timeout)
     }
 
     pub fn table(&self) -> Arc<RoutingTable> {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -450,14 +450,11 @@ fn move_to(to: usize, stream: TcpStream, mut conn: Conn, then: impl FnOnce(TcpSt
 /// TLS's state.
 fn serve(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
     // `use-proxy-protocol` is the Ingress listeners' (the ingress-nginx ConfigMap's).
-    if conn.info.listener.is_none() && conn.proxy.proxy_protocol() {
-        return drop(tokio::spawn(proxy_protocol::serve(stream, tls, conn)));
+    if conn.info.listener.is_none()
+        && let Some(timeout) = conn.proxy.proxy_protocol()
+    {
+        return drop(tokio::spawn(proxy_protocol::serve(stream, tls, conn, timeout)));
     }
-    serve_as_is(stream, tls, conn)
-}
-
-/// [`serve`] without a PROXY protocol header in front.
-fn serve_as_is(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
     match tls {
         Some(acceptor) => drop(tokio::spawn(serve_tls(stream, acceptor, conn))),
         None => drop(tokio::spawn(park::serve(stream, conn))),
@@ -747,51 +744,76 @@ async fn first_bytes(
     drain: &Drain,
     mut got: BytesMut,
 ) -> Option<(Bytes, bool)> {
-    if !got.is_empty() {
-        let n = got.len().min(H2_PREFACE.len());
-        if got[..n] != H2_PREFACE[..n] {
-            return Some((got.freeze(), false));
-        }
-        if n == H2_PREFACE.len() {
-            return Some((got.freeze(), true));
-        }
+    if !got.is_empty()
+        && let Some(h2) = preface(&got)
+    {
+        return Some((got.freeze(), h2));
     }
     loop {
-        // Through `poll_read`, not `try_read`: a read that leaves the buffer short tells
-        // tokio the socket is drained, so the next look at the socket for a client that
-        // left mid-request costs no system call.
-        let read = drain
-            .until(deadline, |cx| {
-                let mut stack = [0u8; FIRST_READ];
-                let mut buf = ReadBuf::new(&mut stack);
-                std::pin::Pin::new(&mut *stream)
-                    .poll_read(cx, &mut buf)
-                    .map_ok(|()| Bytes::copy_from_slice(buf.filled()))
-            })
-            .await?;
-        let bytes = match read {
-            Ok(b) if b.is_empty() => return None,
-            Ok(b) => b,
-            Err(_) => return None,
+        let bytes = match read_some(stream, deadline, drain).await? {
+            Ok(b) if !b.is_empty() => b,
+            _ => return None,
         };
         // Almost always the whole of the first read; joined only after a prefix of the
-        // HTTP/2 preface.
+        // HTTP/2 preface (or past a PROXY protocol header).
         let bytes = if got.is_empty() {
             bytes
         } else {
             got.extend_from_slice(&bytes);
             got.split().freeze()
         };
-        let n = bytes.len().min(H2_PREFACE.len());
-        if bytes[..n] != H2_PREFACE[..n] {
-            return Some((bytes, false));
+        match preface(&bytes) {
+            Some(h2) => return Some((bytes, h2)),
+            // A prefix of the preface so far: wait for the rest.
+            None => got.extend_from_slice(&bytes),
         }
-        if n == H2_PREFACE.len() {
-            return Some((bytes, true));
-        }
-        // A prefix of the preface so far: wait for the rest.
-        got.extend_from_slice(&bytes);
     }
+}
+
+/// Whether a connection's first bytes are the HTTP/2 preface (`Some(true)`), are not
+/// (`Some(false)`), or are a prefix of it so far (`None`).
+fn preface(bytes: &[u8]) -> Option<bool> {
+    let n = bytes.len().min(H2_PREFACE.len());
+    if bytes[..n] != H2_PREFACE[..n] {
+        Some(false)
+    } else if n == H2_PREFACE.len() {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// One read of what has arrived, at most [`FIRST_READ`] bytes, into a stack buffer;
+/// only what arrived is copied to the heap. `None` when `deadline` passes or draining
+/// starts first. Through `poll_read`, not `try_read`: a read that leaves the buffer
+/// short tells tokio the socket is drained, so the next look at the socket for a
+/// client that left mid-request costs no system call.
+async fn read_some(stream: &mut TcpStream, deadline: Instant, drain: &Drain) -> Option<std::io::Result<Bytes>> {
+    drain
+        .until(deadline, |cx| {
+            let mut stack = [0u8; FIRST_READ];
+            let mut buf = ReadBuf::new(&mut stack);
+            Pin::new(&mut *stream)
+                .poll_read(cx, &mut buf)
+                .map_ok(|()| Bytes::copy_from_slice(buf.filled()))
+        })
+        .await
+}
+
+/// Serves a read from `ahead` (bytes read before the protocol took the socket) while
+/// any are left; `false` once it is empty, and the socket is to be read. Lets go of the
+/// buffer the bytes came in once they are all taken.
+fn read_ahead(ahead: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if ahead.is_empty() {
+        return false;
+    }
+    let n = ahead.len().min(buf.remaining());
+    buf.put_slice(&ahead[..n]);
+    ahead.advance(n);
+    if ahead.is_empty() {
+        *ahead = Bytes::new();
+    }
+    true
 }
 
 async fn serve_admin(listener: TcpListener, ready: Arc<AtomicBool>, tables: watch::Receiver<Arc<RoutingTable>>) {

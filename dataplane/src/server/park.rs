@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -181,14 +181,7 @@ impl super::ClientIo for ParkableIo {
 impl AsyncRead for ParkableIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.read_ahead.is_empty() {
-            let n = this.read_ahead.len().min(buf.remaining());
-            buf.put_slice(&this.read_ahead[..n]);
-            this.read_ahead.advance(n);
-            if this.read_ahead.is_empty() {
-                // Lets go of the buffer the bytes came in.
-                this.read_ahead = Bytes::new();
-            }
+        if super::read_ahead(&mut this.read_ahead, buf) {
             return Poll::Ready(Ok(()));
         }
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);

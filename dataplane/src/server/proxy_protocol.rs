@@ -21,14 +21,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use ppp::{HeaderResult, PartialResult, v1, v2};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::{Conn, Drain, FIRST_READ};
+use super::{Conn, Drain};
 use crate::metrics::Metrics;
 
 /// The longest header read: nginx's `NGX_PROXY_PROTOCOL_MAX_HEADER`. A v1 header is at
@@ -133,19 +133,9 @@ impl Refused {
     }
 }
 
-/// Reads the header, then serves the connection as its listener would. Runs only when
-/// the live table asks for the PROXY protocol.
-pub(super) async fn serve(mut stream: TcpStream, tls: Option<TlsAcceptor>, mut conn: Conn) {
-    let timeout = conn
-        .proxy
-        .table()
-        .forwarded()
-        .filter(|p| p.proxy_protocol)
-        .map(|p| p.proxy_protocol_timeout);
-    let Some(timeout) = timeout else {
-        // The table changed since the connection was accepted.
-        return super::serve_as_is(stream, tls, conn);
-    };
+/// Reads the header, within `timeout`, then serves the connection as its listener
+/// would. Runs only when the live table asks for the PROXY protocol.
+pub(super) async fn serve(mut stream: TcpStream, tls: Option<TlsAcceptor>, mut conn: Conn, timeout: Duration) {
     let now = Instant::now();
     let deadline = now
         .checked_add(timeout)
@@ -190,16 +180,7 @@ async fn read_header(
 ) -> Result<(Option<(SocketAddr, SocketAddr)>, BytesMut), Refused> {
     let mut got = BytesMut::new();
     loop {
-        let read = drain
-            .until(deadline, |cx| {
-                let mut stack = [0u8; FIRST_READ];
-                let mut buf = ReadBuf::new(&mut stack);
-                Pin::new(&mut *stream)
-                    .poll_read(cx, &mut buf)
-                    .map_ok(|()| Bytes::copy_from_slice(buf.filled()))
-            })
-            .await;
-        let bytes = match read {
+        let bytes = match super::read_some(stream, deadline, drain).await {
             Some(Ok(b)) if !b.is_empty() => b,
             Some(_) => return Err(Refused::ClientClosed),
             None if *drain.rx.borrow() => return Err(Refused::Draining),
@@ -232,13 +213,7 @@ impl super::ClientIo for Prefixed {
 impl AsyncRead for Prefixed {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.ahead.is_empty() {
-            let n = this.ahead.len().min(buf.remaining());
-            buf.put_slice(&this.ahead[..n]);
-            this.ahead.advance(n);
-            if this.ahead.is_empty() {
-                this.ahead = Bytes::new();
-            }
+        if super::read_ahead(&mut this.ahead, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.stream).poll_read(cx, buf)

@@ -23,12 +23,7 @@ impl<'a> Compiler<'a> {
     ) -> model::Rule {
         let filters = filters(&rule.filters, problems);
         let backends = self.rule_backends(route, &rule.backend_refs, filters.is_some(), UpstreamProtocol::H2c);
-        let default_match = [Default::default()];
-        let matches = if rule.matches.is_empty() {
-            &default_match[..]
-        } else {
-            &rule.matches[..]
-        };
+        let matches = super::matches_or_default(&rule.matches);
         let matches = matches
             .iter()
             .enumerate()

@@ -134,3 +134,13 @@ pub(super) fn lower_reporting(
     }
     placed > 0
 }
+
+/// A rule's matches, or, when it lists none, the one match that takes every request
+/// (Gateway API's and the `Route` CRD's default: each field at its default).
+fn matches_or_default<T: Default + Clone>(matches: &[T]) -> std::borrow::Cow<'_, [T]> {
+    if matches.is_empty() {
+        std::borrow::Cow::Owned(vec![T::default()])
+    } else {
+        std::borrow::Cow::Borrowed(matches)
+    }
+}

@@ -111,12 +111,7 @@ impl<'a> Compiler<'a> {
                 weight: b.weight.unwrap_or(1).clamp(0, 1_000_000) as u32,
             });
         }
-        let default_match = [crd::RouteMatch::default()];
-        let matches = if rule.matches.is_empty() {
-            &default_match[..]
-        } else {
-            &rule.matches[..]
-        };
+        let matches = super::matches_or_default(&rule.matches);
         let matches = matches
             .iter()
             .enumerate()
