@@ -18,6 +18,7 @@
 //! Every failure is a [`ProxyError`], and [`ProxyError::status`] alone decides its
 //! status code.
 
+mod error_pages;
 mod external_auth;
 mod forwarded;
 mod retry;
@@ -468,6 +469,13 @@ impl Proxy {
             }
         }
         let upgrade = is_upgrade(&req);
+        // Only routes with error pages keep what the error backend is told.
+        let pages = route
+            .action
+            .as_ref()
+            .and_then(|a| a.error_pages.clone())
+            .filter(|_| !upgrade);
+        let accept = pages.as_ref().and_then(|_| req.headers().get(header::ACCEPT).cloned());
         let (mut req, on_client_upgrade, forwarded) =
             self.upstream_request(req, &route, conn, &log.request_id, &log.host, upgrade, client_forwarded)?;
         if !upgrade && route.policy.request_buffering.unwrap_or(self.cfg.request_buffering) {
@@ -483,9 +491,34 @@ impl Proxy {
         // Lines that pass through unchanged must need no change here, and go with the
         // body, which a read-ahead hands to a task of its own.
         let raw_head = raw_head && !route.filters.changes_response() && read_ahead.is_none();
-        let (resp, cookie) = self
+        let answer = self
             .send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log)
-            .await?;
+            .await;
+        let (resp, cookie) = match pages {
+            None => answer?,
+            Some(pages) => {
+                let status = match &answer {
+                    Ok((resp, _)) => resp.status(),
+                    Err(e) => e.status(),
+                };
+                let original = crate::filter::ErrorOriginal {
+                    host: &log.host,
+                    uri: &log.uri,
+                    accept: accept.as_ref(),
+                    request_id: &log.request_id,
+                };
+                // On the heap: its connect and send would otherwise size every request's
+                // future.
+                let page = match pages.intercepts(status) {
+                    true => Box::pin(self.error_page(&pages, status, &original)).await,
+                    false => None,
+                };
+                match page {
+                    Some(page) => (page, None),
+                    None => answer?,
+                }
+            }
+        };
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());
         log.upstream_sent = Some(sent);
         let mut resp = self.upstream_response(resp, on_client_upgrade, &route, read_ahead);
@@ -636,7 +669,9 @@ impl Proxy {
     ) -> Result<Sent, ProxyError> {
         let extra = forwarded.map_or_else(Extra::default, |values| Extra(&FORWARDED, values));
         let action = route.action.as_deref();
-        let key = action.map_or_else(Default::default, |a| a.balance.request_key(req.headers(), log.client));
+        let key = action.map_or_else(Default::default, |a| {
+            a.balance.request_key(req.headers(), log.client, log.tls)
+        });
         let backend = match action.and_then(|a| a.backends.as_ref()) {
             Some(split) => {
                 let chosen = key

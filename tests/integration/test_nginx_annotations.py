@@ -301,3 +301,147 @@ def quick_statuses(p, n, host=HOST):
             conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
     conn.close()
     return out
+
+
+def test_session_cookie_attributes(portico, echo):
+    """e2e `affinity.go` ("should set the path to /something on the generated cookie",
+    "should set cookie with expires", "should set cookie with domain", SameSite) and
+    `balancer/sticky.lua`: the cookie carries the session-cookie-* values; its Path is
+    the Ingress path unless set; with conditional-samesite-none, a client that rejects
+    SameSite=None gets the cookie without it; the cookie brings the client back."""
+    cfg = Config()
+    cfg.backend("web", [echo.a, echo.b, echo.c])
+    sticky = ann(affinity="cookie", session_cookie_name="route")
+    cfg.ingress("plain", rules=[rule(HOST, path("/app", "web"))], annotations=sticky)
+    cfg.ingress(
+        "custom",
+        rules=[rule("custom." + HOST, path("/", "web"))],
+        annotations={
+            **sticky,
+            **ann(
+                session_cookie_path="/something",
+                session_cookie_domain="example.com",
+                session_cookie_expires="172800",
+                session_cookie_max_age="259200",
+                session_cookie_samesite="None",
+                session_cookie_conditional_samesite_none="true",
+                session_cookie_secure="true",
+            ),
+        },
+    )
+    p = portico(cfg)
+    r = p.get("/app", host=HOST)
+    cookie = r.header("set-cookie")
+    assert r.status == 200 and cookie.startswith("route="), r.headers
+    attrs = [a.strip() for a in cookie.split(";")[1:]]
+    assert attrs == ["Path=/app", "HttpOnly"], cookie
+    first = r.json()["backend"]
+    pair = cookie.split(";")[0]
+    for _ in range(6):
+        r = p.get("/app", host=HOST, headers=["Cookie: " + pair])
+        assert r.json()["backend"] == first and r.header("set-cookie") is None
+
+    r = p.get("/", host="custom." + HOST)
+    cookie = r.header("set-cookie")
+    attrs = [a.strip() for a in cookie.split(";")[1:]]
+    assert attrs[0].startswith("Expires=") and attrs[0].endswith(" GMT"), cookie
+    assert attrs[1:] == [
+        "Max-Age=259200",
+        "Domain=example.com",
+        "Path=/something",
+        "Secure",
+        "HttpOnly",
+        "SameSite=None",
+    ], cookie
+    old_chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/62.0.3202.94 Safari/537.36"
+    r = p.get("/", host="custom." + HOST, headers=["User-Agent: " + old_chrome])
+    assert "SameSite" not in r.header("set-cookie"), r.header("set-cookie")
+
+
+def custom_errors_config(echo, errors, annotations):
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.backend("errors", [errors])
+    cfg.backend("empty", [])
+    cfg.ingress(
+        "shop",
+        rules=[rule(HOST, path("/", "web"), path("/down", "empty"))],
+        annotations=annotations,
+    )
+    return cfg
+
+
+def test_custom_http_errors_go_to_the_default_backend(portico, echo, backends):
+    """annotations.md "Custom HTTP Errors" and "Default Backend", the template's
+    `CUSTOM_ERRORS` location: an answer with a listed code is replaced by the
+    default-backend's answer to `GET /` with X-Code, X-Format, X-Original-URI,
+    X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port and X-Request-ID;
+    other codes pass; the answer Portico itself gives (503, no endpoint) is replaced
+    too, as nginx's error_page does."""
+    errors = backends.echo("errors")
+    p = portico(custom_errors_config(echo, errors, ann(default_backend="errors", custom_http_errors="404,503")))
+    r = p.get("/status/404?x=1", host=HOST, headers=["Accept: application/json"])
+    assert r.status == 200, r
+    seen = r.json()
+    assert seen["backend"] == "errors" and seen["method"] == "GET" and seen["target"] == "/", seen
+    h = seen["headers"]
+    assert h["x-code"] == "404" and h["x-format"] == "application/json", h
+    assert h["x-original-uri"] == "/status/404?x=1", h
+    assert (h["x-namespace"], h["x-ingress-name"]) == ("default", "shop"), h
+    assert (h["x-service-name"], h["x-service-port"]) == ("web", "80"), h
+    # The template's `proxy_set_header Host $best_http_host`: the Host as sent.
+    assert h["host"] == "%s:%d" % (HOST, p.http_port) and h["x-request-id"], h
+    # Codes not listed pass untouched.
+    r = p.get("/status/500", host=HOST)
+    assert r.status == 500 and r.json()["backend"] == "a"
+    assert p.get("/", host=HOST).json()["backend"] == "a"
+
+
+def test_default_backend_serves_a_rule_without_endpoints(portico, echo, backends):
+    """e2e `default_backend.go` "should use a custom default backend as upstream": a
+    rule whose Service has no ready endpoint is served by the default-backend Service,
+    path unchanged; without the annotation it answers 503."""
+    errors = backends.echo("errors")
+    p = portico(custom_errors_config(echo, errors, ann(default_backend="errors")))
+    r = p.get("/down/page", host=HOST)
+    assert r.status == 200 and r.json()["backend"] == "errors" and r.json()["target"] == "/down/page", r
+    # Without custom-http-errors, errors from the rule's own Service pass.
+    r = p.get("/status/404", host=HOST)
+    assert r.status == 404 and r.json()["backend"] == "a"
+    p2 = portico(custom_errors_config(echo, errors, {}))
+    assert p2.get("/down/page", host=HOST).status == 503
+
+
+def test_server_alias_serves_the_hosts_paths(portico, echo):
+    """annotations.md "Server Alias" and e2e `alias.go`: the alias answers with every
+    path of the Ingress's host ("should return status code 200 for host 'foo' and
+    'bar'"); a name that is a host of its own keeps its own rules ("should return
+    status code 200 for hosts defined in two ingresses, different path with one
+    alias")."""
+    cfg = Config()
+    cfg.backend("web", [echo.a])
+    cfg.backend("other", [echo.b])
+    cfg.ingress("shop", rules=[rule(HOST, path("/", "web"))], annotations=ann(server_alias="www.shop.example, own.example"))
+    cfg.ingress("own", rules=[rule("own.example", path("/", "other"))])
+    p = portico(cfg)
+    assert p.get("/x", host="www.shop.example").json()["backend"] == "a"
+    assert p.get("/x", host="WWW.Shop.Example").json()["backend"] == "a"
+    assert p.get("/x", host="own.example").json()["backend"] == "b"
+    assert p.get("/x", host="elsewhere.example").status == 404
+
+
+def test_service_upstream_goes_to_the_cluster_ip(portico, echo):
+    """annotations.md "Service Upstream" and e2e `serviceupstream.go`: with
+    `service-upstream: "true"` requests go to the Service's cluster IP and port (here
+    127.0.0.1 and echo a's port), not to its endpoints (echo b); without it, to the
+    endpoints."""
+    cfg = Config()
+    cfg.backend("web", [echo.b], port=echo.a.port)
+    for obj in cfg.objects:
+        if obj["kind"] == "Service" and obj["metadata"]["name"] == "web":
+            obj["spec"]["clusterIP"] = "127.0.0.1"
+    cfg.ingress("up", rules=[rule(HOST, path("/", "web", port=echo.a.port))], annotations=ann(service_upstream="true"))
+    cfg.ingress("eps", rules=[rule("eps." + HOST, path("/", "web", port=echo.a.port))])
+    p = portico(cfg)
+    assert {p.get("/", host=HOST).json()["backend"] for _ in range(4)} == {"a"}
+    assert {p.get("/", host="eps." + HOST).json()["backend"] for _ in range(4)} == {"b"}

@@ -137,6 +137,68 @@ impl<'a> Backends<'a> {
         self.resolve_port(namespace, name, PortRef::Number(number))
     }
 
+    /// `backend` (Service `service` in `namespace`) reached through the Service's
+    /// cluster IP and port instead of its endpoints (ingress-nginx's
+    /// `service-upstream`): one endpoint, which kube-proxy balances. `Err` says why the
+    /// Service has no cluster IP to use.
+    pub fn through_cluster_ip(
+        &mut self,
+        backend: &Arc<Backend>,
+        namespace: &'a str,
+        service: &'a IngressServiceBackend,
+    ) -> Result<Arc<Backend>, String> {
+        let name = service.name.as_str();
+        let svc = self
+            .services
+            .get(&(namespace, name))
+            .ok_or_else(|| format!("service {name:?} not found"))?;
+        let spec = svc.spec.as_ref();
+        let ip = spec
+            .and_then(|s| s.cluster_ip.as_deref())
+            .filter(|ip| *ip != "None" && !ip.is_empty())
+            .ok_or_else(|| format!("service {name:?} has no cluster IP (a headless Service)"))?;
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| format!("service {name:?} has cluster IP {ip:?}, which is not an address"))?;
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let port = match port_ref(service) {
+            Ok(PortRef::Number(n)) => ports.iter().find(|p| p.port == n),
+            Ok(PortRef::Name(want)) => ports.iter().find(|p| p.name.as_deref() == Some(want)),
+            Err(why) => return Err(format!("backend service {name:?} {why}")),
+        };
+        let port = port
+            .and_then(|p| u16::try_from(p.port).ok())
+            .ok_or_else(|| format!("service {name:?} has no such port"))?;
+        let addr = std::net::SocketAddr::new(ip, port);
+        let key = (format!("{}@{addr}", backend.name), backend.protocol);
+        let made = self.overridden.entry(key).or_insert_with(|| {
+            let one = Backend::new(backend.name.clone(), backend.protocol, vec![Endpoint { addr }]);
+            Arc::new(match &backend.tls {
+                Some(tls) => one.with_tls(tls.clone()),
+                None => one,
+            })
+        });
+        Ok(made.clone())
+    }
+
+    /// Resolves Service `name`'s first port in `namespace` (ingress-nginx's
+    /// `default-backend` annotation names a Service, not a port).
+    pub fn resolve_first_port(&mut self, namespace: &'a str, name: &'a str) -> Resolved {
+        let first = self
+            .services
+            .get(&(namespace, name))
+            .and_then(|s| s.spec.as_ref()?.ports.as_ref()?.first())
+            .map(|p| p.port);
+        match first {
+            Some(port) => self.resolve_port(namespace, name, PortRef::Number(port)),
+            None if self.services.contains_key(&(namespace, name)) => {
+                let problem = Problem::warning(reason::PORT_NOT_FOUND, format!("service {name:?} has no port"));
+                self.unresolved(namespace, name, "?", problem)
+            }
+            None => self.resolve_port(namespace, name, PortRef::Name("")),
+        }
+    }
+
     fn resolve_port(&mut self, namespace: &'a str, name: &'a str, port: PortRef<'a>) -> Resolved {
         let Some(svc) = self.services.get(&(namespace, name)).copied() else {
             let problem = Problem::warning(reason::SERVICE_NOT_FOUND, format!("service {name:?} not found"));

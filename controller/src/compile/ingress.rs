@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
 use portico_dataplane::table::{
-    HostMatch, ObjectKind, PathKind, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule, RuleError,
+    Backend, ErrorPages, HostMatch, ObjectKind, PathKind, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule,
+    RuleError,
 };
 
 use super::annotations::IngressAnnotations;
@@ -64,6 +65,7 @@ impl<'a> Compiler<'a> {
             .basic_auth
             .as_ref()
             .map(|spec| annotations::auth::resolve(spec, owner.namespace, &self.snapshot.secrets, &mut problems));
+        ann.default_backend = self.default_backend(ingress, &ann, &mut problems);
         let policy = ann.policy.clone();
         let tls_hosts = self.add_tls(ingress, owner.namespace, &mut problems);
         let tls_policy = annotations::tls_policy(&policy, ingress.metadata.annotations.as_ref(), self.opts);
@@ -94,6 +96,12 @@ impl<'a> Compiler<'a> {
                 self.add_path(owner, (&host, written), path, at, (host_policy, &ann), &mut problems);
             }
             self.add_host_redirects(owner, (&host, written), (host_policy, &ann), &mut problems);
+        }
+        for host in hosts.keys() {
+            if let HostMatch::Exact(h) = host {
+                let aliases = ann.server_alias.iter().map(|a| (a.clone(), h.clone(), owner));
+                self.extras.aliases.extend(aliases);
+            }
         }
         if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {
             // A TLS host's defaultBackend gets the host's redirect and HSTS, as its paths do.
@@ -161,6 +169,30 @@ impl<'a> Compiler<'a> {
                 .with_protocol(&resolved.backend, p, service, owner.namespace),
             None => resolved.backend.clone(),
         };
+        // ingress-nginx's `service-upstream`: the Service's cluster IP, not its pods.
+        let backend = match (ann.service_upstream, &rule.backend.service) {
+            (true, Some(svc)) => match self.backends.through_cluster_ip(&backend, owner.namespace, svc) {
+                Ok(b) => b,
+                Err(why) => {
+                    problems.warning(
+                        reason::INVALID_BACKEND,
+                        format!(
+                            "{}service-upstream: {why}; its endpoints are used",
+                            annotations::NGINX_PREFIX
+                        ),
+                    );
+                    backend
+                }
+            },
+            _ => backend,
+        };
+        // ingress-nginx's `default-backend`: it serves the rule while the rule's own
+        // Service has no ready endpoint (the table follows every EndpointSlice change).
+        let backend = match &ann.default_backend {
+            Some(fallback) if backend.endpoints.is_empty() => fallback.clone(),
+            _ => backend,
+        };
+        let pages = self.error_pages(owner, rule, service, ann, problems);
         let canary = self.extras.canary_for(
             &CanaryKey::new(host, path),
             ann,
@@ -168,7 +200,13 @@ impl<'a> Compiler<'a> {
             owner.namespace,
             &mut self.backends,
         );
-        let action = ingress_extras::action(ann, path, canary.as_ref().and_then(|c| c.split.clone()), problems);
+        let action = ingress_extras::action(
+            ann,
+            path,
+            canary.as_ref().and_then(|c| c.split.clone()),
+            pages.clone(),
+            problems,
+        );
         let route = Arc::new(Route::new(
             meta(owner, service, written_host, written_path, at),
             backend.clone(),
@@ -185,7 +223,7 @@ impl<'a> Compiler<'a> {
             Ok(()) => {
                 problems.extend(resolved.problem);
                 if let Some(canary) = canary {
-                    let plain = ingress_extras::action(ann, path, None, &mut Problems::default());
+                    let plain = ingress_extras::action(ann, path, None, pages, &mut Problems::default());
                     let main = Arc::new(Route::new(
                         meta(owner, service, written_host, written_path, at),
                         backend,
@@ -215,6 +253,56 @@ impl<'a> Compiler<'a> {
             Err(RuleError::Path(e)) => problems.warning(reason::INVALID_PATH, format!("{e}; the path is skipped")),
             Err(e @ RuleError::Duplicate { .. }) => {
                 problems.warning(reason::DUPLICATE_RULE, format!("{e}; this rule is ignored"))
+            }
+        }
+    }
+
+    /// The Service of the `default-backend` annotation on its first port, when the
+    /// annotation is there; its problems (no such Service, no ready endpoint) are the
+    /// Ingress's.
+    fn default_backend(
+        &mut self,
+        ingress: &'a Ingress,
+        ann: &IngressAnnotations,
+        problems: &mut Problems,
+    ) -> Option<Arc<Backend>> {
+        ann.error_backend.as_ref()?;
+        let key = format!("{}default-backend", annotations::NGINX_PREFIX);
+        let name = ingress.metadata.annotations.as_ref()?.get(&key)?.trim();
+        let resolved = self.backends.resolve_first_port(namespace_of(&ingress.metadata), name);
+        if let Some(p) = resolved.problem {
+            problems.push(p.about(key));
+        }
+        Some(resolved.backend)
+    }
+
+    /// `custom-http-errors` for the path whose rule names `service`: the codes its
+    /// default backend answers in its place.
+    fn error_pages(
+        &self,
+        owner: Owner<'a>,
+        rule: &HTTPIngressPath,
+        service: &str,
+        ann: &IngressAnnotations,
+        problems: &mut Problems,
+    ) -> Option<Arc<ErrorPages>> {
+        let codes = &ann.error_backend.as_ref()?.codes;
+        let backend = ann.default_backend.clone()?;
+        if codes.is_empty() {
+            return None;
+        }
+        let port = rule.backend.service.as_ref().and_then(|s| s.port.as_ref());
+        let port = port
+            .and_then(|p| p.number.map(|n| n.to_string()).or_else(|| p.name.clone()))
+            .unwrap_or_default();
+        match ErrorPages::new(codes, backend, owner.namespace, owner.name, service, &port) {
+            Ok(pages) => Some(Arc::new(pages)),
+            Err(e) => {
+                problems.warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{}custom-http-errors: {e}; it has no effect", annotations::NGINX_PREFIX),
+                );
+                None
             }
         }
     }

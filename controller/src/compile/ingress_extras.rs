@@ -16,14 +16,14 @@ use http::header::COOKIE;
 use http::{HeaderName, StatusCode};
 use k8s_openapi::api::networking::v1::Ingress;
 use portico_dataplane::table::{
-    Backend, HeaderCondition, HeaderModifier, HostMatch, MatchConditions, PathKind, PathModifier, Redirect, Route,
-    RouteAction, RouteMeta, RoutePolicy, RouteRule, UpstreamProtocol, UrlRewrite, ValueMatch, WeightedBackends,
-    full_match_regex,
+    Backend, Balance, ErrorPages, HeaderCondition, HeaderModifier, HostMatch, MatchConditions, PathKind, PathModifier,
+    Redirect, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule, UpstreamProtocol, UrlRewrite, ValueMatch,
+    WeightedBackends, full_match_regex,
 };
 
 use super::Compiler;
-use super::annotations::IngressAnnotations;
 use super::annotations::canary::Canary;
+use super::annotations::{IngressAnnotations, NGINX_PREFIX};
 use super::backend::Backends;
 use super::diagnostics::{Problems, reason};
 use super::ingress::{Owner, meta};
@@ -76,6 +76,9 @@ pub(super) struct Extras<'a> {
     parsed: BTreeMap<(&'a str, &'a str), (IngressAnnotations, Problems)>,
     /// `from-to-www-redirect` routes, placed once every Ingress has claimed its hosts.
     pub www: Vec<(HostMatch, Arc<Route>)>,
+    /// `server-alias` names (alias, host, the Ingress asking), placed last: a name
+    /// with rules of its own keeps them.
+    pub aliases: Vec<(String, String, Owner<'a>)>,
 }
 
 impl<'a> Extras<'a> {
@@ -160,6 +163,7 @@ pub(super) fn action(
     ann: &IngressAnnotations,
     path: &str,
     backends: Option<Arc<WeightedBackends>>,
+    error_pages: Option<Arc<ErrorPages>>,
     problems: &mut Problems,
 ) -> Option<Arc<RouteAction>> {
     let regex_rewrite = match ann.paths.rewrite_for(path) {
@@ -196,6 +200,7 @@ pub(super) fn action(
         && ann.basic_auth_filter.is_none()
         && ann.external_auth.is_none()
         && backends.is_none()
+        && error_pages.is_none()
         && ann.upstream.is_default();
     if nothing {
         return None;
@@ -211,11 +216,26 @@ pub(super) fn action(
         basic_auth: ann.basic_auth_filter.clone(),
         external_auth: ann.external_auth.clone(),
         backends,
-        balance: ann.upstream.balance.clone(),
+        balance: balance_on(&ann.upstream.balance, path),
         timeouts: ann.upstream.timeouts,
         retry: ann.upstream.retry.clone(),
+        error_pages,
         ..Default::default()
     }))
+}
+
+/// The Ingress's balancing on `path`: its affinity cookie's `Path` is the Ingress path
+/// unless `session-cookie-path` says (ingress-nginx's `sticky.lua` uses
+/// `$location_path`), and left out when the path cannot be one.
+fn balance_on(balance: &Balance, path: &str) -> Balance {
+    let mut balance = balance.clone();
+    if let Some(c) = &mut balance.affinity_cookie
+        && c.path.is_none()
+        && super::annotations::upstream::is_attribute_value(path)
+    {
+        c.path = Some(path.to_string());
+    }
+    balance
 }
 
 /// A route that only redirects: its backend is never used.
@@ -326,6 +346,17 @@ impl<'a> Compiler<'a> {
             // A host an Ingress serves keeps its own rules (ingress-nginx drops the
             // alias then too).
             let _ = self.builder.add(rule);
+        }
+        for (alias, host, owner) in std::mem::take(&mut self.extras.aliases) {
+            if let Err(why) = self.builder.alias(&alias, &host) {
+                let mut problems = Problems::default();
+                problems.warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{NGINX_PREFIX}server-alias: {why}; the alias is not served (as in ingress-nginx)"),
+                );
+                self.diagnostics
+                    .extend(problems.into_diagnostics("Ingress", owner.namespace, owner.name));
+            }
         }
         let unused: Vec<(Owner<'a>, String)> = self
             .extras

@@ -22,10 +22,10 @@ mod state;
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
-use http::header::{COOKIE, HeaderValue};
+use http::header::{COOKIE, HeaderValue, USER_AGENT};
 
+pub use crate::table::{AffinityCookie, Balance, HashOn, LbPolicy};
 use crate::table::{Backend, Endpoint, hash_bytes};
-pub use crate::table::{Balance, HashOn, LbPolicy};
 pub use state::{InFlight, Registry};
 
 /// What the request contributes to the choice, read before its body is touched.
@@ -36,6 +36,10 @@ pub struct RequestKey {
     pub hash: Option<u64>,
     /// The endpoint the affinity cookie names.
     pub affinity: Option<u64>,
+    /// The request is HTTPS: a new affinity cookie is `Secure` unless configured.
+    pub tls: bool,
+    /// The client is known to reject `SameSite=None` cookies.
+    pub rejects_same_site_none: bool,
 }
 
 /// One balancing policy.
@@ -63,19 +67,29 @@ impl LbPolicy {
 }
 
 impl Balance {
-    pub fn request_key(&self, headers: &HeaderMap, client: IpAddr) -> RequestKey {
+    pub fn request_key(&self, headers: &HeaderMap, client: IpAddr, tls: bool) -> RequestKey {
         let hash = match &self.policy {
             LbPolicy::ConsistentHash(HashOn::Header(name)) => headers.get(name).map(|v| hash_bytes(v.as_bytes())),
             LbPolicy::ConsistentHash(HashOn::Cookie(name)) => cookie(headers, name).map(|v| hash_bytes(v.as_bytes())),
             LbPolicy::ConsistentHash(HashOn::ClientIp) => Some(hash_bytes(client.to_string().as_bytes())),
             _ => None,
         };
-        let affinity = self
-            .affinity_cookie
-            .as_deref()
-            .and_then(|name| cookie(headers, name))
-            .and_then(|v| u64::from_str_radix(v, 16).ok());
-        RequestKey { hash, affinity }
+        let Some(affinity) = &self.affinity_cookie else {
+            return RequestKey {
+                hash,
+                ..RequestKey::default()
+            };
+        };
+        RequestKey {
+            hash,
+            affinity: cookie(headers, &affinity.name).and_then(|v| u64::from_str_radix(v, 16).ok()),
+            tls,
+            rejects_same_site_none: affinity.conditional_same_site_none
+                && headers
+                    .get(USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(rejects_same_site_none),
+        }
     }
 
     /// Picks an endpoint of `backend` not in `tried`: the one the affinity cookie names
@@ -95,13 +109,70 @@ impl Balance {
     /// The `Set-Cookie` that pins later requests to `endpoint`, when affinity is on and
     /// the request did not already name it.
     pub fn affinity_cookie(&self, backend: &Backend, endpoint: SocketAddr, key: RequestKey) -> Option<HeaderValue> {
-        let name = self.affinity_cookie.as_deref()?;
+        let c = self.affinity_cookie.as_ref()?;
         let token = backend.hashes[backend.position(endpoint)?];
         if key.affinity == Some(token) {
             return None;
         }
-        HeaderValue::from_str(&format!("{name}={token:016x}; Path=/; HttpOnly; SameSite=Lax")).ok()
+        HeaderValue::from_str(&c.set_cookie(token, key, std::time::SystemTime::now())).ok()
     }
+}
+
+impl AffinityCookie {
+    /// The `Set-Cookie` value naming endpoint `token`, with the attributes in the order
+    /// ingress-nginx's cookie library writes them.
+    fn set_cookie(&self, token: u64, key: RequestKey, now: std::time::SystemTime) -> String {
+        use std::fmt::Write;
+        let mut v = format!("{}={token:016x}", self.name);
+        if let Some(secs) = self.expires {
+            let at = if secs >= 0 {
+                now.checked_add(std::time::Duration::from_secs(secs.unsigned_abs()))
+            } else {
+                now.checked_sub(std::time::Duration::from_secs(secs.unsigned_abs()))
+            };
+            if let Some(at) = at {
+                let _ = write!(v, "; Expires={}", httpdate::fmt_http_date(at));
+            }
+        }
+        if let Some(secs) = self.max_age {
+            let _ = write!(v, "; Max-Age={secs}");
+        }
+        if let Some(domain) = &self.domain {
+            let _ = write!(v, "; Domain={domain}");
+        }
+        if let Some(path) = &self.path {
+            let _ = write!(v, "; Path={path}");
+        }
+        if self.secure.unwrap_or(key.tls) {
+            v.push_str("; Secure");
+        }
+        v.push_str("; HttpOnly");
+        if let Some(same_site) = &self.same_site
+            && !(key.rejects_same_site_none && same_site.eq_ignore_ascii_case("none"))
+        {
+            let _ = write!(v, "; SameSite={same_site}");
+        }
+        v
+    }
+}
+
+/// Clients that reject a cookie carrying `SameSite=None` (Chrome 51 to 66, iOS 12,
+/// Safari on macOS 10.14): the list ingress-nginx's `util/same_site.lua` checks, from
+/// Chromium's "SameSite=None: known incompatible clients".
+fn rejects_same_site_none(user_agent: &str) -> bool {
+    [
+        "Chrome/4",
+        "Chrome/5",
+        "Chrome/6",
+        "CPU iPhone OS 12",
+        "iPad; CPU OS 12",
+    ]
+    .iter()
+    .any(|p| user_agent.contains(p))
+        || (user_agent.contains("Macintosh")
+            && user_agent.contains("Intel Mac OS X 10_14")
+            && user_agent.contains("Safari")
+            && !user_agent.contains("Chrome"))
 }
 
 /// Round robin over `backend`'s endpoints, avoiding those in `tried`: what a route

@@ -85,7 +85,7 @@ fn consistent_hash_moves_only_keys_of_the_removed_endpoint() {
     for i in 0..1000u64 {
         let key = RequestKey {
             hash: Some(hash_bytes(&i.to_le_bytes())),
-            affinity: None,
+            ..RequestKey::default()
         };
         let before = balance.pick(&all, key, &[]).unwrap().addr;
         let after = balance.pick(&fewer, key, &[]).unwrap().addr;
@@ -175,16 +175,66 @@ fn affinity_cookie_round_trip() {
     let b = backend("b", &["198.18.0.1:80", "198.18.0.2:80", "198.18.0.3:80"]);
     let balance = Balance {
         policy: LbPolicy::RoundRobin,
-        affinity_cookie: Some("route".into()),
+        affinity_cookie: Some(AffinityCookie::named("route")),
     };
     let first = balance.pick(&b, RequestKey::default(), &[]).unwrap().addr;
     let set = balance.affinity_cookie(&b, first, RequestKey::default()).unwrap();
     let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
     let mut headers = HeaderMap::new();
     headers.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {pair}")).unwrap());
-    let key = balance.request_key(&headers, "127.0.0.1".parse().unwrap());
+    let key = balance.request_key(&headers, "127.0.0.1".parse().unwrap(), false);
     for _ in 0..10 {
         assert_eq!(balance.pick(&b, key, &[]).unwrap().addr, first);
     }
     assert!(balance.affinity_cookie(&b, first, key).is_none());
+}
+
+/// ingress-nginx's `sticky.lua` and `lua-resty-cookie`: the attributes in their order;
+/// `Secure` follows the request's scheme unless `session-cookie-secure` says; with
+/// `session-cookie-conditional-samesite-none`, `SameSite=None` is left out for the
+/// clients `util/same_site.lua` lists.
+#[test]
+fn affinity_cookie_attributes() {
+    let c = AffinityCookie {
+        name: "route".into(),
+        path: Some("/app".into()),
+        domain: Some("example.com".into()),
+        max_age: Some(172800),
+        expires: Some(60),
+        secure: None,
+        same_site: Some("None".into()),
+        conditional_same_site_none: true,
+    };
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let plain = RequestKey::default();
+    assert_eq!(
+        c.set_cookie(0xab, plain, now),
+        "route=00000000000000ab; Expires=Tue, 14 Nov 2023 22:14:20 GMT; Max-Age=172800; Domain=example.com; \
+         Path=/app; HttpOnly; SameSite=None"
+    );
+    let https = RequestKey { tls: true, ..plain };
+    assert!(c.set_cookie(1, https, now).contains("; Secure; HttpOnly"));
+    let forced = AffinityCookie {
+        secure: Some(false),
+        ..c.clone()
+    };
+    assert!(!forced.set_cookie(1, https, now).contains("Secure"));
+    let old_chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/62.0.3202.94 Safari/537.36";
+    let new_chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0.0.0 Safari/537.36";
+    let balance = Balance {
+        policy: LbPolicy::RoundRobin,
+        affinity_cookie: Some(c.clone()),
+    };
+    for (ua, rejects) in [(old_chrome, true), (new_chrome, false)] {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::USER_AGENT, HeaderValue::from_static(ua));
+        let key = balance.request_key(&headers, "127.0.0.1".parse().unwrap(), true);
+        assert_eq!(key.rejects_same_site_none, rejects);
+        assert_eq!(c.set_cookie(1, key, now).contains("SameSite=None"), !rejects, "{ua}");
+    }
+    let named = AffinityCookie::named("INGRESSCOOKIE");
+    assert_eq!(
+        named.set_cookie(1, plain, now),
+        "INGRESSCOOKIE=0000000000000001; HttpOnly"
+    );
 }

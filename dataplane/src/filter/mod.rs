@@ -22,6 +22,7 @@
 mod basic_auth;
 mod body_limit;
 mod cors;
+mod error_pages;
 mod external_auth;
 mod headers;
 mod hsts;
@@ -44,6 +45,7 @@ use crate::config::ProxyConfig;
 
 pub use basic_auth::{BadLine, BasicAuth, Credentials, InvalidRealm, MAX_BCRYPT_COST};
 pub use cors::{Cors, CorsOrigins};
+pub use error_pages::{ErrorPages, InvalidErrorPages, Original as ErrorOriginal};
 pub use external_auth::{
     AuthOutcome, AuthUrl, ExternalAuth, InvalidAuthUrl, InvalidSignin, SigninPart, signin_template,
 };

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::WeightedBackends;
 pub use crate::filter::{
-    BasicAuth, Cidr, Cors, CorsOrigins, ExternalAuth, HeaderModifier, PathModifier, Rate, RateLimitSpec, Redirect,
-    RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
+    BasicAuth, Cidr, Cors, CorsOrigins, ErrorPages, ExternalAuth, HeaderModifier, PathModifier, Rate, RateLimitSpec,
+    Redirect, RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
 };
 
 /// The extras of one `Route` match, applied by the proxy's phases.
@@ -50,6 +50,9 @@ pub struct RouteAction {
     pub balance: Balance,
     pub timeouts: Timeouts,
     pub retry: Option<RetryPolicy>,
+    /// ingress-nginx's `custom-http-errors` with its `default-backend`: answers with
+    /// these codes are replaced by the error backend's.
+    pub error_pages: Option<std::sync::Arc<ErrorPages>>,
 }
 
 /// How a rule spreads requests over the endpoints of a backend; the choosing is
@@ -76,10 +79,39 @@ pub enum HashOn {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Balance {
     pub policy: LbPolicy,
-    /// Name of the affinity cookie: the first response sets it naming the endpoint (by
-    /// its hash, never its address); later requests carrying it go back to that
-    /// endpoint while it is ready.
-    pub affinity_cookie: Option<String>,
+    /// The affinity cookie: the first response sets it naming the endpoint (by its
+    /// hash, never its address); later requests carrying it go back to that endpoint
+    /// while it is ready.
+    pub affinity_cookie: Option<AffinityCookie>,
+}
+
+/// The affinity cookie's name and attributes (ingress-nginx's `session-cookie-*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AffinityCookie {
+    pub name: String,
+    /// `Path`; `None` leaves it out.
+    pub path: Option<String>,
+    pub domain: Option<String>,
+    /// `Max-Age`, in seconds.
+    pub max_age: Option<i64>,
+    /// `Expires`, this many seconds after the response.
+    pub expires: Option<i64>,
+    /// `Secure`; `None`: when the request is HTTPS.
+    pub secure: Option<bool>,
+    /// `SameSite`'s value, as given (`None`, `Lax`, `Strict`).
+    pub same_site: Option<String>,
+    /// `SameSite=None` is left out for clients known to reject such cookies.
+    pub conditional_same_site_none: bool,
+}
+
+impl AffinityCookie {
+    /// A cookie `name` with no attributes but `HttpOnly`.
+    pub fn named(name: impl Into<String>) -> AffinityCookie {
+        AffinityCookie {
+            name: name.into(),
+            ..AffinityCookie::default()
+        }
+    }
 }
 
 /// Gateway API `timeouts`.

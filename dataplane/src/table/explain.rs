@@ -752,7 +752,7 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             .balance
             .affinity_cookie
             .as_ref()
-            .map(|c| format!("; session affinity by cookie {c}"))
+            .map(|c| format!("; session affinity by cookie {}", c.name))
             .unwrap_or_default();
         push("balance", "upstream", format!("{balance}{affinity}"));
         if let Some(split) = &a.backends {

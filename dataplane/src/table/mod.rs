@@ -36,8 +36,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use action::{
-    Balance, BasicAuth, Cidr, Cors, CorsOrigins, ExternalAuth, HashOn, HeaderModifier, LbPolicy, PathModifier, Rate,
-    RateLimitSpec, Redirect, RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite,
+    AffinityCookie, Balance, BasicAuth, Cidr, Cors, CorsOrigins, ErrorPages, ExternalAuth, HashOn, HeaderModifier,
+    LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction,
+    SourceRange, Timeouts, UrlRewrite,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use explain::{ExplainRequest, Explanation};
@@ -350,6 +351,9 @@ pub struct RoutingTable {
     deep_wildcards: bool,
     /// What is believed of clients behind another proxy; `None`: nothing they say.
     forwarded: Option<Box<ForwardedPolicy>>,
+    /// Exact host names served as another exact host (ingress-nginx's `server-alias`):
+    /// alias → host. Looked up only when a name has no host of its own.
+    aliases: HashMap<Box<str>, Box<str>>,
     /// Increases with every table the controller publishes.
     pub generation: u64,
 }
@@ -381,6 +385,12 @@ impl RoutingTable {
         if let Some(block) = self.exact.get(host.as_ref()) {
             return block;
         }
+        // An alias is an exact name: it comes before wildcards, as in nginx's server_name.
+        if !self.aliases.is_empty()
+            && let Some(block) = self.aliases.get(host.as_ref()).and_then(|h| self.exact.get(h))
+        {
+            return block;
+        }
         if let Some((_, block)) = wildcard_in(&self.wildcard, &host, self.deep_wildcards) {
             return block;
         }
@@ -393,6 +403,11 @@ impl RoutingTable {
         self.certs
             .exact
             .get(name.as_ref())
+            .or_else(|| {
+                (!self.aliases.is_empty())
+                    .then(|| self.aliases.get(name.as_ref()).and_then(|h| self.certs.exact.get(h)))
+                    .flatten()
+            })
             .or_else(|| wildcard_in(&self.certs.wildcard, &name, self.deep_wildcards).map(|(_, c)| c))
     }
 
@@ -441,7 +456,15 @@ impl RoutingTable {
         let mut out = Vec::new();
         for route in self.routes() {
             let split = route.action.iter().filter_map(|a| a.backends.as_ref());
-            for backend in std::iter::once(&route.backend).chain(split.flat_map(|w| w.backends())) {
+            let errors = route
+                .action
+                .iter()
+                .filter_map(|a| a.error_pages.as_ref())
+                .map(|p| &p.backend);
+            for backend in std::iter::once(&route.backend)
+                .chain(split.flat_map(|w| w.backends()))
+                .chain(errors)
+            {
                 if seen.insert(Arc::as_ptr(backend)) {
                     out.push(backend.clone());
                 }
@@ -539,6 +562,25 @@ impl TableBuilder {
             });
         }
         self.table.routes += 1;
+        Ok(())
+    }
+
+    /// Serves exact host `alias` with `host`'s rules, fallback and certificate
+    /// (ingress-nginx's `server-alias`). Refused, naming the reason, when `alias` has
+    /// rules of its own or is already another host's alias: call it once every rule is
+    /// in.
+    pub fn alias(&mut self, alias: &str, host: &str) -> Result<(), String> {
+        let (alias, host) = (normalize_host(alias), normalize_host(host));
+        if alias == host {
+            return Ok(());
+        }
+        if self.table.exact.contains_key(alias.as_ref()) {
+            return Err(format!("{alias} is a host with rules of its own"));
+        }
+        if let Some(other) = self.table.aliases.get(alias.as_ref()) {
+            return Err(format!("{alias} is already an alias of {other}"));
+        }
+        self.table.aliases.insert(alias.as_ref().into(), host.as_ref().into());
         Ok(())
     }
 

@@ -591,3 +591,27 @@ fn listener_wildcards_cover_any_number_of_labels() {
     assert_eq!(hit(gw, "x.a.b.example.com", "/").as_deref(), Some("narrow"));
     assert_eq!(hit(gw, "example.com", "/"), None);
 }
+
+/// ingress-nginx's `server-alias`: the alias serves its host's rules, before any
+/// wildcard; a name with rules of its own, or already an alias, cannot be one.
+#[test]
+fn an_alias_serves_its_hosts_rules() {
+    let mut b = TableBuilder::new();
+    for (host, name) in [("shop.example", "shop"), ("*.example", "wild"), ("own.example", "own")] {
+        b.add(RouteRule {
+            host: HostMatch::parse(host).unwrap(),
+            path: "/".into(),
+            kind: Prefix,
+            route: route(name),
+        })
+        .unwrap();
+    }
+    b.alias("www.example", "shop.example").unwrap();
+    assert!(b.alias("own.example", "shop.example").is_err());
+    assert!(b.alias("WWW.example", "own.example").is_err());
+    let t = b.build(1);
+    assert_eq!(hit(&t, "www.example", "/a").as_deref(), Some("shop"));
+    assert_eq!(hit(&t, "WWW.Example:8080", "/a").as_deref(), Some("shop"));
+    assert_eq!(hit(&t, "own.example", "/a").as_deref(), Some("own"));
+    assert_eq!(hit(&t, "other.example", "/a").as_deref(), Some("wild"));
+}

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod canary;
 pub mod catalog;
 pub mod cors;
+pub mod errors;
 pub mod extauth;
 pub mod ratelimit;
 pub mod rewrite;
@@ -53,6 +54,15 @@ pub(in crate::compile) struct IngressAnnotations {
     pub basic_auth_filter: Option<std::sync::Arc<portico_dataplane::table::BasicAuth>>,
     /// `auth-url` and its companions.
     pub external_auth: Option<std::sync::Arc<portico_dataplane::table::ExternalAuth>>,
+    /// `default-backend` and `custom-http-errors`.
+    pub error_backend: Option<errors::ErrorBackend>,
+    /// `server-alias`: more exact host names served as the Ingress's hosts.
+    pub server_alias: Vec<String>,
+    /// `service-upstream`: the Services' cluster IPs instead of their endpoints.
+    pub service_upstream: bool,
+    /// The backend `error_backend` names, resolved with the snapshot's Services (set by
+    /// the compile of the Ingress, which has them).
+    pub default_backend: Option<std::sync::Arc<portico_dataplane::table::Backend>>,
 }
 
 impl IngressAnnotations {
@@ -99,8 +109,33 @@ impl IngressAnnotations {
             basic_auth: auth::parse(all, problems),
             basic_auth_filter: None,
             external_auth,
+            error_backend: errors::parse(all, problems),
+            server_alias: server_alias(all, problems),
+            service_upstream: get_flag(all, "service-upstream", problems).unwrap_or(false),
+            default_backend: None,
         }
     }
+}
+
+/// `server-alias`: a comma-separated list of exact host names (ingress-nginx's
+/// `annotations/alias` parser: trimmed, empty entries skipped, duplicates once).
+fn server_alias(all: &BTreeMap<String, String>, problems: &mut Problems) -> Vec<String> {
+    let Some(v) = get(all, "server-alias") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for alias in v.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match portico_dataplane::table::HostMatch::parse(alias) {
+            Ok(portico_dataplane::table::HostMatch::Exact(h)) => {
+                if !out.iter().any(|o| o == h.as_str()) {
+                    out.push(h.as_str().to_string());
+                }
+            }
+            Ok(_) => unsupported_value(problems, "server-alias", alias, "is not an exact host name"),
+            Err(_) => invalid(problems, "server-alias", alias, "is not a host name"),
+        }
+    }
+    out
 }
 
 /// The value of `nginx.ingress.kubernetes.io/<name>`.

@@ -1,14 +1,14 @@
 //! How an Ingress's requests reach its endpoints: `backend-protocol`,
 //! `proxy-next-upstream` (+ `-tries`, `-timeout`), `load-balance`, `upstream-hash-by`,
-//! `affinity: cookie` with `session-cookie-name`.
+//! `affinity: cookie` with `session-cookie-*`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use portico_dataplane::table::{Balance, HashOn, LbPolicy, RetryPolicy, Timeouts, UpstreamProtocol};
+use portico_dataplane::table::{AffinityCookie, Balance, HashOn, LbPolicy, RetryPolicy, Timeouts, UpstreamProtocol};
 
-use super::{get, invalid, unsupported_value};
+use super::{get, get_flag, invalid, unsupported_value};
 use crate::compile::diagnostics::Problems;
 
 /// ingress-nginx's `session-cookie-name` default.
@@ -184,15 +184,7 @@ fn balance(all: &BTreeMap<String, String>, problems: &mut Problems) -> Balance {
     let mut affinity_cookie = None;
     if let Some(v) = get(all, "affinity") {
         if v.trim() == "cookie" {
-            let name = get(all, "session-cookie-name")
-                .map(str::trim)
-                .unwrap_or(DEFAULT_AFFINITY_COOKIE);
-            if is_cookie_name(name) {
-                affinity_cookie = Some(name.to_string());
-            } else {
-                invalid(problems, "session-cookie-name", name, "is not a cookie name");
-                affinity_cookie = Some(DEFAULT_AFFINITY_COOKIE.to_string());
-            }
+            affinity_cookie = Some(session_cookie(all, problems));
         } else {
             invalid(problems, "affinity", v, "is not \"cookie\"");
         }
@@ -201,6 +193,66 @@ fn balance(all: &BTreeMap<String, String>, problems: &mut Problems) -> Balance {
         policy,
         affinity_cookie,
     }
+}
+
+/// The `session-cookie-*` annotations, with ingress-nginx's defaults (its
+/// `annotations/sessionaffinity` parser and `balancer/sticky.lua`): `HttpOnly` always,
+/// `Secure` when the request is HTTPS unless `session-cookie-secure` says, no `SameSite`
+/// unless asked. `Path` is set per route ([`AffinityCookie::path`] defaults to the
+/// Ingress path there).
+fn session_cookie(all: &BTreeMap<String, String>, problems: &mut Problems) -> AffinityCookie {
+    let mut c = AffinityCookie::named(DEFAULT_AFFINITY_COOKIE);
+    if let Some(name) = get(all, "session-cookie-name").map(str::trim) {
+        if is_cookie_name(name) {
+            c.name = name.to_string();
+        } else {
+            invalid(problems, "session-cookie-name", name, "is not a cookie name");
+        }
+    }
+    for (key, slot) in [
+        ("session-cookie-expires", &mut c.expires),
+        ("session-cookie-max-age", &mut c.max_age),
+    ] {
+        if let Some(v) = get(all, key) {
+            match v.trim().parse::<i64>() {
+                Ok(secs) if secs.unsigned_abs() <= MAX_COOKIE_SECONDS => *slot = Some(secs),
+                _ => invalid(problems, key, v, "is not a whole number of seconds"),
+            }
+        }
+    }
+    for (key, slot) in [
+        ("session-cookie-path", &mut c.path),
+        ("session-cookie-domain", &mut c.domain),
+    ] {
+        if let Some(v) = get(all, key).map(str::trim) {
+            if is_attribute_value(v) {
+                *slot = Some(v.to_string());
+            } else {
+                invalid(problems, key, v, "is not a cookie attribute value");
+            }
+        }
+    }
+    if let Some(v) = get(all, "session-cookie-samesite").map(str::trim) {
+        match ["None", "Lax", "Strict"]
+            .into_iter()
+            .find(|s| s.eq_ignore_ascii_case(v))
+        {
+            Some(same_site) => c.same_site = Some(same_site.to_string()),
+            None => invalid(problems, "session-cookie-samesite", v, "is not None, Lax or Strict"),
+        }
+    }
+    c.secure = get_flag(all, "session-cookie-secure", problems);
+    c.conditional_same_site_none = get_flag(all, "session-cookie-conditional-samesite-none", problems).unwrap_or(false);
+    get_flag(all, "session-cookie-change-on-failure", problems);
+    c
+}
+
+/// Cookie lifetimes beyond this (about 300 years) are refused.
+const MAX_COOKIE_SECONDS: u64 = 10_000_000_000;
+
+/// A `Path` or `Domain` value: visible ASCII without `;` (RFC 6265's av-value).
+pub(in crate::compile) fn is_attribute_value(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| b.is_ascii_graphic() && b != b';')
 }
 
 /// One nginx variable as a hash key; `${name}` is the same as `$name`.

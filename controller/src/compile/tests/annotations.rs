@@ -5,7 +5,7 @@ use http::header::{HeaderMap, HeaderValue, LOCATION};
 use http::{Method, StatusCode, Uri};
 use portico_dataplane::config::ProxyConfig;
 use portico_dataplane::filter::{Answer, RequestHead, UpstreamHead};
-use portico_dataplane::table::{HashOn, LbPolicy, PathKind, RequestView, Route, UpstreamProtocol};
+use portico_dataplane::table::{AffinityCookie, HashOn, LbPolicy, PathKind, RequestView, Route, UpstreamProtocol};
 
 use super::*;
 use crate::compile::reason;
@@ -353,9 +353,13 @@ fn balancing_annotations() {
 /// `session-cookie-name` names another.
 #[test]
 fn cookie_affinity() {
-    let c = one(&[("affinity", "cookie")], "/", "Prefix");
-    let balance = &c.route("a.com", "/").unwrap().action.as_ref().unwrap().balance;
-    assert_eq!(balance.affinity_cookie.as_deref(), Some("INGRESSCOOKIE"));
+    let c = one(&[("affinity", "cookie")], "/app", "Prefix");
+    let balance = &c.route("a.com", "/app").unwrap().action.as_ref().unwrap().balance;
+    let cookie = balance.affinity_cookie.as_ref().unwrap();
+    assert_eq!(cookie.name, "INGRESSCOOKIE");
+    // sticky.lua: the path defaults to the location's; no SameSite, Secure by scheme.
+    assert_eq!(cookie.path.as_deref(), Some("/app"));
+    assert_eq!((cookie.same_site.as_deref(), cookie.secure), (None, None));
     let c = one(
         &[("affinity", "cookie"), ("session-cookie-name", "SERVERID")],
         "/",
@@ -363,7 +367,57 @@ fn cookie_affinity() {
     );
     c.assert_clean();
     let balance = &c.route("a.com", "/").unwrap().action.as_ref().unwrap().balance;
-    assert_eq!(balance.affinity_cookie.as_deref(), Some("SERVERID"));
+    assert_eq!(balance.affinity_cookie.as_ref().unwrap().name, "SERVERID");
+}
+
+/// e2e `affinity.go` ("should set the path to /something on the generated cookie",
+/// "should set cookie with expires", "SameSite attribute"): every `session-cookie-*`
+/// value reaches the cookie; one that does not parse is reported and left out.
+#[test]
+fn session_cookie_attributes() {
+    let c = one(
+        &[
+            ("affinity", "cookie"),
+            ("session-cookie-path", "/something"),
+            ("session-cookie-domain", "foo.bar"),
+            ("session-cookie-expires", "172800"),
+            ("session-cookie-max-age", "259200"),
+            ("session-cookie-samesite", "none"),
+            ("session-cookie-conditional-samesite-none", "true"),
+            ("session-cookie-secure", "true"),
+            ("session-cookie-change-on-failure", "true"),
+        ],
+        "/app",
+        "Prefix",
+    );
+    c.assert_clean();
+    let balance = &c.route("a.com", "/app").unwrap().action.as_ref().unwrap().balance;
+    let want = AffinityCookie {
+        name: "INGRESSCOOKIE".into(),
+        path: Some("/something".into()),
+        domain: Some("foo.bar".into()),
+        max_age: Some(259200),
+        expires: Some(172800),
+        secure: Some(true),
+        same_site: Some("None".into()),
+        conditional_same_site_none: true,
+    };
+    assert_eq!(balance.affinity_cookie.as_ref(), Some(&want));
+    let c = one(
+        &[
+            ("affinity", "cookie"),
+            ("session-cookie-max-age", "two days"),
+            ("session-cookie-samesite", "sometimes"),
+            ("session-cookie-path", "/a; Secure"),
+        ],
+        "/",
+        "Prefix",
+    );
+    assert_eq!(c.reasons().len(), 3, "{:?}", c.reasons());
+    let balance = &c.route("a.com", "/").unwrap().action.as_ref().unwrap().balance;
+    let cookie = balance.affinity_cookie.as_ref().unwrap();
+    assert_eq!((cookie.max_age, cookie.same_site.as_deref()), (None, None));
+    assert_eq!(cookie.path.as_deref(), Some("/"));
 }
 
 /// A plain Ingress route carries no action and no filters beyond the body limit: the

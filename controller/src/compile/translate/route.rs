@@ -16,7 +16,7 @@
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use portico_dataplane::table::{
-    Balance, HashOn, HostMatch, LbPolicy, ObjectKind, PathKind, RetryPolicy, RoutePolicy, Timeouts,
+    AffinityCookie, Balance, HashOn, HostMatch, LbPolicy, ObjectKind, PathKind, RetryPolicy, RoutePolicy, Timeouts,
 };
 
 use super::super::diagnostics::{Problems, reason};
@@ -301,6 +301,11 @@ fn balance(rule: &crd::RouteRule) -> Balance {
     };
     Balance {
         policy,
-        affinity_cookie: rule.session_affinity.as_ref().map(|a| a.cookie_name.clone()),
+        affinity_cookie: rule.session_affinity.as_ref().map(|a| AffinityCookie {
+            path: Some("/".into()),
+            same_site: Some("Lax".into()),
+            secure: Some(false),
+            ..AffinityCookie::named(a.cookie_name.clone())
+        }),
     }
 }
