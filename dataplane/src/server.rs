@@ -32,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 mod gateway;
 mod h1;
 mod park;
+mod passthrough;
 mod proxy_protocol;
 
 pub use proxy_protocol::ERROR_REASONS as PROXY_PROTOCOL_ERROR_REASONS;
@@ -456,6 +457,10 @@ fn serve(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
         return drop(tokio::spawn(proxy_protocol::serve(stream, tls, conn, timeout)));
     }
     match tls {
+        // `ssl-passthrough` is the Ingress HTTPS port's.
+        Some(acceptor) if conn.info.listener.is_none() && conn.proxy.table().has_passthrough() => {
+            drop(tokio::spawn(passthrough::serve(stream, Bytes::new(), acceptor, conn)))
+        }
         Some(acceptor) => drop(tokio::spawn(serve_tls(stream, acceptor, conn))),
         None => drop(tokio::spawn(park::serve(stream, conn))),
     }

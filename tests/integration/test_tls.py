@@ -278,3 +278,85 @@ def test_certificate_expiry_is_exported(portico, echo, ca):
     expected = datetime.datetime.strptime(stamp, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=datetime.timezone.utc).timestamp()
     got = p.metrics().get("portico_ssl_expire_time_seconds", host=EXACT, secret="default/exact")
     assert got == expected
+
+
+PASS = "pass.tls.test"
+
+
+class TlsBackend:
+    """An HTTPS server with its own certificate, as a pod that terminates TLS itself:
+    answers every GET with the server name its handshake saw and the path."""
+
+    def __init__(self, d, cert, key):
+        import http.server
+        import threading
+
+        (d / "backend.crt").write_bytes(cert)
+        (d / "backend.key").write_bytes(key)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(d / "backend.crt", d / "backend.key")
+        seen = {}
+        ctx.sni_callback = lambda sock, name, _ctx: seen.__setitem__("sni", name)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = ("tls-backend sni=%s path=%s" % (seen.get("sni"), self.path)).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.ip, self.port = "127.0.0.1", self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_ssl_passthrough_reaches_the_backends_own_tls(portico, echo, ca, tmp_path):
+    """annotations.md "SSL Passthrough" and e2e `test/e2e/annotations/sslpassthrough.go`
+    ("should pass unknown traffic to default backend and handle known traffic"): a
+    handshake naming the passthrough host reaches the backend untouched (its
+    certificate, its own TLS); every other name on the same port is still terminated
+    by Portico with the Ingress's certificate."""
+    backend_cert = ca.leaf(PASS)
+    tls_app = TlsBackend(tmp_path, *backend_cert)
+    try:
+        cfg = config(echo, ca)
+        cfg.backend("tlsapp", [tls_app], port=443)
+        cfg.ingress(
+            "pass",
+            rules=[rule(PASS, path("/", "tlsapp", port=443))],
+            annotations={"nginx.ingress.kubernetes.io/ssl-passthrough": "true"},
+        )
+        p = portico(cfg)
+        # curl verifies the backend's certificate for the name: the TLS is the pod's.
+        proc = subprocess.run(
+            ["curl", "-sS", "--max-time", "15", "--cacert", str(ca.cert),
+             "--resolve", "%s:%d:127.0.0.1" % (PASS, p.https_port), "https://%s:%d/deep/path?q=1" % (PASS, p.https_port)],
+            capture_output=True, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.decode() == "tls-backend sni=%s path=/deep/path?q=1" % PASS
+        served = peer_cert(p.https_port, PASS)
+        backend_serial = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=backend_cert[0],
+                                        capture_output=True, check=True).stdout.decode().strip()  # fmt: skip
+        assert backend_serial in served, served
+        # The same port, another name: Portico's TLS and routing, as before.
+        status, _, headers, rc = https(p, EXACT, ca)
+        assert (status, rc) == (200, 0), headers
+        assert "CN=%s" % EXACT in peer_cert(p.https_port, EXACT).replace(" = ", "=")
+        # A handshake with no name is not passed through either.
+        rc, out = s_client(p.https_port, None)
+        assert "CN=%s" % PASS not in out.replace(" = ", "="), out
+        # The plain-HTTP port still routes the host's rules.
+        r = p.get("/", host=PASS)
+        assert r.status == 502, r  # the pod speaks only TLS
+    finally:
+        tls_app.close()

@@ -97,6 +97,9 @@ impl<'a> Compiler<'a> {
             }
             self.add_host_redirects(owner, (&host, written), (host_policy, &ann), &mut problems);
         }
+        if ann.ssl_passthrough {
+            self.add_passthrough(owner, ingress, &hosts, &mut problems);
+        }
         for host in hosts.keys() {
             if let HostMatch::Exact(h) = host {
                 let aliases = ann.server_alias.iter().map(|a| (a.clone(), h.clone(), owner));
@@ -397,6 +400,56 @@ impl<'a> Compiler<'a> {
     }
 
     /// Sets a host's fallback, or names the Ingress that already holds it.
+    /// ingress-nginx's `ssl-passthrough`: TLS connections naming one of the Ingress's
+    /// exact hosts go, undecrypted, to the backend of the rule's `/` path, or to the
+    /// Ingress's defaultBackend when the rule has none (its `controller.go`, which
+    /// passes only the root location through). The rules still serve plain HTTP.
+    fn add_passthrough(
+        &mut self,
+        owner: Owner<'a>,
+        ingress: &'a Ingress,
+        hosts: &BTreeMap<HostMatch, &str>,
+        problems: &mut Problems,
+    ) {
+        let spec = ingress.spec.as_ref();
+        let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
+        let passthrough = annotations::NGINX_PREFIX.to_string() + "ssl-passthrough";
+        for (host, written) in hosts {
+            let HostMatch::Exact(name) = host else {
+                problems.warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{passthrough}: host {written:?} is not an exact name, which a TLS server name must match; it is not passed through"),
+                );
+                continue;
+            };
+            let root = rules
+                .iter()
+                .filter(|r| r.host.as_deref().unwrap_or_default() == *written)
+                .filter_map(|r| r.http.as_ref())
+                .flat_map(|h| h.paths.iter())
+                .find(|p| p.path.as_deref() == Some("/"))
+                .map(|p| &p.backend)
+                .or_else(|| spec.and_then(|s| s.default_backend.as_ref()));
+            let Some(backend) = root else {
+                problems.warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{passthrough}: host {name} has no \"/\" path and the Ingress no defaultBackend; it is not passed through"),
+                );
+                continue;
+            };
+            // Its problems (no such Service, no endpoints) are the path's, reported there.
+            let Some((_, resolved)) = self.resolve(owner, backend, &mut Problems::default()) else {
+                continue;
+            };
+            if !self.builder.passthrough(name, resolved.backend) {
+                problems.warning(
+                    reason::DUPLICATE_RULE,
+                    format!("{passthrough}: host {name} is already passed through by an older Ingress"),
+                );
+            }
+        }
+    }
+
     fn claim_fallback(&mut self, host: &HostMatch, route: Arc<Route>, owner: Owner<'_>) -> Result<(), String> {
         if self.builder.fallback(host, route) {
             self.fallback_owners

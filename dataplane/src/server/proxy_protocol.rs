@@ -161,11 +161,14 @@ pub(super) async fn serve(mut stream: TcpStream, tls: Option<TlsAcceptor>, mut c
     }
     match tls {
         None => drop(tokio::spawn(super::park::serve_after_header(stream, conn, rest))),
+        Some(acceptor) if conn.proxy.table().has_passthrough() => drop(tokio::spawn(super::passthrough::serve(
+            stream,
+            rest.freeze(),
+            acceptor,
+            conn,
+        ))),
         Some(acceptor) => {
-            let stream = Prefixed {
-                ahead: rest.freeze(),
-                stream,
-            };
+            let stream = Prefixed::new(rest.freeze(), stream);
             drop(tokio::spawn(super::serve_tls(stream, acceptor, conn)));
         }
     }
@@ -202,6 +205,13 @@ async fn read_header(
 pub(super) struct Prefixed {
     ahead: Bytes,
     stream: TcpStream,
+}
+
+impl Prefixed {
+    /// `stream`, whose reads give `ahead` first.
+    pub(super) fn new(ahead: Bytes, stream: TcpStream) -> Prefixed {
+        Prefixed { ahead, stream }
+    }
 }
 
 impl super::ClientIo for Prefixed {

@@ -354,6 +354,9 @@ pub struct RoutingTable {
     /// Exact host names served as another exact host (ingress-nginx's `server-alias`):
     /// alias → host. Looked up only when a name has no host of its own.
     aliases: HashMap<Box<str>, Box<str>>,
+    /// Exact host names whose TLS connections on the Ingress HTTPS port go, still
+    /// encrypted, to a backend (ingress-nginx's `ssl-passthrough`).
+    passthrough: HashMap<Box<str>, Arc<Backend>>,
     /// Increases with every table the controller publishes.
     pub generation: u64,
 }
@@ -409,6 +412,21 @@ impl RoutingTable {
                     .flatten()
             })
             .or_else(|| wildcard_in(&self.certs.wildcard, &name, self.deep_wildcards).map(|(_, c)| c))
+    }
+
+    /// The backend that TLS connections naming `server_name` are passed through to,
+    /// undecrypted, when its host asks for `ssl-passthrough`.
+    pub fn passthrough(&self, server_name: &str) -> Option<&Arc<Backend>> {
+        if self.passthrough.is_empty() {
+            return None;
+        }
+        self.passthrough.get(normalize_host(server_name).as_ref())
+    }
+
+    /// Whether any host is passed through: when none is, a handshake is not looked at
+    /// before TLS takes it.
+    pub fn has_passthrough(&self) -> bool {
+        !self.passthrough.is_empty()
     }
 
     /// The certificate for handshakes no name matches (`--default-ssl-certificate`).
@@ -468,6 +486,11 @@ impl RoutingTable {
                 if seen.insert(Arc::as_ptr(backend)) {
                     out.push(backend.clone());
                 }
+            }
+        }
+        for backend in self.passthrough.values() {
+            if seen.insert(Arc::as_ptr(backend)) {
+                out.push(backend.clone());
             }
         }
         out
@@ -655,6 +678,19 @@ impl TableBuilder {
             .entry(port)
             .or_insert_with(|| (protocol, TableBuilder::new()))
             .1
+    }
+
+    /// Passes TLS connections to the Ingress HTTPS port that name exact `host` through
+    /// to `backend`, undecrypted, unless an earlier call holds the host; returns false
+    /// then.
+    pub fn passthrough(&mut self, host: &str, backend: Arc<Backend>) -> bool {
+        match self.table.passthrough.entry(normalize_host(host).as_ref().into()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(backend);
+                true
+            }
+        }
     }
 
     /// Sets what is believed of clients behind another proxy, for the whole table.

@@ -36,6 +36,8 @@ use Status::{Differs, Honoured, Refused, Unsupported};
 
 const CASE: &str = "Prefix and Exact paths on the host stay case-sensitive; ingress-nginx makes them case-insensitive regular expressions too";
 
+const PASSTHROUGH: &str = "needs no --enable-ssl-passthrough flag; the connection goes to the Service's ready endpoints in turn, not to its cluster IP";
+
 /// `(name without the prefix, status)`, in the order of ingress-nginx's table.
 pub const CATALOG: &[(&str, Status)] = &[
     ("app-root", Honoured),
@@ -200,7 +202,7 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("session-cookie-expires", Honoured),
     ("session-cookie-secure", Honoured),
     ("ssl-redirect", Honoured),
-    ("ssl-passthrough", Unsupported),
+    ("ssl-passthrough", Differs(PASSTHROUGH)),
     ("stream-snippet", Refused),
     (
         "upstream-hash-by",

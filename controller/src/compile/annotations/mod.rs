@@ -60,6 +60,9 @@ pub(in crate::compile) struct IngressAnnotations {
     pub server_alias: Vec<String>,
     /// `service-upstream`: the Services' cluster IPs instead of their endpoints.
     pub service_upstream: bool,
+    /// `ssl-passthrough`: TLS for the Ingress's hosts goes, undecrypted, to the
+    /// backend of its `/` path.
+    pub ssl_passthrough: bool,
     /// The backend `error_backend` names, resolved with the snapshot's Services (set by
     /// the compile of the Ingress, which has them).
     pub default_backend: Option<std::sync::Arc<portico_dataplane::table::Backend>>,
@@ -112,6 +115,7 @@ impl IngressAnnotations {
             error_backend: errors::parse(all, problems),
             server_alias: server_alias(all, problems),
             service_upstream: get_flag(all, "service-upstream", problems).unwrap_or(false),
+            ssl_passthrough: get_flag(all, "ssl-passthrough", problems).unwrap_or(false),
             default_backend: None,
         }
     }

@@ -576,3 +576,52 @@ fn canary_without_main() {
         [("default/lonely".to_string(), reason::CANARY_WITHOUT_MAIN)]
     );
 }
+
+/// annotations.md "SSL Passthrough" and ingress-nginx's `controller.go`, which passes a
+/// host's TLS to the backend of its `/` location only: the `/` path's Service (the
+/// Ingress's defaultBackend when the host has no `/`), exact hosts only; the oldest
+/// Ingress keeps a host. The rules still serve plain HTTP.
+#[test]
+fn ssl_passthrough_names_the_root_backend() {
+    let pass = |name: &str| {
+        ingress("default", name)
+            .annotation(&format!("{P}ssl-passthrough"), "true")
+            .host("a.com")
+            .path("/api", "Prefix", "canary", 80)
+            .path("/", "Prefix", "web", 80)
+    };
+    let c = w()
+        .with(pass("first"))
+        .with(pass("second").host("b.com").path("/x", "Prefix", "web", 80))
+        .with(
+            ingress("default", "fallback")
+                .annotation(&format!("{P}ssl-passthrough"), "true")
+                .default_backend("canary", 80)
+                .host("c.com")
+                .path("/x", "Prefix", "web", 80),
+        )
+        .with(
+            ingress("default", "wild")
+                .annotation(&format!("{P}ssl-passthrough"), "true")
+                .host("*.d.com")
+                .path("/", "Prefix", "web", 80),
+        )
+        .compile();
+    let backend = |host: &str| c.table.passthrough(host).map(|b| b.name.clone());
+    assert_eq!(backend("A.com").as_deref(), Some("default/web:80"));
+    assert_eq!(backend("c.com").as_deref(), Some("default/canary:80"));
+    assert_eq!(backend("b.com"), None, "b.com has no / path and no defaultBackend");
+    assert_eq!(backend("x.d.com"), None);
+    assert_eq!(backend("web.com"), None);
+    assert_eq!(c.hit("a.com", "/api").as_deref(), Some("default/first"));
+    let reasons = c.reasons();
+    for (ingress, why) in [
+        ("default/second", reason::DUPLICATE_RULE),
+        ("default/second", reason::INVALID_ANNOTATION),
+        ("default/wild", reason::INVALID_ANNOTATION),
+    ] {
+        assert!(reasons.contains(&(ingress.to_string(), why)), "{reasons:?}");
+    }
+    // Without the annotation nothing is passed through.
+    assert!(!one(&[], "/", "Prefix").table.has_passthrough());
+}
