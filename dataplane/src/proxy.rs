@@ -64,6 +64,9 @@ pub struct ConnInfo {
     forwarded_for: Option<HeaderValue>,
     /// `X-Forwarded-Host` a trusted proxy sent (`use-forwarded-headers`).
     forwarded_host: Option<HeaderValue>,
+    /// The client certificate the handshake got, checked, when the host it named asks
+    /// for one (ingress-nginx's `auth-tls-*`).
+    pub client_cert: Option<Arc<crate::tls::ClientCert>>,
 }
 
 impl ConnInfo {
@@ -79,6 +82,7 @@ impl ConnInfo {
             https_by_proxy_protocol: false,
             forwarded_for: None,
             forwarded_host: None,
+            client_cert: None,
         }
     }
 
@@ -432,6 +436,7 @@ impl Proxy {
             tls: conn.tls,
             client: conn.peer.ip(),
             cfg: &self.cfg,
+            client_cert: conn.client_cert.as_deref(),
         };
         match route.filters.request(&head) {
             None => {}
@@ -598,6 +603,8 @@ impl Proxy {
             uri: &parts.uri,
             host: None,
             path_and_query: None,
+            tls: *tls,
+            client_cert: conn.client_cert.as_deref(),
         };
         route.filters.upstream_request(&mut head);
         let UpstreamHead {

@@ -534,12 +534,21 @@ impl Drain {
 
 async fn serve_tls<S: ClientIo>(stream: S, acceptor: TlsAcceptor, mut conn: Conn) {
     let m = Metrics::get();
+    // `auth-tls-*` is the Ingress HTTPS port's.
+    let table = (conn.info.listener.is_none())
+        .then(|| conn.proxy.table())
+        .filter(|t| t.has_client_auth());
     let handshake = tokio::select! {
-        r = tokio::time::timeout(conn.proxy.config().client_header_timeout, acceptor.accept(stream)) => r,
+        r = tokio::time::timeout(conn.proxy.config().client_header_timeout, handshake(stream, &acceptor, table)) => r,
         _ = conn.drain.started() => return,
     };
     let stream = match handshake {
-        Ok(Ok(s)) => s,
+        Ok(Ok((s, cert))) => {
+            if let Some(cert) = cert {
+                Arc::make_mut(&mut conn.info).client_cert = Some(Arc::new(cert));
+            }
+            s
+        }
         Ok(Err(e)) => {
             m.tls_handshake_errors
                 .with_label_values(&[tls::handshake_failure_reason(&e)])
@@ -555,6 +564,34 @@ async fn serve_tls<S: ClientIo>(stream: S, acceptor: TlsAcceptor, mut conn: Conn
     m.tls_handshakes.inc();
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     serve_http(stream, h2, conn).await
+}
+
+/// The TLS handshake; with `table` (some host asks for client certificates), the
+/// configuration is chosen by the name the ClientHello gives, and the certificate the
+/// client sent is checked once the handshake is done.
+async fn handshake<S: ClientIo>(
+    stream: S,
+    acceptor: &TlsAcceptor,
+    table: Option<Arc<RoutingTable>>,
+) -> std::io::Result<(tokio_rustls::server::TlsStream<S>, Option<tls::ClientCert>)> {
+    let Some(table) = table else {
+        return Ok((acceptor.accept(stream).await?, None));
+    };
+    let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let auth = start
+        .client_hello()
+        .server_name()
+        .and_then(|name| table.client_auth(name))
+        .filter(|a| a.asks())
+        .cloned();
+    drop(table);
+    let Some(auth) = auth else {
+        return Ok((start.into_stream(acceptor.config().clone()).await?, None));
+    };
+    let config = auth.server_config(acceptor.config()).map_err(std::io::Error::other)?;
+    let stream = start.into_stream(config).await?;
+    let cert = auth.check(stream.get_ref().1.peer_certificates());
+    Ok((stream, Some(cert)))
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on an established (plain or TLS) connection until it

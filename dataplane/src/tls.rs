@@ -11,6 +11,8 @@
 //! (ECDHE), which is what an SSL Labs A+ asks for. ALPN `h2` then `http/1.1`. Session
 //! resumption both ways: a server-side cache (TLS 1.2 IDs) and rotating tickets.
 
+mod client_auth;
+
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -19,6 +21,8 @@ use rustls::pki_types::{ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls::{pki_types::CertificateDer, pki_types::PrivateKeyDer, pki_types::pem::PemObject};
+
+pub use client_auth::{ClientAuth, ClientCert, Verify, VerifyClient};
 
 /// A certificate ready to serve, with what metrics and diagnostics need to know of it.
 #[derive(Debug)]
@@ -224,6 +228,21 @@ impl UpstreamTls {
             verified,
         })
     }
+}
+
+/// The CA certificates in `ca_pem`, as trust anchors; at least one.
+pub(crate) fn roots_from_pem(ca_pem: &[u8]) -> Result<rustls::RootCertStore, InvalidCertificate> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(InvalidCertificate::NoCertificate);
+    }
+    Ok(roots)
 }
 
 /// Accepts any endpoint certificate while still checking the handshake's signatures.

@@ -3,6 +3,7 @@
 
 import base64
 import datetime
+import json
 import re
 import socket
 import ssl
@@ -360,3 +361,82 @@ def test_ssl_passthrough_reaches_the_backends_own_tls(portico, echo, ca, tmp_pat
         assert r.status == 502, r  # the pod speaks only TLS
     finally:
         tls_app.close()
+
+
+MTLS = "mtls.tls.test"
+
+
+def client_pair(ca, tmp_path, name):
+    """A client certificate and key signed by `ca`, as files for curl."""
+    cert, key = ca.leaf(name)
+    crt_file, key_file = tmp_path / ("%s.crt" % name), tmp_path / ("%s.key" % name)
+    crt_file.write_bytes(cert)
+    key_file.write_bytes(key)
+    return cert, crt_file, key_file
+
+
+def mtls_get(p, ca, *args):
+    """curl over HTTPS to MTLS; (status, echoed request headers or None)."""
+    proc = subprocess.run(
+        ["curl", "-sS", "--max-time", "15", "--cacert", str(ca.cert), "--resolve", "%s:%d:127.0.0.1" % (MTLS, p.https_port),
+         "-w", "\n%{http_code}", *args, "https://%s:%d/who" % (MTLS, p.https_port)],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    body, _, status = proc.stdout.decode(errors="replace").rpartition("\n")
+    try:
+        return int(status), json.loads(body)["headers"]
+    except ValueError:
+        return int(status), None
+
+
+def dn(cert_pem, which):
+    """openssl's RFC 2253 form of the certificate's subject or issuer, as nginx's
+    `$ssl_client_s_dn` / `$ssl_client_i_dn` write it."""
+    out = subprocess.run(["openssl", "x509", "-noout", "-" + which, "-nameopt", "RFC2253"], input=cert_pem,
+                         capture_output=True, check=True).stdout.decode().strip()  # fmt: skip
+    return out.split("=", 1)[1]
+
+
+def test_client_certificates_are_checked_per_host(portico, echo, ca, tmp_path):
+    """annotations.md "Client Certificate Authentication", e2e
+    `test/e2e/annotations/authtls.go` and the template's `ssl-client-*` headers: the
+    host's handshakes ask for a certificate from its CA; without one, or with one from
+    another CA, the request is 400; with one, the endpoint is told `SUCCESS`, the
+    subject and issuer DNs (RFC 2253, as openssl prints them) and, with
+    `auth-tls-pass-certificate-to-upstream`, the URL-escaped PEM. Other hosts on the
+    port are not asked for a certificate."""
+    import urllib.parse
+
+    cfg = config(echo, ca)
+    ca_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "client-ca", "namespace": "default"},
+                 "type": "Opaque", "data": {"ca.crt": base64.b64encode(ca.cert.read_bytes()).decode()}}  # fmt: skip
+    cfg.add(ca_secret)
+    cfg.add(tls_secret("mtls", *ca.leaf(MTLS)))
+    tls_ingress(cfg, "mtls", [MTLS], "mtls", annotations={
+        "nginx.ingress.kubernetes.io/auth-tls-secret": "default/client-ca",
+        "nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream": "true",
+    })  # fmt: skip
+    p = portico(cfg)
+    alice, alice_crt, alice_key = client_pair(ca, tmp_path, "alice")
+    status, headers = mtls_get(p, ca, "--cert", str(alice_crt), "--key", str(alice_key), "-H", "ssl-client-verify: FORGED")
+    assert status == 200, headers
+    assert headers["ssl-client-verify"] == "SUCCESS", headers
+    assert headers["ssl-client-subject-dn"] == dn(alice, "subject"), headers
+    assert headers["ssl-client-issuer-dn"] == dn(alice, "issuer"), headers
+    pem = subprocess.run(["openssl", "x509"], input=alice, capture_output=True, check=True).stdout.decode()
+    assert headers["ssl-client-cert"] == urllib.parse.quote(pem, safe="-._~"), headers
+
+    # No certificate: 400, as nginx's 496; a certificate from another CA: 400 (495).
+    assert mtls_get(p, ca)[0] == 400
+    (tmp_path / "other-ca").mkdir()
+    other = CA(tmp_path / "other-ca")
+    _, stranger_crt, stranger_key = client_pair(other, tmp_path, "mallory")
+    assert mtls_get(p, ca, "--cert", str(stranger_crt), "--key", str(stranger_key))[0] == 400
+
+    # The handshake names the CA for this host only.
+    rc, out = s_client(p.https_port, MTLS)
+    assert "Acceptable client certificate CA names" in out and "Portico Test CA" in out, out
+    rc, out = s_client(p.https_port, EXACT)
+    assert "No client certificate CA names sent" in out, out
+    status, _, headers_text, rc = https(p, EXACT, ca)
+    assert (status, rc) == (200, 0), headers_text

@@ -65,6 +65,11 @@ impl<'a> Compiler<'a> {
             .basic_auth
             .as_ref()
             .map(|spec| annotations::auth::resolve(spec, owner.namespace, &self.snapshot.secrets, &mut problems));
+        // An `auth-tls-secret` that cannot be used denies the Ingress (503), as an
+        // unusable basic-auth Secret does.
+        if ann.auth_tls_denied {
+            ann.basic_auth_filter = Some(Arc::new(portico_dataplane::table::BasicAuth::unavailable("")));
+        }
         ann.default_backend = self.default_backend(ingress, &ann, &mut problems);
         let policy = ann.policy.clone();
         let tls_hosts = self.add_tls(ingress, owner.namespace, &mut problems);
@@ -203,6 +208,7 @@ impl<'a> Compiler<'a> {
             owner.namespace,
             &mut self.backends,
         );
+        let client_auth = self.extras.client_auth(host);
         let action = ingress_extras::action(
             ann,
             path,
@@ -210,6 +216,7 @@ impl<'a> Compiler<'a> {
             pages.clone(),
             problems,
         );
+        let action = ingress_extras::with_client_auth(action, client_auth.clone());
         let route = Arc::new(Route::new(
             meta(owner, service, written_host, written_path, at),
             backend.clone(),
@@ -227,6 +234,7 @@ impl<'a> Compiler<'a> {
                 problems.extend(resolved.problem);
                 if let Some(canary) = canary {
                     let plain = ingress_extras::action(ann, path, None, pages, &mut Problems::default());
+                    let plain = ingress_extras::with_client_auth(plain, client_auth);
                     let main = Arc::new(Route::new(
                         meta(owner, service, written_host, written_path, at),
                         backend,
@@ -331,18 +339,19 @@ impl<'a> Compiler<'a> {
         let Some((service, resolved)) = self.resolve(owner, backend, problems) else {
             return;
         };
-        let route = |host: &str, policy: &RoutePolicy| {
+        let route = |host: &str, policy: &RoutePolicy, auth| {
             Arc::new(Route::new(
                 meta(owner, service, host, "", None),
                 resolved.backend.clone(),
                 policy.clone(),
-                action.clone(),
+                ingress_extras::with_client_auth(action.clone(), auth),
             ))
         };
         let mut used = false;
         for (host, written) in hosts.iter().filter(|(h, _)| **h != HostMatch::Any) {
             let policy = if tls_hosts.contains(host) { tls_policy } else { policy };
-            match self.claim_fallback(host, route(written, policy), owner) {
+            let route = route(written, policy, self.extras.client_auth(host));
+            match self.claim_fallback(host, route, owner) {
                 Ok(()) => used = true,
                 Err(holder) => problems.warning(
                     reason::DUPLICATE_RULE,
@@ -352,7 +361,7 @@ impl<'a> Compiler<'a> {
                 ),
             }
         }
-        match self.claim_fallback(&HostMatch::Any, route("", policy), owner) {
+        match self.claim_fallback(&HostMatch::Any, route("", policy, None), owner) {
             Ok(()) => used = true,
             // Only an Ingress whose sole purpose is the catch-all is told it lost it;
             // the others still serve their own hosts.
@@ -399,7 +408,6 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// Sets a host's fallback, or names the Ingress that already holds it.
     /// ingress-nginx's `ssl-passthrough`: TLS connections naming one of the Ingress's
     /// exact hosts go, undecrypted, to the backend of the rule's `/` path, or to the
     /// Ingress's defaultBackend when the rule has none (its `controller.go`, which
@@ -450,6 +458,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// Sets a host's fallback, or names the Ingress that already holds it.
     fn claim_fallback(&mut self, host: &HostMatch, route: Arc<Route>, owner: Owner<'_>) -> Result<(), String> {
         if self.builder.fallback(host, route) {
             self.fallback_owners

@@ -21,9 +21,11 @@ use portico_dataplane::table::{
     WeightedBackends, full_match_regex,
 };
 
+use portico_dataplane::tls::ClientAuth;
+
 use super::Compiler;
 use super::annotations::canary::Canary;
-use super::annotations::{IngressAnnotations, NGINX_PREFIX};
+use super::annotations::{IngressAnnotations, NGINX_PREFIX, auth_tls};
 use super::backend::Backends;
 use super::diagnostics::{Problems, reason};
 use super::ingress::{Owner, meta};
@@ -79,6 +81,9 @@ pub(super) struct Extras<'a> {
     /// `server-alias` names (alias, host, the Ingress asking), placed last: a name
     /// with rules of its own keeps them.
     pub aliases: Vec<(String, String, Owner<'a>)>,
+    /// Each host's client certificate authentication (`auth-tls-*`): the oldest
+    /// Ingress naming the host with it decides, for every Ingress path on the host.
+    client_auth: BTreeMap<HostMatch, Arc<ClientAuth>>,
 }
 
 impl<'a> Extras<'a> {
@@ -90,6 +95,11 @@ impl<'a> Extras<'a> {
     /// What `prepare_ingresses` parsed of this Ingress's annotations, once.
     pub fn take_parsed(&mut self, owner: Owner<'a>) -> Option<(IngressAnnotations, Problems)> {
         self.parsed.remove(&(owner.namespace, owner.name))
+    }
+
+    /// The host's client certificate authentication, if an Ingress asks for one.
+    pub fn client_auth(&self, host: &HostMatch) -> Option<Arc<ClientAuth>> {
+        self.client_auth.get(host).cloned()
     }
 
     pub fn regex_host(&self, host: &HostMatch, ann: &IngressAnnotations) -> bool {
@@ -224,6 +234,19 @@ pub(super) fn action(
     }))
 }
 
+/// `action` with the host's client certificate authentication, when it has one.
+pub(super) fn with_client_auth(
+    action: Option<Arc<RouteAction>>,
+    auth: Option<Arc<ClientAuth>>,
+) -> Option<Arc<RouteAction>> {
+    let Some(auth) = auth else { return action };
+    let base = action.map(|a| (*a).clone()).unwrap_or_default();
+    Some(Arc::new(RouteAction {
+        client_auth: Some(auth),
+        ..base
+    }))
+}
+
 /// The Ingress's balancing on `path`: its affinity cookie's `Path` is the Ingress path
 /// unless `session-cookie-path` says (ingress-nginx's `sticky.lua` uses
 /// `$location_path`), and left out when the path cannot be one.
@@ -280,6 +303,31 @@ pub(super) fn www_route(meta: RouteMeta, host: &str) -> Arc<Route> {
 impl<'a> Compiler<'a> {
     /// Reads what every owned Ingress says about the others before any claims a path:
     /// which hosts are regex hosts, and which Ingresses are canaries of which paths.
+    /// Gives `host` client certificate authentication, unless an older Ingress did.
+    fn claim_client_auth(&mut self, host: HostMatch, auth: Arc<ClientAuth>, problems: &mut Problems) {
+        if host == HostMatch::Any {
+            problems.warning(
+                reason::INVALID_ANNOTATION,
+                format!("{NGINX_PREFIX}auth-tls-secret: a rule without a host cannot ask for client certificates, which are asked for by TLS server name; that rule is not checked"),
+            );
+            return;
+        }
+        match self.extras.client_auth.get(&host) {
+            Some(held) if !Arc::ptr_eq(held, &auth) => problems.warning(
+                reason::DUPLICATE_RULE,
+                format!(
+                    "{NGINX_PREFIX}auth-tls-secret: host {host} already has client certificate authentication ({}) from an older Ingress; that one applies",
+                    held.source
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                self.builder.client_auth(&host, auth.clone());
+                self.extras.client_auth.insert(host, auth);
+            }
+        }
+    }
+
     pub(super) fn prepare_ingresses(&mut self, ingresses: &[&'a Ingress]) {
         for ingress in ingresses {
             let owner = Owner::of(ingress);
@@ -296,6 +344,15 @@ impl<'a> Compiler<'a> {
                 .and_then(|s| s.rules.as_deref())
                 .unwrap_or_default();
             let Some(canary) = ann.canary.take() else {
+                if let Some(spec) = &ann.auth_tls {
+                    let auth = auth_tls::resolve(spec, owner.namespace, &self.snapshot.secrets, &mut problems);
+                    ann.auth_tls_denied = auth.is_none();
+                    for (auth, rule) in auth.iter().flat_map(|a| rules.iter().map(move |r| (a, r))) {
+                        if let Ok(host) = HostMatch::parse(rule.host.as_deref().unwrap_or_default()) {
+                            self.claim_client_auth(host, auth.clone(), &mut problems);
+                        }
+                    }
+                }
                 if ann.paths.regex {
                     for rule in rules {
                         if let Ok(host) = HostMatch::parse(rule.host.as_deref().unwrap_or_default()) {

@@ -668,6 +668,7 @@ mod tests {
                 tls: false,
                 client: std::net::IpAddr::from([192, 0, 2, 1]),
                 cfg: &cfg,
+                client_cert: None,
             })
         };
         let Some(Answer::Status { status, headers: h }) = head(&headers) else {
@@ -687,6 +688,7 @@ mod tests {
             tls: false,
             client: std::net::IpAddr::from([192, 0, 2, 1]),
             cfg: &cfg,
+            client_cert: None,
         });
         assert!(matches!(
             answer,
@@ -701,6 +703,8 @@ mod tests {
             uri: &uri,
             host: None,
             path_and_query: None,
+            tls: false,
+            client_cert: None,
         };
         down.upstream_request(&mut upstream);
         assert!(!headers.contains_key(AUTHORIZATION));

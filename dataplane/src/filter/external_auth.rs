@@ -298,6 +298,7 @@ mod tests {
             tls: false,
             client: IpAddr::from([192, 0, 2, 7]),
             cfg: &cfg,
+            client_cert: None,
         })
     }
 

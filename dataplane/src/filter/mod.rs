@@ -21,6 +21,7 @@
 
 mod basic_auth;
 mod body_limit;
+mod client_cert;
 mod cors;
 mod error_pages;
 mod external_auth;
@@ -77,6 +78,10 @@ pub trait Filter: Send + Sync + fmt::Debug {
 }
 
 /// The filters this module has, to compose a chain from (the table does, per route).
+pub fn client_cert(auth: Arc<crate::tls::ClientAuth>) -> Arc<dyn Filter> {
+    Arc::new(client_cert::ClientCertCheck(auth))
+}
+
 pub fn https_redirect() -> Arc<dyn Filter> {
     Arc::new(https_redirect::HttpsRedirect)
 }
@@ -174,6 +179,8 @@ pub struct RequestHead<'a> {
     /// The address the connection came from.
     pub client: IpAddr,
     pub cfg: &'a ProxyConfig,
+    /// The connection's client certificate, when its host asked for one.
+    pub client_cert: Option<&'a crate::tls::ClientCert>,
 }
 
 /// A request answered by a filter.
@@ -195,6 +202,10 @@ pub struct UpstreamHead<'a> {
     pub host: Option<HeaderValue>,
     /// A new path and query for the endpoint.
     pub path_and_query: Option<String>,
+    /// The request came over TLS.
+    pub tls: bool,
+    /// The connection's client certificate, when its host asked for one.
+    pub client_cert: Option<&'a crate::tls::ClientCert>,
 }
 
 /// What the response phase may change.
@@ -286,6 +297,7 @@ mod tests {
             tls,
             client: IpAddr::from([192, 0, 2, 1]),
             cfg,
+            client_cert: None,
         }
     }
 

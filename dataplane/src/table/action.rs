@@ -15,7 +15,7 @@ pub use crate::filter::{
 };
 
 /// The extras of one `Route` match, applied by the proxy's phases.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RouteAction {
     /// Applied in the upstream-request phase, after the forwarded headers.
     pub request_headers: HeaderModifier,
@@ -53,6 +53,9 @@ pub struct RouteAction {
     /// ingress-nginx's `custom-http-errors` with its `default-backend`: answers with
     /// these codes are replaced by the error backend's.
     pub error_pages: Option<std::sync::Arc<ErrorPages>>,
+    /// Client certificate authentication (ingress-nginx's `auth-tls-*`): the host's,
+    /// the same `Arc` as [`super::TableBuilder::client_auth`] was given.
+    pub client_auth: Option<std::sync::Arc<crate::tls::ClientAuth>>,
 }
 
 /// How a rule spreads requests over the endpoints of a backend; the choosing is

@@ -55,7 +55,7 @@ pub use split::WeightedBackends;
 
 use path::PathIndex;
 
-use crate::tls::Certificate;
+use crate::tls::{Certificate, ClientAuth};
 
 /// Per-route limits and switches, with the proxy's defaults filled in by the controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +193,10 @@ impl Route {
 fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::filter::FilterChain {
     use crate::filter;
     let mut all = Vec::new();
+    // nginx checks a client certificate as it reads the request, before any phase.
+    if let Some(a) = action.and_then(|a| a.client_auth.as_ref()) {
+        all.push(filter::client_cert(a.clone()));
+    }
     // The template's CORS block comes before the location's `return`.
     if let Some(c) = action.and_then(|a| a.cors.as_ref()) {
         all.push(filter::cors(c.clone()));
@@ -357,6 +361,10 @@ pub struct RoutingTable {
     /// Exact host names whose TLS connections on the Ingress HTTPS port go, still
     /// encrypted, to a backend (ingress-nginx's `ssl-passthrough`).
     passthrough: HashMap<Box<str>, Arc<Backend>>,
+    /// Hosts whose handshakes on the Ingress HTTPS port ask for a client certificate
+    /// (ingress-nginx's `auth-tls-*`), exact names, then wildcards by their suffix.
+    client_auth: HashMap<Box<str>, Arc<ClientAuth>>,
+    client_auth_wildcard: HashMap<Box<str>, Arc<ClientAuth>>,
     /// Increases with every table the controller publishes.
     pub generation: u64,
 }
@@ -421,6 +429,23 @@ impl RoutingTable {
             return None;
         }
         self.passthrough.get(normalize_host(server_name).as_ref())
+    }
+
+    /// The client certificate authentication of the host a handshake names.
+    pub fn client_auth(&self, server_name: &str) -> Option<&Arc<ClientAuth>> {
+        if self.client_auth.is_empty() && self.client_auth_wildcard.is_empty() {
+            return None;
+        }
+        let name = normalize_host(server_name);
+        self.client_auth
+            .get(name.as_ref())
+            .or_else(|| wildcard_in(&self.client_auth_wildcard, &name, self.deep_wildcards).map(|(_, a)| a))
+    }
+
+    /// Whether any host asks for client certificates: when none does, a handshake is
+    /// not looked at before TLS takes it.
+    pub fn has_client_auth(&self) -> bool {
+        !self.client_auth.is_empty() || !self.client_auth_wildcard.is_empty()
     }
 
     /// Whether any host is passed through: when none is, a handshake is not looked at
@@ -688,6 +713,23 @@ impl TableBuilder {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(backend);
+                true
+            }
+        }
+    }
+
+    /// Asks handshakes naming `host` on the Ingress HTTPS port for a client certificate
+    /// checked by `auth`, unless an earlier call holds the host; returns false then.
+    pub fn client_auth(&mut self, host: &HostMatch, auth: Arc<ClientAuth>) -> bool {
+        let entry = match host {
+            HostMatch::Exact(h) => self.table.client_auth.entry(h.as_str().into()),
+            HostMatch::Wildcard(s) => self.table.client_auth_wildcard.entry(s.as_str().into()),
+            HostMatch::Any => return false,
+        };
+        match entry {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(auth);
                 true
             }
         }

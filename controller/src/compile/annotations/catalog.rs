@@ -36,6 +36,8 @@ use Status::{Differs, Honoured, Refused, Unsupported};
 
 const CASE: &str = "Prefix and Exact paths on the host stay case-sensitive; ingress-nginx makes them case-insensitive regular expressions too";
 
+const AUTH_TLS: &str = "the host's Ingress paths and defaultBackends are checked; Route and Gateway API routes on the same host are not, and a rule without a host cannot ask";
+
 const PASSTHROUGH: &str = "needs no --enable-ssl-passthrough flag; the connection goes to the Service's ready endpoints in turn, not to its cluster IP";
 
 /// `(name without the prefix, status)`, in the order of ingress-nginx's table.
@@ -65,12 +67,20 @@ pub const CATALOG: &[(&str, Status)] = &[
         "auth-type",
         Differs("\"digest\" is not implemented: its paths get 503, never served without authentication"),
     ),
-    ("auth-tls-secret", Unsupported),
-    ("auth-tls-verify-depth", Unsupported),
-    ("auth-tls-verify-client", Unsupported),
-    ("auth-tls-error-page", Unsupported),
-    ("auth-tls-pass-certificate-to-upstream", Unsupported),
-    ("auth-tls-match-cn", Unsupported),
+    ("auth-tls-secret", Differs(AUTH_TLS)),
+    (
+        "auth-tls-verify-depth",
+        Differs(
+            "the client's intermediates beyond depth - 1 are not used to build the chain; nginx counts the chain it built",
+        ),
+    ),
+    ("auth-tls-verify-client", Honoured),
+    ("auth-tls-error-page", Honoured),
+    ("auth-tls-pass-certificate-to-upstream", Honoured),
+    (
+        "auth-tls-match-cn",
+        Differs("Rust regular expressions (no look-around or backreferences), not PCRE"),
+    ),
     (
         "auth-url",
         Differs("http:// only, without nginx variables; the auth answer's Set-Cookie is not passed on to the client"),

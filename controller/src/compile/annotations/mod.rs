@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod auth_tls;
 pub mod canary;
 pub mod catalog;
 pub mod cors;
@@ -60,6 +61,11 @@ pub(in crate::compile) struct IngressAnnotations {
     pub server_alias: Vec<String>,
     /// `service-upstream`: the Services' cluster IPs instead of their endpoints.
     pub service_upstream: bool,
+    /// `auth-tls-*`: client certificates, for the Ingress's hosts.
+    pub auth_tls: Option<auth_tls::AuthTlsSpec>,
+    /// `auth-tls-secret` names a Secret that cannot be used: every request is denied
+    /// (set by the compile, which has the Secrets).
+    pub auth_tls_denied: bool,
     /// `ssl-passthrough`: TLS for the Ingress's hosts goes, undecrypted, to the
     /// backend of its `/` path.
     pub ssl_passthrough: bool,
@@ -116,6 +122,8 @@ impl IngressAnnotations {
             server_alias: server_alias(all, problems),
             service_upstream: get_flag(all, "service-upstream", problems).unwrap_or(false),
             ssl_passthrough: get_flag(all, "ssl-passthrough", problems).unwrap_or(false),
+            auth_tls: auth_tls::parse(all, problems),
+            auth_tls_denied: false,
             default_backend: None,
         }
     }

@@ -106,6 +106,7 @@ fn exchange(c: &Compiled, client: &str, method: Method, origin: Option<&str>) ->
         tls: false,
         client: client.parse::<IpAddr>().unwrap(),
         cfg: &cfg,
+        client_cert: None,
     };
     let (status, mut headers) = match route.filters.request(&head) {
         Some(Answer::Status { status, headers }) => (Some(status), headers),

@@ -35,6 +35,8 @@ fn upstream(route: &Route, uri: &str) -> (String, HeaderMap, Option<HeaderValue>
         uri: &uri,
         host: None,
         path_and_query: None,
+        tls: false,
+        client_cert: None,
     };
     route.filters.upstream_request(&mut head);
     let (path, host) = (head.path_and_query, head.host);
@@ -58,6 +60,7 @@ fn answer_on(route: &Route, host: &str, uri: &str, tls: bool) -> Option<(StatusC
         tls,
         client: std::net::IpAddr::from([192, 0, 2, 1]),
         cfg: &cfg,
+        client_cert: None,
     };
     match route.filters.request(&head)? {
         Answer::Status { status, headers } => Some((status, headers[LOCATION].to_str().unwrap().to_string())),

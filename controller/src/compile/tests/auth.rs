@@ -65,6 +65,7 @@ fn answer(c: &Compiled, host: &str, path: &str, authorization: Option<&str>) -> 
         tls: false,
         client: IpAddr::from([192, 0, 2, 1]),
         cfg: &cfg,
+        client_cert: None,
     };
     match route.filters.request(&head) {
         Some(Answer::Status { status, headers }) => Some((status, headers)),
@@ -288,5 +289,113 @@ fn auth_url_compiles_and_bad_values_fail_closed() {
             answer(&c, "other.example", "/", None).map(|a| a.0),
             Some(StatusCode::SERVICE_UNAVAILABLE)
         );
+    }
+}
+
+/// A CA's PEM and a client certificate it signed.
+fn ca_and_client(cn: &str) -> (String, rustls::pki_types::CertificateDer<'static>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "Client CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    (ca_pem, leaf.signed_by(&key, &issuer).unwrap().der().clone())
+}
+
+/// The route phase's status for a TLS request to `a.com` `path` whose connection
+/// presented `cert`.
+fn tls_status(c: &Compiled, path: &str, cert: Option<&portico_dataplane::tls::ClientCert>) -> Option<StatusCode> {
+    let route = c.route("a.com", path).unwrap();
+    let (uri, headers, cfg): (Uri, _, _) = (path.parse().unwrap(), HeaderMap::new(), ProxyConfig::default());
+    let head = RequestHead {
+        method: &Method::GET,
+        uri: &uri,
+        headers: &headers,
+        host: "a.com",
+        tls: true,
+        client: IpAddr::from([192, 0, 2, 1]),
+        cfg: &cfg,
+        client_cert: cert,
+    };
+    route.filters.request(&head).map(|a| match a {
+        Answer::Status { status, .. } => status,
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+/// annotations.md "Client Certificate Authentication" and e2e `authtls.go` ("should set
+/// valid auth-tls-secret", "... verify-client off/optional", "should return 403 ... with
+/// an invalid auth-tls-match-cn"): the host asks for certificates in its handshakes;
+/// the paths and the defaultBackend refuse a request without a valid one (400), let it
+/// in with one, and `auth-tls-match-cn` refuses a subject it does not find (403).
+#[test]
+fn auth_tls_guards_every_path_of_the_host() {
+    let (ca, alice) = ca_and_client("alice");
+    let (_, stranger) = ca_and_client("alice");
+    let secrets = || vec![opaque("default", "ca", &[("ca.crt", ca.as_str())])];
+    let c = compiled(&[("auth-tls-secret", "default/ca")], secrets());
+    let auth = c
+        .table
+        .client_auth("A.com")
+        .expect("a.com asks for client certificates")
+        .clone();
+    assert!(c.table.client_auth("b.com").is_none());
+    let good = auth.check(Some(std::slice::from_ref(&alice)));
+    let bad = auth.check(Some(std::slice::from_ref(&stranger)));
+    for path in ["/", "/x"] {
+        assert_eq!(tls_status(&c, path, None), Some(StatusCode::BAD_REQUEST), "{path}");
+        assert_eq!(
+            tls_status(&c, path, Some(&bad)),
+            Some(StatusCode::BAD_REQUEST),
+            "{path}"
+        );
+        assert_eq!(tls_status(&c, path, Some(&good)), None, "{path}");
+    }
+
+    let c = compiled(
+        &[("auth-tls-secret", "ca"), ("auth-tls-verify-client", "optional")],
+        secrets(),
+    );
+    let auth = c.table.client_auth("a.com").unwrap().clone();
+    assert_eq!(tls_status(&c, "/", None), None);
+    let bad = auth.check(Some(std::slice::from_ref(&stranger)));
+    assert_eq!(tls_status(&c, "/", Some(&bad)), Some(StatusCode::BAD_REQUEST));
+
+    let c = compiled(
+        &[("auth-tls-secret", "default/ca"), ("auth-tls-match-cn", "CN=bob")],
+        secrets(),
+    );
+    let auth = c.table.client_auth("a.com").unwrap().clone();
+    let good = auth.check(Some(std::slice::from_ref(&alice)));
+    assert_eq!(tls_status(&c, "/", Some(&good)), Some(StatusCode::FORBIDDEN));
+}
+
+/// authtls.go's "location denied": a Secret that is missing or has no `ca.crt` denies
+/// the Ingress (503) and says why; nothing is served unchecked.
+#[test]
+fn unusable_auth_tls_secret_fails_closed() {
+    for (secrets, why) in [
+        (vec![], reason::SECRET_NOT_FOUND),
+        (
+            vec![opaque("default", "ca", &[("tls.crt", "x")])],
+            reason::INVALID_AUTH_SECRET,
+        ),
+        (
+            vec![opaque("default", "ca", &[("ca.crt", "not pem")])],
+            reason::INVALID_AUTH_SECRET,
+        ),
+    ] {
+        let c = compiled(&[("auth-tls-secret", "default/ca")], secrets);
+        assert_eq!(status(&c, None), Some(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(
+            c.reasons().contains(&("default/web".to_string(), why)),
+            "{:?}",
+            c.reasons()
+        );
+        assert!(!c.table.has_client_auth());
     }
 }
