@@ -173,6 +173,13 @@ struct CompileArgs {
     #[arg(long, value_name = "NAMESPACE/NAME")]
     default_ssl_certificate: Option<String>,
 
+    /// `namespace/name` of the Service (its first port) that answers requests no
+    /// Ingress rule matches, and serves the pages of `custom-http-errors` (the
+    /// annotation without `default-backend`, or the ConfigMap key), as ingress-nginx's
+    /// flag of the same name. Default: Portico answers 404 itself.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    default_backend_service: Option<String>,
+
     /// Redirect plain-HTTP requests for hosts with TLS to HTTPS (308). Per Ingress:
     /// `nginx.ingress.kubernetes.io/ssl-redirect: "false"`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -256,14 +263,16 @@ fn parse_selector(s: &str) -> Result<std::collections::BTreeMap<String, String>,
 
 impl CompileArgs {
     fn options(&self) -> Result<CompileOptions, String> {
-        let default_ssl_certificate = match &self.default_ssl_certificate {
-            Some(s) => Some(
-                s.split_once('/')
-                    .map(|(ns, name)| (ns.to_string(), name.to_string()))
-                    .ok_or_else(|| format!("--default-ssl-certificate {s:?}: expected NAMESPACE/NAME"))?,
-            ),
-            None => None,
+        let object_ref = |flag: &str, value: &Option<String>| match value {
+            Some(s) => s
+                .split_once('/')
+                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                .map(|(ns, name)| Some((ns.to_string(), name.to_string())))
+                .ok_or_else(|| format!("--{flag} {s:?}: expected NAMESPACE/NAME")),
+            None => Ok(None),
         };
+        let default_ssl_certificate = object_ref("default-ssl-certificate", &self.default_ssl_certificate)?;
+        let default_backend_service = object_ref("default-backend-service", &self.default_backend_service)?;
         Ok(CompileOptions {
             ingress_classes: self.ingress_classes.clone(),
             controller_names: self.controller_names.clone(),
@@ -300,6 +309,9 @@ impl CompileArgs {
             gateway_addresses: self.gateway_addresses.iter().map(IpAddr::to_string).collect(),
             gateway_port_range: self.gateway_port_range,
             config_map: self.configmap.clone(),
+            default_backend_service,
+            // Only the ConfigMap sets it.
+            custom_http_errors: Vec::new(),
         })
     }
 }

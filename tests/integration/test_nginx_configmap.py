@@ -444,3 +444,42 @@ def test_proxy_protocol_from_an_untrusted_peer_names_no_client(portico, echo):
         status, _, body = request_over(s)
     assert status == 200
     assert seen_by_echo(body)["x-forwarded-for"] == "127.0.0.1"
+
+
+# ingress-nginx's `--default-backend-service` (docs/user-guide/default-backend.md,
+# e2e `test/e2e/defaultbackend/custom_default_backend.go` "uses custom default
+# backend", the template's default server `_` and the `/` location it gives servers
+# without one) and configmap.md#custom-http-errors (its custom error locations): the
+# Service answers what no rule matches, and the ConfigMap's codes are replaced by its
+# answer on every path without the annotation.
+DEFAULT_BACKEND_ARG = ("--default-backend-service", "default/errors")
+
+
+def test_default_backend_service_answers_what_no_rule_matches(portico, echo, backends):
+    errors = backends.echo("errors")
+    cfg = config(echo, {"custom-http-errors": "404,503"})
+    cfg.backend("errors", [errors])
+    cfg.ingress("api", rules=[rule("api." + HOST, path("/v1", "web", kind="Exact"))])
+    p = portico(cfg, *CM_ARG, *DEFAULT_BACKEND_ARG)
+    # An unknown host, and a path of a known host no rule matches: the default backend.
+    for host, target in [("unknown.example.org", "/"), ("api." + HOST, "/other")]:
+        r = p.get(target, host=host)
+        assert r.status == 200 and r.json()["backend"] == "errors", (host, r)
+    # A rule's own answer with a listed code: the default backend's page, with the codes'
+    # headers (the template's custom error location).
+    r = p.get("/status/404", host=HOST, headers=["Accept: text/html"])
+    seen = r.json()
+    assert seen["backend"] == "errors" and seen["headers"]["x-code"] == "404", seen
+    assert seen["headers"]["x-format"] == "text/html", seen
+    assert (seen["headers"]["x-ingress-name"], seen["headers"]["x-service-name"]) == ("web", "web"), seen
+    # Other codes pass.
+    assert p.get("/status/500", host=HOST).status == 500
+    assert p.get("/", host=HOST).json()["backend"] == "a"
+
+
+def test_without_default_backend_service_unmatched_requests_get_404(portico, echo):
+    p = portico(config(echo, {"custom-http-errors": "404"}), *CM_ARG)
+    assert p.get("/", host="unknown.example.org").status == 404
+    # The key has nothing to send the errors to: the answer is the rule's own.
+    r = p.get("/status/404", host=HOST)
+    assert r.status == 404 and r.json()["backend"] == "a", r

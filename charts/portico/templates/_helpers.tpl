@@ -158,6 +158,7 @@ replace the chart's flag of the same name; a null value removes it.
 {{- with (include "portico.publishService" .) }}{{ $_ := set $flags "publish-service" . }}{{ end -}}
 {{- with $c.publishStatusAddress }}{{ $_ := set $flags "publish-status-address" (join "," .) }}{{ end -}}
 {{- with $c.defaultSslCertificate }}{{ $_ := set $flags "default-ssl-certificate" . }}{{ end -}}
+{{- with $c.defaultBackendService }}{{ $_ := set $flags "default-backend-service" . }}{{ end -}}
 {{- with $c.configMap }}{{ $_ := set $flags "configmap" . }}{{ end -}}
 {{- with $c.workerThreads }}{{ $_ := set $flags "worker-threads" (toString .) }}{{ end -}}
 {{- if .Values.ingressClass.watchIngressWithoutClass }}{{ $_ := set $flags "watch-ingress-without-class" "true" }}{{ end -}}

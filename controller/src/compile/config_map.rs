@@ -45,6 +45,8 @@ pub(super) struct Global {
     pub denylist_source_range: Option<Result<Vec<Cidr>, ()>>,
     /// `limit-req-status-code`.
     pub limit_req_status_code: Option<StatusCode>,
+    /// `custom-http-errors`.
+    pub custom_http_errors: Option<Vec<u16>>,
 }
 
 /// The keys read here, each handled in [`read`].
@@ -64,6 +66,7 @@ const READ: &[&str] = &[
     "whitelist-source-range",
     "denylist-source-range",
     "limit-req-status-code",
+    "custom-http-errors",
     "use-proxy-protocol",
     "proxy-protocol-header-timeout",
 ];
@@ -133,6 +136,11 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
         proxy_send_timeout: keys.parsed("proxy-send-timeout", SECONDS, parse_seconds),
         whitelist_source_range: keys.source_range("whitelist-source-range"),
         denylist_source_range: keys.source_range("denylist-source-range"),
+        custom_http_errors: keys.parsed(
+            "custom-http-errors",
+            "is not a comma-separated list of status codes from 400 to 599",
+            super::annotations::errors::parse_codes,
+        ),
         limit_req_status_code: keys.parsed("limit-req-status-code", "is not a status code from 400 to 599", |v| {
             v.parse::<u16>()
                 .ok()
@@ -187,6 +195,9 @@ impl Global {
                 Some(Err(())) => opts.broken_source_ranges.push(key),
                 None => {}
             }
+        }
+        if let Some(codes) = &self.custom_http_errors {
+            opts.custom_http_errors = codes.clone();
         }
         if let Some(status) = self.limit_req_status_code {
             opts.limit_req_status = status;

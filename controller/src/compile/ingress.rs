@@ -105,6 +105,7 @@ impl<'a> Compiler<'a> {
         if ann.ssl_passthrough {
             self.add_passthrough(owner, ingress, &hosts, &mut problems);
         }
+        self.extras.hosts.extend(hosts.keys().cloned());
         for host in hosts.keys() {
             if let HostMatch::Exact(h) = host {
                 let aliases = ann.server_alias.iter().map(|a| (a.clone(), h.clone(), owner));
@@ -277,7 +278,16 @@ impl<'a> Compiler<'a> {
         ann: &IngressAnnotations,
         problems: &mut Problems,
     ) -> Option<Arc<Backend>> {
-        ann.error_backend.as_ref()?;
+        let errors = ann.error_backend.as_ref()?;
+        if errors.service.is_none() {
+            if self.default_backend.is_none() {
+                problems.warning(
+                    reason::UNSUPPORTED_ANNOTATION,
+                    format!("{}custom-http-errors without default-backend: the errors go to the global default backend, and --default-backend-service names none; it has no effect", annotations::NGINX_PREFIX),
+                );
+            }
+            return None;
+        }
         let key = format!("{}default-backend", annotations::NGINX_PREFIX);
         let name = ingress.metadata.annotations.as_ref()?.get(&key)?.trim();
         let resolved = self.backends.resolve_first_port(namespace_of(&ingress.metadata), name);
@@ -297,11 +307,16 @@ impl<'a> Compiler<'a> {
         ann: &IngressAnnotations,
         problems: &mut Problems,
     ) -> Option<Arc<ErrorPages>> {
-        let codes = &ann.error_backend.as_ref()?.codes;
-        let backend = ann.default_backend.clone()?;
+        // The annotation's codes, else the ConfigMap's; the annotation's default-backend,
+        // else `--default-backend-service` (ingress-nginx's global default backend).
+        let codes = match ann.error_backend.as_ref().map(|e| &e.codes) {
+            Some(codes) if !codes.is_empty() => codes,
+            _ => &self.opts.custom_http_errors,
+        };
         if codes.is_empty() {
             return None;
         }
+        let backend = ann.default_backend.clone().or_else(|| self.default_backend.clone())?;
         let port = rule.backend.service.as_ref().and_then(|s| s.port.as_ref());
         let port = port
             .and_then(|p| p.number.map(|n| n.to_string()).or_else(|| p.name.clone()))

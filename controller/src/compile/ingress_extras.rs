@@ -27,7 +27,7 @@ use super::Compiler;
 use super::annotations::canary::Canary;
 use super::annotations::{IngressAnnotations, NGINX_PREFIX, auth_tls};
 use super::backend::Backends;
-use super::diagnostics::{Problems, reason};
+use super::diagnostics::{Problem, Problems, reason};
 use super::ingress::{Owner, meta};
 
 /// A canary's place: the main Ingress's host and path as written.
@@ -84,6 +84,9 @@ pub(super) struct Extras<'a> {
     /// Each host's client certificate authentication (`auth-tls-*`): the oldest
     /// Ingress naming the host with it decides, for every Ingress path on the host.
     client_auth: BTreeMap<HostMatch, Arc<ClientAuth>>,
+    /// Every host an Ingress rule names: `--default-backend-service` answers their
+    /// paths no rule matches.
+    pub hosts: BTreeSet<HostMatch>,
 }
 
 impl<'a> Extras<'a> {
@@ -392,7 +395,56 @@ impl<'a> Compiler<'a> {
 
     /// Places the www aliases no Ingress claimed, and reports canaries that found no
     /// main path.
+    /// Resolves `--default-backend-service` (its first port, as ingress-nginx's
+    /// `getDefaultUpstream`); its problems are the Service's diagnostics. Says so on
+    /// the ConfigMap when its `custom-http-errors` has no default backend to go to.
+    pub(super) fn add_global_default_backend(&mut self) {
+        let opts = self.opts;
+        if let Some((namespace, name)) = &opts.default_backend_service {
+            let resolved = self.backends.resolve_first_port(namespace, name);
+            let mut problems = Problems::default();
+            problems.extend(resolved.problem);
+            self.diagnostics
+                .extend(problems.into_diagnostics("Service", namespace, name));
+            self.default_backend = Some(resolved.backend);
+        } else if let (false, Some((namespace, name))) = (opts.custom_http_errors.is_empty(), &opts.config_map) {
+            let mut problems = Problems::default();
+            problems.push(
+                Problem::warning(
+                    reason::INVALID_CONFIG_VALUE,
+                    "custom-http-errors: the error pages come from the default backend, and --default-backend-service names none; it has no effect",
+                )
+                .about("custom-http-errors".to_string()),
+            );
+            self.diagnostics
+                .extend(problems.into_diagnostics("ConfigMap", namespace, name));
+        }
+    }
+
+    /// ingress-nginx's default server and the `/` location it gives every server
+    /// without one: with `--default-backend-service`, a request no Ingress rule or
+    /// defaultBackend matches (on an Ingress's host, or for any other host) goes to it.
+    fn add_default_backend_fallbacks(&mut self) {
+        let Some(backend) = self.default_backend.clone() else {
+            return;
+        };
+        let Some((namespace, name)) = &self.opts.default_backend_service else {
+            return;
+        };
+        let hosts = std::mem::take(&mut self.extras.hosts);
+        for host in hosts.iter().chain([&HostMatch::Any]) {
+            // A host's own fallback (an Ingress's defaultBackend) keeps it.
+            if self.fallback_owners.contains_key(host) {
+                continue;
+            }
+            let meta = meta(Owner { namespace, name: "" }, name, &host_text(host), "", None);
+            let route = Arc::new(Route::new(meta, backend.clone(), self.opts.base_policy(), None));
+            let _ = self.builder.fallback(host, route);
+        }
+    }
+
     pub(super) fn finish_ingresses(&mut self) {
+        self.add_default_backend_fallbacks();
         for (host, route) in std::mem::take(&mut self.extras.www) {
             let rule = RouteRule {
                 host,

@@ -114,6 +114,13 @@ pub struct CompileOptions {
     /// `namespace/name` of ingress-nginx's controller ConfigMap, whose global keys
     /// apply (`--configmap`).
     pub config_map: Option<(String, String)>,
+    /// `namespace/name` of the Service, on its first port, that answers the requests
+    /// no Ingress rule matches and the error pages of `custom-http-errors` without a
+    /// `default-backend` (ingress-nginx's `--default-backend-service`).
+    pub default_backend_service: Option<(String, String)>,
+    /// The ConfigMap's `custom-http-errors`: the codes the default backend answers in
+    /// place of every Ingress path without the annotation.
+    pub custom_http_errors: Vec<u16>,
 }
 
 impl CompileOptions {
@@ -193,6 +200,8 @@ impl Default for CompileOptions {
             gateway_addresses: Vec::new(),
             gateway_port_range: DEFAULT_GATEWAY_PORT_RANGE,
             config_map: None,
+            default_backend_service: None,
+            custom_http_errors: Vec::new(),
         }
     }
 }
@@ -217,8 +226,10 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
         diagnostics: Vec::new(),
         certificates: tls::Certificates::new(&snapshot.secrets, opts.now),
         extras: Default::default(),
+        default_backend: None,
     };
     compiler.add_default_certificate();
+    compiler.add_global_default_backend();
     compiler.diagnostics.extend(config_diagnostics);
     if let Some(forwarded) = global.forwarded {
         compiler.builder.forwarded(forwarded);
@@ -335,6 +346,8 @@ struct Compiler<'a> {
     certificates: tls::Certificates<'a>,
     /// What Ingresses' annotations say about each other (regex hosts, canaries).
     extras: ingress_extras::Extras<'a>,
+    /// `--default-backend-service`, resolved.
+    default_backend: Option<std::sync::Arc<portico_dataplane::table::Backend>>,
 }
 
 /// Kubernetes sets the namespace on every namespaced object it returns; a file may

@@ -421,7 +421,12 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("server-snippet", Refused),
     ("stream-snippet", Refused),
     ("location-snippet", Refused),
-    ("custom-http-errors", Unsupported),
+    (
+        "custom-http-errors",
+        Differs(
+            "the pages come from --default-backend-service; without it the key has no effect, where ingress-nginx's built-in default backend answers plain pages",
+        ),
+    ),
     ("proxy-body-size", Honoured),
     ("proxy-connect-timeout", Unsupported),
     ("proxy-read-timeout", Honoured),

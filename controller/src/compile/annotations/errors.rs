@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{get, invalid};
-use crate::compile::diagnostics::{Problems, reason};
+use crate::compile::diagnostics::Problems;
 
 /// What the two annotations ask.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,17 +38,15 @@ pub(super) fn parse(all: &BTreeMap<String, String>, problems: &mut Problems) -> 
             Vec::new()
         }
     });
-    if !codes.is_empty() && service.is_none() {
-        problems.warning(
-            reason::UNSUPPORTED_ANNOTATION,
-            "custom-http-errors without default-backend: ingress-nginx sends these errors to its global default backend, which Portico does not have; it has no effect",
-        );
-        return None;
-    }
-    service.map(|service| ErrorBackend {
-        service: Some(service),
-        codes,
-    })
+    // Without default-backend, the codes go to the global default backend
+    // (`--default-backend-service`); the compile says so when there is none.
+    (service.is_some() || !codes.is_empty()).then_some(ErrorBackend { service, codes })
+}
+
+/// ingress-nginx's `^(?:[4,5]\d{2},?)*$` for the ConfigMap's `custom-http-errors`;
+/// `None` when it does not parse.
+pub(in crate::compile) fn parse_codes(v: &str) -> Option<Vec<u16>> {
+    codes(v)
 }
 
 /// ingress-nginx's `^(?:[4,5]\d{2},?)*$`, without its oddities (a comma as the first

@@ -628,3 +628,75 @@ fn ssl_passthrough_names_the_root_backend() {
     // Without the annotation nothing is passed through.
     assert!(!one(&[], "/", "Prefix").table.has_passthrough());
 }
+
+/// The error pages a route has: (the backend's name, the codes it answers for).
+fn error_pages(route: &Route) -> Option<(String, Vec<u16>)> {
+    let pages = route.action.as_ref()?.error_pages.as_ref()?;
+    Some((pages.backend.name.clone(), pages.codes().to_vec()))
+}
+
+/// ingress-nginx's `--default-backend-service` (e2e `defaultbackend/
+/// custom_default_backend.go`, the template's default server and the `/` location it
+/// gives servers without one) and the ConfigMap's `custom-http-errors`: what no rule
+/// matches goes to the Service; an Ingress's own defaultBackend keeps its hosts; the
+/// codes go to the Service on paths without the annotation, to the annotation's
+/// default-backend on paths with one.
+#[test]
+fn default_backend_service_and_global_custom_http_errors() {
+    let opts = CompileOptions {
+        default_backend_service: Some(("default".into(), "errors".into())),
+        custom_http_errors: vec![404, 503],
+        ..CompileOptions::default()
+    };
+    let c = w()
+        .backend("default", "errors", &["10.0.0.5"])
+        .backend("default", "pages", &["10.0.0.6"])
+        .with(
+            ingress("default", "web")
+                .host("a.com")
+                .path("/app", "Prefix", "web", 80),
+        )
+        .with(
+            ingress("default", "own")
+                .annotation(&format!("{P}default-backend"), "pages")
+                .host("b.com")
+                .path("/", "Prefix", "web", 80),
+        )
+        .compile_with(&opts);
+    let backend = |host: &str, path: &str| c.route(host, path).map(|r| r.backend.name.clone());
+    assert_eq!(backend("a.com", "/other").as_deref(), Some("default/errors:80"));
+    assert_eq!(backend("unknown.org", "/").as_deref(), Some("default/errors:80"));
+    assert_eq!(backend("a.com", "/app").as_deref(), Some("default/web:80"));
+    let app = c.route("a.com", "/app").unwrap();
+    assert_eq!(error_pages(app), Some(("default/errors:80".into(), vec![404, 503])));
+    let own = c.route("b.com", "/x").unwrap();
+    assert_eq!(error_pages(own), Some(("default/pages:80".into(), vec![404, 503])));
+    // The fallback of b.com is its Ingress's defaultBackend, not the Service.
+    let b = w()
+        .backend("default", "errors", &["10.0.0.5"])
+        .with(
+            ingress("default", "own")
+                .host("b.com")
+                .path("/x", "Exact", "web", 80)
+                .default_backend("canary", 80),
+        )
+        .compile_with(&opts);
+    assert_eq!(
+        b.route("b.com", "/y").map(|r| r.backend.name.as_str()),
+        Some("default/canary:80")
+    );
+
+    // Without the flag: no fallback and no error pages.
+    let none = w()
+        .with(
+            ingress("default", "web")
+                .host("a.com")
+                .path("/app", "Prefix", "web", 80),
+        )
+        .compile_with(&CompileOptions {
+            default_backend_service: None,
+            ..opts
+        });
+    assert!(none.route("unknown.org", "/").is_none() && none.route("a.com", "/other").is_none());
+    assert_eq!(error_pages(none.route("a.com", "/app").unwrap()), None);
+}
