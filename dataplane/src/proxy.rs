@@ -297,6 +297,15 @@ impl Proxy {
             .map(|p| p.proxy_protocol_timeout)
     }
 
+    /// Whether TLS connections on the Ingress HTTPS port are looked at before TLS takes
+    /// them: some host is passed through (`ssl-passthrough`), or asks for client
+    /// certificates (`auth-tls-*`). A look at the table (no reference count taken)
+    /// per connection.
+    pub fn inspects_tls(&self) -> (bool, bool) {
+        let table = self.table.load();
+        (table.has_passthrough(), table.has_client_auth())
+    }
+
     pub fn table(&self) -> Arc<RoutingTable> {
         self.table.load_full()
     }
@@ -358,6 +367,7 @@ impl Proxy {
                 })
             }),
             in_flight: None,
+            conn_slot: None,
             split_backend: None,
             origin: None,
         };
@@ -451,6 +461,19 @@ impl Proxy {
                 return Err(ProxyError::BodyTooLarge(limit));
             }
         }
+        // ingress-nginx's limit-connections: counted until the response is done.
+        let mut conn_slot = None;
+        if let Some(limit) = route.action.as_ref().and_then(|a| a.conn_limit.as_deref()) {
+            match limit.acquire(head.client) {
+                Ok(slot) => conn_slot = slot,
+                Err(status) => {
+                    crate::body::linger(req.into_body());
+                    let mut resp = Response::new(ResponseBody::empty());
+                    *resp.status_mut() = status;
+                    return Ok(resp);
+                }
+            }
+        }
         // ingress-nginx's auth-url: nginx's access phase, after the filters above.
         if let Some(auth) = route.action.as_ref().and_then(|a| a.external_auth.as_deref()) {
             let sub = auth.subrequest(&head, &log.request_id);
@@ -473,6 +496,7 @@ impl Proxy {
                 }
             }
         }
+        log.conn_slot = conn_slot;
         let upgrade = is_upgrade(&req);
         // Only routes with error pages keep what the error backend is told.
         let pages = route
@@ -1223,6 +1247,9 @@ struct RequestLog {
     split_backend: Option<Arc<crate::table::Backend>>,
     /// The request's `Origin`, kept for routes whose response filters read it (CORS).
     origin: Option<HeaderValue>,
+    /// Counts the request against its client's `limit-connections` until the response
+    /// ends.
+    conn_slot: Option<crate::filter::ConnSlot>,
 }
 
 /// The access log's own fields.

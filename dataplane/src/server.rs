@@ -458,7 +458,7 @@ fn serve(stream: TcpStream, tls: Option<TlsAcceptor>, conn: Conn) {
     }
     match tls {
         // `ssl-passthrough` is the Ingress HTTPS port's.
-        Some(acceptor) if conn.info.listener.is_none() && conn.proxy.table().has_passthrough() => {
+        Some(acceptor) if conn.info.listener.is_none() && conn.proxy.inspects_tls().0 => {
             drop(tokio::spawn(passthrough::serve(stream, Bytes::new(), acceptor, conn)))
         }
         Some(acceptor) => drop(tokio::spawn(serve_tls(stream, acceptor, conn))),
@@ -535,9 +535,7 @@ impl Drain {
 async fn serve_tls<S: ClientIo>(stream: S, acceptor: TlsAcceptor, mut conn: Conn) {
     let m = Metrics::get();
     // `auth-tls-*` is the Ingress HTTPS port's.
-    let table = (conn.info.listener.is_none())
-        .then(|| conn.proxy.table())
-        .filter(|t| t.has_client_auth());
+    let table = (conn.info.listener.is_none() && conn.proxy.inspects_tls().1).then(|| conn.proxy.table());
     let handshake = tokio::select! {
         r = tokio::time::timeout(conn.proxy.config().client_header_timeout, handshake(stream, &acceptor, table)) => r,
         _ = conn.drain.started() => return,

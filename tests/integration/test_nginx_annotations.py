@@ -5,6 +5,7 @@ names the ingress-nginx document or e2e test (kubernetes/ingress-nginx,
 
 import http.client
 import json
+import time
 
 import grpc
 import pytest
@@ -285,6 +286,37 @@ def test_limit_whitelist_is_never_limited(portico, echo):
     """annotations.md "Rate Limiting": clients in `limit-whitelist` are not limited."""
     p = portico(one_ingress(echo, ann(limit_rps="1", limit_whitelist="127.0.0.1/32, 198.18.0.0/15")))
     assert set(quick_statuses(p, 20)) == {200}
+
+
+def test_limit_connections_counts_requests_in_flight(portico, echo):
+    """annotations.md "Rate Limiting" and e2e `annotations/limitconnections.go`:
+    `limit-connections: 2` is nginx's `limit_conn` of 2 per client address: with two
+    slow requests in flight on two connections, a third is 503 (the default
+    `limit-conn-status-code`); once they are answered, requests go through again. A
+    client in `limit-whitelist` is never counted."""
+    import concurrent.futures
+
+    def slow(seconds):
+        conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
+        conn.request("GET", "/sleep/%s" % seconds, headers={"Host": HOST})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    p = portico(one_ingress(echo, ann(limit_connections="2")))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        in_flight = [pool.submit(slow, 1.5) for _ in range(2)]
+        time.sleep(0.5)
+        assert quick_statuses(p, 1) == [503]
+        assert [f.result() for f in in_flight] == [200, 200]
+    assert quick_statuses(p, 3) == [200, 200, 200]
+
+    p = portico(one_ingress(echo, ann(limit_connections="1", limit_whitelist="127.0.0.1/32")))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        in_flight = [pool.submit(slow, 1) for _ in range(2)]
+        time.sleep(0.3)
+        assert quick_statuses(p, 1) == [200]
+        assert [f.result() for f in in_flight] == [200, 200]
 
 
 def quick_statuses(p, n, host=HOST):

@@ -210,6 +210,7 @@ pub(super) fn action(
         && ann.source_range.is_none()
         && ann.cors.is_none()
         && ann.rate_limit.is_none()
+        && ann.conn_limit.is_none()
         && ann.basic_auth_filter.is_none()
         && ann.external_auth.is_none()
         && backends.is_none()
@@ -226,6 +227,7 @@ pub(super) fn action(
         source_range: ann.source_range.clone(),
         cors: ann.cors.clone(),
         rate_limit: ann.rate_limit.clone(),
+        conn_limit: ann.conn_limit.clone(),
         basic_auth: ann.basic_auth_filter.clone(),
         external_auth: ann.external_auth.clone(),
         backends,

@@ -22,6 +22,7 @@
 mod basic_auth;
 mod body_limit;
 mod client_cert;
+mod conn_limit;
 mod cors;
 mod error_pages;
 mod external_auth;
@@ -45,6 +46,7 @@ use http::{Method, StatusCode, Uri};
 use crate::config::ProxyConfig;
 
 pub use basic_auth::{BadLine, BasicAuth, Credentials, InvalidRealm, MAX_BCRYPT_COST};
+pub use conn_limit::{ConnLimit, ConnLimitSpec, ConnSlot};
 pub use cors::{Cors, CorsOrigins};
 pub use error_pages::{ErrorPages, InvalidErrorPages, Original as ErrorOriginal};
 pub use external_auth::{

@@ -161,7 +161,7 @@ pub(super) async fn serve(mut stream: TcpStream, tls: Option<TlsAcceptor>, mut c
     }
     match tls {
         None => drop(tokio::spawn(super::park::serve_after_header(stream, conn, rest))),
-        Some(acceptor) if conn.proxy.table().has_passthrough() => drop(tokio::spawn(super::passthrough::serve(
+        Some(acceptor) if conn.proxy.inspects_tls().0 => drop(tokio::spawn(super::passthrough::serve(
             stream,
             rest.freeze(),
             acceptor,

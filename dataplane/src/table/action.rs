@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::WeightedBackends;
 pub use crate::filter::{
-    BasicAuth, Cidr, Cors, CorsOrigins, ErrorPages, ExternalAuth, HeaderModifier, PathModifier, Rate, RateLimitSpec,
-    Redirect, RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
+    BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsOrigins, ErrorPages, ExternalAuth, HeaderModifier,
+    PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
 };
 
 /// The extras of one `Route` match, applied by the proxy's phases.
@@ -56,6 +56,8 @@ pub struct RouteAction {
     /// Client certificate authentication (ingress-nginx's `auth-tls-*`): the host's,
     /// the same `Arc` as [`super::TableBuilder::client_auth`] was given.
     pub client_auth: Option<std::sync::Arc<crate::tls::ClientAuth>>,
+    /// ingress-nginx's `limit-connections`: requests in flight per client address.
+    pub conn_limit: Option<std::sync::Arc<crate::filter::ConnLimit>>,
 }
 
 /// How a rule spreads requests over the endpoints of a backend; the choosing is

@@ -36,9 +36,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use action::{
-    AffinityCookie, Balance, BasicAuth, Cidr, Cors, CorsOrigins, ErrorPages, ExternalAuth, HashOn, HeaderModifier,
-    LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction,
-    SourceRange, Timeouts, UrlRewrite,
+    AffinityCookie, Balance, BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsOrigins, ErrorPages, ExternalAuth,
+    HashOn, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, RetryPolicy,
+    ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use explain::{ExplainRequest, Explanation};

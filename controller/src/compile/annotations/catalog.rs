@@ -140,7 +140,7 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("force-ssl-redirect", Honoured),
     ("from-to-www-redirect", Honoured),
     ("http2-push-preload", Unsupported),
-    ("limit-connections", Unsupported),
+    ("limit-connections", Honoured),
     ("limit-rps", Honoured),
     ("limit-rpm", Honoured),
     ("limit-burst-multiplier", Honoured),

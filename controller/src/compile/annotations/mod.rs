@@ -48,6 +48,9 @@ pub(in crate::compile) struct IngressAnnotations {
     pub cors: Option<Cors>,
     /// `limit-rps`, `limit-rpm` and their burst multiplier and whitelist.
     pub rate_limit: Option<RateLimitSpec>,
+    /// `limit-connections`, with the same whitelist; its zone is shared by the
+    /// Ingress's paths and outlives table swaps.
+    pub conn_limit: Option<std::sync::Arc<portico_dataplane::table::ConnLimit>>,
     /// `auth-type: basic` and its Secret, as the annotations name it.
     pub basic_auth: Option<auth::BasicAuthSpec>,
     /// The filter `basic_auth` resolves to with the snapshot's Secrets (set by the
@@ -95,6 +98,7 @@ impl IngressAnnotations {
             }
         }
         let mut source_range = access::parse(all, &opts.source_range, &opts.broken_source_ranges, problems);
+        let (rate_limit, conn_limit) = ratelimit::parse(all, owner, problems);
         let external_auth = match extauth::parse(all, problems) {
             None => None,
             Some(Ok(auth)) => Some(std::sync::Arc::new(auth)),
@@ -111,10 +115,11 @@ impl IngressAnnotations {
             canary: canary::parse(all, problems),
             source_range,
             cors: cors::parse(all, problems),
-            rate_limit: ratelimit::parse(all, owner, problems).map(|spec| RateLimitSpec {
+            rate_limit: rate_limit.map(|spec| RateLimitSpec {
                 status: opts.limit_req_status,
                 ..spec
             }),
+            conn_limit: conn_limit.map(|spec| std::sync::Arc::new(portico_dataplane::table::ConnLimit::new(&spec))),
             basic_auth: auth::parse(all, problems),
             basic_auth_filter: None,
             external_auth,

@@ -1,13 +1,13 @@
-//! `limit-rps`, `limit-rpm`, `limit-burst-multiplier` and `limit-whitelist`
-//! (ingress-nginx's `ratelimit` parser): one zone per Ingress and rate, shared by all
-//! its paths, keyed by the client's address; bursts of the rate times the multiplier
-//! (default 5) pass at once (`nodelay`); refusals are 503, ingress-nginx's default
-//! `limit-req-status-code`.
+//! `limit-rps`, `limit-rpm`, `limit-burst-multiplier`, `limit-connections` and
+//! `limit-whitelist` (ingress-nginx's `ratelimit` parser): one zone per Ingress and
+//! rate, shared by all its paths, keyed by the client's address; bursts of the rate
+//! times the multiplier (default 5) pass at once (`nodelay`); refusals are 503,
+//! ingress-nginx's default `limit-req-status-code` and `limit-conn-status-code`.
 
 use std::collections::BTreeMap;
 
 use http::StatusCode;
-use portico_dataplane::table::{Cidr, Rate, RateLimitSpec};
+use portico_dataplane::table::{Cidr, ConnLimitSpec, Rate, RateLimitSpec};
 
 use super::{get, invalid};
 use crate::compile::diagnostics::Problems;
@@ -35,9 +35,14 @@ fn count(all: &BTreeMap<String, String>, name: &str, problems: &mut Problems) ->
 }
 
 /// `namespace/name` names the Ingress's zones.
-pub(super) fn parse(all: &BTreeMap<String, String>, zone: &str, problems: &mut Problems) -> Option<RateLimitSpec> {
+pub(super) fn parse(
+    all: &BTreeMap<String, String>,
+    zone: &str,
+    problems: &mut Problems,
+) -> (Option<RateLimitSpec>, Option<ConnLimitSpec>) {
     let rps = count(all, "limit-rps", problems);
     let rpm = count(all, "limit-rpm", problems);
+    let connections = count(all, "limit-connections", problems);
     let multiplier = count(all, "limit-burst-multiplier", problems).unwrap_or(DEFAULT_BURST_MULTIPLIER);
     let mut whitelist: Vec<Cidr> = Vec::new();
     if let Some(v) = get(all, "limit-whitelist") {
@@ -78,9 +83,16 @@ pub(super) fn parse(all: &BTreeMap<String, String>, zone: &str, problems: &mut P
             burst: n * multiplier,
         });
     }
-    (!rates.is_empty()).then_some(RateLimitSpec {
+    let conn = connections.map(|n| ConnLimitSpec {
+        zone: format!("{zone} conn"),
+        max: u32::try_from(n).unwrap_or(u32::MAX),
+        whitelist: whitelist.clone(),
+        status: StatusCode::SERVICE_UNAVAILABLE,
+    });
+    let rate = (!rates.is_empty()).then_some(RateLimitSpec {
         rates,
         whitelist,
         status: StatusCode::SERVICE_UNAVAILABLE,
-    })
+    });
+    (rate, conn)
 }

@@ -700,3 +700,49 @@ fn default_backend_service_and_global_custom_http_errors() {
     assert!(none.route("unknown.org", "/").is_none() && none.route("a.com", "/other").is_none());
     assert_eq!(error_pages(none.route("a.com", "/app").unwrap()), None);
 }
+
+/// annotations.md "Rate Limiting" (e2e `annotations/limitconnections.go`):
+/// `limit-connections` counts per client address across the Ingress's paths;
+/// `limit-whitelist` escapes it; a value that is not a count is reported and unset.
+#[test]
+fn limit_connections_is_shared_by_the_ingress_paths() {
+    let c = w()
+        .with(
+            ingress("default", "web")
+                .annotation(&format!("{P}limit-connections"), "1")
+                .annotation(&format!("{P}limit-whitelist"), "198.18.0.0/24")
+                .host("a.com")
+                .path("/a", "Prefix", "web", 80)
+                .path("/b", "Prefix", "web", 80),
+        )
+        .compile();
+    let limit = |path: &str| {
+        c.route("a.com", path)
+            .unwrap()
+            .action
+            .as_ref()
+            .unwrap()
+            .conn_limit
+            .clone()
+            .unwrap()
+    };
+    let client = std::net::IpAddr::from([203, 0, 113, 5]);
+    let slot = limit("/a").acquire(client).unwrap();
+    assert!(slot.is_some());
+    assert_eq!(
+        limit("/b").acquire(client).unwrap_err(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        limit("/b")
+            .acquire(std::net::IpAddr::from([198, 18, 0, 7]))
+            .unwrap()
+            .is_none()
+    );
+    drop(slot);
+    assert!(limit("/b").acquire(client).is_ok());
+
+    let bad = one(&[("limit-connections", "many")], "/", "Prefix");
+    assert!(bad.route("a.com", "/").unwrap().action.is_none());
+    assert_eq!(bad.reasons(), [("default/web".to_string(), reason::INVALID_ANNOTATION)]);
+}
