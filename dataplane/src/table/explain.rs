@@ -718,6 +718,13 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             ),
         );
     }
+    if let Some(t) = policy.connect_timeout {
+        push(
+            "proxy-connect-timeout",
+            "upstream",
+            format!("{t:?} to connect to an endpoint, and as long again for its TLS handshake"),
+        );
+    }
     if let Some(a) = action {
         if !a.request_headers.is_empty() {
             push(

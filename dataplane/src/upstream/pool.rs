@@ -273,12 +273,15 @@ impl Pool {
 
     /// A connection to `addr`: a pooled one when there is one, else a new one.
     /// `fresh` skips the pool (for upgrades, which take the connection for good).
+    /// `connect_timeout` bounds a new connection's TCP connect and TLS handshake, each
+    /// (nginx's `proxy_connect_timeout`); `None`: the pool's own.
     pub async fn get(
         self: &Arc<Self>,
         addr: SocketAddr,
         proto: UpstreamProtocol,
         tls: Option<&UpstreamTls>,
         fresh: bool,
+        connect_timeout: Option<Duration>,
     ) -> Result<(UpstreamConn, bool), SendError> {
         // An HTTP/2 connection is shared, upgrade or not.
         if (!fresh || proto == UpstreamProtocol::H2c)
@@ -290,7 +293,8 @@ impl Pool {
         // On the heap: connecting (TCP, TLS, an HTTP/2 handshake) is a large future, and
         // every request's own future would otherwise carry its size and be copied with
         // it, though nearly every request finds a pooled connection.
-        Box::pin(self.open(addr, proto, tls, fresh))
+        let timeout = connect_timeout.unwrap_or(self.connect_timeout);
+        Box::pin(self.open(addr, proto, tls, fresh, timeout))
             .await
             .map(|conn| (conn, false))
     }
@@ -317,20 +321,20 @@ impl Pool {
         proto: UpstreamProtocol,
         tls: Option<&UpstreamTls>,
         fresh: bool,
+        timeout: Duration,
     ) -> Result<UpstreamConn, SendError> {
         let m = Metrics::get();
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
                 let key = (addr, proto == UpstreamProtocol::Https);
-                let io = self.connect(addr).await?;
+                let io = self.connect(addr, timeout).await?;
                 let stream = match (proto, tls) {
                     (UpstreamProtocol::Https, Some(tls)) => {
                         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                        let stream =
-                            tokio::time::timeout(self.connect_timeout, connector.connect(tls.server_name.clone(), io))
-                                .await
-                                .map_err(|_| SendError::ConnectTimeout { addr })?
-                                .map_err(|source| SendError::Tls { addr, source })?;
+                        let stream = tokio::time::timeout(timeout, connector.connect(tls.server_name.clone(), io))
+                            .await
+                            .map_err(|_| SendError::ConnectTimeout { addr })?
+                            .map_err(|source| SendError::Tls { addr, source })?;
                         Stream::Tls(Box::new(stream))
                     }
                     (UpstreamProtocol::Https, None) => return Err(SendError::NoTlsConfig { addr }),
@@ -343,7 +347,7 @@ impl Pool {
                 })
             }
             UpstreamProtocol::H2c => {
-                let io = self.connect(addr).await?;
+                let io = self.connect(addr, timeout).await?;
                 let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .keep_alive_interval(Duration::from_secs(30))
@@ -362,8 +366,8 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, SendError> {
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+    async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, SendError> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
                 Metrics::get().upstream_connect_errors.inc();

@@ -148,7 +148,7 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("proxy-body-size", Honoured),
     ("proxy-cookie-domain", Unsupported),
     ("proxy-cookie-path", Unsupported),
-    ("proxy-connect-timeout", Unsupported),
+    ("proxy-connect-timeout", Honoured),
     ("proxy-send-timeout", Honoured),
     ("proxy-read-timeout", Honoured),
     (
@@ -413,7 +413,7 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("location-snippet", Refused),
     ("custom-http-errors", Unsupported),
     ("proxy-body-size", Honoured),
-    ("proxy-connect-timeout", Unsupported),
+    ("proxy-connect-timeout", Honoured),
     ("proxy-read-timeout", Honoured),
     ("proxy-send-timeout", Honoured),
     ("proxy-buffers-number", Unsupported),

@@ -191,6 +191,8 @@ pub const PROXY_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-buffering";
 pub const PROXY_READ_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-read-timeout";
 /// Seconds: nginx's `proxy_send_timeout`.
 pub const PROXY_SEND_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-send-timeout";
+/// Seconds: nginx's `proxy_connect_timeout` (TCP connect and TLS handshake, each).
+pub const PROXY_CONNECT_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-connect-timeout";
 
 /// ingress-nginx's timeout annotations: whole seconds, 1 to a day.
 pub(in crate::compile) fn parse_seconds(value: &str) -> Option<std::time::Duration> {
@@ -313,6 +315,7 @@ pub(super) fn route_policy(
     for (key, slot) in [
         (PROXY_READ_TIMEOUT, &mut policy.read_timeout),
         (PROXY_SEND_TIMEOUT, &mut policy.send_timeout),
+        (PROXY_CONNECT_TIMEOUT, &mut policy.connect_timeout),
     ] {
         if let Some(value) = annotations.get(key) {
             match parse_seconds(value) {

@@ -625,3 +625,28 @@ fn ssl_passthrough_names_the_root_backend() {
     // Without the annotation nothing is passed through.
     assert!(!one(&[], "/", "Prefix").table.has_passthrough());
 }
+
+/// annotations.md "Custom timeouts" and ingress-nginx's `annotations/proxy` parser:
+/// `proxy-connect-timeout` is whole seconds (its validator is `ValidateInt`) and
+/// reaches the route; without it the route keeps the proxy's own; a value that is not
+/// a whole number keeps the default and is reported.
+#[test]
+fn proxy_connect_timeout_reaches_the_route() {
+    let c = one(&[("proxy-connect-timeout", "10")], "/", "Prefix");
+    c.assert_clean();
+    let policy = &c.route("a.com", "/").unwrap().policy;
+    assert_eq!(policy.connect_timeout, Some(std::time::Duration::from_secs(10)));
+
+    let c = one(&[], "/", "Prefix");
+    assert_eq!(c.route("a.com", "/").unwrap().policy.connect_timeout, None);
+
+    for bad in ["10s", "0", "soon"] {
+        let c = one(&[("proxy-connect-timeout", bad)], "/", "Prefix");
+        assert_eq!(c.route("a.com", "/").unwrap().policy.connect_timeout, None, "{bad}");
+        assert_eq!(
+            c.reasons(),
+            [("default/web".to_string(), reason::INVALID_ANNOTATION)],
+            "{bad}"
+        );
+    }
+}
