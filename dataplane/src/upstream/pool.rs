@@ -29,7 +29,7 @@ use super::worker;
 use crate::body::RequestBody;
 use crate::metrics::Metrics;
 use crate::table::UpstreamProtocol;
-use crate::tls::UpstreamTls;
+use crate::tls::{TlsKey, UpstreamTls};
 
 const SHARDS: usize = 16;
 
@@ -48,6 +48,21 @@ pub enum SendError {
     NoTlsConfig { addr: SocketAddr },
 }
 
+/// An HTTP/1.1 connection's endpoint and, for TLS, the settings it was made with: a
+/// connection verified against one CA, or presenting one client certificate, is never
+/// handed to a backend with other settings.
+type H1Key = (SocketAddr, Option<TlsKey>);
+
+/// The pool key of an HTTP/1.1 connection to `addr`; `None` for HTTPS without TLS
+/// settings, which is never pooled (nor opened).
+fn h1_key(addr: SocketAddr, proto: UpstreamProtocol, tls: Option<&UpstreamTls>) -> Option<H1Key> {
+    match (proto, tls) {
+        (UpstreamProtocol::Https, Some(tls)) => Some((addr, Some(tls.key))),
+        (UpstreamProtocol::Https, None) => None,
+        _ => Some((addr, None)),
+    }
+}
+
 struct Idle {
     conn: H1Conn,
     since: Instant,
@@ -60,8 +75,7 @@ type Hasher = foldhash::fast::RandomState;
 
 #[derive(Default)]
 struct Shard {
-    /// Keyed by endpoint and whether the connection is TLS.
-    h1: HashMap<(SocketAddr, bool), Vec<Idle>, Hasher>,
+    h1: HashMap<H1Key, Vec<Idle>, Hasher>,
     h2: HashMap<SocketAddr, http2::SendRequest<RequestBody>, Hasher>,
 }
 
@@ -132,7 +146,7 @@ impl http_body::Body for UpstreamBody {
 /// An HTTP/1.1 connection checked out of the pool; [`PooledConn::release`] returns it.
 pub struct PooledConn {
     pool: Arc<Pool>,
-    key: (SocketAddr, bool),
+    key: H1Key,
     conn: H1Conn,
 }
 
@@ -201,7 +215,7 @@ impl Pool {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put_h1(&self, key: (SocketAddr, bool), mut conn: H1Conn) {
+    fn put_h1(&self, key: H1Key, mut conn: H1Conn) {
         conn.trim();
         let mut shard = self.shard(&key.0);
         let idle = shard.h1.entry(key).or_default();
@@ -213,7 +227,7 @@ impl Pool {
         }
     }
 
-    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<H1Conn> {
+    fn take_h1(&self, key: H1Key) -> Option<H1Conn> {
         let now = Instant::now();
         let me = worker();
         let mut idle = {
@@ -285,7 +299,7 @@ impl Pool {
     ) -> Result<(UpstreamConn, bool), SendError> {
         // An HTTP/2 connection is shared, upgrade or not.
         if (!fresh || proto == UpstreamProtocol::H2c)
-            && let Some(conn) = self.take(addr, proto)
+            && let Some(conn) = self.take(addr, proto, tls)
         {
             Metrics::get().upstream_connections_reused.inc();
             return Ok((conn, true));
@@ -300,10 +314,15 @@ impl Pool {
     }
 
     /// A pooled connection to `addr`, when there is one.
-    fn take(self: &Arc<Self>, addr: SocketAddr, proto: UpstreamProtocol) -> Option<UpstreamConn> {
+    fn take(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        proto: UpstreamProtocol,
+        tls: Option<&UpstreamTls>,
+    ) -> Option<UpstreamConn> {
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
-                let key = (addr, proto == UpstreamProtocol::Https);
+                let key = h1_key(addr, proto, tls)?;
                 let conn = self.take_h1(key)?;
                 Some(UpstreamConn::H1(self.pooled(key, conn)))
             }
@@ -326,7 +345,7 @@ impl Pool {
         let m = Metrics::get();
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
-                let key = (addr, proto == UpstreamProtocol::Https);
+                let key = h1_key(addr, proto, tls).ok_or(SendError::NoTlsConfig { addr })?;
                 let io = self.connect(addr, timeout).await?;
                 let stream = match (proto, tls) {
                     (UpstreamProtocol::Https, Some(tls)) => {
@@ -383,7 +402,7 @@ impl Pool {
         Ok(stream)
     }
 
-    fn pooled(self: &Arc<Self>, key: (SocketAddr, bool), conn: H1Conn) -> PooledConn {
+    fn pooled(self: &Arc<Self>, key: H1Key, conn: H1Conn) -> PooledConn {
         PooledConn {
             pool: self.clone(),
             key,

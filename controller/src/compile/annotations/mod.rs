@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod cors;
 pub mod errors;
 pub mod extauth;
+pub mod proxyssl;
 pub mod ratelimit;
 pub mod rewrite;
 pub mod upstream;
@@ -63,6 +64,9 @@ pub(in crate::compile) struct IngressAnnotations {
     /// `ssl-passthrough`: TLS for the Ingress's hosts goes, undecrypted, to the
     /// backend of its `/` path.
     pub ssl_passthrough: bool,
+    /// `proxy-ssl-secret` and its companions; resolved into `upstream.tls` by the
+    /// compile of the Ingress, which has the Secrets.
+    pub proxy_ssl: Option<proxyssl::ProxySsl>,
     /// The backend `error_backend` names, resolved with the snapshot's Services (set by
     /// the compile of the Ingress, which has them).
     pub default_backend: Option<std::sync::Arc<portico_dataplane::table::Backend>>,
@@ -116,6 +120,7 @@ impl IngressAnnotations {
             server_alias: server_alias(all, problems),
             service_upstream: get_flag(all, "service-upstream", problems).unwrap_or(false),
             ssl_passthrough: get_flag(all, "ssl-passthrough", problems).unwrap_or(false),
+            proxy_ssl: proxyssl::parse(all, owner.split('/').next().unwrap_or_default(), problems),
             default_backend: None,
         }
     }
