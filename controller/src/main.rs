@@ -283,6 +283,7 @@ impl CompileArgs {
             // The proxy's own, from --upstream-timeout and --proxy-send-timeout.
             read_timeout: None,
             send_timeout: None,
+            connect_timeout: None,
             // Only the ConfigMap sets these.
             source_range: Default::default(),
             broken_source_ranges: Vec::new(),

@@ -752,7 +752,13 @@ impl Proxy {
             };
             let (conn, reused) = match self
                 .pool
-                .get(addr, backend.protocol, backend.tls.as_deref(), upgrade)
+                .get(
+                    addr,
+                    backend.protocol,
+                    backend.tls.as_deref(),
+                    upgrade,
+                    route.policy.connect_timeout,
+                )
                 .await
             {
                 Ok(c) => c,

@@ -177,55 +177,130 @@ pub fn handshake_failure_reason(e: &std::io::Error) -> &'static str {
 #[derive(Debug)]
 pub struct UpstreamTls {
     pub config: Arc<ClientConfig>,
-    /// The name the endpoint's certificate must carry (and the SNI sent).
+    /// The name the endpoint's certificate must carry (and the SNI sent, when sent).
     pub server_name: ServerName<'static>,
     /// Whether the endpoint's certificate is checked against a CA bundle.
     pub verified: bool,
+    /// Tells these settings apart from any others (see [`UpstreamTlsSettings::key`]):
+    /// the pool keeps connections made with different settings apart.
+    pub key: TlsKey,
+}
+
+/// A digest of [`UpstreamTlsSettings`]: equal settings, equal key, so connections
+/// stay pooled across table swaps that rebuild the same settings. 64 bits, so that a
+/// pooled connection's key (endpoint and this) keeps every request's response body
+/// small; finding other settings with a given key is a second preimage of SHA-256
+/// truncated to 64 bits.
+pub type TlsKey = std::num::NonZeroU64;
+
+/// What [`UpstreamTls`] is built from.
+#[derive(Clone, Debug)]
+pub struct UpstreamTlsSettings {
+    /// The CA certificates (PEM) endpoints are verified against; `None`: not verified.
+    pub verify_with: Option<Vec<u8>>,
+    /// At most this many of the intermediate certificates an endpoint sends are used
+    /// to reach a CA of `verify_with` (nginx's `proxy_ssl_verify_depth`, counted as
+    /// OpenSSL counts it: depth 1 is the leaf, one intermediate, then the CA);
+    /// `None`: no limit.
+    pub verify_depth: Option<usize>,
+    /// The certificate the proxy presents when an endpoint asks for one (nginx's
+    /// `proxy_ssl_certificate`).
+    pub client_cert: Option<Arc<CertifiedKey>>,
+    /// The name the endpoint's certificate must carry, and the SNI when sent.
+    pub server_name: String,
+    /// Whether the name is sent as SNI (nginx's `proxy_ssl_server_name`).
+    pub sni: bool,
+    /// TLS 1.2 and TLS 1.3 offered (nginx's `proxy_ssl_protocols`); at least one.
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl UpstreamTlsSettings {
+    /// Unverified, no client certificate, SNI sent, TLS 1.2 and 1.3.
+    pub fn new(server_name: impl Into<String>) -> Self {
+        UpstreamTlsSettings {
+            verify_with: None,
+            verify_depth: None,
+            client_cert: None,
+            server_name: server_name.into(),
+            sni: true,
+            tls12: true,
+            tls13: true,
+        }
+    }
+
+    /// A digest of every setting (SHA-256, truncated): content, not identity, so that
+    /// two tables with the same settings share pooled connections, and one with other
+    /// settings (another CA, no verification, another client certificate) never gets
+    /// a connection made under these.
+    pub fn key(&self) -> TlsKey {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        field(self.verify_with.as_deref().unwrap_or(b"-"));
+        field(&[u8::from(self.verify_with.is_some())]);
+        field(&self.verify_depth.map_or(u64::MAX, |d| d as u64).to_be_bytes());
+        for cert in self.client_cert.iter().flat_map(|c| c.cert.iter()) {
+            field(cert.as_ref());
+        }
+        field(self.server_name.as_bytes());
+        field(&[u8::from(self.sni), u8::from(self.tls12), u8::from(self.tls13)]);
+        let digest = h.finalize();
+        let mut first = [0; 8];
+        first.copy_from_slice(&digest[..8]);
+        TlsKey::new(u64::from_be_bytes(first)).unwrap_or(TlsKey::MIN)
+    }
 }
 
 impl UpstreamTls {
     /// Verifies endpoints against the CA certificates in `ca_pem` for `server_name`.
     pub fn verified(ca_pem: &[u8], server_name: &str) -> Result<Self, InvalidCertificate> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem) {
-            let cert = cert.map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?;
-        }
-        if roots.is_empty() {
-            return Err(InvalidCertificate::NoCertificate);
-        }
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Self::new(config, server_name, true)
+        Self::build(&UpstreamTlsSettings {
+            verify_with: Some(ca_pem.to_vec()),
+            ..UpstreamTlsSettings::new(server_name)
+        })
     }
 
     /// Encrypts without checking the endpoint's certificate: what ingress-nginx does for
     /// `backend-protocol: HTTPS` unless `proxy-ssl-verify` is on. Pods commonly serve
     /// self-signed certificates; naming a CA bundle turns verification on.
     pub fn unverified(server_name: &str) -> Result<Self, InvalidCertificate> {
-        let provider = provider();
-        let config = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| InvalidCertificate::BadCertificate(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth();
-        Self::new(config, server_name, false)
+        Self::build(&UpstreamTlsSettings::new(server_name))
     }
 
-    fn new(mut config: ClientConfig, server_name: &str, verified: bool) -> Result<Self, InvalidCertificate> {
+    /// The client side of TLS as `settings` ask.
+    pub fn build(settings: &UpstreamTlsSettings) -> Result<Self, InvalidCertificate> {
+        let bad = |e: rustls::Error| InvalidCertificate::BadCertificate(e.to_string());
+        let provider = provider();
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
+            (settings.tls12, &rustls::version::TLS12),
+            (settings.tls13, &rustls::version::TLS13),
+        ]
+        .into_iter()
+        .filter_map(|(on, v)| on.then_some(v))
+        .collect();
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions)
+            .map_err(bad)?;
+        let verifier = Arc::new(EndpointVerifier::new(settings, provider)?);
+        let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+        let mut config = match &settings.client_cert {
+            Some(cert) => builder.with_client_cert_resolver(Arc::new(UpstreamClientCert(cert.clone()))),
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let server_name = ServerName::try_from(server_name.to_string())
-            .map_err(|_| InvalidCertificate::BadCertificate(format!("{server_name:?} is not a valid server name")))?;
+        config.enable_sni = settings.sni;
+        let name = &settings.server_name;
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|_| InvalidCertificate::BadCertificate(format!("{name:?} is not a valid server name")))?;
         Ok(UpstreamTls {
             config: Arc::new(config),
             server_name,
-            verified,
+            verified: settings.verify_with.is_some(),
+            key: settings.key(),
         })
     }
 }
@@ -245,20 +320,73 @@ pub(crate) fn roots_from_pem(ca_pem: &[u8]) -> Result<rustls::RootCertStore, Inv
     Ok(roots)
 }
 
-/// Accepts any endpoint certificate while still checking the handshake's signatures.
+/// Presents one certificate to every endpoint that asks for one.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+struct UpstreamClientCert(Arc<CertifiedKey>);
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl rustls::client::ResolvesClientCert for UpstreamClientCert {
+    fn resolve(&self, _root_hint_subjects: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Checks an endpoint's certificate as the settings ask: against a CA bundle, or not
+/// at all; the handshake's signatures are checked either way.
+#[derive(Debug)]
+struct EndpointVerifier {
+    /// `None`: any certificate is accepted.
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// At most this many of the intermediates the endpoint sends are used, the first
+    /// ones in the order sent: OpenSSL's verify depth, approximated (webpki has no
+    /// depth of its own; certificates of the CA bundle are trust anchors whatever
+    /// their depth).
+    depth: usize,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl EndpointVerifier {
+    fn new(
+        settings: &UpstreamTlsSettings,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Self, InvalidCertificate> {
+        let bad = |e: String| InvalidCertificate::BadCertificate(e);
+        let chain = match &settings.verify_with {
+            Some(ca_pem) => {
+                let roots = roots_from_pem(ca_pem)?;
+                let webpki =
+                    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| bad(e.to_string()))?;
+                Some(webpki)
+            }
+            None => None,
+        };
+        Ok(EndpointVerifier {
+            chain,
+            depth: settings.verify_depth.unwrap_or(usize::MAX),
+            provider,
+        })
+    }
+}
+
+impl ServerCertVerifier for EndpointVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let used = &intermediates[..intermediates.len().min(self.depth)];
+        chain.verify_server_cert(end_entity, used, server_name, ocsp, now)
     }
 
     fn verify_tls12_signature(
@@ -267,7 +395,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -276,10 +404,59 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root CA, two intermediates under it, and a leaf for `web.internal` under
+    /// those: (root PEM, [leaf, intermediate 2, intermediate 1] as DER).
+    fn chain() -> (String, Vec<CertificateDer<'static>>) {
+        let ca_params = |cn: &str| {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            p
+        };
+        let root = rcgen::CertifiedIssuer::self_signed(ca_params("root"), rcgen::KeyPair::generate().unwrap()).unwrap();
+        let int1 =
+            rcgen::CertifiedIssuer::signed_by(ca_params("int1"), rcgen::KeyPair::generate().unwrap(), &root).unwrap();
+        let int2 =
+            rcgen::CertifiedIssuer::signed_by(ca_params("int2"), rcgen::KeyPair::generate().unwrap(), &int1).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["web.internal".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &int2)
+            .unwrap();
+        let ders = vec![leaf.der().clone(), int2.der().clone(), int1.der().clone()];
+        (root.pem(), ders)
+    }
+
+    fn verify(depth: Option<usize>) -> Result<ServerCertVerified, rustls::Error> {
+        let (root, ders) = chain();
+        let settings = UpstreamTlsSettings {
+            verify_with: Some(root.into_bytes()),
+            verify_depth: depth,
+            ..UpstreamTlsSettings::new("web.internal")
+        };
+        let verifier = EndpointVerifier::new(&settings, provider()).unwrap();
+        let name = ServerName::try_from("web.internal").unwrap();
+        verifier.verify_server_cert(&ders[0], &ders[1..], &name, &[], UnixTime::now())
+    }
+
+    /// nginx's `proxy_ssl_verify_depth` as OpenSSL counts it: depth N lets a chain
+    /// through N intermediates to the CA; a chain that needs more fails.
+    #[test]
+    fn verify_depth_limits_the_intermediates_used() {
+        assert!(verify(None).is_ok());
+        assert!(verify(Some(2)).is_ok());
+        assert!(verify(Some(1)).is_err());
     }
 }

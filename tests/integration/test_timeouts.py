@@ -1,4 +1,5 @@
-"""Timeouts once the response head is in, as nginx has them, each a limit on the wait
+"""Timeouts as nginx has them. The connect to an endpoint is bounded by
+`proxy_connect_timeout`; once the response head is in, each is a limit on the wait
 between two successive reads or writes: `client_body_timeout` (a stalled upload),
 `proxy_read_timeout` (a stalled response body, an idle WebSocket), `send_timeout` (a
 client that stops reading). Each test sets the flag to a second and checks the stall
@@ -16,12 +17,13 @@ from harness import ByteLogBackend, read_head, recv_all
 from k8s import Config, path, rule
 
 HOST = "slow.local"
+CONNECT_TIMEOUT = "nginx.ingress.kubernetes.io/proxy-connect-timeout"
 
 
-def routed_to(endpoint):
+def routed_to(endpoint, annotations=None):
     cfg = Config()
     cfg.backend("slow", [endpoint])
-    cfg.ingress("slow", rules=[rule(HOST, path("/", "slow"))])
+    cfg.ingress("slow", rules=[rule(HOST, path("/", "slow"))], annotations=annotations)
     return cfg
 
 
@@ -131,3 +133,64 @@ def test_a_client_that_stops_reading_is_dropped_after_send_timeout(portico, echo
                 break
             got += len(b)
     assert got < 200_000_000 // 2, got
+
+
+def full_backlog_listener():
+    """A listening socket whose accept queue is full and never drained: further SYNs
+    to it are dropped, so a connect to it hangs as to a host that went away, without
+    touching the machine's network settings. Returns (listener, fillers, port)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fillers.append(c)
+    time.sleep(0.2)
+    probe = socket.socket()
+    probe.settimeout(0.5)
+    try:
+        probe.connect(("127.0.0.1", port))
+        raise AssertionError("the listener's backlog is not full: a connect got through")
+    except socket.timeout:
+        pass
+    finally:
+        probe.close()
+    return srv, fillers, port
+
+
+def test_a_connect_that_hangs_ends_after_proxy_connect_timeout(portico):
+    """ingress-nginx annotations.md "Custom timeouts": `proxy-connect-timeout` (whole
+    seconds, its `annotations/proxy` parser's ValidateInt) is nginx's
+    `proxy_connect_timeout` for the Ingress's locations; here 1 s against the
+    process's 5 s, and the request answers 502 once it passes."""
+    srv, fillers, port = full_backlog_listener()
+    try:
+        cfg = routed_to(("127.0.0.1", port), {CONNECT_TIMEOUT: "1"})
+        p = portico(cfg, "--connect-timeout", "5s")
+        start = time.monotonic()
+        r = p.get("/", host=HOST)
+        waited = time.monotonic() - start
+        assert r.status == 502, r
+        assert 0.8 < waited < 3.5, waited
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+
+
+def test_a_refused_connect_answers_502_at_once(portico):
+    """A connect the endpoint refuses fails at once, whatever `proxy-connect-timeout`
+    allows: the timeout bounds a wait, it does not add one."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: the connect is refused
+    p = portico(routed_to(("127.0.0.1", port), {CONNECT_TIMEOUT: "30"}))
+    start = time.monotonic()
+    r = p.get("/", host=HOST)
+    assert r.status == 502, r
+    assert time.monotonic() - start < 1.5

@@ -22,8 +22,9 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressServiceBackend;
 use portico_dataplane::table::{Backend, Endpoint, UpstreamProtocol};
-use portico_dataplane::tls::UpstreamTls;
+use portico_dataplane::tls::{TlsKey, UpstreamTls, UpstreamTlsSettings};
 
+use super::annotations::upstream::Upstream;
 use super::diagnostics::{Problem, reason};
 use super::namespace_of;
 
@@ -70,8 +71,9 @@ pub(super) struct Backends<'a> {
     /// Backends that cannot resolve, by their display name; they have no endpoints.
     unresolved: HashMap<String, Arc<Backend>>,
     /// Service ports spoken to in another protocol than their `appProtocol` says
-    /// (ingress-nginx's `backend-protocol`), shared like the others.
-    overridden: HashMap<(String, UpstreamProtocol), Arc<Backend>>,
+    /// (ingress-nginx's `backend-protocol`), or with other TLS settings (its
+    /// `proxy-ssl-*`), shared like the others.
+    overridden: HashMap<(String, UpstreamProtocol, Option<TlsKey>), Arc<Backend>>,
 }
 
 #[derive(Debug)]
@@ -170,7 +172,11 @@ impl<'a> Backends<'a> {
             .and_then(|p| u16::try_from(p.port).ok())
             .ok_or_else(|| format!("service {name:?} has no such port"))?;
         let addr = std::net::SocketAddr::new(ip, port);
-        let key = (format!("{}@{addr}", backend.name), backend.protocol);
+        let key = (
+            format!("{}@{addr}", backend.name),
+            backend.protocol,
+            backend.tls.as_ref().map(|t| t.key),
+        );
         let made = self.overridden.entry(key).or_insert_with(|| {
             let one = Backend::new(backend.name.clone(), backend.protocol, vec![Endpoint { addr }]);
             Arc::new(match &backend.tls {
@@ -277,7 +283,7 @@ impl<'a> Backends<'a> {
             return backend.clone();
         }
         self.overridden
-            .entry((backend.name.clone(), protocol))
+            .entry((backend.name.clone(), protocol, None))
             .or_insert_with(|| {
                 let plain = Backend::new(backend.name.clone(), protocol, backend.endpoints.clone());
                 match protocol {
@@ -287,6 +293,63 @@ impl<'a> Backends<'a> {
                         Err(_) => Arc::new(plain),
                     },
                     _ => Arc::new(plain),
+                }
+            })
+            .clone()
+    }
+
+    /// `backend` as an Ingress's annotations ask: in `backend-protocol`'s protocol, and
+    /// over HTTPS with the `proxy-ssl-*` settings when it speaks HTTPS. `backend-protocol:
+    /// HTTPS` alone keeps nginx's defaults: no verification, and no SNI
+    /// (`proxy_ssl_server_name` is off unless `proxy-ssl-server-name` says).
+    pub fn for_upstream(
+        &mut self,
+        backend: &Arc<Backend>,
+        upstream: &Upstream,
+        service: &str,
+        namespace: &str,
+    ) -> Arc<Backend> {
+        let was_https = backend.protocol == UpstreamProtocol::Https;
+        let backend = match upstream.protocol {
+            Some(p) => self.with_protocol(backend, p, service, namespace),
+            None => backend.clone(),
+        };
+        if backend.protocol != UpstreamProtocol::Https {
+            return backend;
+        }
+        let settings = match &upstream.tls {
+            Some(settings) => settings.clone(),
+            None if !was_https => UpstreamTlsSettings {
+                sni: false,
+                ..UpstreamTlsSettings::new("")
+            },
+            // The Service's own TLS (its `appProtocol` and Portico annotations).
+            None => return backend,
+        };
+        self.with_tls(&backend, settings, service, namespace)
+    }
+
+    /// `backend` over HTTPS with `settings`; an empty server name is the Service's
+    /// `<service>.<namespace>.svc`. Settings that do not build leave the backend
+    /// without TLS, which the proxy refuses (502): never a weaker connection.
+    fn with_tls(
+        &mut self,
+        backend: &Arc<Backend>,
+        mut settings: UpstreamTlsSettings,
+        service: &str,
+        namespace: &str,
+    ) -> Arc<Backend> {
+        if settings.server_name.is_empty() {
+            settings.server_name = format!("{service}.{namespace}.svc");
+        }
+        let key = (backend.name.clone(), UpstreamProtocol::Https, Some(settings.key()));
+        self.overridden
+            .entry(key)
+            .or_insert_with(|| {
+                let plain = Backend::new(backend.name.clone(), UpstreamProtocol::Https, backend.endpoints.clone());
+                match UpstreamTls::build(&settings) {
+                    Ok(tls) => Arc::new(plain.with_tls(Arc::new(tls))),
+                    Err(_) => Arc::new(plain),
                 }
             })
             .clone()

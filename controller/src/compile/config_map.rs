@@ -33,9 +33,11 @@ pub(super) struct Global {
     pub hsts_preload: Option<bool>,
     /// `proxy-body-size`: `Some(None)` is no limit.
     pub proxy_body_size: Option<Option<u64>>,
-    /// `proxy-read-timeout`, `proxy-send-timeout` (whole seconds).
+    /// `proxy-read-timeout`, `proxy-send-timeout`, `proxy-connect-timeout` (whole
+    /// seconds).
     pub proxy_read_timeout: Option<Duration>,
     pub proxy_send_timeout: Option<Duration>,
+    pub proxy_connect_timeout: Option<Duration>,
     /// `whitelist-source-range`, `denylist-source-range`: the lists of Ingresses
     /// without the annotations of the same names.
     /// `Some(Err(()))`: the key is there and does not parse, so Ingresses that take
@@ -63,6 +65,7 @@ const READ: &[&str] = &[
     "proxy-body-size",
     "proxy-read-timeout",
     "proxy-send-timeout",
+    "proxy-connect-timeout",
     "whitelist-source-range",
     "denylist-source-range",
     "limit-req-status-code",
@@ -134,6 +137,7 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
         }),
         proxy_read_timeout: keys.parsed("proxy-read-timeout", SECONDS, parse_seconds),
         proxy_send_timeout: keys.parsed("proxy-send-timeout", SECONDS, parse_seconds),
+        proxy_connect_timeout: keys.parsed("proxy-connect-timeout", SECONDS, parse_seconds),
         whitelist_source_range: keys.source_range("whitelist-source-range"),
         denylist_source_range: keys.source_range("denylist-source-range"),
         custom_http_errors: keys.parsed(
@@ -177,6 +181,9 @@ impl Global {
         }
         if let Some(t) = self.proxy_send_timeout {
             opts.send_timeout = Some(t);
+        }
+        if let Some(t) = self.proxy_connect_timeout {
+            opts.connect_timeout = Some(t);
         }
         for (key, list, slot) in [
             (
@@ -565,14 +572,23 @@ mod tests {
             ("proxy-body-size", "8k"),
             ("proxy-read-timeout", "120"),
             ("proxy-send-timeout", "7"),
+            ("proxy-connect-timeout", "2"),
         ]);
         assert_eq!(opts.max_body_size, Some(8192));
         assert_eq!(opts.read_timeout, Some(Duration::from_secs(120)));
         assert_eq!(opts.send_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(opts.connect_timeout, Some(Duration::from_secs(2)));
         assert_eq!(over(&[("proxy-body-size", "0")]).max_body_size, None);
         let untouched = over(&[]);
         assert_eq!(untouched.max_body_size, CompileOptions::default().max_body_size);
-        assert_eq!((untouched.read_timeout, untouched.send_timeout), (None, None));
+        assert_eq!(
+            (
+                untouched.read_timeout,
+                untouched.send_timeout,
+                untouched.connect_timeout
+            ),
+            (None, None, None)
+        );
     }
 
     /// A bad size or timeout is reported and keeps the flag's value; the rest applies.

@@ -70,6 +70,13 @@ impl<'a> Compiler<'a> {
         if ann.auth_tls_denied {
             ann.basic_auth_filter = Some(Arc::new(portico_dataplane::table::BasicAuth::unavailable("")));
         }
+        if let Some(spec) = &ann.proxy_ssl {
+            match annotations::proxyssl::resolve(spec, &self.snapshot.secrets, self.opts.now, &mut problems) {
+                Ok(settings) => ann.upstream.tls = Some(settings),
+                // ingress-nginx's LocationDenied: 503 for everyone.
+                Err(()) => ann.source_range.get_or_insert_with(Default::default).refuse_all = true,
+            }
+        }
         ann.default_backend = self.default_backend(ingress, &ann, &mut problems);
         let policy = ann.policy.clone();
         let tls_hosts = self.add_tls(ingress, owner.namespace, &mut problems);
@@ -172,12 +179,9 @@ impl<'a> Compiler<'a> {
         } else {
             (kind, path.to_string())
         };
-        let backend = match ann.upstream.protocol {
-            Some(p) => self
-                .backends
-                .with_protocol(&resolved.backend, p, service, owner.namespace),
-            None => resolved.backend.clone(),
-        };
+        let backend = self
+            .backends
+            .for_upstream(&resolved.backend, &ann.upstream, service, owner.namespace);
         // ingress-nginx's `service-upstream`: the Service's cluster IP, not its pods.
         let backend = match (ann.service_upstream, &rule.backend.service) {
             (true, Some(svc)) => match self.backends.through_cluster_ip(&backend, owner.namespace, svc) {

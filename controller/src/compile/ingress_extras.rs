@@ -120,10 +120,7 @@ impl<'a> Extras<'a> {
     ) -> Option<CanaryParts<'a>> {
         let target = self.canaries.get(key)?;
         self.used.insert(key.clone());
-        let backend = match ann.upstream.protocol {
-            Some(p) => backends.with_protocol(&target.backend, p, target.service, namespace),
-            None => target.backend.clone(),
-        };
+        let backend = backends.for_upstream(&target.backend, &ann.upstream, target.service, namespace);
         let c = &target.canary;
         let split = (c.weight > 0)
             .then(|| WeightedBackends::new(vec![(main.clone(), c.total - c.weight), (backend.clone(), c.weight)]))

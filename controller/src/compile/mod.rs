@@ -77,6 +77,9 @@ pub struct CompileOptions {
     /// nginx's `proxy_send_timeout` likewise (`--proxy-send-timeout`,
     /// `proxy-send-timeout`).
     pub send_timeout: Option<std::time::Duration>,
+    /// nginx's `proxy_connect_timeout` likewise (`--connect-timeout`,
+    /// `proxy-connect-timeout`).
+    pub connect_timeout: Option<std::time::Duration>,
     /// The clients an Ingress without `whitelist-source-range` or
     /// `denylist-source-range` annotations serves (the ConfigMap's keys of those
     /// names; empty: everyone).
@@ -130,6 +133,7 @@ impl CompileOptions {
             max_body_size: self.max_body_size,
             read_timeout: self.read_timeout,
             send_timeout: self.send_timeout,
+            connect_timeout: self.connect_timeout,
             ..RoutePolicy::default()
         }
     }
@@ -187,6 +191,7 @@ impl Default for CompileOptions {
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
             read_timeout: None,
             send_timeout: None,
+            connect_timeout: None,
             source_range: SourceRange::default(),
             broken_source_ranges: Vec::new(),
             limit_req_status: http::StatusCode::SERVICE_UNAVAILABLE,

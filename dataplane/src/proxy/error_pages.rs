@@ -30,7 +30,7 @@ impl Proxy {
         for fresh in [false, true] {
             let conn = match self
                 .pool
-                .get(endpoint.addr, backend.protocol, backend.tls.as_deref(), fresh)
+                .get(endpoint.addr, backend.protocol, backend.tls.as_deref(), fresh, None)
                 .await
             {
                 Ok((conn, _)) => conn,

@@ -42,7 +42,7 @@ impl Proxy {
         // unsent: once more on a fresh one.
         let mut req = Request::from_parts(parts, RequestBody::Empty);
         for fresh in [false, true] {
-            let conn: UpstreamConn = match self.pool.get(addr, UpstreamProtocol::Http1, None, fresh).await {
+            let conn: UpstreamConn = match self.pool.get(addr, UpstreamProtocol::Http1, None, fresh, None).await {
                 Ok((conn, _)) => conn,
                 Err(e) => {
                     tracing::warn!(endpoint = %addr, error = %e, "auth service connect failed");

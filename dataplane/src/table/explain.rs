@@ -654,7 +654,7 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
     if let Some(r) = action.and_then(|a| a.source_range.as_ref()) {
         let list = |v: &[super::Cidr]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
         let detail = if r.refuse_all {
-            "a source range did not parse: every request gets 503".to_string()
+            "the Ingress's annotations deny it (a source range, auth-url or proxy-ssl-secret that does not resolve): every request gets 503".to_string()
         } else {
             let allowed = match r.allow.is_empty() {
                 true => "every other client".to_string(),
@@ -716,6 +716,13 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
                 "{} between two reads or writes of the endpoint connection",
                 parts.join(", ")
             ),
+        );
+    }
+    if let Some(t) = policy.connect_timeout {
+        push(
+            "proxy-connect-timeout",
+            "upstream",
+            format!("{t:?} to connect to an endpoint, and as long again for its TLS handshake"),
         );
     }
     if let Some(a) = action {

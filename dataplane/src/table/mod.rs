@@ -77,6 +77,9 @@ pub struct RoutePolicy {
     pub read_timeout: Option<std::time::Duration>,
     /// nginx's `proxy_send_timeout` for this route (`proxy-send-timeout`).
     pub send_timeout: Option<std::time::Duration>,
+    /// nginx's `proxy_connect_timeout` for this route (`proxy-connect-timeout`): the
+    /// TCP connect and the TLS handshake to an endpoint; `None`: the proxy's own.
+    pub connect_timeout: Option<std::time::Duration>,
     /// Requests of this route are written to the access log (when it is on at all);
     /// ingress-nginx's `enable-access-log: "false"` turns it off per Ingress.
     pub access_log: bool,
@@ -92,6 +95,7 @@ impl Default for RoutePolicy {
             response_buffering: None,
             read_timeout: None,
             send_timeout: None,
+            connect_timeout: None,
             access_log: true,
         }
     }

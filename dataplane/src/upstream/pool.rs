@@ -29,7 +29,7 @@ use super::worker;
 use crate::body::RequestBody;
 use crate::metrics::Metrics;
 use crate::table::UpstreamProtocol;
-use crate::tls::UpstreamTls;
+use crate::tls::{TlsKey, UpstreamTls};
 
 const SHARDS: usize = 16;
 
@@ -48,6 +48,21 @@ pub enum SendError {
     NoTlsConfig { addr: SocketAddr },
 }
 
+/// An HTTP/1.1 connection's endpoint and, for TLS, the settings it was made with: a
+/// connection verified against one CA, or presenting one client certificate, is never
+/// handed to a backend with other settings.
+type H1Key = (SocketAddr, Option<TlsKey>);
+
+/// The pool key of an HTTP/1.1 connection to `addr`; `None` for HTTPS without TLS
+/// settings, which is never pooled (nor opened).
+fn h1_key(addr: SocketAddr, proto: UpstreamProtocol, tls: Option<&UpstreamTls>) -> Option<H1Key> {
+    match (proto, tls) {
+        (UpstreamProtocol::Https, Some(tls)) => Some((addr, Some(tls.key))),
+        (UpstreamProtocol::Https, None) => None,
+        _ => Some((addr, None)),
+    }
+}
+
 struct Idle {
     conn: H1Conn,
     since: Instant,
@@ -60,8 +75,7 @@ type Hasher = foldhash::fast::RandomState;
 
 #[derive(Default)]
 struct Shard {
-    /// Keyed by endpoint and whether the connection is TLS.
-    h1: HashMap<(SocketAddr, bool), Vec<Idle>, Hasher>,
+    h1: HashMap<H1Key, Vec<Idle>, Hasher>,
     h2: HashMap<SocketAddr, http2::SendRequest<RequestBody>, Hasher>,
 }
 
@@ -132,7 +146,7 @@ impl http_body::Body for UpstreamBody {
 /// An HTTP/1.1 connection checked out of the pool; [`PooledConn::release`] returns it.
 pub struct PooledConn {
     pool: Arc<Pool>,
-    key: (SocketAddr, bool),
+    key: H1Key,
     conn: H1Conn,
 }
 
@@ -201,7 +215,7 @@ impl Pool {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put_h1(&self, key: (SocketAddr, bool), mut conn: H1Conn) {
+    fn put_h1(&self, key: H1Key, mut conn: H1Conn) {
         conn.trim();
         let mut shard = self.shard(&key.0);
         let idle = shard.h1.entry(key).or_default();
@@ -213,7 +227,7 @@ impl Pool {
         }
     }
 
-    fn take_h1(&self, key: (SocketAddr, bool)) -> Option<H1Conn> {
+    fn take_h1(&self, key: H1Key) -> Option<H1Conn> {
         let now = Instant::now();
         let me = worker();
         let mut idle = {
@@ -273,16 +287,19 @@ impl Pool {
 
     /// A connection to `addr`: a pooled one when there is one, else a new one.
     /// `fresh` skips the pool (for upgrades, which take the connection for good).
+    /// `connect_timeout` bounds a new connection's TCP connect and TLS handshake, each
+    /// (nginx's `proxy_connect_timeout`); `None`: the pool's own.
     pub async fn get(
         self: &Arc<Self>,
         addr: SocketAddr,
         proto: UpstreamProtocol,
         tls: Option<&UpstreamTls>,
         fresh: bool,
+        connect_timeout: Option<Duration>,
     ) -> Result<(UpstreamConn, bool), SendError> {
         // An HTTP/2 connection is shared, upgrade or not.
         if (!fresh || proto == UpstreamProtocol::H2c)
-            && let Some(conn) = self.take(addr, proto)
+            && let Some(conn) = self.take(addr, proto, tls)
         {
             Metrics::get().upstream_connections_reused.inc();
             return Ok((conn, true));
@@ -290,16 +307,22 @@ impl Pool {
         // On the heap: connecting (TCP, TLS, an HTTP/2 handshake) is a large future, and
         // every request's own future would otherwise carry its size and be copied with
         // it, though nearly every request finds a pooled connection.
-        Box::pin(self.open(addr, proto, tls, fresh))
+        let timeout = connect_timeout.unwrap_or(self.connect_timeout);
+        Box::pin(self.open(addr, proto, tls, fresh, timeout))
             .await
             .map(|conn| (conn, false))
     }
 
     /// A pooled connection to `addr`, when there is one.
-    fn take(self: &Arc<Self>, addr: SocketAddr, proto: UpstreamProtocol) -> Option<UpstreamConn> {
+    fn take(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        proto: UpstreamProtocol,
+        tls: Option<&UpstreamTls>,
+    ) -> Option<UpstreamConn> {
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
-                let key = (addr, proto == UpstreamProtocol::Https);
+                let key = h1_key(addr, proto, tls)?;
                 let conn = self.take_h1(key)?;
                 Some(UpstreamConn::H1(self.pooled(key, conn)))
             }
@@ -317,20 +340,20 @@ impl Pool {
         proto: UpstreamProtocol,
         tls: Option<&UpstreamTls>,
         fresh: bool,
+        timeout: Duration,
     ) -> Result<UpstreamConn, SendError> {
         let m = Metrics::get();
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
-                let key = (addr, proto == UpstreamProtocol::Https);
-                let io = self.connect(addr).await?;
+                let key = h1_key(addr, proto, tls).ok_or(SendError::NoTlsConfig { addr })?;
+                let io = self.connect(addr, timeout).await?;
                 let stream = match (proto, tls) {
                     (UpstreamProtocol::Https, Some(tls)) => {
                         let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                        let stream =
-                            tokio::time::timeout(self.connect_timeout, connector.connect(tls.server_name.clone(), io))
-                                .await
-                                .map_err(|_| SendError::ConnectTimeout { addr })?
-                                .map_err(|source| SendError::Tls { addr, source })?;
+                        let stream = tokio::time::timeout(timeout, connector.connect(tls.server_name.clone(), io))
+                            .await
+                            .map_err(|_| SendError::ConnectTimeout { addr })?
+                            .map_err(|source| SendError::Tls { addr, source })?;
                         Stream::Tls(Box::new(stream))
                     }
                     (UpstreamProtocol::Https, None) => return Err(SendError::NoTlsConfig { addr }),
@@ -343,7 +366,7 @@ impl Pool {
                 })
             }
             UpstreamProtocol::H2c => {
-                let io = self.connect(addr).await?;
+                let io = self.connect(addr, timeout).await?;
                 let (tx, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .keep_alive_interval(Duration::from_secs(30))
@@ -362,8 +385,8 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, SendError> {
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+    async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, SendError> {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
                 Metrics::get().upstream_connect_errors.inc();
@@ -379,7 +402,7 @@ impl Pool {
         Ok(stream)
     }
 
-    fn pooled(self: &Arc<Self>, key: (SocketAddr, bool), conn: H1Conn) -> PooledConn {
+    fn pooled(self: &Arc<Self>, key: H1Key, conn: H1Conn) -> PooledConn {
         PooledConn {
             pool: self.clone(),
             key,

@@ -158,7 +158,7 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("proxy-body-size", Honoured),
     ("proxy-cookie-domain", Unsupported),
     ("proxy-cookie-path", Unsupported),
-    ("proxy-connect-timeout", Unsupported),
+    ("proxy-connect-timeout", Honoured),
     ("proxy-send-timeout", Honoured),
     ("proxy-read-timeout", Honoured),
     (
@@ -176,13 +176,31 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("proxy-redirect-from", Unsupported),
     ("proxy-redirect-to", Unsupported),
     ("proxy-http-version", Unsupported),
-    ("proxy-ssl-secret", Unsupported),
+    (
+        "proxy-ssl-secret",
+        Differs(
+            "also applies to a Service port with appProtocol https; with proxy-ssl-verify on, a Secret without ca.crt denies the paths (503) where ingress-nginx would not verify; a Secret of another namespace is always refused",
+        ),
+    ),
     ("proxy-ssl-ciphers", Unsupported),
-    ("proxy-ssl-name", Unsupported),
-    ("proxy-ssl-protocols", Unsupported),
-    ("proxy-ssl-verify", Unsupported),
-    ("proxy-ssl-verify-depth", Unsupported),
-    ("proxy-ssl-server-name", Unsupported),
+    (
+        "proxy-ssl-name",
+        Differs(
+            "without it the name is the Service's cluster name (web.default.svc for Service web in namespace default), where ingress-nginx uses its upstream's name",
+        ),
+    ),
+    (
+        "proxy-ssl-protocols",
+        Differs("TLSv1.2 and TLSv1.3 only, both by default (ingress-nginx's default is TLSv1 TLSv1.1 TLSv1.2)"),
+    ),
+    ("proxy-ssl-verify", Honoured),
+    (
+        "proxy-ssl-verify-depth",
+        Differs(
+            "limits how many of the intermediate certificates the endpoint sends are used, the first ones as sent; a certificate in ca.crt is trusted at any depth",
+        ),
+    ),
+    ("proxy-ssl-server-name", Honoured),
     ("enable-rewrite-log", Unsupported),
     (
         "rewrite-target",
@@ -428,7 +446,7 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
         ),
     ),
     ("proxy-body-size", Honoured),
-    ("proxy-connect-timeout", Unsupported),
+    ("proxy-connect-timeout", Honoured),
     ("proxy-read-timeout", Honoured),
     ("proxy-send-timeout", Honoured),
     ("proxy-buffers-number", Unsupported),

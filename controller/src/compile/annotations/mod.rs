@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod cors;
 pub mod errors;
 pub mod extauth;
+pub mod proxyssl;
 pub mod ratelimit;
 pub mod rewrite;
 pub mod upstream;
@@ -72,6 +73,9 @@ pub(in crate::compile) struct IngressAnnotations {
     /// `ssl-passthrough`: TLS for the Ingress's hosts goes, undecrypted, to the
     /// backend of its `/` path.
     pub ssl_passthrough: bool,
+    /// `proxy-ssl-secret` and its companions; resolved into `upstream.tls` by the
+    /// compile of the Ingress, which has the Secrets.
+    pub proxy_ssl: Option<proxyssl::ProxySsl>,
     /// The backend `error_backend` names, resolved with the snapshot's Services (set by
     /// the compile of the Ingress, which has them).
     pub default_backend: Option<std::sync::Arc<portico_dataplane::table::Backend>>,
@@ -129,6 +133,7 @@ impl IngressAnnotations {
             ssl_passthrough: get_flag(all, "ssl-passthrough", problems).unwrap_or(false),
             auth_tls: auth_tls::parse(all, problems),
             auth_tls_denied: false,
+            proxy_ssl: proxyssl::parse(all, owner.split('/').next().unwrap_or_default(), problems),
             default_backend: None,
         }
     }
@@ -204,6 +209,8 @@ pub const PROXY_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-buffering";
 pub const PROXY_READ_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-read-timeout";
 /// Seconds: nginx's `proxy_send_timeout`.
 pub const PROXY_SEND_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-send-timeout";
+/// Seconds: nginx's `proxy_connect_timeout` (TCP connect and TLS handshake, each).
+pub const PROXY_CONNECT_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-connect-timeout";
 
 /// ingress-nginx's timeout annotations: whole seconds, 1 to a day.
 pub(in crate::compile) fn parse_seconds(value: &str) -> Option<std::time::Duration> {
@@ -326,6 +333,7 @@ pub(super) fn route_policy(
     for (key, slot) in [
         (PROXY_READ_TIMEOUT, &mut policy.read_timeout),
         (PROXY_SEND_TIMEOUT, &mut policy.send_timeout),
+        (PROXY_CONNECT_TIMEOUT, &mut policy.connect_timeout),
     ] {
         if let Some(value) = annotations.get(key) {
             match parse_seconds(value) {

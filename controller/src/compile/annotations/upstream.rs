@@ -28,6 +28,10 @@ pub struct Upstream {
     pub retry: Option<RetryPolicy>,
     pub timeouts: Timeouts,
     pub balance: Balance,
+    /// TLS to the endpoints as `proxy-ssl-*` ask (see [`super::proxyssl`]), once
+    /// their Secret is resolved; the server name is empty when each Service's own
+    /// default is to be used.
+    pub tls: Option<portico_dataplane::tls::UpstreamTlsSettings>,
 }
 
 impl Upstream {
@@ -46,6 +50,7 @@ pub(super) fn parse(all: &BTreeMap<String, String>, problems: &mut Problems) -> 
             backend_request: None,
         },
         balance: balance(all, problems),
+        tls: None,
     }
 }
 

@@ -746,3 +746,224 @@ fn limit_connections_is_shared_by_the_ingress_paths() {
     assert!(bad.route("a.com", "/").unwrap().action.is_none());
     assert_eq!(bad.reasons(), [("default/web".to_string(), reason::INVALID_ANNOTATION)]);
 }
+
+/// annotations.md "Custom timeouts" and ingress-nginx's `annotations/proxy` parser:
+/// `proxy-connect-timeout` is whole seconds (its validator is `ValidateInt`) and
+/// reaches the route; without it the route keeps the proxy's own; a value that is not
+/// a whole number keeps the default and is reported.
+#[test]
+fn proxy_connect_timeout_reaches_the_route() {
+    let c = one(&[("proxy-connect-timeout", "10")], "/", "Prefix");
+    c.assert_clean();
+    let policy = &c.route("a.com", "/").unwrap().policy;
+    assert_eq!(policy.connect_timeout, Some(std::time::Duration::from_secs(10)));
+
+    let c = one(&[], "/", "Prefix");
+    assert_eq!(c.route("a.com", "/").unwrap().policy.connect_timeout, None);
+
+    for bad in ["10s", "0", "soon"] {
+        let c = one(&[("proxy-connect-timeout", bad)], "/", "Prefix");
+        assert_eq!(c.route("a.com", "/").unwrap().policy.connect_timeout, None, "{bad}");
+        assert_eq!(
+            c.reasons(),
+            [("default/web".to_string(), reason::INVALID_ANNOTATION)],
+            "{bad}"
+        );
+    }
+}
+
+/// A Secret for `proxy-ssl-secret`: a client certificate and key, and a CA bundle,
+/// each when asked for.
+fn proxy_ssl_secret(name: &str, client: bool, ca: bool) -> k8s_openapi::api::core::v1::Secret {
+    use k8s_openapi::ByteString;
+    let mut s = super::tls::secret("default", name, super::tls::pem(&["portico-client"], false));
+    let data = s.data.get_or_insert_with(Default::default);
+    if !client {
+        data.clear();
+    }
+    if ca {
+        let (ca, _) = super::tls::pem(&["upstream-ca"], false);
+        data.insert("ca.crt".to_string(), ByteString(ca.into_bytes()));
+    }
+    s
+}
+
+/// An HTTPS backend-protocol Ingress with `annotations` (under the prefix) and `secrets`.
+fn proxy_ssl(annotations: &[(&str, &str)], secrets: Vec<k8s_openapi::api::core::v1::Secret>) -> Compiled {
+    let i = annotations.iter().fold(
+        ingress("default", "web").annotation(&format!("{P}backend-protocol"), "HTTPS"),
+        |i, (k, v)| i.annotation(&format!("{P}{k}"), v),
+    );
+    let world = secrets.into_iter().fold(w(), |w, s| w.secret(s));
+    let opts = CompileOptions {
+        now: super::tls::NOW,
+        ..CompileOptions::default()
+    };
+    world
+        .with(i.host("a.com").path("/", "Prefix", "web", 80))
+        .compile_with(&opts)
+}
+
+fn upstream_tls(c: &Compiled) -> std::sync::Arc<portico_dataplane::tls::UpstreamTls> {
+    c.route("a.com", "/")
+        .unwrap()
+        .backend
+        .tls
+        .clone()
+        .expect("TLS settings")
+}
+
+/// The Ingress's paths answer 503: ingress-nginx's LocationDenied.
+fn denied(c: &Compiled) -> bool {
+    let route = c.route("a.com", "/").unwrap();
+    route
+        .action
+        .as_ref()
+        .and_then(|a| a.source_range.as_ref())
+        .is_some_and(|r| r.refuse_all)
+}
+
+/// annotations.md "Backend Certificate Authentication" and e2e `proxyssl.go` ("should
+/// set valid proxy-ssl-secret, proxy-ssl-verify to on, proxy-ssl-verify-depth to 2,
+/// and proxy-ssl-server-name to on"): the endpoint is verified against `ca.crt` for
+/// `proxy-ssl-name`, which is sent as SNI, and the client certificate is presented.
+#[test]
+fn proxy_ssl_verifies_presents_and_sends_the_name() {
+    let c = proxy_ssl(
+        &[
+            ("proxy-ssl-secret", "default/upstream"),
+            ("proxy-ssl-verify", "on"),
+            ("proxy-ssl-verify-depth", "2"),
+            ("proxy-ssl-name", "web.internal"),
+            ("proxy-ssl-server-name", "on"),
+        ],
+        vec![proxy_ssl_secret("upstream", true, true)],
+    );
+    c.assert_clean();
+    let tls = upstream_tls(&c);
+    assert!(tls.verified);
+    assert!(tls.config.enable_sni);
+    assert!(tls.config.client_auth_cert_resolver.has_certs());
+    assert_eq!(tls.server_name.to_str(), "web.internal");
+}
+
+/// ingress-nginx's defaults (proxyssl parser: verify off, server-name off; nginx's
+/// `proxy_ssl_server_name off`): the secret alone presents its certificate, verifies
+/// nothing and sends no SNI; `backend-protocol: HTTPS` without it is the same less
+/// the certificate.
+#[test]
+fn proxy_ssl_defaults_are_unverified_without_sni() {
+    let c = proxy_ssl(
+        &[("proxy-ssl-secret", "default/upstream")],
+        vec![proxy_ssl_secret("upstream", true, true)],
+    );
+    c.assert_clean();
+    let tls = upstream_tls(&c);
+    assert!(!tls.verified && !tls.config.enable_sni);
+    assert!(tls.config.client_auth_cert_resolver.has_certs());
+    assert_eq!(tls.server_name.to_str(), "web.default.svc");
+
+    let plain = proxy_ssl(&[], Vec::new());
+    plain.assert_clean();
+    let tls = upstream_tls(&plain);
+    assert!(!tls.verified && !tls.config.enable_sni);
+    assert!(!tls.config.client_auth_cert_resolver.has_certs());
+}
+
+/// proxyssl parser: a Secret that cannot be had (missing, another namespace, not
+/// namespace/name) is LocationDenied; verification asked for without `ca.crt` is
+/// denied too, rather than served unverified. Each says why.
+#[test]
+fn proxy_ssl_secret_that_cannot_be_used_denies_the_paths() {
+    // (annotation, proxy-ssl-verify, the Secret's (client certificate, ca.crt), reason)
+    for (secret, verify, has, why) in [
+        ("default/missing", "off", None, reason::SECRET_NOT_FOUND),
+        ("other/upstream", "off", Some((true, true)), reason::INVALID_ANNOTATION),
+        ("upstream", "off", Some((true, true)), reason::INVALID_ANNOTATION),
+        (
+            "default/upstream",
+            "on",
+            Some((true, false)),
+            reason::INVALID_CERTIFICATE,
+        ),
+        (
+            "default/upstream",
+            "off",
+            Some((false, false)),
+            reason::INVALID_CERTIFICATE,
+        ),
+    ] {
+        let secrets = has
+            .map(|(client, ca)| proxy_ssl_secret("upstream", client, ca))
+            .into_iter()
+            .collect();
+        let c = proxy_ssl(&[("proxy-ssl-secret", secret), ("proxy-ssl-verify", verify)], secrets);
+        assert_eq!(c.reasons(), [("default/web".to_string(), why)], "{secret} {verify}");
+        assert!(denied(&c), "{secret} {verify}");
+    }
+}
+
+/// As in ingress-nginx's parser, which returns before reading them, the companions
+/// have no effect without `proxy-ssl-secret`; Portico says so.
+#[test]
+fn proxy_ssl_companions_need_the_secret() {
+    let c = proxy_ssl(&[("proxy-ssl-verify", "on")], Vec::new());
+    assert_eq!(
+        c.reasons(),
+        [("default/web".to_string(), reason::UNSUPPORTED_ANNOTATION)]
+    );
+    assert!(!upstream_tls(&c).verified);
+}
+
+/// e2e `proxyssl.go` ("should set valid proxy-ssl-secret, proxy-ssl-protocols"):
+/// `TLSv1.2 TLSv1.3` offers both; a list of older versions only keeps both and is
+/// reported; a word that is no version is invalid.
+#[test]
+fn proxy_ssl_protocols() {
+    // rustls keeps the enabled versions to itself; its Debug shows them.
+    let offers = |c: &Compiled| {
+        let d = format!("{:?}", upstream_tls(c).config);
+        let versions = d
+            .split("versions: [")
+            .nth(1)
+            .and_then(|v| v.split(']').next())
+            .unwrap_or_default();
+        (versions.contains("TLSv1_2"), versions.contains("TLSv1_3"))
+    };
+    let with = |v: &str| {
+        proxy_ssl(
+            &[("proxy-ssl-secret", "default/upstream"), ("proxy-ssl-protocols", v)],
+            vec![proxy_ssl_secret("upstream", true, false)],
+        )
+    };
+    for (v, want) in [
+        ("TLSv1.3", (false, true)),
+        ("TLSv1.1 TLSv1.2", (true, false)),
+        ("TLSv1.2 TLSv1.3", (true, true)),
+    ] {
+        let c = with(v);
+        c.assert_clean();
+        assert_eq!(offers(&c), want, "{v}");
+    }
+    for (v, why) in [
+        ("TLSv1 TLSv1.1", reason::UNSUPPORTED_ANNOTATION),
+        ("QUIC", reason::INVALID_ANNOTATION),
+    ] {
+        let c = with(v);
+        assert_eq!(c.reasons(), [("default/web".to_string(), why)], "{v}");
+        assert_eq!(offers(&c), (true, true), "{v}");
+    }
+}
+
+/// Connections are pooled by their TLS settings: two Ingresses that verify with
+/// different CAs never share a backend (nor, keyed alike, a pooled connection).
+#[test]
+fn proxy_ssl_settings_key_the_backend() {
+    let verify = [("proxy-ssl-secret", "default/upstream"), ("proxy-ssl-verify", "on")];
+    let a = upstream_tls(&proxy_ssl(&verify, vec![proxy_ssl_secret("upstream", true, true)]));
+    let b = upstream_tls(&proxy_ssl(&verify, vec![proxy_ssl_secret("upstream", true, true)]));
+    let plain = upstream_tls(&proxy_ssl(&[], Vec::new()));
+    assert_ne!(a.key, b.key, "other CA and client certificate");
+    assert_ne!(a.key, plain.key);
+    assert_eq!(plain.key, upstream_tls(&proxy_ssl(&[], Vec::new())).key);
+}
