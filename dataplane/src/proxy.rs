@@ -520,32 +520,15 @@ impl Proxy {
         // Lines that pass through unchanged must need no change here, and go with the
         // body, which a read-ahead hands to a task of its own.
         let raw_head = raw_head && !route.filters.changes_response() && read_ahead.is_none();
-        let answer = self
-            .send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log)
-            .await;
+        let sending = self.send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log);
         let (resp, cookie) = match pages {
-            None => answer?,
+            // A route without error pages takes its answer as it comes: no copy of it.
+            None => sending.await?,
+            // On the heap: the error page's connect and send would otherwise size every
+            // request's future.
             Some(pages) => {
-                let status = match &answer {
-                    Ok((resp, _)) => resp.status(),
-                    Err(e) => e.status(),
-                };
-                let original = crate::filter::ErrorOriginal {
-                    host: &log.host,
-                    uri: &log.uri,
-                    accept: accept.as_ref(),
-                    request_id: &log.request_id,
-                };
-                // On the heap: its connect and send would otherwise size every request's
-                // future.
-                let page = match pages.intercepts(status) {
-                    true => Box::pin(self.error_page(&pages, status, &original)).await,
-                    false => None,
-                };
-                match page {
-                    Some(page) => (page, None),
-                    None => answer?,
-                }
+                let answer = sending.await;
+                Box::pin(self.with_error_page(&pages, accept.as_ref(), answer, log)).await?
             }
         };
         log.upstream_secs = Some(sent.elapsed().as_secs_f64());

@@ -4,14 +4,42 @@
 //! one of the backend's endpoints. When the error backend cannot answer, the original
 //! answer stands.
 
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 
-use super::Proxy;
+use super::{Proxy, ProxyError, RequestLog, Sent};
 use crate::body::RequestBody;
 use crate::filter::{ErrorOriginal, ErrorPages};
 use crate::upstream::{Extra, Failure, UpstreamBody};
 
 impl Proxy {
+    /// A route's `answer`, or, when its status is one the route's pages list, the
+    /// error backend's answer in its place (the original when that one fails).
+    pub(super) async fn with_error_page(
+        &self,
+        pages: &ErrorPages,
+        accept: Option<&HeaderValue>,
+        answer: Result<Sent, ProxyError>,
+        log: &RequestLog,
+    ) -> Result<Sent, ProxyError> {
+        let status = match &answer {
+            Ok((resp, _)) => resp.status(),
+            Err(e) => e.status(),
+        };
+        if !pages.intercepts(status) {
+            return answer;
+        }
+        let original = ErrorOriginal {
+            host: &log.host,
+            uri: &log.uri,
+            accept,
+            request_id: &log.request_id,
+        };
+        match self.error_page(pages, status, &original).await {
+            Some(page) => Ok((page, None)),
+            None => answer,
+        }
+    }
+
     /// The error backend's answer for an answer with `status`; `None` when it has no
     /// ready endpoint or does not answer in time.
     pub(super) async fn error_page(
