@@ -544,6 +544,17 @@ impl RoutingTable {
 /// The entry of `map` (keyed by the suffix after `*.`) whose wildcard covers `host`,
 /// with that suffix: one more label only, or with `deep` any number of them, the
 /// longest suffix (the most specific wildcard) first.
+/// Sets a vacant entry to `value`; `false`, leaving it, when an earlier one holds it.
+fn first_wins<V>(entry: std::collections::hash_map::Entry<'_, Box<str>, V>, value: V) -> bool {
+    match entry {
+        std::collections::hash_map::Entry::Occupied(_) => false,
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(value);
+            true
+        }
+    }
+}
+
 fn wildcard_in<'m, 'h, V>(map: &'m HashMap<Box<str>, V>, host: &'h str, deep: bool) -> Option<(&'h str, &'m V)> {
     let mut rest = host;
     while let Some((_, parent)) = rest.split_once('.') {
@@ -664,13 +675,7 @@ impl TableBuilder {
             HostMatch::Wildcard(s) => self.table.certs.wildcard.entry(s.as_str().into()),
             HostMatch::Any => return false,
         };
-        match map {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(cert);
-                true
-            }
-        }
+        first_wins(map, cert)
     }
 
     /// The certificate for handshakes that name no known host.
@@ -713,13 +718,10 @@ impl TableBuilder {
     /// to `backend`, undecrypted, unless an earlier call holds the host; returns false
     /// then.
     pub fn passthrough(&mut self, host: &str, backend: Arc<Backend>) -> bool {
-        match self.table.passthrough.entry(normalize_host(host).as_ref().into()) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(backend);
-                true
-            }
-        }
+        first_wins(
+            self.table.passthrough.entry(normalize_host(host).as_ref().into()),
+            backend,
+        )
     }
 
     /// Asks handshakes naming `host` on the Ingress HTTPS port for a client certificate
@@ -730,13 +732,7 @@ impl TableBuilder {
             HostMatch::Wildcard(s) => self.table.client_auth_wildcard.entry(s.as_str().into()),
             HostMatch::Any => return false,
         };
-        match entry {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(auth);
-                true
-            }
-        }
+        first_wins(entry, auth)
     }
 
     /// Sets what is believed of clients behind another proxy, for the whole table.
