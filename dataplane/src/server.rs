@@ -560,8 +560,11 @@ async fn serve_tls<S: ClientIo>(stream: S, acceptor: TlsAcceptor, mut conn: Conn
         }
     };
     m.tls_handshakes.inc();
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    serve_http(stream, h2, conn).await
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        serve_h2(stream, conn).await
+    } else {
+        park::serve_tls(stream, conn).await
+    }
 }
 
 /// The TLS handshake; with `table` (some host asks for client certificates), the
@@ -592,16 +595,17 @@ async fn handshake<S: ClientIo>(
     Ok((stream, Some(cert)))
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on an established (plain or TLS) connection until it
-/// closes, or until drain asks it to finish its request in flight and close.
-async fn serve_http<I: ClientIo>(stream: I, h2: bool, conn: Conn) {
+/// Serves HTTP/2 on an established (plain or TLS) connection until it closes, or until
+/// drain asks it to finish its streams in flight and close. (HTTP/1.1, plain or TLS, is
+/// `park`'s.)
+async fn serve_h2<I: ClientIo>(stream: I, conn: Conn) {
     let Conn {
         info,
         proxy,
         mut drain,
-        h1,
         _gauge,
         _held,
+        ..
     } = conn;
     let cfg = proxy.config();
     let max_header = cfg.max_header_size;
@@ -614,34 +618,20 @@ async fn serve_http<I: ClientIo>(stream: I, h2: bool, conn: Conn) {
         let info = svc_info.clone();
         async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), info, false).await) }
     });
-    let result = if h2 {
-        let io = TokioIo::new(IdleIo::new(Lingering(Some(stream)), None, send_timeout));
-        let conn = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_header_list_size(max_header as u32)
-            .max_send_buf_size(h2_send_buffer)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .serve_connection(io, svc);
-        // On the heap, so HTTP/1 connections' tasks do not carry HTTP/2's state size.
-        let mut conn = Box::pin(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = drain.started() => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
-    } else {
-        let io = TokioIo::new(IdleIo::new(stream, None, send_timeout));
-        let conn = h1.serve_connection(io, svc).with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = drain.started() => {
-                // Finishes the request in flight, then closes instead of keeping alive.
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
+    let io = TokioIo::new(IdleIo::new(Lingering(Some(stream)), None, send_timeout));
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(max_header as u32)
+        .max_send_buf_size(h2_send_buffer)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .serve_connection(io, svc);
+    // On the heap, so HTTP/1 connections' tasks do not carry HTTP/2's state size.
+    let mut conn = Box::pin(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = drain.started() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
         }
     };
     report_end(&info, result);
@@ -664,20 +654,60 @@ impl<I: ClientIo> Drop for Lingering<I> {
 }
 
 /// A client connection, plain or TLS, whose socket can be reached under its protocol
-/// layers: closing lingers on the socket itself.
+/// layers: closing lingers on the socket itself, and a parked connection waits on it.
 trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     fn socket(&mut self) -> &mut TcpStream;
+
+    /// Ready once a read would find something (bytes, the end, an error): what a parked
+    /// connection waits for, holding no buffer. For the socket itself, its readiness;
+    /// a layer that keeps bytes of its own is ready while it holds some.
+    fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.socket().poll_read_ready(cx)
+    }
+
+    /// Whether the bytes travel under TLS, whose end is a close_notify of its own: a
+    /// client reading a body delimited by the close must see it to know the body whole.
+    fn secured(&self) -> bool {
+        false
+    }
+
+    /// The plain socket, when this is one: only a plain connection moves between
+    /// threads (see `Placement`); a TLS session stays where it was made.
+    fn into_plain(self) -> Result<TcpStream, Self>
+    where
+        Self: Sized,
+    {
+        Err(self)
+    }
 }
 
 impl<S: ClientIo> ClientIo for tokio_rustls::server::TlsStream<S> {
     fn socket(&mut self) -> &mut TcpStream {
         self.get_mut().0.socket()
     }
+
+    fn secured(&self) -> bool {
+        true
+    }
+
+    fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // rustls that does not want to read holds plaintext not yet taken (or has seen
+        // the end): a read finds it at once. Otherwise it needs bytes from below.
+        let (io, session) = self.get_mut();
+        if !session.wants_read() {
+            return Poll::Ready(Ok(()));
+        }
+        io.poll_parked(cx)
+    }
 }
 
 impl ClientIo for TcpStream {
     fn socket(&mut self) -> &mut TcpStream {
         self
+    }
+
+    fn into_plain(self) -> Result<TcpStream, Self> {
+        Ok(self)
     }
 }
 

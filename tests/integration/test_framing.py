@@ -3,6 +3,7 @@ every byte it receives: what the client gets, and that nothing malformed reaches
 endpoint. Each case cites the rule (RFC section, or what nginx does) it pins."""
 
 import socket
+import ssl
 import struct
 import time
 
@@ -10,6 +11,7 @@ import pytest
 
 from harness import ByteLogBackend, raw_exchange
 from k8s import Config, path, rule
+from test_tls import CA, tls_secret
 
 HOST = "raw.local"
 
@@ -26,6 +28,43 @@ def routed_to(be):
     cfg.backend("raw", [be])
     cfg.ingress("raw", rules=[rule(HOST, path("/", "raw"))])
     return cfg
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return CA(tmp_path_factory.mktemp("ca"))
+
+
+def routed_over_tls(be, ca):
+    """HOST's route on the HTTPS port too, with a certificate for it."""
+    cfg = Config()
+    cfg.backend("raw", [be])
+    ing = cfg.ingress("raw", rules=[rule(HOST, path("/", "raw"))])
+    ing["spec"]["tls"] = [{"hosts": [HOST], "secretName": "raw"}]
+    cfg.add(tls_secret("raw", *ca.leaf(HOST)))
+    return cfg
+
+
+def tls_connection(p, ca):
+    """An HTTP/1.1 connection over TLS (no ALPN offered, as curl --http1.1 or an old
+    client would), verified against the test CA."""
+    ctx = ssl.create_default_context(cafile=str(ca.cert))
+    raw = socket.create_connection((p.ip, p.https_port), timeout=10)
+    return ctx.wrap_socket(raw, server_hostname=HOST)
+
+
+def tls_exchange(p, ca, data, timeout=10):
+    """`raw_exchange` over TLS: (everything received, whether the peer closed)."""
+    with tls_connection(p, ca) as s:
+        s.sendall(data)
+        s.settimeout(timeout)
+        chunks = []
+        try:
+            while b := s.recv(65536):
+                chunks.append(b)
+        except (socket.timeout, ssl.SSLError, ConnectionResetError):
+            return b"".join(chunks), False
+        return b"".join(chunks), True
 
 
 def refused(p, be, data, status=b"400"):
@@ -179,6 +218,20 @@ def test_ambiguous_framing_is_400_and_never_forwarded(portico, logged, data):
     refused(p, logged, data)
 
 
+@pytest.mark.parametrize("data", FRAMING_CASES.values(), ids=FRAMING_CASES.keys())
+def test_ambiguous_framing_over_tls_is_400_and_never_forwarded(portico, logged, ca, data):
+    """The same heads over TLS: Portico's own parser reads them there too, so a bare LF
+    or both framings are refused as on the plain port (hyper would take the bare LF as
+    a line end and drop the Content-Length beside Transfer-Encoding). The close is
+    TLS's own: close_notify, then the end of the stream."""
+    p = portico(routed_over_tls(logged, ca))
+    got, closed = tls_exchange(p, ca, data)
+    assert got.startswith(b"HTTP/1.1 400"), got[:300]
+    assert closed, "connection left open, or ended without close_notify, after a refused request"
+    time.sleep(0.3)
+    assert logged.received == b"", logged.received[:300]
+
+
 @pytest.mark.parametrize(
     "first, status",
     [
@@ -201,6 +254,29 @@ def test_an_error_that_closes_lingers_so_the_client_reads_it(portico, logged, fi
                 b = s.recv(65536)  # a reset raises ConnectionResetError here
                 if not b:
                     break
+                got += b
+        assert got.startswith(b"HTTP/1.1 " + status), got[:200]
+    assert logged.received == b""
+
+
+@pytest.mark.parametrize(
+    "first, status",
+    [
+        (b"GET / HTTP/1.1\r\nHost: raw.local\r\nX-Big: ", b"431"),
+        (b"THIS IS NOT HTTP\r\n\r\n", b"400"),
+    ],
+    ids=["431-header-too-large", "400-garbage"],
+)
+def test_an_error_that_closes_over_tls_lingers_so_the_client_reads_it(portico, logged, ca, first, status):
+    """The lingering close over TLS: the answer, close_notify and FIN, then what the
+    client still sends is read off the socket and dropped, so its 300 KB do not turn
+    into a TCP reset that would destroy the answer (RFC 9112 section 9.6)."""
+    p = portico(routed_over_tls(logged, ca))
+    for _ in range(5):
+        with tls_connection(p, ca) as s:
+            s.sendall(first + b"a" * 300_000)
+            got = b""
+            while b := s.recv(65536):  # a reset raises ConnectionResetError here
                 got += b
         assert got.startswith(b"HTTP/1.1 " + status), got[:200]
     assert logged.received == b""

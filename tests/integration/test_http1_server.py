@@ -4,18 +4,47 @@ client that leaves while its request is in flight."""
 
 import json
 import socket
+import ssl
 import time
 
+import pytest
+
 from k8s import Config, path, rule
+from test_tls import CA, tls_secret
 
 HOST = "h1.example.com"
 
+# The same server over TLS: HTTP/1.1 there is served by the same code, in spells and
+# parked between requests, with hyper taking the requests that have a body.
+TRANSPORTS = pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 
-def one_route(echo):
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return CA(tmp_path_factory.mktemp("ca"))
+
+
+def one_route(echo, ca=None):
     cfg = Config()
     cfg.backend("web", [echo.a])
-    cfg.ingress("h1", rules=[rule(HOST, path("/", "web"))])
+    ing = cfg.ingress("h1", rules=[rule(HOST, path("/", "web"))])
+    if ca:
+        ing["spec"]["tls"] = [{"hosts": [HOST], "secretName": "h1"}]
+        cfg.add(tls_secret("h1", *ca.leaf(HOST)))
     return cfg
+
+
+def serve(portico, echo, ca, tls):
+    return portico(one_route(echo, ca if tls else None))
+
+
+def connect(p, ca, tls):
+    """A client connection to the plain port, or over TLS (no ALPN, so HTTP/1.1) to
+    the HTTPS port, verified against the test CA."""
+    raw = socket.create_connection((p.ip, p.https_port if tls else p.http_port), timeout=10)
+    if not tls:
+        return raw
+    return ssl.create_default_context(cafile=str(ca.cert)).wrap_socket(raw, server_hostname=HOST)
 
 
 class Reader:
@@ -85,11 +114,12 @@ def request(method, target, version="HTTP/1.1", extra="", body=b""):
     return (head + "\r\n").encode() + body
 
 
-def test_http10_client_gets_http10_and_a_body_ended_by_the_close(portico, echo):
+@TRANSPORTS
+def test_http10_client_gets_http10_and_a_body_ended_by_the_close(portico, echo, ca, tls):
     """An HTTP/1.0 client cannot read chunks: a streamed response of unknown length
     reaches it whole, ended by the close, in an HTTP/1.0 response."""
-    p = portico(one_route(echo))
-    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+    p = serve(portico, echo, ca, tls)
+    with connect(p, ca, tls) as s:
         s.sendall(request("GET", "/stream?chunks=5&size=1000&delay=0.01", "HTTP/1.0"))
         r = Reader(s)
         status, headers, body = r.response()
@@ -98,10 +128,11 @@ def test_http10_client_gets_http10_and_a_body_ended_by_the_close(portico, echo):
         assert body == b"x" * 5000
 
 
-def test_http10_keep_alive_is_kept_when_asked(portico, echo):
+@TRANSPORTS
+def test_http10_keep_alive_is_kept_when_asked(portico, echo, ca, tls):
     """HTTP/1.0 with `Connection: keep-alive` keeps its connection, and is told so."""
-    p = portico(one_route(echo))
-    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+    p = serve(portico, echo, ca, tls)
+    with connect(p, ca, tls) as s:
         r = Reader(s)
         for target in ("/one", "/two"):
             s.sendall(request("GET", target, "HTTP/1.0", "Connection: keep-alive\r\n"))
@@ -116,11 +147,12 @@ def test_http10_keep_alive_is_kept_when_asked(portico, echo):
         assert r.closed(), "HTTP/1.0 connection left open without keep-alive"
 
 
-def test_head_gets_the_length_and_no_body(portico, echo):
+@TRANSPORTS
+def test_head_gets_the_length_and_no_body(portico, echo, ca, tls):
     """HEAD: the length a GET would get, no body bytes (the next response on the
     connection would be corrupted by them); 204 and 304 likewise carry none."""
-    p = portico(one_route(echo))
-    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+    p = serve(portico, echo, ca, tls)
+    with connect(p, ca, tls) as s:
         r = Reader(s)
         s.sendall(request("HEAD", "/bytes/1000"))
         status, headers, _ = r.response(head_request=True)
@@ -135,13 +167,14 @@ def test_head_gets_the_length_and_no_body(portico, echo):
         assert json.loads(body)["target"] == "/after"
 
 
-def test_requests_with_and_without_bodies_pipelined_on_one_connection(portico, echo):
+@TRANSPORTS
+def test_requests_with_and_without_bodies_pipelined_on_one_connection(portico, echo, ca, tls):
     """GET, POST with a body, chunked POST, OPTIONS, GET in one write: all answered, in
     order, with every body intact, on the one connection."""
-    p = portico(one_route(echo))
+    p = serve(portico, echo, ca, tls)
     accepted = p.metrics().get("portico_downstream_connections_total")
     chunked = request("POST", "/c", extra="Transfer-Encoding: chunked\r\n") + b"3\r\nabc\r\n0\r\n\r\n"
-    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+    with connect(p, ca, tls) as s:
         s.sendall(
             request("GET", "/g1")
             + request("POST", "/p", body=b"y" * 5000)
@@ -156,6 +189,28 @@ def test_requests_with_and_without_bodies_pipelined_on_one_connection(portico, e
             assert status.startswith("HTTP/1.1 200"), status
             echoed = json.loads(body)
             assert (echoed["method"], echoed["target"], echoed["body_length"]) == (method, target, length)
+    assert p.metrics().get("portico_downstream_connections_total") == accepted + 1
+
+
+@TRANSPORTS
+def test_a_connection_parked_between_requests_is_served_when_it_comes_back(portico, echo, ca, tls):
+    """A client that pauses between requests has its connection parked (buffers let go,
+    over TLS the session kept) and woken by its next request, whether that request is
+    the proxy's own kind (no body) or hyper's (a body): one connection throughout, every
+    answer for its own request."""
+    p = serve(portico, echo, ca, tls)
+    accepted = p.metrics().get("portico_downstream_connections_total")
+    with connect(p, ca, tls) as s:
+        r = Reader(s)
+        steps = [("GET", "/a", b""), ("POST", "/b", b"z" * 3000), ("GET", "/c", b"")]
+        for method, target, body in steps + [("POST", "/d", b"q"), ("HEAD", "/e", b"")]:
+            time.sleep(0.3)  # past the 100 ms after which a client counts as not busy
+            s.sendall(request(method, target, body=body))
+            status, headers, got = r.response(head_request=method == "HEAD")
+            assert status.startswith("HTTP/1.1 200"), (target, status)
+            if method != "HEAD":
+                echoed = json.loads(got)
+                assert (echoed["method"], echoed["target"], echoed["body_length"]) == (method, target, len(body))
     assert p.metrics().get("portico_downstream_connections_total") == accepted + 1
 
 

@@ -1,5 +1,9 @@
-//! Portico's own HTTP/1.1 server side, for plain-text requests without a body: almost
-//! every request a proxy sees (`GET`, `HEAD`, `DELETE`, `OPTIONS` without a body).
+//! Portico's own HTTP/1.1 server side, for requests without a body, in plain text or
+//! over TLS: almost every request a proxy sees (`GET`, `HEAD`, `DELETE`, `OPTIONS`
+//! without a body). Every request head a connection starts with, and every one after a
+//! park, is parsed here first, so its framing is checked here (bare LF line ends,
+//! `Content-Length` beside `Transfer-Encoding`: 400 and a lingering close) before hyper
+//! sees it.
 //!
 //! hyper builds a connection's state afresh for each new client connection (a read
 //! buffer, write buffers, a parser, a header timer) and allocates several of those again
@@ -36,8 +40,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body;
 use hyper::body::Incoming;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
@@ -46,12 +49,12 @@ use crate::idle::IdleIo;
 use crate::wire::{hex, itoa};
 
 /// How a busy spell ended.
-pub(super) enum Spell {
+pub(super) enum Spell<S> {
     /// The client is quiet between requests: wait for it holding the socket alone.
-    Park(TcpStream),
+    Park(S),
     /// A request for hyper: the socket, and every byte read and not yet served (that
     /// request's head first).
-    Hyper(TcpStream, Bytes),
+    Hyper(S, Bytes),
     /// The connection is closed.
     Closed,
 }
@@ -64,17 +67,17 @@ const READ_BUF: usize = 4096;
 /// and leaves with them; a larger one is written from where it lies.
 const COPY_UP_TO: usize = 16 * 1024;
 
-/// Serves requests on a plain HTTP/1.1 connection until it closes, falls quiet, or sends
-/// a request for hyper. `read_ahead` holds bytes already read; `busy` says the client
-/// came straight back after its last wait, so a quiet spell waits a while (up to
-/// `quiet`) before it lets go of its buffers.
-pub(super) async fn spell(
-    mut stream: TcpStream,
+/// Serves requests on an HTTP/1.1 connection (plain, or TLS's plaintext) until it
+/// closes, falls quiet, or sends a request for hyper. `read_ahead` holds bytes already
+/// read; `busy` says the client came straight back after its last wait, so a quiet
+/// spell waits a while (up to `quiet`) before it lets go of its buffers.
+pub(super) async fn spell<S: super::ClientIo>(
+    mut stream: S,
     read_ahead: Bytes,
     busy: bool,
     quiet: Duration,
     conn: &mut super::Conn,
-) -> Spell {
+) -> Spell<S> {
     let cfg = conn.proxy.config();
     let (timeout, max_head) = (cfg.client_header_timeout, cfg.max_header_size.max(8192));
     let send_timeout = cfg.send_timeout;
@@ -190,8 +193,21 @@ pub(super) async fn spell(
                 linger_close(&mut stream, buf, &conn.drain).await;
                 return Spell::Closed;
             }
-            Ok(false) | Err(_) => return Spell::Closed,
+            Ok(false) => {
+                close(&mut stream, send_timeout).await;
+                return Spell::Closed;
+            }
+            Err(_) => return Spell::Closed,
         }
+    }
+}
+
+/// Ends a connection after its last response. Under TLS that is a close_notify (hyper
+/// sends one too), so a body delimited by the close is known whole; a plain socket's
+/// drop sends its FIN by itself.
+pub(super) async fn close<S: super::ClientIo>(stream: &mut S, within: Duration) {
+    if stream.secured() {
+        let _ = tokio::time::timeout(within, stream.shutdown()).await;
     }
 }
 
@@ -245,7 +261,11 @@ impl Drop for Buffers {
 }
 
 /// Reads what the socket has into `buf`, growing it by a read buffer when it is full.
-fn fill(stream: &mut TcpStream, buf: &mut BytesMut, cx: &mut std::task::Context<'_>) -> Poll<io::Result<usize>> {
+fn fill<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<io::Result<usize>> {
     if buf.capacity() == buf.len() {
         // Takes back the whole buffer when nothing else holds a part of it.
         buf.reserve(READ_BUF);
@@ -378,8 +398,8 @@ enum Framing {
 /// Writes `resp` to the client; `Ok(true)` when the connection can carry another
 /// request. A write that waits longer than `send_timeout` fails (nginx's
 /// `send_timeout`: a client that stops reading is let go of).
-async fn respond(
-    stream: &mut TcpStream,
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     out: &mut Vec<u8>,
     resp: Response<ResponseBody>,
     head: bool,
@@ -465,7 +485,9 @@ async fn respond(
         let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
+                // Flushed: TLS may hold what was written until asked to send it.
                 stream.write_all(out).await?;
+                stream.flush().await?;
                 out.clear();
                 poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
             }
@@ -514,6 +536,7 @@ async fn respond(
     if !out.is_empty() {
         stream.write_all(out).await?;
     }
+    stream.flush().await?;
     Ok(keep_alive)
 }
 
@@ -549,13 +572,15 @@ fn status_line(out: &mut Vec<u8>, version: Version, status: StatusCode) {
 }
 
 /// Answers a malformed request head, as hyper does, and lets the connection close.
-async fn reject(stream: &mut TcpStream, out: &mut Vec<u8>, status: StatusCode) {
+async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>, status: StatusCode) {
     status_line(out, Version::HTTP_11, status);
     out.extend_from_slice(b"content-length: 0\r\nconnection: close\r\ndate: ");
     date(out);
     out.extend_from_slice(b"\r\n\r\n");
     tracing::debug!(status = status.as_u16(), "malformed request head");
-    let _ = stream.write_all(out).await;
+    if stream.write_all(out).await.is_ok() {
+        let _ = stream.flush().await;
+    }
 }
 
 /// How long a closing connection waits for each read of what the client still sends,
@@ -567,11 +592,13 @@ pub(super) const LINGER_TOTAL: Duration = Duration::from_secs(10);
 /// write side is shut (the response, then FIN), and what the client still sends is read
 /// and dropped until it closes, falls quiet or the time is up. Closing with unread bytes
 /// would send a reset instead, and a reset can destroy the response before the client
-/// has read it (RFC 9112 section 9.6).
-async fn linger_close(stream: &mut TcpStream, buf: &mut BytesMut, drain: &super::Drain) {
+/// has read it (RFC 9112 section 9.6). Over TLS the shutdown sends close_notify first,
+/// and what follows is read from the socket and dropped undecrypted.
+async fn linger_close<S: super::ClientIo>(stream: &mut S, buf: &mut BytesMut, drain: &super::Drain) {
     if stream.shutdown().await.is_err() {
         return;
     }
+    let stream = stream.socket();
     let deadline = Instant::now() + LINGER_TOTAL;
     loop {
         buf.clear();

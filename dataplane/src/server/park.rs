@@ -1,13 +1,13 @@
-//! Plain HTTP/1.1 keep-alive connections that hold no buffers while they wait.
+//! HTTP/1.1 keep-alive connections, plain and TLS, that hold no buffers while they wait.
 //!
 //! A connection's buffers and protocol state are needed only while it is busy; nginx and
 //! HAProxy release theirs while a keep-alive connection waits, and with thousands of
-//! idle clients that is most of a proxy's memory. So a plain HTTP/1.1 connection is
-//! served in *busy spells*. Once every response on it has been sent in full and the
-//! client has nothing more to send, the connection is *parked*: the spell's buffers and
-//! state are dropped, any bytes read ahead are kept, and the task waits for the socket
-//! to become readable holding the socket alone. The client's next request starts a new
-//! spell on the same socket.
+//! idle clients that is most of a proxy's memory. So an HTTP/1.1 connection is served
+//! in *busy spells*. Once every response on it has been sent in full and the client has
+//! nothing more to send, the connection is *parked*: the spell's buffers and state are
+//! dropped, any bytes read ahead are kept, and the task waits for the socket to become
+//! readable holding the socket alone (over TLS, the socket and the session's own
+//! state). The client's next request starts a new spell on the same socket.
 //!
 //! A spell is Portico's own HTTP/1.1 server side (`h1`), which serves requests without a
 //! body. A request with a body or an upgrade is handed, with every byte read, to a
@@ -166,19 +166,19 @@ impl Drop for TrackedBody {
 /// The socket as hyper sees it: bytes read ahead by an earlier hyper connection come
 /// first; a read that would block between requests raises `want_park`; a close while
 /// parking is a no-op.
-struct ParkableIo {
-    stream: TcpStream,
+struct ParkableIo<S> {
+    stream: S,
     read_ahead: Bytes,
     activity: Arc<Activity>,
 }
 
-impl super::ClientIo for ParkableIo {
+impl<S: super::ClientIo> super::ClientIo for ParkableIo<S> {
     fn socket(&mut self) -> &mut TcpStream {
-        &mut self.stream
+        self.stream.socket()
     }
 }
 
-impl AsyncRead for ParkableIo {
+impl<S: super::ClientIo> AsyncRead for ParkableIo<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if super::read_ahead(&mut this.read_ahead, buf) {
@@ -192,7 +192,7 @@ impl AsyncRead for ParkableIo {
     }
 }
 
-impl AsyncWrite for ParkableIo {
+impl<S: super::ClientIo> AsyncWrite for ParkableIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
@@ -246,6 +246,13 @@ pub(super) fn serve_after_header(
     serve_h1(stream, conn, Start::Fresh(read_ahead))
 }
 
+/// HTTP/1.1 over an established TLS session, served in spells and parked as a plain
+/// connection is (the session's own state stays; the spell's buffers go). The first
+/// request is waited for as a parked connection's next one.
+pub(super) async fn serve_tls<S: super::ClientIo>(stream: S, conn: super::Conn) {
+    Box::pin(serve_spells(stream, conn, Bytes::new(), false, true)).await
+}
+
 /// Where [`serve_h1`] begins.
 enum Start {
     /// A new connection: the bytes read so far (none, unless a PROXY protocol header
@@ -261,9 +268,9 @@ fn serve_h1_moved(stream: TcpStream, conn: super::Conn, busy: bool) -> Pin<Box<d
     Box::pin(serve_h1(stream, conn, Start::Parked { busy }))
 }
 
-async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
+async fn serve_h1(mut stream: TcpStream, conn: super::Conn, start: Start) {
     let timeout = conn.proxy.config().client_header_timeout;
-    let (mut read_ahead, mut busy, mut parked_already) = match start {
+    let (read_ahead, busy, parked_already) = match start {
         // No protocol state until the client sends its first bytes: a connection that
         // is opened and left idle costs only its socket and this small task. A client
         // that sends nothing within the header timeout, or a drain, closes it.
@@ -274,13 +281,26 @@ async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
                     read_ahead,
                     activity: Arc::new(Activity::default()),
                 };
-                return Box::pin(super::serve_http(io, true, conn)).await;
+                return Box::pin(super::serve_h2(io, conn)).await;
             }
             Some((read_ahead, false)) => (read_ahead, false, false),
             None => return,
         },
         Start::Parked { busy } => (Bytes::new(), busy, true),
     };
+    serve_spells(stream, conn, read_ahead, busy, parked_already).await
+}
+
+/// Busy spells and parks, one after another, until the connection ends. A plain
+/// connection that parks may move to a less loaded thread and go on there.
+async fn serve_spells<S: super::ClientIo>(
+    mut stream: S,
+    mut conn: super::Conn,
+    mut read_ahead: Bytes,
+    mut busy: bool,
+    mut parked_already: bool,
+) {
+    let timeout = conn.proxy.config().client_header_timeout;
     loop {
         if !parked_already {
             // On the heap: a parked connection's task is as large as its largest state,
@@ -303,9 +323,14 @@ async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
                 // `Placement`).
                 let to = conn._held.placement.pick(conn._held.worker);
                 if to != conn._held.worker {
-                    return super::move_to(to, stream, conn, move |stream, conn| {
-                        drop(tokio::spawn(serve_h1_moved(stream, conn, busy)))
-                    });
+                    stream = match stream.into_plain() {
+                        Ok(plain) => {
+                            return super::move_to(to, plain, conn, move |stream, conn| {
+                                drop(tokio::spawn(serve_h1_moved(stream, conn, busy)))
+                            });
+                        }
+                        Err(stream) => stream,
+                    };
                 }
             }
         }
@@ -313,12 +338,12 @@ async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
         if read_ahead.is_empty() {
             // Parked: the socket alone until the client's next request.
             let parked = Instant::now();
-            let ready = conn
-                .drain
-                .until(parked + timeout, |cx| stream.poll_read_ready(cx))
-                .await;
-            if !matches!(ready, Some(Ok(()))) {
-                return;
+            let ready = conn.drain.until(parked + timeout, |cx| stream.poll_parked(cx)).await;
+            match ready {
+                Some(Ok(())) => {}
+                // Quiet too long, or draining: ended as hyper ends an idle connection.
+                None => return super::h1::close(&mut stream, conn.proxy.config().send_timeout).await,
+                Some(Err(_)) => return,
             }
             busy = parked.elapsed() < BUSY_GAP;
         }
@@ -327,13 +352,13 @@ async fn serve_h1(mut stream: TcpStream, mut conn: super::Conn, start: Start) {
 
 /// Serves requests with one hyper connection until the connection ends (`None`) or
 /// parks: then it hands back the socket and whatever hyper had read ahead.
-async fn busy_spell(
-    stream: TcpStream,
+async fn busy_spell<S: super::ClientIo>(
+    stream: S,
     read_ahead: Bytes,
     busy: bool,
     conn: &mut super::Conn,
     activity: &Arc<Activity>,
-) -> Option<(TcpStream, Bytes)> {
+) -> Option<(S, Bytes)> {
     let super::Conn {
         info,
         proxy,

@@ -218,6 +218,13 @@ impl super::ClientIo for Prefixed {
     fn socket(&mut self) -> &mut TcpStream {
         &mut self.stream
     }
+
+    fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.ahead.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        self.stream.poll_read_ready(cx)
+    }
 }
 
 impl AsyncRead for Prefixed {
