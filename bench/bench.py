@@ -1509,7 +1509,7 @@ class Bench:
         self.start()
         counts = {}
         for peer in self.running():
-            if peer.name == "direct":
+            if peer.name == "direct" or (self.args.tls and not peer.tls_port):
                 continue
             pid = peer.proc.pid
             for key, close in (("keepalive", False), ("close", True)):
@@ -1538,7 +1538,7 @@ class Bench:
         md = render_instructions(meta, counts, labels, seconds)
         # A --features count is kept apart from the plain route's committed one.
         name = "instructions"
-        for mode in ("features", "gateway", "filters"):
+        for mode in ("features", "gateway", "filters", "tls"):
             if getattr(self.args, mode):
                 name = "instructions-" + mode
         (out_dir / (name + ".md")).write_text(md)
@@ -1553,7 +1553,9 @@ class Bench:
         if close:
             argv += ["-H", "Connection: close"]
         path = FEATURES_PATH if self.args.features else "/small"
-        out = subprocess.run(argv + [peer.url(path)], capture_output=True, text=True, check=False).stdout
+        # --tls: HTTP/1.1 over TLS (wrk offers no ALPN); a new connection is a full handshake.
+        url = peer.url(path, tls=self.args.tls)
+        out = subprocess.run(argv + [url], capture_output=True, text=True, check=False).stdout
         done = re.search(r"(\d+) requests in", out)
         # A client's `Connection: close` may end in socket errors as wrk counts them.
         if not done or "Non-2xx" in out or ("Socket errors" in out and not close):
@@ -1604,6 +1606,8 @@ def render_instructions(meta, counts, labels, seconds):
         versions += ". nginx and Portico write a JSON access line per request"
     if meta.get("filters"):
         versions += ". Portico's route has three filters (header change, rewrite, HSTS)"
+    if meta.get("tls"):
+        versions += ". HTTP/1.1 over TLS (wrk: no ALPN, no session resumption), the bench certificate"
     if meta.get("gateway"):
         versions += ". Portico serves through a Gateway listener and an HTTPRoute (bench/README.md, --gateway)"
     if meta.get("features"):
@@ -1766,6 +1770,7 @@ def metadata(args, bench):
         "portico": os.environ.get("BENCH_PORTICO_LABEL") or "%s (checkout)" % git,
         "access_logs": bool(getattr(args, "access_logs", False)),
         "filters": bool(getattr(args, "filters", False)),
+        "tls": bool(getattr(args, "tls", False)),
         "features": bool(getattr(args, "features", False)),
         "gateway": bool(getattr(args, "gateway", False)),
         "nginx": tool_version(["nginx", "-v"], r"nginx/(\S+)"),
@@ -1969,6 +1974,11 @@ def main():
         help="Portico serves the route through a Route with three filters (header change, rewrite, HSTS)",
     )
     ap.add_argument(
+        "--tls",
+        action="store_true",
+        help="with --instructions: the requests go over TLS (HTTP/1.1) to each peer's HTTPS listener",
+    )
+    ap.add_argument(
         "--features",
         action="store_true",
         help="nginx and Portico only, one route with CORS, basic auth, a rate limit and a regex rewrite",
@@ -2005,7 +2015,7 @@ def main():
     bench = Bench(args, settings)
     if args.instructions:
         ok, md = harnessed(bench, lambda: bench.instructions(out_dir, settings["duration"]))
-        if ok and args.update_readme and not (args.features or args.gateway or args.filters):
+        if ok and args.update_readme and not (args.features or args.gateway or args.filters or args.tls):
             update_readme(md, "instructions")
         return 0 if ok else 1
     if args.features:

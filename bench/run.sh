@@ -19,6 +19,9 @@
 #   bench/run.sh --access-logs
 #                           nginx and Portico each write a JSON access line per request
 #                           to a file (HAProxy and Pingora log nothing)
+#   bench/run.sh --instructions --tls
+#                           the same count over TLS: HTTP/1.1 to each HTTPS listener
+#                           -> bench/results/instructions-tls.{md,json}
 #   bench/run.sh --filters  Portico routes through a Route with three filters (header
 #                           change, rewrite, HSTS) instead of the plain Ingress rule
 #
