@@ -684,7 +684,15 @@ impl Proxy {
         let extra = forwarded.map_or_else(Extra::default, |values| Extra(&FORWARDED, values));
         let action = route.action.as_deref();
         let key = action.map_or_else(Default::default, |a| {
-            a.balance.request_key(req.headers(), log.client, log.tls)
+            a.balance.request_key(&crate::balance::RequestFacts {
+                headers: req.headers(),
+                target: &log.uri,
+                path: req.uri().path(),
+                method: &log.method,
+                host: log.host.as_bytes(),
+                client: log.client,
+                tls: log.tls,
+            })
         });
         let backend = match action.and_then(|a| a.backends.as_ref()) {
             Some(split) => {

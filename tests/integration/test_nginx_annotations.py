@@ -10,6 +10,7 @@ import time
 import grpc
 import pytest
 
+from harness import free_port
 from k8s import Config, path, rule
 
 HOST = "ann.example.com"
@@ -477,3 +478,27 @@ def test_service_upstream_goes_to_the_cluster_ip(portico, echo):
     p = portico(cfg)
     assert {p.get("/", host=HOST).json()["backend"] for _ in range(4)} == {"a"}
     assert {p.get("/", host="eps." + HOST).json()["backend"] for _ in range(4)} == {"b"}
+
+
+def test_upstream_hash_by_request_uri_keeps_each_uri_on_one_endpoint(portico, backends):
+    """ingress-nginx's e2e `annotations/upstreamhashby.go` ("should connect to the same
+    pod"): with `upstream-hash-by: "$request_uri"`, 100 requests for one URI all reach
+    one pod of six. Different URIs spread over the pods, and the value is an nginx
+    complex value (`util.lua` `parse_complex_value`): text and variables join, so
+    `$host$uri` ignores the query that `$request_uri` keys on."""
+    ips = ["127.0.0.%d" % i for i in range(1, 7)]
+    port = free_port(tuple(ips))
+    pods = [backends.echo("pod%d" % i, ip=ip, port=port) for i, ip in enumerate(ips)]
+
+    def served(p, target):
+        return p.get(target, host=HOST).json()["backend"]
+
+    for value, same_for in [("$request_uri", ["/a?x=1"]), ("${host}$uri", ["/a?x=1", "/a?x=2", "/a"])]:
+        cfg = Config()
+        cfg.backend("web", pods)
+        cfg.ingress("web", rules=[rule(HOST, path("/", "web"))], annotations=ann(upstream_hash_by=value))
+        p = portico(cfg)
+        seen = {served(p, same_for[i % len(same_for)]) for i in range(100)}
+        assert len(seen) == 1, (value, seen)
+        spread = {served(p, "/item/%d" % i) for i in range(60)}
+        assert len(spread) >= 5, (value, spread)

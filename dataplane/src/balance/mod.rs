@@ -21,10 +21,10 @@ mod state;
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderMap;
 use http::header::{COOKIE, HeaderValue, USER_AGENT};
+use http::{HeaderMap, Method, Uri};
 
-pub use crate::table::{AffinityCookie, Balance, HashOn, LbPolicy};
+pub use crate::table::{AffinityCookie, Balance, HashOn, HashPart, LbPolicy};
 use crate::table::{Backend, Endpoint, hash_bytes};
 pub use state::{InFlight, Registry};
 
@@ -66,12 +66,29 @@ impl LbPolicy {
     }
 }
 
+/// What of a request the balancer may read.
+pub struct RequestFacts<'a> {
+    pub headers: &'a HeaderMap,
+    /// The target as the client sent it (`$request_uri`, `$args`).
+    pub target: &'a Uri,
+    /// The path as it goes upstream, after a rewrite (`$uri`).
+    pub path: &'a str,
+    pub method: &'a Method,
+    /// The `Host` (or `:authority`) as sent, port included.
+    pub host: &'a [u8],
+    pub client: IpAddr,
+    /// The request came over TLS (or a trusted proxy says it did).
+    pub tls: bool,
+}
+
 impl Balance {
-    pub fn request_key(&self, headers: &HeaderMap, client: IpAddr, tls: bool) -> RequestKey {
+    pub fn request_key(&self, req: &RequestFacts<'_>) -> RequestKey {
+        let (headers, client, tls) = (req.headers, req.client, req.tls);
         let hash = match &self.policy {
             LbPolicy::ConsistentHash(HashOn::Header(name)) => headers.get(name).map(|v| hash_bytes(v.as_bytes())),
             LbPolicy::ConsistentHash(HashOn::Cookie(name)) => cookie(headers, name).map(|v| hash_bytes(v.as_bytes())),
             LbPolicy::ConsistentHash(HashOn::ClientIp) => Some(hash_bytes(client.to_string().as_bytes())),
+            LbPolicy::ConsistentHash(HashOn::Joined(parts)) => Some(hash_bytes(&joined_key(parts, req))),
             _ => None,
         };
         let Some(affinity) = &self.affinity_cookie else {
@@ -184,6 +201,61 @@ pub fn round_robin<'a>(backend: &'a Backend, tried: &[SocketAddr]) -> Option<&'a
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
+/// A [`HashOn::Joined`] key's bytes, as nginx would evaluate the complex value: the
+/// text as written, each variable's value, nothing for a variable the request lacks.
+fn joined_key(parts: &[HashPart], req: &RequestFacts<'_>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(128);
+    let query = req.target.query();
+    for part in parts {
+        match part {
+            HashPart::Text(t) => key.extend_from_slice(t.as_bytes()),
+            HashPart::RequestUri => {
+                key.extend_from_slice(req.target.path_and_query().map_or("/", |p| p.as_str()).as_bytes())
+            }
+            HashPart::Uri => key.extend_from_slice(req.path.as_bytes()),
+            HashPart::Args => key.extend_from_slice(query.unwrap_or("").as_bytes()),
+            HashPart::Arg(name) => {
+                let value = query
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .find_map(|pair| match pair.split_once('=') {
+                        Some((k, v)) if k == name => Some(v),
+                        None if pair == name => Some(""),
+                        _ => None,
+                    });
+                key.extend_from_slice(value.unwrap_or("").as_bytes());
+            }
+            HashPart::Host => {
+                let host = strip_port(req.host);
+                key.extend(host.iter().map(u8::to_ascii_lowercase));
+            }
+            HashPart::Scheme => key.extend_from_slice(if req.tls { b"https" } else { b"http" }),
+            HashPart::Method => key.extend_from_slice(req.method.as_str().as_bytes()),
+            HashPart::ClientIp => key.extend_from_slice(req.client.to_string().as_bytes()),
+            HashPart::Header(name) => {
+                if let Some(v) = req.headers.get(name) {
+                    key.extend_from_slice(v.as_bytes());
+                }
+            }
+            HashPart::Cookie(name) => {
+                if let Some(v) = cookie(req.headers, name) {
+                    key.extend_from_slice(v.as_bytes());
+                }
+            }
+        }
+    }
+    key
+}
+
+/// `host[:port]` without the port; a bracketed IPv6 literal keeps its brackets.
+fn strip_port(host: &[u8]) -> &[u8] {
+    let end = host.iter().rposition(|&b| b == b']').map_or(0, |i| i + 1);
+    match host[end..].iter().position(|&b| b == b':') {
+        Some(colon) => &host[..end + colon],
+        None => host,
+    }
+}
+
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)

@@ -182,7 +182,8 @@ fn affinity_cookie_round_trip() {
     let pair = set.to_str().unwrap().split(';').next().unwrap().to_string();
     let mut headers = HeaderMap::new();
     headers.insert(COOKIE, HeaderValue::from_str(&format!("a=b; {pair}")).unwrap());
-    let key = balance.request_key(&headers, "127.0.0.1".parse().unwrap(), false);
+    let root = http::Uri::from_static("/");
+    let key = balance.request_key(&facts(&headers, &root, false));
     for _ in 0..10 {
         assert_eq!(balance.pick(&b, key, &[]).unwrap().addr, first);
     }
@@ -228,7 +229,8 @@ fn affinity_cookie_attributes() {
     for (ua, rejects) in [(old_chrome, true), (new_chrome, false)] {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::USER_AGENT, HeaderValue::from_static(ua));
-        let key = balance.request_key(&headers, "127.0.0.1".parse().unwrap(), true);
+        let root = http::Uri::from_static("/");
+        let key = balance.request_key(&facts(&headers, &root, true));
         assert_eq!(key.rejects_same_site_none, rejects);
         assert_eq!(c.set_cookie(1, key, now).contains("SameSite=None"), !rejects, "{ua}");
     }
@@ -237,4 +239,72 @@ fn affinity_cookie_attributes() {
         named.set_cookie(1, plain, now),
         "INGRESSCOOKIE=0000000000000001; HttpOnly"
     );
+}
+
+/// A request to `target` with `headers`, from 127.0.0.1, Host `Shop.Example:8443`.
+fn facts<'a>(headers: &'a HeaderMap, target: &'a http::Uri, tls: bool) -> RequestFacts<'a> {
+    RequestFacts {
+        headers,
+        target,
+        path: target.path(),
+        method: &http::Method::GET,
+        host: b"Shop.Example:8443",
+        client: "127.0.0.1".parse().unwrap(),
+        tls,
+    }
+}
+
+/// ingress-nginx's `upstream-hash-by` is an nginx complex value (its `util.lua`
+/// `parse_complex_value`): `$request_uri` keys on path and query as sent, so one URI
+/// always reaches one endpoint and different URIs spread; text and several variables
+/// join, `$host` is lower case without the port.
+#[test]
+fn joined_keys_follow_nginx_variables() {
+    let b = backend(
+        "b",
+        &["198.18.0.1:80", "198.18.0.2:80", "198.18.0.3:80", "198.18.0.4:80"],
+    );
+    let by = |parts: Vec<HashPart>| Balance {
+        policy: LbPolicy::ConsistentHash(HashOn::Joined(parts)),
+        affinity_cookie: None,
+    };
+    let headers = HeaderMap::new();
+    let uri = by(vec![HashPart::RequestUri]);
+    let pick = |balance: &Balance, target: &str| {
+        let target: http::Uri = target.parse().unwrap();
+        let key = balance.request_key(&facts(&headers, &target, false));
+        balance.pick(&b, key, &[]).unwrap().addr
+    };
+    let first = pick(&uri, "/a?x=1");
+    for _ in 0..20 {
+        assert_eq!(pick(&uri, "/a?x=1"), first);
+    }
+    let spread: std::collections::HashSet<_> = (0..64).map(|i| pick(&uri, &format!("/item/{i}"))).collect();
+    assert_eq!(spread.len(), 4, "64 URIs over 4 endpoints reach them all");
+
+    let key = |parts: Vec<HashPart>, target: &str, tls: bool| {
+        let target: http::Uri = target.parse().unwrap();
+        joined_key(&parts, &facts(&headers, &target, tls))
+    };
+    assert_eq!(key(vec![HashPart::RequestUri], "/a?x=1", false), b"/a?x=1");
+    assert_eq!(key(vec![HashPart::Uri], "/a?x=1", false), b"/a");
+    assert_eq!(key(vec![HashPart::Args], "/a?x=1&y=2", false), b"x=1&y=2");
+    assert_eq!(key(vec![HashPart::Arg("y".into())], "/a?x=1&y=2&y=3", false), b"2");
+    assert_eq!(key(vec![HashPart::Arg("z".into())], "/a?x=1", false), b"");
+    assert_eq!(
+        key(
+            vec![
+                HashPart::Scheme,
+                HashPart::Text("://".into()),
+                HashPart::Host,
+                HashPart::RequestUri
+            ],
+            "/p",
+            true
+        ),
+        b"https://shop.example/p"
+    );
+    assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
+    assert_eq!(strip_port(b"[::1]"), b"[::1]");
+    assert_eq!(strip_port(b"host"), b"host");
 }

@@ -78,6 +78,56 @@ pub enum HashOn {
     Header(http::HeaderName),
     Cookie(String),
     ClientIp,
+    /// Text and request variables joined, as nginx evaluates a complex value such as
+    /// ingress-nginx's `upstream-hash-by: "$request_uri"` or `"$host$uri"`. A variable
+    /// the request lacks adds nothing.
+    Joined(Vec<HashPart>),
+}
+
+/// A [`HashOn::Joined`] key in nginx's notation (`$host$request_uri`), for `explain`.
+pub fn describe_key(parts: &[HashPart]) -> String {
+    parts
+        .iter()
+        .map(|p| match p {
+            HashPart::Text(t) => t.clone(),
+            HashPart::RequestUri => "$request_uri".into(),
+            HashPart::Uri => "$uri".into(),
+            HashPart::Args => "$args".into(),
+            HashPart::Arg(n) => format!("$arg_{n}"),
+            HashPart::Host => "$host".into(),
+            HashPart::Scheme => "$scheme".into(),
+            HashPart::Method => "$request_method".into(),
+            HashPart::ClientIp => "$remote_addr".into(),
+            HashPart::Header(h) => format!("$http_{}", h.as_str().replace('-', "_")),
+            HashPart::Cookie(c) => format!("$cookie_{c}"),
+        })
+        .collect()
+}
+
+/// One piece of a [`HashOn::Joined`] key; each variable as nginx defines it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashPart {
+    Text(String),
+    /// `$request_uri`: the target as the client sent it, path and query.
+    RequestUri,
+    /// `$uri`: the path, without the query.
+    Uri,
+    /// `$args`, `$query_string`: the query, without `?`.
+    Args,
+    /// `$arg_NAME`: the first value of query parameter NAME.
+    Arg(String),
+    /// `$host`: the request's host, lower case, without a port.
+    Host,
+    /// `$scheme`: `http` or `https`.
+    Scheme,
+    /// `$request_method`.
+    Method,
+    /// `$remote_addr`, `$binary_remote_addr`: the client address.
+    ClientIp,
+    /// `$http_NAME`: the request header.
+    Header(http::HeaderName),
+    /// `$cookie_NAME`: the request cookie.
+    Cookie(String),
 }
 
 /// A rule's policy and its cookie affinity, if any.

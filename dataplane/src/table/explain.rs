@@ -752,6 +752,7 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
                     HashOn::Header(h) => format!("header {h}"),
                     HashOn::Cookie(c) => format!("cookie {c}"),
                     HashOn::ClientIp => "the client address".to_string(),
+                    HashOn::Joined(parts) => format!("the key {}", crate::table::describe_key(parts)),
                 }
             ),
         };

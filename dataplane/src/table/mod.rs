@@ -37,8 +37,8 @@ use std::sync::Arc;
 
 pub use action::{
     AffinityCookie, Balance, BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsOrigins, ErrorPages, ExternalAuth,
-    HashOn, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, RetryPolicy,
-    ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite,
+    HashOn, HashPart, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, RetryPolicy,
+    ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite, describe_key,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use explain::{ExplainRequest, Explanation};

@@ -235,7 +235,7 @@ pub const CATALOG: &[(&str, Status)] = &[
     (
         "upstream-hash-by",
         Differs(
-            "one of $remote_addr, $binary_remote_addr, $http_<name> or $cookie_<name>; other variables and combinations are not supported",
+            "text with $request_uri, $uri, $args, $arg_<name>, $host, $scheme, $request_method, $remote_addr, $http_<name> and $cookie_<name>; other nginx variables are not supported, and the hash is rendezvous hashing rather than nginx's ketama ring",
         ),
     ),
     ("upstream-hash-by-subset", Unsupported),

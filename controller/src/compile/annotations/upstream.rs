@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use portico_dataplane::table::{AffinityCookie, Balance, HashOn, LbPolicy, RetryPolicy, Timeouts, UpstreamProtocol};
+use portico_dataplane::table::{
+    AffinityCookie, Balance, HashOn, HashPart, LbPolicy, RetryPolicy, Timeouts, UpstreamProtocol,
+};
 
 use super::{get, get_flag, invalid, unsupported_value};
 use crate::compile::diagnostics::Problems;
@@ -182,7 +184,7 @@ fn balance(all: &BTreeMap<String, String>, problems: &mut Problems) -> Balance {
                 problems,
                 "upstream-hash-by",
                 v,
-                "is not one of $remote_addr, $binary_remote_addr, $http_<name> or $cookie_<name>",
+                "names a variable Portico does not evaluate (it takes text and $request_uri, $uri, $args, $arg_<name>, $host, $scheme, $request_method, $remote_addr, $http_<name>, $cookie_<name>)",
             ),
         }
     }
@@ -260,25 +262,97 @@ pub(in crate::compile) fn is_attribute_value(v: &str) -> bool {
     !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| b.is_ascii_graphic() && b != b';')
 }
 
-/// One nginx variable as a hash key; `${name}` is the same as `$name`.
+/// `upstream-hash-by`: an nginx complex value, as ingress-nginx's `util.lua`
+/// (`parse_complex_value`) reads it: text, `$name` and `${name}` (the same variable),
+/// `\$` a literal dollar. One variable alone keeps the key it names (a header or cookie
+/// the request lacks then balances round robin, as before); anything else is joined
+/// per request. `None` when a variable is not one Portico evaluates.
 fn hash_on(value: &str) -> Option<HashOn> {
-    let var = value.strip_prefix('$')?;
-    let var = var.strip_prefix('{').and_then(|v| v.strip_suffix('}')).unwrap_or(var);
-    if !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    let parts = complex_value(value)?;
+    Some(match parts.as_slice() {
+        [HashPart::ClientIp] => HashOn::ClientIp,
+        [HashPart::Header(h)] => HashOn::Header(h.clone()),
+        [HashPart::Cookie(c)] => HashOn::Cookie(c.clone()),
+        [] => return None,
+        _ => HashOn::Joined(parts),
+    })
+}
+
+/// The pieces of an nginx complex value; `None` for an unknown variable or a `${`
+/// without its `}`.
+fn complex_value(value: &str) -> Option<Vec<HashPart>> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut rest = value;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("\\$") {
+            text.push('$');
+            rest = after;
+            continue;
+        }
+        if c != '$' {
+            text.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let after = &rest[1..];
+        let (name, after) = match after.strip_prefix('{') {
+            Some(braced) => {
+                let end = braced.find('}')?;
+                (&braced[..end], &braced[end + 1..])
+            }
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        if name.is_empty() {
+            // A `$` that starts no name is text, as in nginx.
+            text.push('$');
+            rest = after;
+            continue;
+        }
+        if !text.is_empty() {
+            parts.push(HashPart::Text(std::mem::take(&mut text)));
+        }
+        parts.push(variable(name)?);
+        rest = after;
+    }
+    if !text.is_empty() {
+        parts.push(HashPart::Text(text));
+    }
+    Some(parts)
+}
+
+/// The nginx variables a hash key may name.
+fn variable(name: &str) -> Option<HashPart> {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return None;
     }
-    match var {
-        "remote_addr" | "binary_remote_addr" => Some(HashOn::ClientIp),
+    Some(match name {
+        "remote_addr" | "binary_remote_addr" => HashPart::ClientIp,
+        "request_uri" => HashPart::RequestUri,
+        "uri" | "document_uri" => HashPart::Uri,
+        "args" | "query_string" => HashPart::Args,
+        "host" => HashPart::Host,
+        "scheme" => HashPart::Scheme,
+        "request_method" => HashPart::Method,
         _ => {
-            if let Some(h) = var.strip_prefix("http_") {
-                let name = h.replace('_', "-").to_ascii_lowercase();
-                return HeaderName::from_bytes(name.as_bytes()).ok().map(HashOn::Header);
+            if let Some(h) = name.strip_prefix("http_") {
+                let header = h.replace('_', "-").to_ascii_lowercase();
+                return HeaderName::from_bytes(header.as_bytes()).ok().map(HashPart::Header);
             }
-            var.strip_prefix("cookie_")
+            if let Some(arg) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
+                return Some(HashPart::Arg(arg.to_string()));
+            }
+            return name
+                .strip_prefix("cookie_")
                 .filter(|c| !c.is_empty())
-                .map(|c| HashOn::Cookie(c.to_string()))
+                .map(|c| HashPart::Cookie(c.to_string()));
         }
-    }
+    })
 }
 
 /// RFC 6265's cookie-name: a token.

@@ -5,7 +5,9 @@ use http::header::{HeaderMap, HeaderValue, LOCATION};
 use http::{Method, StatusCode, Uri};
 use portico_dataplane::config::ProxyConfig;
 use portico_dataplane::filter::{Answer, RequestHead, UpstreamHead};
-use portico_dataplane::table::{AffinityCookie, HashOn, LbPolicy, PathKind, RequestView, Route, UpstreamProtocol};
+use portico_dataplane::table::{
+    AffinityCookie, HashOn, HashPart, LbPolicy, PathKind, RequestView, Route, UpstreamProtocol,
+};
 
 use super::*;
 use crate::compile::reason;
@@ -345,11 +347,42 @@ fn balancing_annotations() {
         let got = action.map(|a| a.balance.policy.clone()).unwrap_or_default();
         assert_eq!(got, want, "{annotations:?}");
     }
-    let c = one(&[("upstream-hash-by", "$request_uri")], "/", "Prefix");
-    assert_eq!(
-        c.reasons(),
-        [("default/web".to_string(), reason::UNSUPPORTED_ANNOTATION)]
-    );
+    // ingress-nginx's own e2e test (`upstreamhashby.go`) keys on `$request_uri`; text
+    // and several variables join (its `util.lua` `parse_complex_value`).
+    for (value, want) in [
+        ("$request_uri", vec![HashPart::RequestUri]),
+        (
+            "${host}:$uri\\$x",
+            vec![
+                HashPart::Host,
+                HashPart::Text(":".into()),
+                HashPart::Uri,
+                HashPart::Text("$x".into()),
+            ],
+        ),
+        (
+            "$arg_id-$http_x_user",
+            vec![
+                HashPart::Arg("id".into()),
+                HashPart::Text("-".into()),
+                HashPart::Header(http::HeaderName::from_static("x-user")),
+            ],
+        ),
+    ] {
+        let c = one(&[("upstream-hash-by", value)], "/", "Prefix");
+        c.assert_clean();
+        let action = c.route("a.com", "/").unwrap().action.clone();
+        let got = action.map(|a| a.balance.policy.clone()).unwrap_or_default();
+        assert_eq!(got, LbPolicy::ConsistentHash(HashOn::Joined(want)), "{value}");
+    }
+    for value in ["$request_time", "${host", "$upstream_addr$uri"] {
+        let c = one(&[("upstream-hash-by", value)], "/", "Prefix");
+        assert_eq!(
+            c.reasons(),
+            [("default/web".to_string(), reason::UNSUPPORTED_ANNOTATION)],
+            "{value}"
+        );
+    }
 }
 
 /// e2e `affinity.go`: `affinity: cookie` sets a cookie named `INGRESSCOOKIE` unless
