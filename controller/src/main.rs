@@ -313,6 +313,7 @@ impl CompileArgs {
             default_backend_service,
             // Only the ConfigMap sets it.
             custom_http_errors: Vec::new(),
+            nginx: Default::default(),
         })
     }
 }

@@ -15,9 +15,10 @@ import urllib.parse
 
 import pytest
 
-from harness import raw_exchange, wait_until
+from harness import ByteLogBackend, raw_exchange, wait_until
 from k8s import Config, path, rule
 from test_nginx_annotations import quick_statuses
+from test_route import failing  # noqa: F401 (the fixture)
 from test_tls import CA, https, tls_secret
 
 HOST = "cm.example.com"
@@ -483,3 +484,196 @@ def test_without_default_backend_service_unmatched_requests_get_404(portico, ech
     # The key has nothing to send the errors to: the answer is the rule's own.
     r = p.get("/status/404", host=HOST)
     assert r.status == 404 and r.json()["backend"] == "a", r
+
+
+# --- keys that are the defaults of annotations of the same names ---------------------
+
+
+def test_ssl_redirect_false_serves_plain_http_on_tls_hosts(portico, echo, ca):
+    """configmap.md#ssl-redirect (the `sslredirect` annotation parser falls back on the
+    ConfigMap's value): with "false", plain HTTP to a host with TLS is served, where
+    the default answers 308; an Ingress's own `ssl-redirect: "true"` still redirects."""
+    cfg = tls_config(echo, ca.leaf(HOST), {"ssl-redirect": "false"})
+    cfg.add(tls_secret("own-tls", *ca.leaf("own." + HOST)))
+    cfg.ingress(
+        "own",
+        rules=[rule("own." + HOST, path("/", "web"))],
+        annotations={A + "ssl-redirect": "true"},
+    )
+    for obj in cfg.objects:
+        if obj["kind"] == "Ingress" and obj["metadata"]["name"] == "own":
+            obj["spec"]["tls"] = [{"hosts": ["own." + HOST], "secretName": "own-tls"}]
+    p = portico(cfg, *CM_ARG)
+    r = p.get("/a", host=HOST)
+    assert r.status == 200 and r.json()["backend"] == "a", r
+    assert p.get("/a", host="own." + HOST).status == 308
+
+
+def test_force_ssl_redirect_and_http_redirect_code(portico, echo):
+    """configmap.md#force-ssl-redirect and #http-redirect-code (`lua_ingress.lua`
+    redirects with `config.http_redirect_code`, default 308): the key redirects plain
+    HTTP on a host without TLS, with the ConfigMap's 301; an Ingress whose
+    `force-ssl-redirect` annotation says "false" is served. A code ingress-nginx does
+    not accept (303) is reported and 308 stays."""
+    cfg = config(echo, {"force-ssl-redirect": "true", "http-redirect-code": "301"})
+    cfg.ingress("plain", rules=[rule("plain." + HOST, path("/", "web"))], annotations={A + "force-ssl-redirect": "false"})
+    p = portico(cfg, *CM_ARG)
+    r = p.get("/a?b=1", host=HOST)
+    assert r.status == 301, r
+    location = r.header("location")
+    assert location.startswith("https://%s" % HOST) and location.endswith("/a?b=1"), location
+    assert p.get("/a", host="plain." + HOST).status == 200
+    p.replace_config(config(echo, {"force-ssl-redirect": "true", "http-redirect-code": "303"}).yaml())
+    wait_until(lambda: p.get("/a", host=HOST).status == 308, 10, what="the default code")
+    assert "http-redirect-code" in p.log()
+
+
+def test_http_redirect_code_is_the_www_redirect_status(portico, echo):
+    """nginx.tmpl's from-to-www server: `return {{ $all.Cfg.HTTPRedirectCode }}
+    $redirect_to`: `from-to-www-redirect` answers with the ConfigMap's 302."""
+    cfg = config(echo, {"http-redirect-code": "302"}, {A + "from-to-www-redirect": "true"})
+    for obj in cfg.objects:
+        if obj["kind"] == "Ingress":
+            obj["spec"]["rules"][0]["host"] = "www." + HOST
+    p = portico(cfg, *CM_ARG)
+    r = p.get("/a", host=HOST)
+    assert r.status == 302, r
+    assert re.fullmatch(r"http://www\.%s(:\d+)?/a" % re.escape(HOST), r.header("location")), r.header("location")
+
+
+def test_service_upstream_key_sends_every_ingress_to_the_cluster_ip(portico, echo):
+    """configmap.md#service-upstream and e2e `settings/global_service_upstream.go`:
+    with "true", requests go to the Service's cluster IP and port (127.0.0.1 and echo
+    a's port), not to its endpoint (echo b); an Ingress whose annotation says "false"
+    goes to the endpoint."""
+    cfg = config(echo, {"service-upstream": "true"})
+    cfg.objects = [o for o in cfg.objects if o["kind"] != "Ingress"]
+    cfg.backend("svc", [echo.b], port=echo.a.port)
+    for obj in cfg.objects:
+        if obj["kind"] == "Service" and obj["metadata"]["name"] == "svc":
+            obj["spec"]["clusterIP"] = "127.0.0.1"
+    cfg.ingress("up", rules=[rule(HOST, path("/", "svc", port=echo.a.port))])
+    cfg.ingress(
+        "eps",
+        rules=[rule("eps." + HOST, path("/", "svc", port=echo.a.port))],
+        annotations={A + "service-upstream": "false"},
+    )
+    p = portico(cfg, *CM_ARG)
+    assert {p.get("/", host=HOST).json()["backend"] for _ in range(4)} == {"a"}
+    assert {p.get("/", host="eps." + HOST).json()["backend"] for _ in range(4)} == {"b"}
+
+
+def test_proxy_next_upstream_keys_retry_every_ingress(portico, echo, failing):
+    """configmap.md#proxy-next-upstream, #proxy-next-upstream-tries and e2e
+    `settings/proxy_next_upstream.go` ("should build proxy next upstream using
+    configmap values"): with `error timeout http_503`, a request that one of two
+    endpoints answers 503 is passed to the other: 40 GETs all succeed. An Ingress
+    whose own `proxy-next-upstream-tries: "1"` allows no second try shows the 503s."""
+    bad = failing("503")
+    data = {"proxy-next-upstream": "error timeout http_503", "proxy-next-upstream-tries": "3"}
+    cfg = config(echo, data)
+    cfg.objects = [o for o in cfg.objects if o["kind"] != "Ingress"]
+    cfg.backend("flaky", [echo.a, (bad.ip, bad.port)])
+    cfg.ingress("retry", rules=[rule(HOST, path("/", "flaky"))])
+    cfg.ingress("once", rules=[rule("once." + HOST, path("/", "flaky"))], annotations={A + "proxy-next-upstream-tries": "1"})
+    p = portico(cfg, *CM_ARG)
+    statuses = [p.get("/", host=HOST).status for _ in range(40)]
+    assert statuses == [200] * 40, statuses
+    assert bad.hits >= 5, "the failing endpoint was really tried"
+    once = [p.get("/", host="once." + HOST).status for _ in range(20)]
+    assert 503 in once, once
+
+
+def test_load_balance_ewma_avoids_a_busy_endpoint(portico, echo, failing):
+    """configmap.md#load-balance (e2e `settings/load_balance.go`): "ewma" prefers the
+    endpoint that answers sooner (Portico: fewest requests in flight): while one
+    endpoint sits on its requests for 2 s, nearly all of 20 go to the other, where the
+    default round robin gives it half."""
+    import threading
+
+    slow = failing("slow")
+    cfg = config(echo, {"load-balance": "ewma"})
+    cfg.objects = [o for o in cfg.objects if o["kind"] != "Ingress"]
+    cfg.backend("two", [echo.a, (slow.ip, slow.port)])
+    cfg.ingress("lb", rules=[rule(HOST, path("/", "two"))])
+    p = portico(cfg, *CM_ARG)
+    results = []
+
+    def one():
+        conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
+        conn.request("GET", "/", headers={"Host": HOST})
+        results.append(conn.getresponse().status)
+        conn.close()
+
+    threads = []
+    for _ in range(20):
+        t = threading.Thread(target=one)
+        t.start()
+        threads.append(t)
+        time.sleep(0.02)
+    for t in threads:
+        t.join(30)
+    assert results.count(200) == 20, results
+    assert slow.hits <= 3, "the busy endpoint got %d of 20" % slow.hits
+
+
+def test_limit_conn_status_code_is_the_status_of_refused_requests(portico, echo):
+    """configmap.md#limit-conn-status-code (nginx's `limit_conn_status`): with "429",
+    `limit-connections: "1"` answers a second request in flight 429, not 503."""
+    import concurrent.futures
+
+    p = portico(config(echo, {"limit-conn-status-code": "429"}, {A + "limit-connections": "1"}), *CM_ARG)
+
+    def slow():
+        conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
+        conn.request("GET", "/sleep/1.5", headers={"Host": HOST})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        in_flight = pool.submit(slow)
+        time.sleep(0.5)
+        assert quick_statuses(p, 1, HOST) == [429]
+        assert in_flight.result() == 200
+
+
+def test_proxy_request_buffering_off_streams_the_body(portico):
+    """configmap.md#proxy-request-buffering (nginx's `proxy_request_buffering`): with
+    "off", the head and the first bytes of a body reach the endpoint before the
+    client has sent the rest, although `--proxy-request-buffering` is on by default."""
+    be = ByteLogBackend()
+    try:
+        cfg = Config()
+        cfg.backend("raw", [be])
+        cfg.ingress("raw", rules=[rule(HOST, path("/", "raw"))])
+        cfg.add(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"namespace": CM[0], "name": CM[1]},
+                "data": {"proxy-request-buffering": "off"},
+            }
+        )
+        p = portico(cfg, *CM_ARG)
+        with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+            s.sendall(b"POST /up HTTP/1.1\r\nHost: %s\r\nContent-Length: 11\r\n\r\nhello" % HOST.encode())
+            wait_until(lambda: be.received.endswith(b"\r\n\r\nhello"), 5, what="the first bytes streamed")
+            s.sendall(b" world")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        be.close()
+
+
+def test_block_cidrs_refuses_on_every_ingress(portico, echo):
+    """configmap.md#block-cidrs and e2e `settings/global_access_block.go` ("should
+    block CIDRs defined in the ConfigMap"; the template's `deny` in `http`): the test
+    client at 127.0.0.1 gets 403 on every Ingress, one with its own
+    `whitelist-source-range` naming it included; a list without it serves it."""
+    cfg = config(echo, {"block-cidrs": "172.16.0.0/12, 127.0.0.0/8"})
+    cfg.ingress("own", rules=[rule("own." + HOST, path("/", "web"))], annotations={A + "whitelist-source-range": "127.0.0.1/32"})
+    p = portico(cfg, *CM_ARG)
+    assert p.get("/a", host=HOST).status == 403
+    assert p.get("/a", host="own." + HOST).status == 403
+    p.replace_config(config(echo, {"block-cidrs": "172.16.0.0/12,10.0.0.0/8"}).yaml())
+    wait_until(lambda: p.get("/a", host=HOST).status == 200, 10, what="the new list")

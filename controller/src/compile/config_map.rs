@@ -16,7 +16,7 @@ use portico_dataplane::table::{DEFAULT_TRUSTED, ForwardedPolicy};
 use super::CompileOptions;
 use super::annotations::access::cidr_list;
 use super::annotations::catalog::{self, Status};
-use super::annotations::{parse_seconds, parse_size};
+use super::annotations::{NGINX_PREFIX, parse_seconds, parse_size};
 use super::diagnostics::{Problem, Problems, reason};
 
 /// What the ConfigMap sets for the whole table.
@@ -49,7 +49,33 @@ pub(super) struct Global {
     pub limit_req_status_code: Option<StatusCode>,
     /// `custom-http-errors`.
     pub custom_http_errors: Option<Vec<u16>>,
+    /// `ssl-redirect` and `force-ssl-redirect`: the annotations' defaults.
+    pub ssl_redirect: Option<bool>,
+    pub force_ssl_redirect: Option<bool>,
+    /// `proxy-request-buffering` (`on` or `off`).
+    pub request_buffering: Option<bool>,
+    /// `limit-conn-status-code`.
+    pub limit_conn_status_code: Option<StatusCode>,
+    /// `service-upstream`: the annotation's default.
+    pub service_upstream: Option<bool>,
+    /// `http-redirect-code`.
+    pub http_redirect_code: Option<StatusCode>,
+    /// `block-cidrs`: the entries that parse.
+    pub block_cidrs: Option<Vec<Cidr>>,
+    /// The keys in [`ANNOTATION_DEFAULTS`] that are set and parse as their annotation
+    /// does, keyed by the annotation's full name.
+    pub annotation_defaults: BTreeMap<String, String>,
 }
+
+/// ConfigMap keys that are the defaults of the Ingress annotations of the same names
+/// (ingress-nginx's annotation parsers fall back on them), checked and applied by the
+/// annotations' own parser.
+const ANNOTATION_DEFAULTS: &[&str] = &[
+    "proxy-next-upstream",
+    "proxy-next-upstream-tries",
+    "proxy-next-upstream-timeout",
+    "load-balance",
+];
 
 /// The keys read here, each handled in [`read`].
 const READ: &[&str] = &[
@@ -72,11 +98,18 @@ const READ: &[&str] = &[
     "custom-http-errors",
     "use-proxy-protocol",
     "proxy-protocol-header-timeout",
+    "ssl-redirect",
+    "force-ssl-redirect",
+    "proxy-request-buffering",
+    "limit-conn-status-code",
+    "service-upstream",
+    "http-redirect-code",
+    "block-cidrs",
 ];
 
 /// Whether Portico reads ConfigMap key `key`.
 pub fn is_read(key: &str) -> bool {
-    READ.contains(&key)
+    READ.contains(&key) || ANNOTATION_DEFAULTS.contains(&key)
 }
 
 /// Reads `config_map`'s data: the settings, and a problem for each key that is not
@@ -145,12 +178,30 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
             "is not a comma-separated list of status codes from 400 to 599",
             super::annotations::errors::parse_codes,
         ),
-        limit_req_status_code: keys.parsed("limit-req-status-code", "is not a status code from 400 to 599", |v| {
-            v.parse::<u16>()
-                .ok()
-                .filter(|n| (400..=599).contains(n))
-                .and_then(|n| StatusCode::from_u16(n).ok())
+        limit_req_status_code: keys.parsed("limit-req-status-code", ERROR_STATUS, error_status),
+        limit_conn_status_code: keys.parsed("limit-conn-status-code", ERROR_STATUS, error_status),
+        ssl_redirect: keys.some_flag("ssl-redirect"),
+        force_ssl_redirect: keys.some_flag("force-ssl-redirect"),
+        request_buffering: keys.parsed(
+            "proxy-request-buffering",
+            "is not \"on\" or \"off\"",
+            super::annotations::on_off,
+        ),
+        service_upstream: keys.some_flag("service-upstream"),
+        http_redirect_code: keys.parsed("http-redirect-code", "is not 301, 302, 307 or 308", |v| {
+            match v.parse::<u16>().ok()? {
+                301 => Some(StatusCode::MOVED_PERMANENTLY),
+                302 => Some(StatusCode::FOUND),
+                307 => Some(StatusCode::TEMPORARY_REDIRECT),
+                308 => Some(StatusCode::PERMANENT_REDIRECT),
+                _ => None,
+            }
         }),
+        block_cidrs: keys.block_cidrs("block-cidrs"),
+        annotation_defaults: ANNOTATION_DEFAULTS
+            .iter()
+            .filter_map(|key| keys.annotation_default(key))
+            .collect(),
     };
     (global, keys.problems)
 }
@@ -209,8 +260,43 @@ impl Global {
         if let Some(status) = self.limit_req_status_code {
             opts.limit_req_status = status;
         }
+        if let Some(on) = self.ssl_redirect {
+            opts.ssl_redirect = on;
+        }
+        let nginx = &mut opts.nginx;
+        if let Some(on) = self.force_ssl_redirect {
+            nginx.force_ssl_redirect = on;
+        }
+        if let Some(on) = self.request_buffering {
+            nginx.request_buffering = Some(on);
+        }
+        if let Some(status) = self.limit_conn_status_code {
+            nginx.limit_conn_status = status;
+        }
+        if let Some(on) = self.service_upstream {
+            nginx.service_upstream = on;
+        }
+        if let Some(status) = self.http_redirect_code {
+            nginx.http_redirect_code = status;
+        }
+        if let Some(list) = &self.block_cidrs {
+            nginx.block_cidrs = list.clone();
+        }
+        nginx.annotations.extend(self.annotation_defaults.clone());
         opts
     }
+}
+
+/// Why a status key does not parse.
+const ERROR_STATUS: &str = "is not a status code from 400 to 599";
+
+/// `limit-req-status-code`, `limit-conn-status-code`: an error status.
+fn error_status(value: &str) -> Option<StatusCode> {
+    value
+        .parse::<u16>()
+        .ok()
+        .filter(|n| (400..=599).contains(n))
+        .and_then(|n| StatusCode::from_u16(n).ok())
 }
 
 /// Why a timeout key does not parse.
@@ -293,6 +379,45 @@ impl Keys<'_> {
             );
         }
         Some(list.map_err(drop))
+    }
+
+    /// `block-cidrs`: the entries that parse are refused; each that does not is
+    /// reported, and does not unblock its neighbours.
+    fn block_cidrs(&mut self, key: &str) -> Option<Vec<Cidr>> {
+        let value = self.data.get(key)?;
+        let mut list = Vec::new();
+        for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry.parse::<Cidr>() {
+                Ok(cidr) => list.push(cidr),
+                Err(e) => self.problems.push(
+                    Problem::warning(
+                        reason::INVALID_CONFIG_VALUE,
+                        format!("{key}: {e}; that entry blocks nothing, the others still do"),
+                    )
+                    .about(key),
+                ),
+            }
+        }
+        Some(list)
+    }
+
+    /// A key that is the default of the annotation of the same name: `(annotation,
+    /// value)` when its value parses as the annotation's would; otherwise the
+    /// annotation parser's complaint, said of the key.
+    fn annotation_default(&mut self, key: &str) -> Option<(String, String)> {
+        let value = self.data.get(key)?;
+        let annotation = format!("{NGINX_PREFIX}{key}");
+        let alone = BTreeMap::from([(annotation.clone(), value.clone())]);
+        let complaints = super::annotations::check(&alone);
+        if complaints.is_empty() {
+            return Some((annotation, value.clone()));
+        }
+        for c in complaints {
+            let message = c.message.strip_prefix(NGINX_PREFIX).unwrap_or(&c.message);
+            self.problems
+                .push(Problem::warning(reason::INVALID_CONFIG_VALUE, message.to_string()).about(key));
+        }
+        None
     }
 
     fn parsed<T>(&mut self, key: &str, why: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
@@ -652,6 +777,138 @@ mod tests {
             reasons(problems),
             vec![invalid("whitelist-source-range"), invalid("limit-req-status-code")]
         );
+    }
+
+    /// The options `pairs` make of the defaults, with their diagnostics.
+    fn over_default(pairs: &[(&str, &str)]) -> (CompileOptions, Vec<(&'static str, String)>) {
+        let (global, problems) = read(&config_map(pairs));
+        (global.over(&CompileOptions::default()), reasons(problems))
+    }
+
+    /// What an Ingress with `annotations` gets under `opts`.
+    fn ingress(opts: &CompileOptions, annotations: &[(&str, &str)]) -> super::super::annotations::IngressAnnotations {
+        let all: BTreeMap<String, String> = annotations
+            .iter()
+            .map(|(k, v)| (format!("{NGINX_PREFIX}{k}"), v.to_string()))
+            .collect();
+        let mut problems = Problems::default();
+        let parsed = super::super::annotations::IngressAnnotations::parse("ns/web", Some(&all), opts, &mut problems);
+        assert!(problems.into_vec().is_empty());
+        parsed
+    }
+
+    /// `ssl-redirect` and `force-ssl-redirect` (configmap.md; the `sslredirect`
+    /// annotation parser falls back on them) are the annotations' defaults; an
+    /// annotation still wins.
+    #[test]
+    fn ssl_redirect_keys_are_the_annotations_defaults() {
+        let (opts, problems) = over_default(&[("ssl-redirect", "false"), ("force-ssl-redirect", "true")]);
+        assert!(problems.is_empty());
+        assert!(!opts.ssl_redirect && opts.nginx.force_ssl_redirect);
+        assert!(ingress(&opts, &[]).policy.ssl_redirect);
+        assert!(!ingress(&opts, &[("force-ssl-redirect", "false")]).policy.ssl_redirect);
+        let (opts, problems) = over_default(&[("ssl-redirect", "sometimes")]);
+        assert!(opts.ssl_redirect && !opts.nginx.force_ssl_redirect);
+        assert_eq!(
+            problems,
+            vec![(reason::INVALID_CONFIG_VALUE, "ssl-redirect".to_string())]
+        );
+    }
+
+    /// `proxy-next-upstream`, `-tries`, `-timeout` and `load-balance` are checked by
+    /// the annotations' own parser and become their defaults, each annotation still
+    /// winning on its own (e2e `settings/proxy_next_upstream.go`).
+    #[test]
+    fn upstream_keys_are_the_annotations_defaults() {
+        use portico_dataplane::table::LbPolicy;
+        let (opts, problems) = over_default(&[
+            ("proxy-next-upstream", "timeout http_502"),
+            ("proxy-next-upstream-tries", "2"),
+            ("proxy-next-upstream-timeout", "10"),
+            ("load-balance", "ewma"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let up = ingress(&opts, &[]).upstream;
+        let retry = up.retry.clone().unwrap_or_else(|| panic!("no retry policy"));
+        assert_eq!((retry.attempts, retry.on_timeout, retry.on_reset), (1, true, false));
+        assert_eq!(retry.codes, vec![502]);
+        assert_eq!(up.timeouts.request, Some(Duration::from_secs(10)));
+        assert_eq!(up.balance.policy, LbPolicy::LeastRequest);
+        let own = ingress(
+            &opts,
+            &[("load-balance", "round_robin"), ("proxy-next-upstream-tries", "3")],
+        )
+        .upstream;
+        assert_eq!(own.balance.policy, LbPolicy::RoundRobin);
+        let retry = own.retry.unwrap_or_else(|| panic!("no retry policy"));
+        assert_eq!((retry.attempts, retry.codes), (2, vec![502]));
+        // Nothing set: the proxy's own retries, round robin.
+        let plain = ingress(&CompileOptions::default(), &[]).upstream;
+        assert!(plain.retry.is_none() && plain.balance.policy == LbPolicy::RoundRobin);
+    }
+
+    /// A value the annotation would refuse is reported on the key and not used.
+    #[test]
+    fn a_bad_upstream_key_keeps_the_default() {
+        let (opts, problems) = over_default(&[("load-balance", "random"), ("proxy-next-upstream-tries", "x")]);
+        assert!(opts.nginx.annotations.is_empty());
+        let invalid = |key: &str| (reason::INVALID_CONFIG_VALUE, key.to_string());
+        assert_eq!(
+            problems,
+            vec![invalid("proxy-next-upstream-tries"), invalid("load-balance")]
+        );
+        assert!(ingress(&opts, &[]).upstream.is_default());
+    }
+
+    /// `limit-conn-status-code`, `http-redirect-code`, `proxy-request-buffering` and
+    /// `service-upstream` set what every route starts from; bad values keep 503, 308,
+    /// the flag and `false`.
+    #[test]
+    fn status_buffering_and_service_upstream_keys() {
+        let (opts, problems) = over_default(&[
+            ("limit-conn-status-code", "429"),
+            ("http-redirect-code", "301"),
+            ("proxy-request-buffering", "off"),
+            ("service-upstream", "true"),
+        ]);
+        assert!(problems.is_empty());
+        assert_eq!(opts.nginx.limit_conn_status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(opts.base_policy().ssl_redirect_status, StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(opts.base_policy().request_buffering, Some(false));
+        let parsed = ingress(&opts, &[("limit-connections", "1")]);
+        assert!(parsed.service_upstream);
+        assert!(!ingress(&opts, &[("service-upstream", "false")]).service_upstream);
+        let (opts, problems) = over_default(&[
+            ("limit-conn-status-code", "200"),
+            ("http-redirect-code", "303"),
+            ("proxy-request-buffering", "true"),
+            ("service-upstream", "yes"),
+        ]);
+        assert_eq!(opts.nginx, super::super::NginxDefaults::default());
+        assert_eq!(problems.len(), 4);
+        assert_eq!(opts.base_policy().ssl_redirect_status, StatusCode::PERMANENT_REDIRECT);
+    }
+
+    /// `block-cidrs` (the template's `deny` in `http`, e2e
+    /// `settings/global_access_block.go`) joins every Ingress's deny list, its own
+    /// lists or not; an entry that does not parse is reported and the rest still
+    /// block.
+    #[test]
+    fn block_cidrs_deny_on_every_ingress() {
+        let (opts, problems) = over_default(&[("block-cidrs", "203.0.113.0/24, office,198.51.100.7")]);
+        assert_eq!(
+            problems,
+            vec![(reason::INVALID_CONFIG_VALUE, "block-cidrs".to_string())]
+        );
+        assert_eq!(opts.nginx.block_cidrs.len(), 2);
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let own = ingress(&opts, &[("whitelist-source-range", "0.0.0.0/0")])
+            .source_range
+            .unwrap();
+        assert!(!own.admits(ip("203.0.113.9")) && !own.admits(ip("198.51.100.7")) && own.admits(ip("192.0.2.1")));
+        let plain = ingress(&opts, &[]).source_range.unwrap();
+        assert!(!plain.admits(ip("203.0.113.9")) && plain.admits(ip("192.0.2.1")));
+        assert!(ingress(&CompileOptions::default(), &[]).source_range.is_none());
     }
 
     /// Keys not read are named, each with why: unsupported, set by a flag, a snippet,

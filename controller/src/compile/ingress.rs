@@ -422,7 +422,11 @@ impl<'a> Compiler<'a> {
             && let Some(alias) = annotations::rewrite::www_alias(written)
             && let Ok(alias_host) = HostMatch::parse(&alias)
         {
-            let route = ingress_extras::www_route(meta(owner, "", &alias, "/", None), written);
+            let route = ingress_extras::www_route(
+                meta(owner, "", &alias, "/", None),
+                written,
+                self.opts.nginx.http_redirect_code,
+            );
             self.extras.www.push((alias_host, route));
         }
     }

@@ -290,14 +290,15 @@ pub(super) fn app_root_route(meta: RouteMeta, policy: &RoutePolicy, root: &str) 
 }
 
 /// ingress-nginx's `from-to-www-redirect`: the other name answers
-/// `308 $scheme://<host>$request_uri`.
-pub(super) fn www_route(meta: RouteMeta, host: &str) -> Arc<Route> {
+/// `<status> $scheme://<host>$request_uri`, the status being the ConfigMap's
+/// `http-redirect-code` (308 by default).
+pub(super) fn www_route(meta: RouteMeta, host: &str, status: StatusCode) -> Arc<Route> {
     let redirect = Redirect {
         scheme: None,
         hostname: Some(host.to_ascii_lowercase()),
         port: None,
         path: None,
-        status: StatusCode::PERMANENT_REDIRECT,
+        status,
     };
     redirect_route(meta, RoutePolicy::default(), redirect)
 }

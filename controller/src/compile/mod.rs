@@ -124,16 +124,58 @@ pub struct CompileOptions {
     /// The ConfigMap's `custom-http-errors`: the codes the default backend answers in
     /// place of every Ingress path without the annotation.
     pub custom_http_errors: Vec<u16>,
+    /// What only the ConfigMap sets (no flag does).
+    pub nginx: NginxDefaults,
+}
+
+/// ingress-nginx's global defaults that only its ConfigMap sets, with its defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NginxDefaults {
+    /// `force-ssl-redirect`: every Ingress without the annotation redirects plain HTTP
+    /// to HTTPS, TLS host or not.
+    pub force_ssl_redirect: bool,
+    /// `proxy-request-buffering`: `None` keeps `--proxy-request-buffering`.
+    pub request_buffering: Option<bool>,
+    /// `limit-conn-status-code`: the status of requests `limit-connections` refuses.
+    pub limit_conn_status: http::StatusCode,
+    /// `service-upstream`: every Ingress without the annotation proxies to its
+    /// Services' cluster IPs.
+    pub service_upstream: bool,
+    /// `http-redirect-code`: the status of the HTTPS and www redirects.
+    pub http_redirect_code: http::StatusCode,
+    /// `block-cidrs`: clients refused (403) by every Ingress path.
+    pub block_cidrs: Vec<portico_dataplane::table::Cidr>,
+    /// ConfigMap keys that are the defaults of the Ingress annotations of the same
+    /// names (`proxy-next-upstream`, `load-balance`, ...), keyed by the annotation's
+    /// full name; each value has been checked with the annotation's own parser.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for NginxDefaults {
+    fn default() -> Self {
+        NginxDefaults {
+            force_ssl_redirect: false,
+            request_buffering: None,
+            limit_conn_status: http::StatusCode::SERVICE_UNAVAILABLE,
+            service_upstream: false,
+            http_redirect_code: http::StatusCode::PERMANENT_REDIRECT,
+            block_cidrs: Vec::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
 }
 
 impl CompileOptions {
-    /// The policy every route starts from: the body limit and the timeouts.
+    /// The policy every route starts from: the body limit, the timeouts, request
+    /// buffering and the status of HTTPS redirects.
     fn base_policy(&self) -> RoutePolicy {
         RoutePolicy {
             max_body_size: self.max_body_size,
             read_timeout: self.read_timeout,
             send_timeout: self.send_timeout,
             connect_timeout: self.connect_timeout,
+            request_buffering: self.nginx.request_buffering,
+            ssl_redirect_status: self.nginx.http_redirect_code,
             ..RoutePolicy::default()
         }
     }
@@ -207,6 +249,7 @@ impl Default for CompileOptions {
             config_map: None,
             default_backend_service: None,
             custom_http_errors: Vec::new(),
+            nginx: NginxDefaults::default(),
         }
     }
 }

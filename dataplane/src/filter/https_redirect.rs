@@ -1,5 +1,6 @@
-//! ingress-nginx's `ssl-redirect`: a plain-HTTP request for a host with TLS gets a 308
-//! to HTTPS, method and body kept.
+//! ingress-nginx's `ssl-redirect`: a plain-HTTP request for a host with TLS gets a
+//! redirect to HTTPS: 308 (method and body kept) unless the ConfigMap's
+//! `http-redirect-code` says 301, 302 or 307.
 
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderValue, LOCATION};
@@ -7,7 +8,7 @@ use http::header::{HeaderMap, HeaderValue, LOCATION};
 use super::{Answer, Filter, Phases, RequestHead};
 
 #[derive(Debug)]
-pub struct HttpsRedirect;
+pub struct HttpsRedirect(pub StatusCode);
 
 impl Filter for HttpsRedirect {
     fn request(&self, req: &RequestHead<'_>) -> Option<Answer> {
@@ -25,7 +26,7 @@ impl Filter for HttpsRedirect {
             headers.insert(LOCATION, v);
         }
         Some(Answer::Status {
-            status: StatusCode::PERMANENT_REDIRECT,
+            status: self.0,
             headers,
         })
     }

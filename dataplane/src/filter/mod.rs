@@ -84,8 +84,8 @@ pub fn client_cert(auth: Arc<crate::tls::ClientAuth>) -> Arc<dyn Filter> {
     Arc::new(client_cert::ClientCertCheck(auth))
 }
 
-pub fn https_redirect() -> Arc<dyn Filter> {
-    Arc::new(https_redirect::HttpsRedirect)
+pub fn https_redirect(status: http::StatusCode) -> Arc<dyn Filter> {
+    Arc::new(https_redirect::HttpsRedirect(status))
 }
 
 pub fn redirect(r: Redirect) -> Arc<dyn Filter> {
@@ -317,7 +317,11 @@ mod tests {
     fn filters_are_sorted_into_their_phases() {
         let mut set = HeaderModifier::default();
         set.set.push((HOST, HeaderValue::from_static("x")));
-        let chain = FilterChain::of(vec![https_redirect(), request_headers(set), hsts(DEFAULT_HSTS.clone())]);
+        let chain = FilterChain::of(vec![
+            https_redirect(StatusCode::PERMANENT_REDIRECT),
+            request_headers(set),
+            hsts(DEFAULT_HSTS.clone()),
+        ]);
         assert_eq!(chain.request.len(), 1);
         assert_eq!(chain.upstream_request.len(), 1);
         assert_eq!(chain.response.len(), 1);
@@ -328,7 +332,7 @@ mod tests {
     /// replaced and the path and query kept.
     #[test]
     fn https_redirect_answers_plain_http_only() {
-        let chain = FilterChain::of(vec![https_redirect(), body_limit(10)]);
+        let chain = FilterChain::of(vec![https_redirect(StatusCode::PERMANENT_REDIRECT), body_limit(10)]);
         let (uri, headers, cfg) = ("/a?b=1".parse().unwrap(), HeaderMap::new(), ProxyConfig::default());
         let Some(Answer::Status { status, headers: h }) = chain.request(&head(&uri, &headers, false, &cfg)) else {
             panic!("no redirect");
@@ -336,6 +340,12 @@ mod tests {
         assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
         assert_eq!(h[LOCATION], "https://shop.example.com/a?b=1");
         assert_eq!(chain.request(&head(&uri, &headers, true, &cfg)), None);
+        // The ConfigMap's `http-redirect-code` picks the status.
+        let chain = FilterChain::of(vec![https_redirect(StatusCode::MOVED_PERMANENTLY)]);
+        let Some(Answer::Status { status, .. }) = chain.request(&head(&uri, &headers, false, &cfg)) else {
+            panic!("no redirect");
+        };
+        assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
     }
 
     /// A declared body over the limit is refused before anything is sent.

@@ -605,7 +605,8 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             "ssl-redirect",
             "route",
             format!(
-                "a plain-HTTP request gets 308 to https://{name}{target} (the port of --https-redirect-port); HTTPS passes"
+                "a plain-HTTP request gets {} to https://{name}{target} (the port of --https-redirect-port); HTTPS passes",
+                policy.ssl_redirect_status.as_u16()
             ),
         );
     }

@@ -62,8 +62,12 @@ use crate::tls::{Certificate, ClientAuth};
 pub struct RoutePolicy {
     /// Largest request body accepted, in bytes; larger gets 413. `None` means no limit.
     pub max_body_size: Option<u64>,
-    /// Plain-HTTP requests get a 308 to HTTPS (hosts with TLS, unless switched off).
+    /// Plain-HTTP requests get a redirect to HTTPS (hosts with TLS, unless switched
+    /// off), with `ssl_redirect_status`.
     pub ssl_redirect: bool,
+    /// The status of that redirect: ingress-nginx's `http-redirect-code`, 308 unless
+    /// its ConfigMap says 301, 302 or 307.
+    pub ssl_redirect_status: http::StatusCode,
     /// The `Strict-Transport-Security` value HTTPS responses carry; `None`: no header.
     pub hsts: Option<http::HeaderValue>,
     /// Read the request body before the endpoint is contacted (ingress-nginx's
@@ -90,6 +94,7 @@ impl Default for RoutePolicy {
         RoutePolicy {
             max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
             ssl_redirect: false,
+            ssl_redirect_status: http::StatusCode::PERMANENT_REDIRECT,
             hsts: None,
             request_buffering: None,
             response_buffering: None,
@@ -210,7 +215,7 @@ fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::fi
         all.push(filter::return_redirect(r.clone()));
     }
     if policy.ssl_redirect {
-        all.push(filter::https_redirect());
+        all.push(filter::https_redirect(policy.ssl_redirect_status));
     }
     if let Some(r) = action.and_then(|a| a.redirect.as_ref()) {
         all.push(filter::redirect(r.clone()));

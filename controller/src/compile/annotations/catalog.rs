@@ -38,6 +38,12 @@ const CASE: &str = "Prefix and Exact paths on the host stay case-sensitive; ingr
 
 const AUTH_TLS: &str = "the host's Ingress paths and defaultBackends are checked; Route and Gateway API routes on the same host are not, and a rule without a host cannot ask";
 
+const NEXT_UPSTREAM: &str = "error, timeout, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent and off; invalid_header is taken as error";
+
+const NEXT_UPSTREAM_TIMEOUT: &str = "bounds the whole request, first attempt included";
+
+const LOAD_BALANCE: &str = "round_robin; ewma is served by least-request (power of two choices on requests in flight)";
+
 const PASSTHROUGH: &str = "needs no --enable-ssl-passthrough flag; the connection goes to the Service's ready endpoints in turn, not to its cluster IP";
 
 /// `(name without the prefix, status)`, in the order of ingress-nginx's table.
@@ -161,16 +167,8 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("proxy-connect-timeout", Honoured),
     ("proxy-send-timeout", Honoured),
     ("proxy-read-timeout", Honoured),
-    (
-        "proxy-next-upstream",
-        Differs(
-            "error, timeout, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent and off; invalid_header is taken as error",
-        ),
-    ),
-    (
-        "proxy-next-upstream-timeout",
-        Differs("bounds the whole request, first attempt included"),
-    ),
+    ("proxy-next-upstream", Differs(NEXT_UPSTREAM)),
+    ("proxy-next-upstream-timeout", Differs(NEXT_UPSTREAM_TIMEOUT)),
     ("proxy-next-upstream-tries", Honoured),
     ("proxy-request-buffering", Honoured),
     ("proxy-redirect-from", Unsupported),
@@ -241,10 +239,7 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("upstream-hash-by-subset", Unsupported),
     ("upstream-hash-by-subset-size", Unsupported),
     ("x-forwarded-prefix", Honoured),
-    (
-        "load-balance",
-        Differs("round_robin; ewma is served by least-request (power of two choices on requests in flight)"),
-    ),
+    ("load-balance", Differs(LOAD_BALANCE)),
     ("upstream-vhost", Honoured),
     ("whitelist-source-range", Honoured),
     ("denylist-source-range", Honoured),
@@ -382,7 +377,7 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("worker-processes", Unsupported),
     ("worker-cpu-affinity", Unsupported),
     ("worker-shutdown-timeout", Unsupported),
-    ("load-balance", Unsupported),
+    ("load-balance", Differs(LOAD_BALANCE)),
     ("variables-hash-bucket-size", Unsupported),
     ("variables-hash-max-size", Unsupported),
     ("upstream-keepalive-connections", Unsupported),
@@ -453,20 +448,20 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("proxy-buffer-size", Unsupported),
     ("proxy-cookie-path", Unsupported),
     ("proxy-cookie-domain", Unsupported),
-    ("proxy-next-upstream", Unsupported),
-    ("proxy-next-upstream-timeout", Unsupported),
-    ("proxy-next-upstream-tries", Unsupported),
+    ("proxy-next-upstream", Differs(NEXT_UPSTREAM)),
+    ("proxy-next-upstream-timeout", Differs(NEXT_UPSTREAM_TIMEOUT)),
+    ("proxy-next-upstream-tries", Honoured),
     ("proxy-redirect-from", Unsupported),
-    ("proxy-request-buffering", Unsupported),
-    ("ssl-redirect", Unsupported),
-    ("force-ssl-redirect", Unsupported),
+    ("proxy-request-buffering", Honoured),
+    ("ssl-redirect", Honoured),
+    ("force-ssl-redirect", Honoured),
     ("whitelist-source-range", Honoured),
     ("denylist-source-range", Honoured),
     ("skip-access-log-urls", Unsupported),
     ("limit-rate", Unsupported),
     ("limit-rate-after", Unsupported),
     ("lua-shared-dicts", Unsupported),
-    ("http-redirect-code", Unsupported),
+    ("http-redirect-code", Honoured),
     (
         "proxy-buffering",
         Differs(
@@ -474,7 +469,7 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
         ),
     ),
     ("limit-req-status-code", Honoured),
-    ("limit-conn-status-code", Unsupported),
+    ("limit-conn-status-code", Honoured),
     ("enable-syslog", Unsupported),
     ("syslog-host", Unsupported),
     ("syslog-port", Unsupported),
@@ -489,7 +484,12 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("global-auth-cache-key", Unsupported),
     ("global-auth-cache-duration", Unsupported),
     ("no-auth-locations", Unsupported),
-    ("block-cidrs", Unsupported),
+    (
+        "block-cidrs",
+        Differs(
+            "checked on Ingress paths only (not on requests no rule matches, nor on Route and Gateway API routes), and also on paths with their own source ranges, whose location allow and deny replace nginx's global deny; an entry that does not parse is reported and skipped, where nginx refuses the whole configuration",
+        ),
+    ),
     ("block-user-agents", Unsupported),
     ("block-referers", Unsupported),
     ("proxy-ssl-location-only", Unsupported),
@@ -500,7 +500,7 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("global-rate-limit-memcached-max-idle-timeout", Unsupported),
     ("global-rate-limit-memcached-pool-size", Unsupported),
     ("global-rate-limit-status-code", Unsupported),
-    ("service-upstream", Unsupported),
+    ("service-upstream", Honoured),
     ("ssl-reject-handshake", Unsupported),
     ("debug-connections", Unsupported),
 ];

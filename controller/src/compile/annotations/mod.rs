@@ -93,6 +93,17 @@ impl IngressAnnotations {
     ) -> Self {
         let empty = BTreeMap::new();
         let all = annotations.unwrap_or(&empty);
+        // The ConfigMap's keys that are these annotations' defaults, where the Ingress
+        // does not say.
+        let with_defaults;
+        let all = if opts.nginx.annotations.is_empty() {
+            all
+        } else {
+            let mut merged = opts.nginx.annotations.clone();
+            merged.extend(all.iter().map(|(k, v)| (k.clone(), v.clone())));
+            with_defaults = merged;
+            &with_defaults
+        };
         let mut policy = route_policy(annotations, opts, problems);
         if let Some(v) = get(all, "enable-access-log") {
             match v.trim() {
@@ -102,6 +113,11 @@ impl IngressAnnotations {
             }
         }
         let mut source_range = access::parse(all, &opts.source_range, &opts.broken_source_ranges, problems);
+        // The ConfigMap's `block-cidrs`: refused whatever the Ingress's own lists say.
+        if !opts.nginx.block_cidrs.is_empty() {
+            let range = source_range.get_or_insert_with(SourceRange::default);
+            range.deny.extend(opts.nginx.block_cidrs.iter().copied());
+        }
         let (rate_limit, conn_limit) = ratelimit::parse(all, owner, problems);
         let external_auth = match extauth::parse(all, problems) {
             None => None,
@@ -123,13 +139,20 @@ impl IngressAnnotations {
                 status: opts.limit_req_status,
                 ..spec
             }),
-            conn_limit: conn_limit.map(|spec| std::sync::Arc::new(portico_dataplane::table::ConnLimit::new(&spec))),
+            conn_limit: conn_limit.map(|spec| {
+                std::sync::Arc::new(portico_dataplane::table::ConnLimit::new(
+                    &portico_dataplane::table::ConnLimitSpec {
+                        status: opts.nginx.limit_conn_status,
+                        ..spec
+                    },
+                ))
+            }),
             basic_auth: auth::parse(all, problems),
             basic_auth_filter: None,
             external_auth,
             error_backend: errors::parse(all, problems),
             server_alias: server_alias(all, problems),
-            service_upstream: get_flag(all, "service-upstream", problems).unwrap_or(false),
+            service_upstream: get_flag(all, "service-upstream", problems).unwrap_or(opts.nginx.service_upstream),
             ssl_passthrough: get_flag(all, "ssl-passthrough", problems).unwrap_or(false),
             auth_tls: auth_tls::parse(all, problems),
             auth_tls_denied: false,
@@ -205,6 +228,15 @@ pub const PROXY_REQUEST_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-req
 /// `"on"` reads responses ahead of slow clients, within the proxy's bounds; `"off"` (the
 /// default) streams them as the client takes them.
 pub const PROXY_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-buffering";
+/// `"on"` or `"off"`, as the buffering annotations and keys take them.
+pub(in crate::compile) fn on_off(value: &str) -> Option<bool> {
+    match value.trim() {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// Seconds, as ingress-nginx takes them: nginx's `proxy_read_timeout`.
 pub const PROXY_READ_TIMEOUT: &str = "nginx.ingress.kubernetes.io/proxy-read-timeout";
 /// Seconds: nginx's `proxy_send_timeout`.
@@ -282,7 +314,7 @@ pub(super) fn route_policy(
     problems: &mut Problems,
 ) -> RoutePolicy {
     let mut policy = RoutePolicy {
-        ssl_redirect: flag(annotations, FORCE_SSL_REDIRECT).unwrap_or(false),
+        ssl_redirect: flag(annotations, FORCE_SSL_REDIRECT).unwrap_or(opts.nginx.force_ssl_redirect),
         ..opts.base_policy()
     };
     let Some(annotations) = annotations else {
@@ -317,14 +349,13 @@ pub(super) fn route_policy(
         (PROXY_REQUEST_BUFFERING, &mut policy.request_buffering),
         (PROXY_BUFFERING, &mut policy.response_buffering),
     ] {
-        match annotations.get(key).map(|v| v.trim()) {
+        match annotations.get(key).map(|v| (v, on_off(v))) {
             None => {}
-            Some("on") => *slot = Some(true),
-            Some("off") => *slot = Some(false),
-            Some(other) => problems.push(
+            Some((_, Some(on))) => *slot = Some(on),
+            Some((other, None)) => problems.push(
                 Problem::warning(
                     reason::INVALID_ANNOTATION,
-                    format!("{key}: {other:?} is not \"on\" or \"off\"; using the default"),
+                    format!("{key}: {:?} is not \"on\" or \"off\"; using the default", other.trim()),
                 )
                 .about(key),
             ),
