@@ -368,6 +368,19 @@ def read_head(sock, buf=b""):
     return head, rest
 
 
+def staggered(n, request, gap=0.02, timeout=30):
+    """Runs `request()` `n` times on threads started `gap` seconds apart, so each finds
+    the ones before it in flight; returns what each returned, in the order they ended."""
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(request())) for _ in range(n)]
+    for t in threads:
+        t.start()
+        time.sleep(gap)
+    for t in threads:
+        t.join(timeout)
+    return results
+
+
 def raw_exchange(ip, port, data, timeout=10):
     """Sends raw bytes, returns (everything received, whether the peer closed)."""
     with socket.create_connection((ip, port), timeout=timeout) as s:

@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from harness import ByteLogBackend, raw_exchange, wait_until
+from harness import ByteLogBackend, raw_exchange, staggered, wait_until
 from k8s import Config, path, rule
 from test_nginx_annotations import quick_statuses
 from test_route import failing  # noqa: F401 (the fixture)
@@ -589,30 +589,21 @@ def test_load_balance_ewma_avoids_a_busy_endpoint(portico, echo, failing):
     endpoint that answers sooner (Portico: fewest requests in flight): while one
     endpoint sits on its requests for 2 s, nearly all of 20 go to the other, where the
     default round robin gives it half."""
-    import threading
-
     slow = failing("slow")
     cfg = config(echo, {"load-balance": "ewma"})
     cfg.objects = [o for o in cfg.objects if o["kind"] != "Ingress"]
     cfg.backend("two", [echo.a, (slow.ip, slow.port)])
     cfg.ingress("lb", rules=[rule(HOST, path("/", "two"))])
     p = portico(cfg, *CM_ARG)
-    results = []
 
     def one():
         conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
         conn.request("GET", "/", headers={"Host": HOST})
-        results.append(conn.getresponse().status)
+        status = conn.getresponse().status
         conn.close()
+        return status
 
-    threads = []
-    for _ in range(20):
-        t = threading.Thread(target=one)
-        t.start()
-        threads.append(t)
-        time.sleep(0.02)
-    for t in threads:
-        t.join(30)
+    results = staggered(20, one)
     assert results.count(200) == 20, results
     assert slow.hits <= 3, "the busy endpoint got %d of 20" % slow.hits
 

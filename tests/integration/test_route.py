@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import free_port, read_head, wait_until
+from harness import free_port, read_head, staggered, wait_until
 from k8s import Config, path, rule
 
 HOST = "route.example.com"
@@ -505,18 +505,6 @@ def test_least_request_avoids_a_busy_endpoint(portico, echo, failing):
     cfg.backend("web", [echo.a, (slow.ip, slow.port)])
     cfg.add(route("lr", [{"backendRefs": [ref("web")], "loadBalancer": {"type": "LeastRequest"}}]))
     p = portico(cfg)
-    results = []
-
-    def one():
-        results.append(Client(p).get("/")[0])
-
-    threads = []
-    for _ in range(20):
-        t = threading.Thread(target=one)
-        t.start()
-        threads.append(t)
-        time.sleep(0.02)
-    for t in threads:
-        t.join(30)
+    results = staggered(20, lambda: Client(p).get("/")[0])
     assert results.count(200) == 20, results
     assert slow.hits <= 3, "the busy endpoint got %d of 20" % slow.hits
