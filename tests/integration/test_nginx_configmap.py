@@ -595,15 +595,7 @@ def test_load_balance_ewma_avoids_a_busy_endpoint(portico, echo, failing):
     cfg.backend("two", [echo.a, (slow.ip, slow.port)])
     cfg.ingress("lb", rules=[rule(HOST, path("/", "two"))])
     p = portico(cfg, *CM_ARG)
-
-    def one():
-        conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
-        conn.request("GET", "/", headers={"Host": HOST})
-        status = conn.getresponse().status
-        conn.close()
-        return status
-
-    results = staggered(20, one)
+    results = staggered(20, lambda: p.get("/", host=HOST).status)
     assert results.count(200) == 20, results
     assert slow.hits <= 3, "the busy endpoint got %d of 20" % slow.hits
 
@@ -615,15 +607,8 @@ def test_limit_conn_status_code_is_the_status_of_refused_requests(portico, echo)
 
     p = portico(config(echo, {"limit-conn-status-code": "429"}, {A + "limit-connections": "1"}), *CM_ARG)
 
-    def slow():
-        conn = http.client.HTTPConnection(p.ip, p.http_port, timeout=30)
-        conn.request("GET", "/sleep/1.5", headers={"Host": HOST})
-        status = conn.getresponse().status
-        conn.close()
-        return status
-
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        in_flight = pool.submit(slow)
+        in_flight = pool.submit(lambda: p.get("/sleep/1.5", host=HOST).status)
         time.sleep(0.5)
         assert quick_statuses(p, 1, HOST) == [429]
         assert in_flight.result() == 200
