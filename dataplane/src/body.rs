@@ -151,7 +151,9 @@ impl RequestBody {
             held: Held::new(&BUFFERED),
         };
         loop {
-            if buffered.len >= cap {
+            // A body that has reached its limit is read on: what comes next is either
+            // its end or one byte too many, and a 413 must find nothing forwarded.
+            if buffered.len >= cap && !body.at_limit() {
                 buffered.rest = Some(body);
                 break;
             }
@@ -171,6 +173,11 @@ impl RequestBody {
             buffered.frames.push_back(frame);
         }
         Ok(RequestBody::Buffered(Box::new(buffered)))
+    }
+
+    /// Whether a body with a limit has brought exactly that much: any more is too much.
+    fn at_limit(&self) -> bool {
+        matches!(self, RequestBody::Streaming { limit: Some(limit), seen, .. } if seen >= limit)
     }
 
     /// Reads and drops what is left of the body in the background ([`linger`]), for a

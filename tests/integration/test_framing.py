@@ -328,6 +328,27 @@ def test_a_chunk_declared_beyond_the_body_limit_is_413_and_never_forwarded(porti
     assert logged.received == b""
 
 
+def test_a_body_that_reaches_the_limit_then_passes_it_is_413_and_never_forwarded(portico, logged):
+    """A chunked body that stops for a while at exactly the default 1m limit, then
+    sends one byte more: ingress-nginx reads the whole body before it contacts the
+    upstream (`proxy-request-buffering: on`), so the endpoint sees nothing and the
+    client gets 413. The read-ahead is 1 MiB too, so a body that fills it exactly must
+    still be read on rather than start streaming."""
+    p = portico(routed_to(logged))
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        s.sendall(b"POST /a HTTP/1.1\r\nHost: raw.local\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n")
+        s.sendall(b"a" * (1 << 20) + b"\r\n")
+        time.sleep(1)
+        assert logged.connections == [], "the endpoint was contacted with the body unfinished"
+        s.sendall(b"1\r\na\r\n0\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got and (b := s.recv(65536)):
+            got += b
+    assert got.startswith(b"HTTP/1.1 413"), got[:300]
+    time.sleep(0.3)
+    assert logged.received == b""
+
+
 def test_a_slow_upload_reaches_the_endpoint_only_once_complete(portico, logged):
     """ingress-nginx's `proxy-request-buffering: on`: a client trickling its body ties
     up no backend connection; the endpoint gets the whole request at once, a chunked
