@@ -685,6 +685,9 @@ class Bench:
             shutil.copy2(self.args.pingora, self.pingora_bin)
         usage = subprocess.run([str(binary), "--help"], capture_output=True, text=True, check=False).stdout
         self.portico_has_https = "--https-port" in usage
+        # Keep-alive as the peers are configured (nginx's keepalive_requests 1000000000,
+        # keepalive_timeout 600s): no limit on requests per connection.
+        self.portico_keepalive = "--keepalive-requests" in usage
         # TLS scenarios for Portico need its HTTPS listener, a default certificate (the
         # clients connect to 127.0.0.1 and send no SNI) and plain HTTP left as it is for
         # a TLS host (no redirect, no HSTS header, which the other peers do not send).
@@ -849,6 +852,8 @@ class Bench:
             "--access-log", "true" if self.args.access_logs else "false",
             "--worker-threads", self.s["workers"],
         ]  # fmt: skip
+        if self.portico_keepalive:
+            argv += ["--keepalive-requests", "0", "--keepalive-timeout", "600s"]
         if tls_port:
             argv += [
                 "--https-port", tls_port,

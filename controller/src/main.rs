@@ -411,9 +411,21 @@ struct Args {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     send_timeout: Duration,
 
-    /// Time a client has to send request headers; also the idle keep-alive timeout.
+    /// Time a client has to send a request's headers once it has begun (and its first
+    /// bytes on a new connection).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     client_header_timeout: Duration,
+
+    /// How long an idle keep-alive client connection waits for its next request; 0:
+    /// no keep-alive (nginx's `keepalive_timeout`; the ConfigMap's `keep-alive`).
+    #[arg(long, default_value = "75s", value_parser = parse_duration)]
+    keepalive_timeout: Duration,
+
+    /// Requests served on one client connection before it closes; 0: no limit
+    /// (nginx's `keepalive_requests`; the ConfigMap's `keep-alive-requests`, whose
+    /// ingress-nginx default is 1000).
+    #[arg(long, default_value_t = 0)]
+    keepalive_requests: u32,
 
     /// Read each request body before contacting the endpoint, so slow uploads tie up
     /// no backend connection and a malformed body forwards nothing (ingress-nginx's
@@ -589,6 +601,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .0
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         client_header_timeout: args.client_header_timeout,
+        keepalive_timeout: args.keepalive_timeout,
+        keepalive_requests: args.keepalive_requests,
         drain_timeout: args.drain_timeout,
         access_log: args.access_log,
         log_format: if args.log_format == "text" {

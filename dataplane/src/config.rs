@@ -49,10 +49,19 @@ pub struct ProxyConfig {
     /// Longest wait between two writes to a client (nginx `send_timeout`, 60 s): a
     /// client that stops reading its response is disconnected.
     pub send_timeout: Duration,
-    /// How long a client may take to send a request's headers, and how long an idle
-    /// keep-alive connection is kept open waiting for the next one (nginx
-    /// `client_header_timeout`, 60 s).
+    /// How long a client may take to send a request's headers once it has begun one
+    /// (nginx `client_header_timeout`, 60 s), and to send its first bytes on a new
+    /// connection.
     pub client_header_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open waiting for its next
+    /// request (nginx `keepalive_timeout`, ingress-nginx's `keep-alive`: 75 s). Zero:
+    /// every connection closes after its first response.
+    pub keepalive_timeout: Duration,
+    /// Requests served on one client connection before it closes: HTTP/1.1 answers the
+    /// last with `Connection: close`, HTTP/2 sends GOAWAY (nginx `keepalive_requests`,
+    /// ingress-nginx's `keep-alive-requests`). 0, the default: no limit, as before the
+    /// setting existed; clients that open one connection and keep it are not cut off.
+    pub keepalive_requests: u32,
     /// Largest request head (request line and headers) accepted; larger gets 431.
     /// 16 KiB holds nginx's default of four 8 KiB header buffers' worth of real headers.
     pub max_header_size: usize,
@@ -90,6 +99,8 @@ impl Default for ProxyConfig {
             response_buffer_budget: 256 << 20,
             h2_send_buffer: 64 * 1024,
             client_header_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive_requests: 0,
             max_header_size: 16 * 1024,
             pool_max_idle_per_endpoint: 256,
             pool_idle_timeout: Duration::from_secs(55),

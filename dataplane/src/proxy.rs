@@ -25,7 +25,7 @@ mod retry;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -39,7 +39,7 @@ use crate::config::ProxyConfig;
 use crate::filter::{Answer, AuthOutcome, RequestHead, ResponseHead, UpstreamHead};
 use crate::idle::IdleIo;
 use crate::metrics::Metrics;
-use crate::table::{LiveTable, RequestView, Route, RoutingTable, UpstreamProtocol};
+use crate::table::{ConnectionSettings, LiveTable, RequestView, Route, RoutingTable, UpstreamProtocol};
 use crate::upstream::{Extra, Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
@@ -220,6 +220,43 @@ pub struct Proxy {
     /// Balancing counters carried from each table to the next.
     balance: crate::balance::Registry,
     cfg: ProxyConfig,
+    /// Client connection settings in force: the flags', or the live table's in their
+    /// place. Read for every connection and request, so kept apart from the table.
+    live: LiveSettings,
+}
+
+/// [`Proxy::live`].
+struct LiveSettings {
+    keepalive_ms: AtomicU64,
+    keepalive_requests: AtomicU32,
+    max_header_size: AtomicUsize,
+}
+
+impl LiveSettings {
+    fn new(cfg: &ProxyConfig) -> LiveSettings {
+        let live = LiveSettings {
+            keepalive_ms: AtomicU64::new(0),
+            keepalive_requests: AtomicU32::new(0),
+            max_header_size: AtomicUsize::new(0),
+        };
+        live.set(cfg, &ConnectionSettings::default());
+        live
+    }
+
+    fn set(&self, cfg: &ProxyConfig, table: &ConnectionSettings) {
+        let keepalive = table.keepalive_timeout.unwrap_or(cfg.keepalive_timeout);
+        let ms = u64::try_from(keepalive.as_millis()).unwrap_or(u64::MAX);
+        // No keep-alive: every connection's first response is its last.
+        let requests = if ms == 0 {
+            1
+        } else {
+            table.keepalive_requests.unwrap_or(cfg.keepalive_requests)
+        };
+        self.keepalive_ms.store(ms, Ordering::Relaxed);
+        self.keepalive_requests.store(requests, Ordering::Relaxed);
+        let head = table.max_header_size.unwrap_or(cfg.max_header_size);
+        self.max_header_size.store(head, Ordering::Relaxed);
+    }
 }
 
 impl Proxy {
@@ -233,6 +270,7 @@ impl Proxy {
             table: Arc::new(ArcSwap::from_pointee(RoutingTable::default())),
             pool,
             balance: crate::balance::Registry::new(),
+            live: LiveSettings::new(&cfg),
             cfg,
         })
     }
@@ -281,6 +319,13 @@ impl Proxy {
             let certs = table.certificates().map(|(host, cert)| (host, cert.not_after as f64));
             nginx.table_swapped(table.generation, now, certs);
         }
+        let c = table.connections();
+        self.live.set(&self.cfg, c);
+        self.pool.set_limits(
+            c.upstream_idle.unwrap_or(self.cfg.pool_max_idle_per_endpoint),
+            c.upstream_idle_timeout.unwrap_or(self.cfg.pool_idle_timeout),
+            c.upstream_requests,
+        );
         self.table.store(table);
         m.table_reloads.inc();
         m.table_last_reload.set(now);
@@ -324,6 +369,27 @@ impl Proxy {
         &self.cfg
     }
 
+    /// The Ingress HTTPS port's versions and suites, when the live table narrows them.
+    pub fn tls_policy(&self) -> Option<Arc<crate::tls::TlsPolicy>> {
+        self.table.load().tls_policy().cloned()
+    }
+
+    /// How long an idle client connection waits for its next request (`keep-alive`).
+    pub fn keepalive_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.live.keepalive_ms.load(Ordering::Relaxed))
+    }
+
+    /// Requests served on one client connection (`keep-alive-requests`; 1 without
+    /// keep-alive); 0: no limit.
+    pub fn keepalive_requests(&self) -> u32 {
+        self.live.keepalive_requests.load(Ordering::Relaxed)
+    }
+
+    /// The largest request head accepted (`large-client-header-buffers`).
+    pub fn max_header_size(&self) -> usize {
+        self.live.max_header_size.load(Ordering::Relaxed)
+    }
+
     /// Serves one request from start to response headers; the body streams after.
     ///
     /// `raw_head` says the response goes to a writer that sends an endpoint's header
@@ -355,6 +421,7 @@ impl Proxy {
             upstream: None,
             upstream_secs: None,
             upstream_sent: None,
+            upstream_connect: None,
             request_size: request_size(&req),
             access: self.cfg.access_log.then(|| {
                 Box::new(AccessFields {
@@ -508,7 +575,11 @@ impl Proxy {
         let (mut req, on_client_upgrade, forwarded) =
             self.upstream_request(req, &route, conn, &log.request_id, &log.host, upgrade, client_forwarded)?;
         if !upgrade && route.policy.request_buffering.unwrap_or(self.cfg.request_buffering) {
-            req = self.buffer_request(req).await?;
+            let cap = route
+                .policy
+                .client_body_buffer_size
+                .unwrap_or(self.cfg.client_body_buffer_size);
+            req = self.buffer_request(req, cap).await?;
         }
         let sent = Instant::now();
         // Checked once per request; a route without it pays for nothing more.
@@ -741,6 +812,8 @@ impl Proxy {
                     .iter()
                     .any(|e| e.addr != addr && !tried.contains(&e.addr))
             };
+            // nginx's `$upstream_connect_time`, for the ingress-nginx metrics alone.
+            let connecting = crate::metrics::ingress_nginx::get().map(|_| Instant::now());
             let (conn, reused) = match self
                 .pool
                 .get(
@@ -752,7 +825,10 @@ impl Proxy {
                 )
                 .await
             {
-                Ok(c) => c,
+                Ok(c) => {
+                    log.upstream_connect = connecting.map(|t| if c.1 { 0.0 } else { t.elapsed().as_secs_f64() });
+                    c
+                }
                 Err(e) => {
                     connect_failures += 1;
                     tracing::warn!(backend = %backend.name, endpoint = %addr, error = %e, "upstream connect failed");
@@ -883,12 +959,9 @@ impl Proxy {
     /// contacted only once it is in (see [`RequestBody::buffer`]). A body that fails
     /// meanwhile is refused with nothing forwarded: too large 413, stalled 408,
     /// malformed framing (bad chunking) 400.
-    async fn buffer_request(&self, req: Request<RequestBody>) -> Result<Request<RequestBody>, ProxyError> {
+    async fn buffer_request(&self, req: Request<RequestBody>, cap: u64) -> Result<Request<RequestBody>, ProxyError> {
         let (parts, body) = req.into_parts();
-        match body
-            .buffer(self.cfg.client_body_buffer_size, self.cfg.request_buffer_budget)
-            .await
-        {
+        match body.buffer(cap, self.cfg.request_buffer_budget).await {
             Ok(body) => Ok(Request::from_parts(parts, body)),
             Err(e) => {
                 let e: &(dyn std::error::Error + 'static) = &*e;
@@ -1235,6 +1308,9 @@ struct RequestLog {
     upstream_secs: Option<f64>,
     /// When the request went upstream, for ingress-nginx's `response_duration_seconds`.
     upstream_sent: Option<Instant>,
+    /// Connecting to the endpoint, for ingress-nginx's `connect_duration_seconds`; taken
+    /// only when those metrics are on.
+    upstream_connect: Option<f64>,
     request_size: u64,
     /// What only the access log needs, taken only when it is on.
     access: Option<Box<AccessFields>>,
@@ -1312,6 +1388,7 @@ impl OnComplete for RequestLog {
                 upstream_response: self.upstream_sent.map(|sent| sent.elapsed().as_secs_f64()),
                 request_size: self.request_size,
                 response_size: bytes,
+                upstream_connect: self.upstream_connect,
             });
         }
         if let Some(access) = &self.access

@@ -36,7 +36,7 @@ mod passthrough;
 mod proxy_protocol;
 
 pub use proxy_protocol::ERROR_REASONS as PROXY_PROTOCOL_ERROR_REASONS;
-mod sni;
+pub(crate) mod sni;
 
 #[cfg(fuzzing)]
 pub(crate) use h1::fuzz_parse as fuzz_request_head;
@@ -396,10 +396,26 @@ async fn accept_loop(
     me: usize,
 ) {
     let port = ConnInfo::port_value(listener.local_addr().map(|a| a.port()).unwrap_or(0));
-    let h1 = Arc::new(http1_builder(proxy.config()));
+    let mut head_limit = proxy.max_header_size();
+    let mut h1 = Arc::new(http1_builder(proxy.config(), head_limit));
+    // The Ingress HTTPS port's configuration as bound, and as the table narrows it.
+    let base = tls.clone().filter(|_| gateway.is_none());
+    let (mut tls, mut policy) = (tls, None);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                if let Some(base) = &base {
+                    let now = proxy.tls_policy();
+                    if now != policy {
+                        tls = Some(narrowed(base, now.as_deref()));
+                        policy = now;
+                    }
+                }
+                // A new head limit from the table: hyper's for connections from now on.
+                if proxy.max_header_size() != head_limit {
+                    head_limit = proxy.max_header_size();
+                    h1 = Arc::new(http1_builder(proxy.config(), head_limit));
+                }
                 #[cfg(not(target_os = "linux"))]
                 let _ = stream.set_nodelay(true);
                 let to = if tls.is_some() { placement.pick(me) } else { me };
@@ -408,6 +424,7 @@ async fn accept_loop(
                     proxy: proxy.clone(),
                     drain: drain.clone(),
                     h1: h1.clone(),
+                    served: 0,
                     _gauge: ConnGauge::open(),
                     _held: placement.hold(to),
                 };
@@ -423,6 +440,21 @@ async fn accept_loop(
                 tracing::error!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// `base` offering what `policy` allows (all of `base` without one, or when the policy
+/// cannot be had: the controller checks it, so that is a bug, logged).
+fn narrowed(base: &TlsAcceptor, policy: Option<&tls::TlsPolicy>) -> TlsAcceptor {
+    let Some(policy) = policy else {
+        return base.clone();
+    };
+    match policy.apply(base.config()) {
+        Ok(cfg) => TlsAcceptor::from(cfg),
+        Err(e) => {
+            tracing::error!(error = %e, ?policy, "cannot narrow the HTTPS port's TLS; offering its defaults");
+            base.clone()
         }
     }
 }
@@ -489,6 +521,8 @@ struct Conn {
     proxy: Arc<Proxy>,
     drain: Drain,
     h1: Arc<http1::Builder>,
+    /// Requests served on this connection so far (`keep-alive-requests`).
+    served: u32,
     _gauge: ConnGauge,
     _held: Held,
 }
@@ -608,15 +642,22 @@ async fn serve_h2<I: ClientIo>(stream: I, conn: Conn) {
         ..
     } = conn;
     let cfg = proxy.config();
-    let max_header = cfg.max_header_size;
+    let max_header = proxy.max_header_size();
     let h2_send_buffer = cfg.h2_send_buffer;
     // nginx's `send_timeout`: a client that stops reading its response is let go of.
     let send_timeout = Some(cfg.send_timeout);
+    let (keepalive, limit) = (proxy.keepalive_timeout(), proxy.keepalive_requests());
+    let streams = Arc::new(H2Streams::new());
     let svc_info = info.clone();
+    let svc_streams = streams.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
         let info = svc_info.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), info, false).await) }
+        let open = svc_streams.open(limit);
+        async move {
+            let resp = proxy.handle(req.map(Some), info, false).await;
+            Ok::<_, Infallible>(resp.map(|inner| H2Body { inner, _open: open }))
+        }
     });
     let io = TokioIo::new(IdleIo::new(Lingering(Some(stream)), None, send_timeout));
     let conn = http2::Builder::new(TokioExecutor::new())
@@ -627,14 +668,105 @@ async fn serve_h2<I: ClientIo>(stream: I, conn: Conn) {
         .serve_connection(io, svc);
     // On the heap, so HTTP/1 connections' tasks do not carry HTTP/2's state size.
     let mut conn = Box::pin(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = drain.started() => {
+    let result = loop {
+        // nginx's `keepalive_timeout` for HTTP/2: a connection without a stream open
+        // that long is closed with GOAWAY.
+        let idle_until = streams.idle_since().map(|since| since + keepalive);
+        let finish = tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = drain.started() => true,
+            // `keep-alive-requests`: GOAWAY once that many streams came, and the
+            // connection ends when they are answered.
+            _ = streams.changed.notified() => streams.started.load(Ordering::Relaxed) >= limit && limit != 0,
+            _ = tokio::time::sleep_until(idle_until.unwrap_or_else(Instant::now)), if idle_until.is_some() => {
+                streams.idle_since().is_some_and(|since| since.elapsed() >= keepalive)
+            }
+        };
+        if finish {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            break conn.await;
         }
     };
     report_end(&info, result);
+}
+
+/// An HTTP/2 connection's streams: how many came, how many are open, and since when
+/// none is, for `keep-alive` and `keep-alive-requests`.
+struct H2Streams {
+    started: std::sync::atomic::AtomicU32,
+    open: std::sync::atomic::AtomicU32,
+    /// When the last stream closed, in milliseconds after `base`.
+    idle_ms: std::sync::atomic::AtomicU64,
+    base: Instant,
+    /// Woken when the last open stream closes, or the limit of streams is reached.
+    changed: Notify,
+}
+
+impl H2Streams {
+    fn new() -> H2Streams {
+        H2Streams {
+            started: Default::default(),
+            open: Default::default(),
+            idle_ms: Default::default(),
+            base: Instant::now(),
+            changed: Notify::new(),
+        }
+    }
+
+    /// A stream begins; it is open until the guard is dropped (its response sent, or
+    /// the stream reset).
+    fn open(self: &Arc<Self>, limit: u32) -> OpenStream {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        if self.started.fetch_add(1, Ordering::Relaxed) + 1 == limit {
+            self.changed.notify_one();
+        }
+        OpenStream(self.clone())
+    }
+
+    /// Since when no stream has been open; `None` while one is.
+    fn idle_since(&self) -> Option<Instant> {
+        (self.open.load(Ordering::Acquire) == 0)
+            .then(|| self.base + Duration::from_millis(self.idle_ms.load(Ordering::Acquire)))
+    }
+}
+
+struct OpenStream(Arc<H2Streams>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let streams = &self.0;
+        let ms = u64::try_from(streams.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        streams.idle_ms.store(ms, Ordering::Release);
+        if streams.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            streams.changed.notify_one();
+        }
+    }
+}
+
+/// A response body on HTTP/2 that keeps its stream counted open until it is dropped.
+struct H2Body {
+    inner: ResponseBody,
+    _open: OpenStream,
+}
+
+impl http_body::Body for H2Body {
+    type Data = <ResponseBody as http_body::Body>::Data;
+    type Error = <ResponseBody as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// An HTTP/2 connection's stream, closed as nginx closes one (lingering close): when
@@ -779,13 +911,14 @@ impl<I: ClientIo> AsyncWrite for Lingering<I> {
     }
 }
 
-fn http1_builder(cfg: &crate::config::ProxyConfig) -> http1::Builder {
+fn http1_builder(cfg: &crate::config::ProxyConfig, max_header_size: usize) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        // Also bounds how long a keep-alive connection waits for its next request.
+        // A busy connection hyper serves parks once quiet; the park waits for the next
+        // request as long as `keep-alive` says.
         .header_read_timeout(cfg.client_header_timeout)
-        .max_buf_size(cfg.max_header_size.max(8192));
+        .max_buf_size(max_header_size.max(8192));
     builder
 }
 

@@ -12,6 +12,7 @@
 //! resumption both ways: a server-side cache (TLS 1.2 IDs) and rotating tickets.
 
 mod client_auth;
+mod policy;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls::{pki_types::CertificateDer, pki_types::PrivateKeyDer, pki_types::pem::PemObject};
 
 pub use client_auth::{ClientAuth, ClientCert, Verify, VerifyClient};
+pub use policy::TlsPolicy;
 
 /// A certificate ready to serve, with what metrics and diagnostics need to know of it.
 #[derive(Debug)]

@@ -230,6 +230,13 @@ class Portico(Process):
         wait_for_port(self.ip, self.http_port, proc=self.proc)
         if wait_ready:
             self.wait_ready()
+            # The probe of the HTTP port above is a client connection too: once it is
+            # counted, tests that count connections start from a settled 1.
+            wait_until(
+                lambda: (self.metrics().get("portico_downstream_connections_total") or 0) >= 1,
+                START_TIMEOUT,
+                what="the port probe counted",
+            )
 
     @property
     def base(self):

@@ -132,10 +132,10 @@ def test_busy_connection_keeps_working_when_it_goes_quiet(portico, echo):
         assert_pipelined(s, "/x1", "/x2")
 
 
-def test_idle_keep_alive_connection_is_closed_after_client_header_timeout(portico, echo):
-    """A keep-alive connection that goes quiet is closed after --client-header-timeout
-    (nginx closes it after keepalive_timeout), not kept forever."""
-    p = portico(one_route(echo), "--client-header-timeout", "1s")
+def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(portico, echo):
+    """A keep-alive connection that goes quiet is closed after --keepalive-timeout
+    (nginx's keepalive_timeout), not kept forever."""
+    p = portico(one_route(echo), "--keepalive-timeout", "1s")
     with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
         s.sendall(get("/"))
         assert read_response(s)[0] == 200

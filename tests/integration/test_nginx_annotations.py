@@ -5,6 +5,7 @@ names the ingress-nginx document or e2e test (kubernetes/ingress-nginx,
 
 import http.client
 import json
+import socket
 import time
 
 import grpc
@@ -502,3 +503,32 @@ def test_upstream_hash_by_request_uri_keeps_each_uri_on_one_endpoint(portico, ba
         assert len(seen) == 1, (value, seen)
         spread = {served(p, "/item/%d" % i) for i in range(60)}
         assert len(spread) >= 5, (value, spread)
+
+
+def test_client_body_buffer_size_bounds_what_is_read_ahead(portico):
+    """annotations.md "Client Body Buffer Size" (nginx `client_body_buffer_size`): with
+    `16k`, an upload that has sent 20 KB and stalls has reached the endpoint (the head
+    and what was read); without the annotation (1 MiB read ahead, the default) the
+    same upload has not. nginx would write the rest to a file and still send it whole:
+    Portico streams it (the catalog says so)."""
+    from harness import ByteLogBackend
+
+    head = b"POST /up HTTP/1.1\r\nHost: %s\r\nContent-Length: 40000\r\n\r\n" % HOST.encode()
+    for annotations, reached in [(ann(client_body_buffer_size="16k"), True), ({}, False)]:
+        be = ByteLogBackend()
+        try:
+            cfg = Config()
+            cfg.backend("web", [be])
+            cfg.ingress("web", rules=[rule(HOST, path("/", "web"))], annotations=annotations)
+            p = portico(cfg)
+            with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+                s.sendall(head + b"x" * 20000)
+                time.sleep(1)
+                got = be.received
+                assert (got != b"") == reached, (annotations, got[:200])
+                if reached:
+                    # The head, and at least the 16 KiB read ahead, before the body is whole.
+                    assert got.startswith(b"POST /up HTTP/1.1\r\n")
+                    assert 16 * 1024 <= got.count(b"x") < 40000, got.count(b"x")
+        finally:
+            be.close()

@@ -10,16 +10,18 @@ import re
 import socket
 import ssl
 import struct
+import subprocess
 import time
 import urllib.parse
+from types import SimpleNamespace
 
 import pytest
 
-from harness import ByteLogBackend, raw_exchange, staggered, wait_until
+from harness import ByteLogBackend, raw_exchange, read_head, staggered, wait_until
 from k8s import Config, path, rule
 from test_nginx_annotations import quick_statuses
 from test_route import failing  # noqa: F401 (the fixture)
-from test_tls import CA, https, tls_secret
+from test_tls import CA, https, s_client, tls_secret
 
 HOST = "cm.example.com"
 A = "nginx.ingress.kubernetes.io/"
@@ -653,3 +655,276 @@ def test_block_cidrs_refuses_on_every_ingress(portico, echo):
     assert p.get("/a", host="own." + HOST).status == 403
     p.replace_config(config(echo, {"block-cidrs": "172.16.0.0/12,10.0.0.0/8"}).yaml())
     wait_until(lambda: p.get("/a", host=HOST).status == 200, 10, what="the new list")
+
+
+# --- client and endpoint keep-alive, request heads -------------------------------------
+# configmap.md#keep-alive, #keep-alive-requests, #large-client-header-buffers and
+# #upstream-keepalive-*; the template sets nginx's `keepalive_timeout`,
+# `keepalive_requests`, `large_client_header_buffers` in `http` and `keepalive`,
+# `keepalive_timeout`, `keepalive_requests` in each `upstream`.
+
+
+def connects(p, n, *curl_args):
+    """`n` requests for HOST in one curl run, which keeps its connection while the
+    server lets it: how many connections each request opened (curl's num_connects)."""
+    url = "http://%s:%d/ka" % (HOST, p.http_port)
+    argv = ["curl", "-sS", "--max-time", "20", "--resolve", "%s:%d:127.0.0.1" % (HOST, p.http_port)]
+    argv += [*curl_args, "-w", "%{http_code} %{num_connects}\n"]
+    out = subprocess.run(argv + [url, "-o", "/dev/null"] * n, capture_output=True, timeout=40, check=True).stdout.decode()
+    rows = [line.split() for line in out.splitlines()]
+    assert [code for code, _ in rows] == ["200"] * n, out
+    return [int(c) for _, c in rows]
+
+
+@pytest.mark.parametrize(
+    "protocol", [("--http1.1",), ("--http1.1", "--data-binary", "body")], ids=["http1", "http1-with-bodies"]
+)
+def test_keep_alive_requests_ends_a_connection_after_that_many(portico, echo, protocol):
+    """configmap.md#keep-alive-requests (nginx `keepalive_requests`): with 2, five
+    requests take three connections, each connection's second response saying
+    `Connection: close`; requests with bodies (served by hyper) count the same. Live:
+    the key removed, the flag's 1000 holds again."""
+    p = portico(config(echo, {"keep-alive-requests": "2"}), *CM_ARG)
+    assert connects(p, 5, *protocol) == [1, 0, 1, 0, 1]
+    p.replace_config(config(echo, {}).yaml())
+    wait_until(lambda: connects(p, 5, *protocol) == [1, 0, 0, 0, 0], 10, what="the key removed")
+
+
+class H2:
+    """A prior-knowledge HTTP/2 connection sending one GET at a time, reading frame by
+    frame: what a test needs to see a GOAWAY arrive between requests."""
+
+    def __init__(self, p):
+        self.sock = socket.create_connection((p.ip, p.http_port), timeout=10)
+        self.buf, self.next_stream = b"", 1
+        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + self.frame(4, 0, 0, b""))
+
+    @staticmethod
+    def frame(kind, flags, stream, payload):
+        return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+    def read_frame(self):
+        """(type, flags, stream, payload), or None at the end of the connection."""
+        while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        n = int.from_bytes(self.buf[:3], "big")
+        f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF, self.buf[9 : 9 + n])
+        self.buf = self.buf[9 + n :]
+        if f[0] == 4 and not f[1] & 1:
+            self.sock.sendall(self.frame(4, 1, 0, b""))  # SETTINGS ACK
+        if f[0] == 6 and not f[1] & 1:
+            self.sock.sendall(self.frame(6, 1, 0, f[3]))  # PING ACK (a graceful GOAWAY waits for it)
+        return f
+
+    def get(self, path):
+        """Sends a GET; returns the frame types read until its response ended."""
+        fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", path), (b":authority", HOST.encode())]
+        block = b"".join(b"\x00" + bytes([len(k)]) + k + bytes([len(v)]) + v for k, v in fields)
+        stream, self.next_stream = self.next_stream, self.next_stream + 2
+        self.sock.sendall(self.frame(1, 0x5, stream, block))
+        kinds = []
+        while (f := self.read_frame()) is not None:
+            kinds.append(f[0])
+            if f[2] == stream and f[0] in (0, 1) and f[1] & 1:
+                return kinds
+        raise AssertionError("the connection ended before the response to %r: %r" % (path, kinds))
+
+    def rest(self):
+        """The frame types read until the server ends the connection."""
+        kinds = []
+        while (f := self.read_frame()) is not None:
+            kinds.append(f[0])
+        return kinds
+
+
+GOAWAY = 7
+
+
+def test_keep_alive_requests_sends_goaway_on_http2(portico, echo):
+    """nginx 1.19.7 made `keepalive_requests` count HTTP/2 streams too (configmap.md
+    quotes its changelog): with 2, the second stream is answered, then GOAWAY, and the
+    connection ends."""
+    p = portico(config(echo, {"keep-alive-requests": "2"}), *CM_ARG)
+    h2 = H2(p)
+    assert GOAWAY not in h2.get(b"/one")
+    h2.sock.settimeout(5)
+    got = h2.get(b"/two") + h2.rest()
+    assert GOAWAY in got, got
+
+
+def test_keep_alive_requests_answers_the_last_with_connection_close(portico, echo):
+    """The last request's response says `Connection: close` and the connection ends
+    after it, as nginx does when `keepalive_requests` is reached."""
+    p = portico(config(echo, {"keep-alive-requests": "2"}), *CM_ARG)
+    with socket.create_connection((p.ip, p.http_port), timeout=10) as s:
+        for i in range(2):
+            s.sendall(b"GET /%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (i, HOST.encode()))
+            head, rest = read_head(s)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            closing = b"\r\nconnection: close" in head.lower()
+            assert closing == (i == 1), head
+            length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+            while len(rest) < length:
+                rest += s.recv(65536)
+        assert s.recv(65536) == b""
+
+
+def test_keep_alive_closes_an_idle_http2_connection_with_goaway(portico, echo):
+    """configmap.md#keep-alive: nginx's `keepalive_timeout` holds for HTTP/2 too since
+    1.19.7: a connection with no stream open for 1 s gets GOAWAY and ends; one whose
+    requests come within the second stays."""
+    p = portico(config(echo, {"keep-alive": "1"}), *CM_ARG)
+    h2 = H2(p)
+    for i in range(3):
+        assert GOAWAY not in h2.get(b"/%d" % i)
+        time.sleep(0.4)
+    t = time.monotonic()
+    assert GOAWAY in h2.rest()
+    took = time.monotonic() - t
+    assert 0.3 < took < 5, "ended after %.1fs idle with keep-alive 1" % took
+
+
+def test_keep_alive_closes_an_idle_connection_after_its_seconds(portico, echo):
+    """configmap.md#keep-alive (nginx `keepalive_timeout`): a client connection idle
+    for 1 s is closed; while requests come within it, the connection stays."""
+    p = portico(config(echo, {"keep-alive": "1"}), *CM_ARG)
+    url = "http://%s:%d/ka" % (HOST, p.http_port)
+    argv = ["curl", "-sS", "--resolve", "%s:%d:127.0.0.1" % (HOST, p.http_port), "--http1.1"]
+    argv += ["-w", "%{num_connects}\n"]
+    # curl --rate spaces the transfers of one run; 2 a second stay within the timeout.
+    quick = subprocess.run(argv + ["--rate", "2/s"] + [url, "-o", "/dev/null"] * 3, capture_output=True, timeout=30, check=True)
+    assert quick.stdout.decode().split() == ["1", "0", "0"]
+    slow = subprocess.run(argv + ["--rate", "12/m"] + [url, "-o", "/dev/null"] * 2, capture_output=True, timeout=30, check=True)
+    assert slow.stdout.decode().split() == ["1", "1"], "a connection idle 5 s was kept"
+
+
+def test_keep_alive_zero_closes_every_connection_after_one_response(portico, echo):
+    """configmap.md#keep-alive: "The zero value disables keep-alive client
+    connections": every response says `Connection: close`."""
+    p = portico(config(echo, {"keep-alive": "0"}), *CM_ARG)
+    assert p.get("/a", host=HOST).header("connection") == "close"
+    assert connects(p, 3, "--http1.1") == [1, 1, 1]
+
+
+def test_large_client_header_buffers_sets_the_largest_head(portico, echo):
+    """configmap.md#large-client-header-buffers: "4 16k" lets a 40 KB header through
+    (the default, 16 KiB, answers it 431) and still refuses a 70 KB one; a value that
+    does not parse keeps the default and is reported."""
+    big = ["X-Big: " + "b" * 40_000]
+    p = portico(config(echo, {"large-client-header-buffers": "4 16k"}), *CM_ARG)
+    ok = p.get("/a", host=HOST, headers=big)
+    assert ok.status == 200 and len(ok.json()["headers"]["x-big"]) == 40_000
+    assert p.get("/a", host=HOST, headers=["X-Big: " + "b" * 70_000]).status == 431
+    p.replace_config(config(echo, {"large-client-header-buffers": "lots"}).yaml())
+    wait_until(lambda: p.get("/a", host=HOST, headers=big).status == 431, 10, what="the default back")
+    assert "large-client-header-buffers" in p.log() and "InvalidConfigValue" in p.log()
+
+
+_stats_reads = {}
+
+
+def proxied_connections(be):
+    """Connections the echo endpoint accepted from the proxy: its count, less the
+    connections these reads of it made themselves (one each)."""
+    _stats_reads[be] = _stats_reads.get(be, 0) + 1
+    return be.stats()["connections"] - _stats_reads[be]
+
+
+def test_upstream_keepalive_requests_and_connections(portico, backends):
+    """configmap.md#upstream-keepalive-requests: with 2, six requests in a row reach
+    the endpoint on three connections; #upstream-keepalive-connections: with 0 no idle
+    connection is kept, so each request opens its own."""
+    be = backends.echo("upstream-ka")
+    cfg = lambda data: config(SimpleNamespace(a=be), data)  # noqa: E731
+    p = portico(cfg({"upstream-keepalive-requests": "2"}), *CM_ARG)
+    before = proxied_connections(be)
+    for _ in range(6):
+        assert p.get("/a", host=HOST).status == 200
+    assert proxied_connections(be) - before == 3
+    p.replace_config(cfg({"upstream-keepalive-connections": "0"}).yaml())
+    wait_until(lambda: p.metrics().get("portico_table_generation") == 2, 10, what="the new table")
+    # The connection idle from before is used once more, then not kept.
+    assert p.get("/a", host=HOST).status == 200
+    before = proxied_connections(be)
+    for _ in range(4):
+        assert p.get("/a", host=HOST).status == 200
+    assert proxied_connections(be) - before == 4
+
+
+def test_upstream_keepalive_timeout_closes_idle_endpoint_connections(portico, backends):
+    """configmap.md#upstream-keepalive-timeout: an endpoint connection idle past 1 s is
+    closed by the proxy, so the next request opens a new one; one used within the
+    second is reused."""
+    be = backends.echo("upstream-idle")
+    p = portico(config(SimpleNamespace(a=be), {"upstream-keepalive-timeout": "1"}), *CM_ARG)
+    before = proxied_connections(be)
+    for _ in range(3):
+        assert p.get("/a", host=HOST).status == 200
+    assert proxied_connections(be) - before == 1
+    time.sleep(2)
+    assert p.get("/a", host=HOST).status == 200
+    assert proxied_connections(be) - before == 2
+
+
+def test_server_tokens_never_names_portico_or_a_version(portico, echo):
+    """configmap.md#server-tokens: ingress-nginx sends `Server: nginx`, with nginx's
+    version when true. Portico sends no Server header of its own either way, on a
+    proxied response or its own 404."""
+    for value in ("true", "false"):
+        p = portico(config(echo, {"server-tokens": value}), *CM_ARG)
+        for r in (p.get("/a", host=HOST), p.get("/a", host="nowhere.example.com")):
+            assert r.header("server") is None, r.headers
+        assert "UnsupportedConfigKey" not in p.log()
+
+
+# --- ssl-protocols, ssl-ciphers -----------------------------------------------------
+# configmap.md#ssl-protocols (default "TLSv1.2 TLSv1.3") and #ssl-ciphers (OpenSSL's
+# cipher list; nginx's `ssl_ciphers`, which chooses TLS 1.2's suites and leaves TLS
+# 1.3's alone); e2e `test/e2e/settings/tls.go` ("setting cipher suite", "setting max
+# session cache") checks them with a TLS client offering one version or suite.
+
+
+def handshake(p, *args):
+    """openssl s_client's handshake with the HTTPS port: (succeeded, what it printed)."""
+    rc, out = s_client(p.https_port, HOST, *args)
+    return rc == 0 and "Cipher is (NONE)" not in out, out
+
+
+def test_ssl_protocols_narrows_the_versions_offered_live(portico, echo, ca):
+    """With "TLSv1.3" a client that speaks only TLS 1.2 fails its handshake and a
+    TLS 1.3 client succeeds; rewritten to "TLSv1.2", the other way round, without a
+    restart; the key removed, both again. curl still gets its page."""
+    pair = ca.leaf(HOST)
+    p = portico(tls_config(echo, pair, {"ssl-protocols": "TLSv1.3"}), *CM_ARG)
+    assert not handshake(p, "-tls1_2")[0]
+    ok, out = handshake(p, "-tls1_3")
+    assert ok and "TLSv1.3" in out, out[-2000:]
+    assert https(p, HOST, ca)[0] == 200
+    p.replace_config(tls_config(echo, pair, {"ssl-protocols": "TLSv1 TLSv1.1 TLSv1.2"}).yaml())
+    wait_until(lambda: not handshake(p, "-tls1_3")[0], 10, what="TLS 1.3 turned off")
+    assert handshake(p, "-tls1_2")[0]
+    p.replace_config(tls_config(echo, pair, {}).yaml())
+    wait_until(lambda: handshake(p, "-tls1_3")[0], 10, what="the defaults back")
+    assert handshake(p, "-tls1_2")[0]
+
+
+def test_ssl_ciphers_chooses_tls12_suites_in_its_order(portico, echo, ca):
+    """With "ECDHE-ECDSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256" (the test
+    certificate is ECDSA) a TLS 1.2 client offering only AES-128 fails; one offering
+    both AES-GCM suites gets AES-256, the server's choice; TLS 1.3 is untouched. A list
+    naming no suite Portico offers is reported and leaves the defaults."""
+    pair = ca.leaf(HOST)
+    ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256"
+    p = portico(tls_config(echo, pair, {"ssl-ciphers": ciphers}), *CM_ARG)
+    assert not handshake(p, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")[0]
+    ok, out = handshake(p, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384")
+    assert ok and "ECDHE-ECDSA-AES256-GCM-SHA384" in out, out[-2000:]
+    assert handshake(p, "-tls1_3")[0]
+    p.replace_config(tls_config(echo, pair, {"ssl-ciphers": "HIGH:!aNULL:!MD5"}).yaml())
+    wait_until(
+        lambda: handshake(p, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")[0], 10, what="the defaults back"
+    )
+    assert "ssl-ciphers" in p.log() and "InvalidConfigValue" in p.log()

@@ -48,10 +48,6 @@ EMPTY_PANELS = {
         "failed, in ingress-nginx too; a Portico table swap does not fail (broken objects "
         "become diagnostics, portico_diagnostics)"
     ),
-    ("request-handling-performance.json", "Upstream Service Latency"): (
-        "ingress_upstream_latency_seconds is nginx's $upstream_connect_time; Portico does "
-        "not measure connection setup per request, so it does not export the series"
-    ),
 }
 
 # Empty only when one Ingress is picked, as with ingress-nginx itself.

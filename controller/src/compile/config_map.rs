@@ -11,7 +11,8 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
 use portico_dataplane::filter::Cidr;
-use portico_dataplane::table::{DEFAULT_TRUSTED, ForwardedPolicy};
+use portico_dataplane::table::{ConnectionSettings, DEFAULT_TRUSTED, ForwardedPolicy};
+use portico_dataplane::tls::TlsPolicy;
 
 use super::CompileOptions;
 use super::annotations::access::cidr_list;
@@ -62,6 +63,12 @@ pub(super) struct Global {
     pub http_redirect_code: Option<StatusCode>,
     /// `block-cidrs`: the entries that parse.
     pub block_cidrs: Option<Vec<Cidr>>,
+    /// `keep-alive`, `keep-alive-requests`, `large-client-header-buffers` and the
+    /// `upstream-keepalive-*` keys: for the whole process.
+    pub connections: ConnectionSettings,
+    /// `ssl-protocols` and `ssl-ciphers`, when either narrows what the Ingress HTTPS
+    /// port offers.
+    pub tls_policy: Option<TlsPolicy>,
     /// The keys in [`ANNOTATION_DEFAULTS`] that are set and parse as their annotation
     /// does, keyed by the annotation's full name.
     pub annotation_defaults: BTreeMap<String, String>,
@@ -105,6 +112,15 @@ const READ: &[&str] = &[
     "service-upstream",
     "http-redirect-code",
     "block-cidrs",
+    "keep-alive",
+    "keep-alive-requests",
+    "large-client-header-buffers",
+    "upstream-keepalive-connections",
+    "upstream-keepalive-timeout",
+    "upstream-keepalive-requests",
+    "server-tokens",
+    "ssl-protocols",
+    "ssl-ciphers",
 ];
 
 /// Whether Portico reads ConfigMap key `key`.
@@ -198,6 +214,8 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
             }
         }),
         block_cidrs: keys.block_cidrs("block-cidrs"),
+        connections: connections(&mut keys),
+        tls_policy: tls_policy(&mut keys),
         annotation_defaults: ANNOTATION_DEFAULTS
             .iter()
             .filter_map(|key| keys.annotation_default(key))
@@ -205,6 +223,99 @@ pub(super) fn read(config_map: &ConfigMap) -> (Global, Problems) {
     };
     (global, keys.problems)
 }
+
+/// The keys for client and endpoint connections (configmap.md, with nginx's
+/// `keepalive_timeout`, `keepalive_requests`, `large_client_header_buffers` and the
+/// upstream module's `keepalive*` directives they set).
+fn connections(keys: &mut Keys<'_>) -> ConnectionSettings {
+    const COUNT: &str = "is not a whole number from 0 to 4294967295";
+    // nginx: a connection whose requests reach the limit is not kept alive, so a limit
+    // of 0 is the same as 1 (one request, then the close). Portico's 0 is no limit.
+    let requests = |v: &str| v.trim().parse::<u32>().ok().map(|n| n.max(1));
+    // `server-tokens` changes nothing (Portico never names itself in a `Server` header
+    // or an error page), but a value that is not a boolean is still reported.
+    let _ = keys.some_flag("server-tokens");
+    ConnectionSettings {
+        keepalive_timeout: keys.parsed(
+            "keep-alive",
+            "is not a whole number of seconds (0: no keep-alive)",
+            |v| v.trim().parse::<u64>().ok().map(Duration::from_secs),
+        ),
+        keepalive_requests: keys.parsed("keep-alive-requests", COUNT, requests),
+        max_header_size: keys.parsed(
+            "large-client-header-buffers",
+            "is not a number of buffers and a size like \"4 8k\"",
+            header_buffers,
+        ),
+        upstream_idle: keys.parsed("upstream-keepalive-connections", COUNT, |v| v.trim().parse().ok()),
+        upstream_idle_timeout: keys.parsed("upstream-keepalive-timeout", SECONDS, parse_seconds),
+        upstream_requests: keys.parsed("upstream-keepalive-requests", COUNT, requests),
+    }
+}
+
+/// `ssl-protocols` ("TLSv1.2 TLSv1.3") and `ssl-ciphers` (OpenSSL's cipher list):
+/// `None` when neither is set or parses.
+fn tls_policy(keys: &mut Keys<'_>) -> Option<TlsPolicy> {
+    let versions = keys.parsed(
+        "ssl-protocols",
+        "is not a list of TLSv1.2 and TLSv1.3 (TLSv1 and TLSv1.1 are never offered)",
+        |v| {
+            let (mut tls12, mut tls13) = (false, false);
+            for token in v.split_whitespace() {
+                match token {
+                    "TLSv1.2" => tls12 = true,
+                    "TLSv1.3" => tls13 = true,
+                    "TLSv1" | "TLSv1.1" | "SSLv2" | "SSLv3" => {}
+                    _ => return None,
+                }
+            }
+            (tls12 || tls13).then_some((tls12, tls13))
+        },
+    );
+    let suites = keys.parsed(
+        "ssl-ciphers",
+        "names none of the TLS 1.2 suites Portico offers (ECDHE with AES-GCM or CHACHA20-POLY1305)",
+        |v| {
+            let suites: Vec<_> =
+                v.split([':', ',', ' '])
+                    .filter_map(TlsPolicy::openssl_suite)
+                    .fold(Vec::new(), |mut all, s| {
+                        if !all.contains(&s) {
+                            all.push(s);
+                        }
+                        all
+                    });
+            (!suites.is_empty()).then_some(suites)
+        },
+    );
+    if versions.is_none() && suites.is_none() {
+        return None;
+    }
+    let (tls12, tls13) = versions.unwrap_or((true, true));
+    Some(TlsPolicy {
+        tls12,
+        tls13,
+        tls12_suites: suites,
+    })
+}
+
+/// `large-client-header-buffers: "4 8k"`: the largest request head, number × size
+/// (nginx reads a head into up to that many buffers of that size).
+fn header_buffers(v: &str) -> Option<usize> {
+    let mut parts = v.split_whitespace();
+    let (Some(number), Some(size), None) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let number: u64 = number.parse().ok().filter(|n| *n > 0)?;
+    let size = parse_size(size).ok()??;
+    // Bounded: a request head is read into memory whole.
+    usize::try_from(number.checked_mul(size)?)
+        .ok()
+        .filter(|total| (1..=MAX_HEAD).contains(total))
+}
+
+/// The largest request head `large-client-header-buffers` may ask for: 1 MiB.
+const MAX_HEAD: usize = 1 << 20;
 
 impl Global {
     /// `opts` with the keys that are set in place of the flags' values. The ConfigMap is
@@ -776,6 +887,106 @@ mod tests {
         assert_eq!(
             reasons(problems),
             vec![invalid("whitelist-source-range"), invalid("limit-req-status-code")]
+        );
+    }
+
+    /// The connection keys (configmap.md): `keep-alive` in seconds with 0 for none;
+    /// a request limit of 0 is nginx's "not kept alive", which is 1 here (Portico's 0
+    /// is no limit); `large-client-header-buffers` is number × size; bad values are
+    /// reported and leave the flags' values.
+    #[test]
+    fn connection_keys_set_the_process_settings() {
+        let (global, problems) = read(&config_map(&[
+            ("keep-alive", "0"),
+            ("keep-alive-requests", "0"),
+            ("large-client-header-buffers", "4 16k"),
+            ("upstream-keepalive-connections", "0"),
+            ("upstream-keepalive-timeout", "30"),
+            ("upstream-keepalive-requests", "100"),
+            ("server-tokens", "false"),
+        ]));
+        assert!(problems.into_vec().is_empty());
+        assert_eq!(
+            global.connections,
+            ConnectionSettings {
+                keepalive_timeout: Some(Duration::ZERO),
+                keepalive_requests: Some(1),
+                max_header_size: Some(64 * 1024),
+                upstream_idle: Some(0),
+                upstream_idle_timeout: Some(Duration::from_secs(30)),
+                upstream_requests: Some(100),
+            }
+        );
+        let (global, problems) = read(&config_map(&[
+            ("keep-alive", "75s"),
+            ("large-client-header-buffers", "4"),
+            ("upstream-keepalive-timeout", "0"),
+            ("server-tokens", "maybe"),
+        ]));
+        assert_eq!(global.connections, ConnectionSettings::default());
+        let invalid = |key: &str| (reason::INVALID_CONFIG_VALUE, key.to_string());
+        let mut got = reasons(problems);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                invalid("keep-alive"),
+                invalid("large-client-header-buffers"),
+                invalid("server-tokens"),
+                invalid("upstream-keepalive-timeout"),
+            ]
+        );
+        assert_eq!(header_buffers("2 1k"), Some(2048));
+        assert_eq!(header_buffers("4 8k extra"), None);
+        assert_eq!(header_buffers("1024 1m"), None, "over the 1 MiB bound");
+        assert_eq!(header_buffers("0 8k"), None);
+    }
+
+    /// `ssl-protocols` keeps TLSv1.2 and TLSv1.3 of its list (TLSv1 and TLSv1.1 are
+    /// never offered); `ssl-ciphers` keeps the OpenSSL names of suites rustls offers,
+    /// in order, once each. A list with nothing left is reported and narrows nothing.
+    #[test]
+    fn tls_keys_make_a_policy() {
+        use rustls::CipherSuite as S;
+        let policy = |pairs: &[(&str, &str)]| {
+            let (global, problems) = read(&config_map(pairs));
+            (global.tls_policy, reasons(problems))
+        };
+        assert_eq!(policy(&[]), (None, vec![]));
+        let (p, problems) = policy(&[("ssl-protocols", "TLSv1 TLSv1.1 TLSv1.2")]);
+        assert!(problems.is_empty());
+        assert_eq!(
+            p,
+            Some(TlsPolicy {
+                tls12: true,
+                tls13: false,
+                tls12_suites: None
+            })
+        );
+        let (p, problems) = policy(&[(
+            "ssl-ciphers",
+            "ECDHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
+        )]);
+        assert!(problems.is_empty());
+        assert_eq!(
+            p.and_then(|p| p.tls12_suites),
+            Some(vec![
+                S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            ])
+        );
+        let invalid = |key: &str| (reason::INVALID_CONFIG_VALUE, key.to_string());
+        assert_eq!(
+            policy(&[("ssl-protocols", "TLSv1.1")]),
+            (None, vec![invalid("ssl-protocols")])
+        );
+        assert_eq!(
+            policy(&[("ssl-protocols", "TLSv1.4")]),
+            (None, vec![invalid("ssl-protocols")])
+        );
+        assert_eq!(
+            policy(&[("ssl-ciphers", "HIGH:!aNULL")]),
+            (None, vec![invalid("ssl-ciphers")])
         );
     }
 

@@ -282,6 +282,10 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
     if let Some(forwarded) = global.forwarded {
         compiler.builder.forwarded(forwarded);
     }
+    compiler.builder.connections(global.connections);
+    if let Some(policy) = global.tls_policy {
+        compiler.builder.tls_policy(policy);
+    }
     compiler.prepare_ingresses(&owned_ingresses(snapshot, opts));
     // Ingresses and Routes claim hosts and paths together, oldest first; at equal age
     // (objects read from a file have none) namespace and name decide, then Ingress

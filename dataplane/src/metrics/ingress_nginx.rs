@@ -16,10 +16,10 @@
 //! | `errors` | 0: a table swap does not fail (broken objects are diagnostics) |
 //! | `ssl_expire_time_seconds` | `portico_ssl_expire_time_seconds` of each host |
 //! | `nginx_process_*` | this process (`num_procs` 1), its client connections |
+//! | `connect_duration_seconds`, `ingress_upstream_latency_seconds` | nginx's `$upstream_connect_time`: the TCP connect and TLS handshake to the endpoint, 0 on a kept-alive connection; the second a histogram where ingress-nginx has a summary (its `_sum` and `_count` are the same series), labelled `ingress`, `namespace`, `service`, `canary` |
 //!
-//! Not exported, because Portico does not measure them per request:
-//! `connect_duration_seconds` and the summary `ingress_upstream_latency_seconds` (nginx's
-//! `$upstream_connect_time`), and the connection states `reading`, `writing`, `waiting`.
+//! Not exported, because Portico does not have them: the connection states `reading`,
+//! `writing`, `waiting`.
 //!
 //! Every label value is bounded as Portico's own are: `host` and `path` are the matched
 //! rule's as written, `method` is a known method or `_OTHER`, `status` a status code,
@@ -55,6 +55,9 @@ const REQUEST_LABELS: [&str; 8] = [
     "host",
 ];
 
+/// `ingress_upstream_latency_seconds`'s labels, as ingress-nginx's.
+const LATENCY_LABELS: [&str; 4] = ["ingress", "namespace", "service", "canary"];
+
 /// The metrics, once [`enable`] has run; `None` (the default) records nothing.
 pub(crate) fn get() -> Option<&'static IngressNginx> {
     ENABLED.get()
@@ -81,6 +84,8 @@ pub(crate) struct IngressNginx {
     request_size: HistogramVec,
     response_size: HistogramVec,
     bytes_sent: HistogramVec,
+    connect_duration: HistogramVec,
+    upstream_latency: HistogramVec,
     config_hash: Gauge,
     config_success: IntGauge,
     config_success_time: Gauge,
@@ -100,6 +105,8 @@ pub(crate) struct Series {
     request_size: Histogram,
     response_size: Histogram,
     bytes_sent: Histogram,
+    connect_duration: Histogram,
+    upstream_latency: Histogram,
 }
 
 /// What one request did, in seconds and bytes.
@@ -112,6 +119,9 @@ pub(crate) struct Observation {
     pub upstream_response: Option<f64>,
     pub request_size: u64,
     pub response_size: u64,
+    /// Connecting to the endpoint (nginx's `$upstream_connect_time`): 0 on a kept-alive
+    /// connection; `None` when no endpoint was tried.
+    pub upstream_connect: Option<f64>,
 }
 
 impl Series {
@@ -126,6 +136,10 @@ impl Series {
         }
         if let Some(secs) = o.upstream_response {
             self.response_duration.observe(secs);
+        }
+        if let Some(secs) = o.upstream_connect {
+            self.connect_duration.observe(secs);
+            self.upstream_latency.observe(secs);
         }
     }
 }
@@ -195,6 +209,27 @@ impl IngressNginx {
                 length(),
             ),
             bytes_sent: hist("bytes_sent", "DEPRECATED The number of bytes sent to a client", size()),
+            connect_duration: hist(
+                "connect_duration_seconds",
+                "The time spent on establishing a connection with the upstream server",
+                time(),
+            ),
+            // ingress-nginx's is a summary; the Rust client has none, and a histogram's
+            // `_sum` and `_count` (all its dashboard reads) are the same series.
+            upstream_latency: {
+                let h = HistogramOpts::from(opts(
+                    "ingress_upstream_latency_seconds",
+                    "Upstream service latency per Ingress",
+                ))
+                .buckets(time());
+                super::register(
+                    r,
+                    must(
+                        "ingress_upstream_latency_seconds",
+                        HistogramVec::new(h, &LATENCY_LABELS),
+                    ),
+                )
+            },
             config_hash: super::register(
                 r,
                 must(
@@ -280,6 +315,10 @@ impl IngressNginx {
             request_size: self.request_size.with_label_values(&values),
             response_size: self.response_size.with_label_values(&values),
             bytes_sent: self.bytes_sent.with_label_values(&values),
+            connect_duration: self.connect_duration.with_label_values(&values),
+            upstream_latency: self
+                .upstream_latency
+                .with_label_values(&[ingress, namespace, service, canary]),
         }
     }
 
@@ -306,6 +345,9 @@ impl IngressNginx {
     /// Drops the request series of rules not in `live`: (namespace, ingress, Service,
     /// host, path), the Service being the one that got the request.
     pub(crate) fn drop_stale_series(&self, live: &HashSet<[&str; 5]>) {
+        // `ingress_upstream_latency_seconds` is per Ingress and Service: kept while any
+        // rule of theirs is live (a live route's cached series must stay registered).
+        let services: HashSet<[&str; 3]> = live.iter().map(|[n, i, s, _, _]| [*n, *i, *s]).collect();
         let family = self.requests.collect();
         for metric in family.first().map_or(&[][..], |f| f.get_metric()) {
             let mut values = [""; 8];
@@ -327,8 +369,14 @@ impl IngressNginx {
                 &self.request_size,
                 &self.response_size,
                 &self.bytes_sent,
+                &self.connect_duration,
             ] {
                 let _ = h.remove_label_values(&values);
+            }
+            if !services.contains(&[namespace, ingress, got]) {
+                let _ = self
+                    .upstream_latency
+                    .remove_label_values(&[ingress, namespace, service, canary]);
             }
         }
     }
@@ -489,6 +537,7 @@ mod tests {
             upstream_response: Some(0.015),
             request_size: 80,
             response_size: 512,
+            upstream_connect: Some(0.002),
         });
         let text = text(&r);
         let labels = "canary=\"\",controller_class=\"portico.dev/ingress-controller\",\
@@ -502,6 +551,10 @@ mod tests {
             format!("nginx_ingress_controller_request_size_bucket{{{labels},le=\"90\"}} 1"),
             format!("nginx_ingress_controller_response_size_sum{{{labels}}} 512"),
             format!("nginx_ingress_controller_bytes_sent_bucket{{{labels},le=\"1000\"}} 1"),
+            format!("nginx_ingress_controller_connect_duration_seconds_sum{{{labels}}} 0.002"),
+            "nginx_ingress_controller_ingress_upstream_latency_seconds_count{canary=\"\",controller_class=\"portico.dev/ingress-controller\",\
+             controller_namespace=\"ingress\",controller_pod=\"portico-0\",ingress=\"web\",namespace=\"shop\",service=\"web\"} 1"
+                .to_string(),
         ] {
             assert!(text.contains(&line), "missing {line} in\n{text}");
         }
@@ -533,12 +586,14 @@ mod tests {
                 upstream_response: None,
                 request_size: 1,
                 response_size: 1,
+                upstream_connect: Some(0.0),
             });
         }
         m.drop_stale_series(&[["shop", "web", "web", "a.example", "/"]].into());
         let text = text(&r);
         assert!(text.contains("ingress=\"web\""));
         assert!(!text.contains("ingress=\"old\""), "{text}");
+        assert!(text.contains("nginx_ingress_controller_ingress_upstream_latency_seconds_count{canary=\"\",controller_class=\"portico.dev/ingress-controller\",controller_namespace=\"ingress\",controller_pod=\"portico-0\",ingress=\"web\""), "{text}");
     }
 
     /// The dashboards' "Config Reloads", "Last Config Failed" and certificate panels.

@@ -79,7 +79,7 @@ pub(super) async fn spell<S: super::ClientIo>(
     conn: &mut super::Conn,
 ) -> Spell<S> {
     let cfg = conn.proxy.config();
-    let (timeout, max_head) = (cfg.client_header_timeout, cfg.max_header_size.max(8192));
+    let (timeout, max_head) = (cfg.client_header_timeout, conn.proxy.max_header_size().max(8192));
     let send_timeout = cfg.send_timeout;
     let mut buffers = Buffers::take();
     let Buffers { buf, out } = &mut buffers;
@@ -154,6 +154,11 @@ pub(super) async fn spell<S: super::ClientIo>(
             }
         };
         requests = requests.wrapping_add(1);
+        conn.served = conn.served.saturating_add(1);
+        // `keep-alive-requests`: the connection's last request is answered with
+        // `Connection: close`.
+        let limit = conn.proxy.keepalive_requests();
+        let keep_alive = keep_alive && (limit == 0 || conn.served < limit);
         let head = req.method() == Method::HEAD;
         let version = req.version();
         // The request, with the client's leaving watched for: a client that closes

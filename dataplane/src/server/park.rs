@@ -300,7 +300,6 @@ async fn serve_spells<S: super::ClientIo>(
     mut busy: bool,
     mut parked_already: bool,
 ) {
-    let timeout = conn.proxy.config().client_header_timeout;
     loop {
         if !parked_already {
             // On the heap: a parked connection's task is as large as its largest state,
@@ -336,8 +335,10 @@ async fn serve_spells<S: super::ClientIo>(
         }
         parked_already = false;
         if read_ahead.is_empty() {
-            // Parked: the socket alone until the client's next request.
+            // Parked: the socket alone until the client's next request, for as long
+            // as `keep-alive` says.
             let parked = Instant::now();
+            let timeout = conn.proxy.keepalive_timeout();
             let ready = conn.drain.until(parked + timeout, |cx| stream.poll_parked(cx)).await;
             match ready {
                 Some(Ok(())) => {}
@@ -364,20 +365,30 @@ async fn busy_spell<S: super::ClientIo>(
         proxy,
         drain,
         h1: builder,
+        served,
         ..
     } = conn;
+    let served_before = *served;
     let svc = {
         let activity = activity.clone();
         let info = info.clone();
         let proxy = proxy.clone();
         service_fn(move |mut req: Request<Incoming>| {
             activity.request_started(&mut req);
+            // `keep-alive-requests`: hyper closes after a response that says so.
+            let limit = proxy.keepalive_requests();
+            let started = activity.started.load(Ordering::Relaxed);
+            let last = limit != 0 && served_before.saturating_add(started) >= limit;
             let head = req.method() == Method::HEAD;
             let proxy = proxy.clone();
             let activity = activity.clone();
             let info = info.clone();
             async move {
-                let resp = proxy.handle(req.map(Some), info, false).await;
+                let mut resp = proxy.handle(req.map(Some), info, false).await;
+                if last {
+                    resp.headers_mut()
+                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
                 let bodiless = head || matches!(resp.status(), StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
                 let (parts, inner) = resp.into_parts();
                 let body = TrackedBody {
@@ -431,6 +442,7 @@ async fn busy_spell<S: super::ClientIo>(
             Some((&mut conn).await)
         }
     };
+    *served = served_before.saturating_add(activity.started.load(Ordering::Relaxed));
     if let Some(result) = finished {
         super::report_end(info, result);
         return None;

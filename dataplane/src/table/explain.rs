@@ -694,6 +694,13 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             },
         );
     }
+    if let Some(size) = policy.client_body_buffer_size {
+        push(
+            "request-buffering",
+            "request",
+            format!("up to {size} bytes of a request body are read ahead; the rest streams after them"),
+        );
+    }
     if let Some(buffering) = policy.response_buffering {
         push(
             "response-buffering",

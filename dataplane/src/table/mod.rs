@@ -25,6 +25,7 @@
 
 mod action;
 mod backend;
+mod connections;
 mod explain;
 mod forwarded;
 mod host;
@@ -41,6 +42,7 @@ pub use action::{
     ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite, describe_key,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
+pub use connections::ConnectionSettings;
 pub use explain::{ExplainRequest, Explanation};
 pub use forwarded::{DEFAULT_TRUSTED, ForwardedPolicy};
 pub use host::{HostMatch, InvalidHost, normalize_host};
@@ -73,6 +75,10 @@ pub struct RoutePolicy {
     /// Read the request body before the endpoint is contacted (ingress-nginx's
     /// `proxy-request-buffering` annotation); `None`: the proxy's own setting.
     pub request_buffering: Option<bool>,
+    /// The most of a request body read before the endpoint is contacted, when request
+    /// buffering is on (ingress-nginx's `client-body-buffer-size` annotation); `None`:
+    /// the proxy's own.
+    pub client_body_buffer_size: Option<u64>,
     /// Read the response ahead of the client (ingress-nginx's `proxy-buffering`
     /// annotation); `None`: the proxy's own setting.
     pub response_buffering: Option<bool>,
@@ -97,6 +103,7 @@ impl Default for RoutePolicy {
             ssl_redirect_status: http::StatusCode::PERMANENT_REDIRECT,
             hsts: None,
             request_buffering: None,
+            client_body_buffer_size: None,
             response_buffering: None,
             read_timeout: None,
             send_timeout: None,
@@ -364,6 +371,10 @@ pub struct RoutingTable {
     deep_wildcards: bool,
     /// What is believed of clients behind another proxy; `None`: nothing they say.
     forwarded: Option<Box<ForwardedPolicy>>,
+    /// Keep-alive and head-size settings in place of the flags'.
+    connections: ConnectionSettings,
+    /// The Ingress HTTPS port's versions and suites, when narrowed.
+    tls_policy: Option<Arc<crate::tls::TlsPolicy>>,
     /// Exact host names served as another exact host (ingress-nginx's `server-alias`):
     /// alias → host. Looked up only when a name has no host of its own.
     aliases: HashMap<Box<str>, Box<str>>,
@@ -398,6 +409,17 @@ impl RoutingTable {
     /// forwarded-header and PROXY protocol keys), when anything is.
     pub fn forwarded(&self) -> Option<&ForwardedPolicy> {
         self.forwarded.as_deref()
+    }
+
+    /// The connection settings this table sets in place of the flags' values.
+    pub fn connections(&self) -> &ConnectionSettings {
+        &self.connections
+    }
+
+    /// The protocol versions and TLS 1.2 suites the Ingress HTTPS port offers, when
+    /// the table narrows them (`ssl-protocols`, `ssl-ciphers`).
+    pub fn tls_policy(&self) -> Option<&Arc<crate::tls::TlsPolicy>> {
+        self.tls_policy.as_ref()
     }
 
     fn block_for(&self, host: &str) -> &HostBlock {
@@ -743,6 +765,16 @@ impl TableBuilder {
     /// Sets what is believed of clients behind another proxy, for the whole table.
     pub fn forwarded(&mut self, policy: ForwardedPolicy) {
         self.table.forwarded = Some(Box::new(policy));
+    }
+
+    /// Sets connection settings in place of the flags' values, for the whole process.
+    pub fn connections(&mut self, settings: ConnectionSettings) {
+        self.table.connections = settings;
+    }
+
+    /// Narrows the Ingress HTTPS port's protocol versions and TLS 1.2 suites.
+    pub fn tls_policy(&mut self, policy: crate::tls::TlsPolicy) {
+        self.table.tls_policy = Some(Arc::new(policy));
     }
 
     pub fn build(self, generation: u64) -> RoutingTable {

@@ -113,8 +113,10 @@ impl ClientAuth {
         if let Some(cfg) = self.config.get() {
             return Ok(cfg.clone());
         }
-        let mut cfg = ServerConfig::builder_with_provider(super::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        // The port's versions and suites (`ssl-protocols`, `ssl-ciphers`) hold here too.
+        let versions = super::policy::versions_of(base.crypto_provider());
+        let mut cfg = ServerConfig::builder_with_provider(base.crypto_provider().clone())
+            .with_protocol_versions(&versions)?
             .with_client_cert_verifier(Arc::new(AskOnly(self.verifier.clone())))
             .with_cert_resolver(base.cert_resolver.clone());
         cfg.alpn_protocols = base.alpn_protocols.clone();

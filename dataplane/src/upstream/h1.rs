@@ -155,6 +155,8 @@ pub struct H1Conn {
     /// The serving thread whose event loop the socket is registered with: the one that
     /// opened it or last moved it, not necessarily the one that uses it now.
     home: usize,
+    /// Exchanges finished on this connection.
+    exchanges: u32,
 }
 
 /// Header fields a request head carries besides those in its map, names and values in
@@ -207,7 +209,14 @@ impl H1Conn {
             read_size: MIN_READ,
             handed: 0,
             home: super::worker(),
+            exchanges: 0,
         }
+    }
+
+    /// Counts an exchange finished, and tells how many this connection has carried.
+    pub fn finished(&mut self) -> u32 {
+        self.exchanges = self.exchanges.saturating_add(1);
+        self.exchanges
     }
 
     /// The serving thread whose event loop the socket is registered with.

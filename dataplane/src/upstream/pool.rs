@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -83,9 +84,25 @@ struct Shard {
 pub struct Pool {
     shards: Box<[Mutex<Shard>]>,
     hasher: Hasher,
-    max_idle: usize,
-    idle_timeout: Duration,
+    limits: Limits,
     connect_timeout: Duration,
+}
+
+/// The pool's keep-alive limits, which a table may change while the pool lives
+/// (ingress-nginx's `upstream-keepalive-*` ConfigMap keys).
+struct Limits {
+    /// Idle connections kept per endpoint and protocol.
+    max_idle: AtomicUsize,
+    /// How long an idle connection is kept, in milliseconds.
+    idle_ms: AtomicU64,
+    /// Exchanges one connection carries before it is closed; 0: no limit.
+    max_exchanges: AtomicU32,
+}
+
+impl Limits {
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// A connection for one request.
@@ -186,8 +203,11 @@ impl Pool {
         let pool = Arc::new(Pool {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: Default::default(),
-            max_idle,
-            idle_timeout,
+            limits: Limits {
+                max_idle: AtomicUsize::new(max_idle),
+                idle_ms: AtomicU64::new(u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX)),
+                max_exchanges: AtomicU32::new(0),
+            },
             connect_timeout,
         });
         let weak = Arc::downgrade(&pool);
@@ -195,11 +215,14 @@ impl Pool {
         // to notice them; it ends with the pool.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let mut tick = tokio::time::interval(idle_timeout / 4 + Duration::from_millis(1));
+                let mut every = idle_timeout;
                 loop {
-                    tick.tick().await;
+                    tokio::time::sleep(every / 4 + Duration::from_millis(1)).await;
                     match weak.upgrade() {
-                        Some(pool) => pool.reap(),
+                        Some(pool) => {
+                            pool.reap();
+                            every = pool.limits.idle_timeout();
+                        }
                         None => return,
                     }
                 }
@@ -215,11 +238,30 @@ impl Pool {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sets the keep-alive limits: idle connections kept per endpoint, how long, and
+    /// how many exchanges one connection carries (`None`: no limit). Connections
+    /// already idle keep to the new limits from their next check.
+    pub fn set_limits(&self, max_idle: usize, idle_timeout: Duration, max_exchanges: Option<u32>) {
+        let l = &self.limits;
+        l.max_idle.store(max_idle, Ordering::Relaxed);
+        l.idle_ms.store(
+            u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        l.max_exchanges.store(max_exchanges.unwrap_or(0), Ordering::Relaxed);
+    }
+
     fn put_h1(&self, key: H1Key, mut conn: H1Conn) {
+        let exchanges = conn.finished();
+        let max = self.limits.max_exchanges.load(Ordering::Relaxed);
+        if max != 0 && exchanges >= max {
+            return;
+        }
         conn.trim();
+        let max_idle = self.limits.max_idle.load(Ordering::Relaxed);
         let mut shard = self.shard(&key.0);
         let idle = shard.h1.entry(key).or_default();
-        if idle.len() < self.max_idle {
+        if idle.len() < max_idle {
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
@@ -229,6 +271,7 @@ impl Pool {
 
     fn take_h1(&self, key: H1Key) -> Option<H1Conn> {
         let now = Instant::now();
+        let idle_timeout = self.limits.idle_timeout();
         let me = worker();
         let mut idle = {
             let mut shard = self.shard(&key.0);
@@ -241,7 +284,7 @@ impl Pool {
                     .rposition(|c| c.conn.home() == me)
                     .or(idle.len().checked_sub(1))?;
                 let conn = idle.remove(i);
-                if now.duration_since(conn.since) < self.idle_timeout {
+                if now.duration_since(conn.since) < idle_timeout {
                     break conn;
                 }
             }
@@ -260,10 +303,15 @@ impl Pool {
 
     fn reap(&self) {
         let now = Instant::now();
+        let (idle_timeout, max_idle) = (self.limits.idle_timeout(), self.limits.max_idle.load(Ordering::Relaxed));
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             shard.h1.retain(|_, idle| {
-                idle.retain_mut(|c| now.duration_since(c.since) < self.idle_timeout && c.conn.usable());
+                idle.retain_mut(|c| now.duration_since(c.since) < idle_timeout && c.conn.usable());
+                // A lowered limit: the oldest go first.
+                if idle.len() > max_idle {
+                    idle.drain(..idle.len() - max_idle);
+                }
                 !idle.is_empty()
             });
             shard.h2.retain(|_, tx| !tx.is_closed());

@@ -125,7 +125,12 @@ pub const CATALOG: &[(&str, Status)] = &[
         Differs("an exact smooth weighted rotation, not a random draw"),
     ),
     ("canary-weight-total", Honoured),
-    ("client-body-buffer-size", Unsupported),
+    (
+        "client-body-buffer-size",
+        Differs(
+            "the most of a body read before the endpoint is contacted (with proxy-request-buffering on); the rest of a larger body then streams after it, where nginx writes it to a temporary file and still sends it whole",
+        ),
+    ),
     ("configuration-snippet", Refused),
     (
         "custom-http-errors",
@@ -325,9 +330,19 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("hsts-include-subdomains", Honoured),
     ("hsts-max-age", Honoured),
     ("hsts-preload", Honoured),
-    ("keep-alive", Unsupported),
-    ("keep-alive-requests", Unsupported),
-    ("large-client-header-buffers", Unsupported),
+    ("keep-alive", Honoured),
+    (
+        "keep-alive-requests",
+        Differs(
+            "honoured when set, for HTTP/1.1 and HTTP/2; without the key Portico sets no limit (--keepalive-requests 0), where ingress-nginx's default is 1000",
+        ),
+    ),
+    (
+        "large-client-header-buffers",
+        Differs(
+            "limits the whole request head to number × size (at least 8k): a single line longer than one buffer is not refused on its own, and a head over the limit is 431 where nginx answers 400 or 414",
+        ),
+    ),
     ("log-format-escape-none", Unsupported),
     ("log-format-escape-json", Unsupported),
     ("log-format-upstream", Unsupported),
@@ -346,11 +361,24 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("proxy-headers-hash-bucket-size", Unsupported),
     ("plugins", Unsupported),
     ("reuse-port", Unsupported),
-    ("server-tokens", Unsupported),
-    ("ssl-ciphers", Unsupported),
+    (
+        "server-tokens",
+        Differs(
+            "Portico sends no Server header and names no version in its own responses, whatever the value; ingress-nginx sends Server: nginx, with nginx's version when true",
+        ),
+    ),
+    (
+        "ssl-ciphers",
+        Differs(
+            "chooses among rustls's six TLS 1.2 suites (ECDHE with AES-GCM or CHACHA20-POLY1305), in the listed order; other OpenSSL names and keywords (DHE, CBC, HIGH, !aNULL) are skipped; every TLS 1.3 suite stays offered, as with nginx's ssl_ciphers",
+        ),
+    ),
     ("ssl-ecdh-curve", Unsupported),
     ("ssl-dh-param", Unsupported),
-    ("ssl-protocols", Unsupported),
+    (
+        "ssl-protocols",
+        Differs("TLSv1.2 and TLSv1.3 only: TLSv1 and TLSv1.1 in the list are not offered"),
+    ),
     ("ssl-session-cache", Unsupported),
     ("ssl-session-cache-size", Unsupported),
     ("ssl-session-tickets", Unsupported),
@@ -380,10 +408,20 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     ("load-balance", Differs(LOAD_BALANCE)),
     ("variables-hash-bucket-size", Unsupported),
     ("variables-hash-max-size", Unsupported),
-    ("upstream-keepalive-connections", Unsupported),
+    (
+        "upstream-keepalive-connections",
+        Differs(
+            "idle connections kept per endpoint, shared by every serving thread; nginx keeps them per upstream (Service) and per worker process",
+        ),
+    ),
     ("upstream-keepalive-time", Unsupported),
-    ("upstream-keepalive-timeout", Unsupported),
-    ("upstream-keepalive-requests", Unsupported),
+    ("upstream-keepalive-timeout", Honoured),
+    (
+        "upstream-keepalive-requests",
+        Differs(
+            "limits HTTP/1.1 endpoint connections; the one HTTP/2 connection per endpoint (backend-protocol GRPC or H2C) carries requests without a limit",
+        ),
+    ),
     ("limit-conn-zone-variable", Unsupported),
     ("proxy-stream-timeout", Unsupported),
     ("proxy-stream-next-upstream", Unsupported),

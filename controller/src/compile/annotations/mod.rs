@@ -225,6 +225,7 @@ fn unsupported_value(problems: &mut Problems, name: &str, value: &str, why: &str
 /// `"off"` streams request bodies to the endpoint as they arrive; `"on"` (the default)
 /// reads them first.
 pub const PROXY_REQUEST_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-request-buffering";
+pub const CLIENT_BODY_BUFFER_SIZE: &str = "nginx.ingress.kubernetes.io/client-body-buffer-size";
 /// `"on"` reads responses ahead of slow clients, within the proxy's bounds; `"off"` (the
 /// default) streams them as the client takes them.
 pub const PROXY_BUFFERING: &str = "nginx.ingress.kubernetes.io/proxy-buffering";
@@ -342,6 +343,25 @@ pub(super) fn route_policy(
                     format!("{PROXY_BODY_SIZE}: {e}; using the default"),
                 )
                 .about(PROXY_BODY_SIZE),
+            ),
+        }
+    }
+    if let Some(value) = annotations.get(CLIENT_BODY_BUFFER_SIZE) {
+        match parse_size(value) {
+            Ok(Some(size)) => policy.client_body_buffer_size = Some(size),
+            Ok(None) => problems.push(
+                Problem::warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{CLIENT_BODY_BUFFER_SIZE}: {value:?} is no buffer; using the default"),
+                )
+                .about(CLIENT_BODY_BUFFER_SIZE),
+            ),
+            Err(e) => problems.push(
+                Problem::warning(
+                    reason::INVALID_ANNOTATION,
+                    format!("{CLIENT_BODY_BUFFER_SIZE}: {e}; using the default"),
+                )
+                .about(CLIENT_BODY_BUFFER_SIZE),
             ),
         }
     }

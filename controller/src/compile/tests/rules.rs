@@ -275,17 +275,19 @@ fn host_default_backend_older_wins() {
     assert_eq!(c.reasons(), [("default/b".to_string(), reason::DUPLICATE_RULE)]);
 }
 
-/// ingress-nginx's proxy-request-buffering and proxy-buffering ("on"/"off") and
+/// ingress-nginx's proxy-request-buffering and proxy-buffering ("on"/"off"),
+/// client-body-buffer-size (an nginx size) and
 /// proxy-read-timeout / proxy-send-timeout (whole seconds) reach the Ingress's routes; a bad value keeps the
 /// default and is reported.
 #[test]
 fn buffering_and_timeout_annotations() {
     use crate::compile::annotations::{
-        PROXY_BUFFERING, PROXY_READ_TIMEOUT, PROXY_REQUEST_BUFFERING, PROXY_SEND_TIMEOUT,
+        CLIENT_BODY_BUFFER_SIZE, PROXY_BUFFERING, PROXY_READ_TIMEOUT, PROXY_REQUEST_BUFFERING, PROXY_SEND_TIMEOUT,
     };
     let c = backends()
         .with(
             ingress("default", "tuned")
+                .annotation(CLIENT_BODY_BUFFER_SIZE, "16k")
                 .annotation(PROXY_REQUEST_BUFFERING, "off")
                 .annotation(PROXY_BUFFERING, "on")
                 .annotation(PROXY_READ_TIMEOUT, "3600")
@@ -298,6 +300,7 @@ fn buffering_and_timeout_annotations() {
                 .annotation(PROXY_REQUEST_BUFFERING, "maybe")
                 .annotation(PROXY_BUFFERING, "yes")
                 .annotation(PROXY_READ_TIMEOUT, "60s")
+                .annotation(CLIENT_BODY_BUFFER_SIZE, "0")
                 .host("b.com")
                 .path("/", "Prefix", "web", 80),
         )
@@ -307,14 +310,21 @@ fn buffering_and_timeout_annotations() {
     assert_eq!(tuned.response_buffering, Some(true));
     assert_eq!(tuned.read_timeout, Some(std::time::Duration::from_secs(3600)));
     assert_eq!(tuned.send_timeout, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(tuned.client_body_buffer_size, Some(16 * 1024));
     let bad = &c.route("b.com", "/").unwrap().policy;
     assert_eq!(
-        (bad.request_buffering, bad.response_buffering, bad.read_timeout),
-        (None, None, None)
+        (
+            bad.request_buffering,
+            bad.response_buffering,
+            bad.read_timeout,
+            bad.client_body_buffer_size
+        ),
+        (None, None, None, None)
     );
     assert_eq!(
         c.reasons(),
         [
+            ("default/bad".to_string(), reason::INVALID_ANNOTATION),
             ("default/bad".to_string(), reason::INVALID_ANNOTATION),
             ("default/bad".to_string(), reason::INVALID_ANNOTATION),
             ("default/bad".to_string(), reason::INVALID_ANNOTATION)
