@@ -653,7 +653,7 @@ items:
     namespace: shop
     annotations:
       kubernetes.io/ingress.class: internal
-      nginx.ingress.kubernetes.io/backend-protocol: GRPCS
+      nginx.ingress.kubernetes.io/backend-protocol: FCGI
   spec:
     backend: {serviceName: web, servicePort: 80}
 - apiVersion: v1
@@ -744,9 +744,9 @@ items:
         let report = super::report(&objects, &opts).unwrap();
         let old = report.ingresses.iter().find(|i| i.name == "old").unwrap();
         // A value ingress-nginx takes and Portico cannot serve: said so by the parser.
-        let grpcs = find(old, "backend-protocol");
-        assert_eq!(grpcs.status, Verdict::Unsupported);
-        assert!(grpcs.detail.as_deref().unwrap().contains("GRPCS"), "{grpcs:?}");
+        let fcgi = find(old, "backend-protocol");
+        assert_eq!(fcgi.status, Verdict::Unsupported);
+        assert!(fcgi.detail.as_deref().unwrap().contains("FCGI"), "{fcgi:?}");
         assert_eq!(report.skipped.len(), 1);
     }
 

@@ -717,12 +717,16 @@ impl Proxy {
                     parts.uri = Uri::try_from(path_and_query).map_err(|_| ProxyError::BadRequest("invalid path"))?;
                 }
             }
-            UpstreamProtocol::H2c => {
+            protocol @ (UpstreamProtocol::H2c | UpstreamProtocol::H2Tls) => {
                 parts.version = Version::HTTP_2;
                 headers.remove(header::HOST);
                 let authority = if host.is_empty() { "localhost" } else { host };
                 parts.uri = Uri::builder()
-                    .scheme("http")
+                    .scheme(if protocol == UpstreamProtocol::H2Tls {
+                        "https"
+                    } else {
+                        "http"
+                    })
                     .authority(authority)
                     .path_and_query(path_and_query)
                     .build()

@@ -215,6 +215,8 @@ pub struct UpstreamTlsSettings {
     /// TLS 1.2 and TLS 1.3 offered (nginx's `proxy_ssl_protocols`); at least one.
     pub tls12: bool,
     pub tls13: bool,
+    /// ALPN `h2` (HTTP/2 over TLS: gRPC over TLS) instead of `http/1.1`.
+    pub h2: bool,
 }
 
 impl UpstreamTlsSettings {
@@ -228,6 +230,7 @@ impl UpstreamTlsSettings {
             sni: true,
             tls12: true,
             tls13: true,
+            h2: false,
         }
     }
 
@@ -249,7 +252,12 @@ impl UpstreamTlsSettings {
             field(cert.as_ref());
         }
         field(self.server_name.as_bytes());
-        field(&[u8::from(self.sni), u8::from(self.tls12), u8::from(self.tls13)]);
+        field(&[
+            u8::from(self.sni),
+            u8::from(self.tls12),
+            u8::from(self.tls13),
+            u8::from(self.h2),
+        ]);
         let digest = h.finalize();
         let mut first = [0; 8];
         first.copy_from_slice(&digest[..8]);
@@ -293,7 +301,11 @@ impl UpstreamTls {
             Some(cert) => builder.with_client_cert_resolver(Arc::new(UpstreamClientCert(cert.clone()))),
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![if settings.h2 {
+            b"h2".to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        }];
         config.enable_sni = settings.sni;
         let name = &settings.server_name;
         let server_name = ServerName::try_from(name.clone())

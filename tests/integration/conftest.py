@@ -48,9 +48,11 @@ class Backends:
         """A WebSocket echo backend (backends/ws_echo.py)."""
         return self.start("ws", name, ip, port)
 
-    def grpc(self, name, ip="127.0.0.1", port=None):
-        """A gRPC h2c backend (backends/grpc_echo.py)."""
-        return self.start("grpc", name, ip, port)
+    def grpc(self, name, ip="127.0.0.1", port=None, tls=None):
+        """A gRPC backend (backends/grpc_echo.py): h2c, or over TLS with `tls`, a pair
+        of paths (certificate PEM, key PEM)."""
+        args = ("--tls-cert", str(tls[0]), "--tls-key", str(tls[1])) if tls else ()
+        return self.start("grpc", name, ip, port, args)
 
     def stop_all(self):
         for b in self.procs:

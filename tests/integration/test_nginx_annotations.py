@@ -158,18 +158,55 @@ def test_backend_protocol_grpc(portico, backends):
     """e2e `grpc.go` "should return OK for service with backend protocol GRPC":
     `backend-protocol: GRPC` speaks HTTP/2 cleartext to a Service port without an
     appProtocol."""
-    be = backends.grpc("g")
+    cfg = grpc_ingress(backends.grpc("g"), "GRPC")
+    p = portico(cfg)
+    with grpc_channel(p) as ch:
+        resp = json.loads(ch.unary_unary("/portico.test.Echo/Unary")(b"hi", timeout=15))
+    assert resp["backend"] == "g" and resp["message"] == "hi"
+
+
+def grpc_ingress(be, protocol):
+    """An Ingress for grpc.example.com to the gRPC endpoint `be`, spoken to in
+    `backend-protocol` `protocol`."""
     cfg = Config()
     cfg.backend("grpc-svc", [be], port=50051, port_name="grpc")
     cfg.ingress(
-        "grpc", rules=[rule("grpc.example.com", path("/", "grpc-svc", port=50051))], annotations=ann(backend_protocol="GRPC")
+        "grpc", rules=[rule("grpc.example.com", path("/", "grpc-svc", port=50051))], annotations=ann(backend_protocol=protocol)
     )
-    p = portico(cfg)
-    with grpc.insecure_channel(
-        "%s:%d" % (p.ip, p.http_port), options=[("grpc.default_authority", "grpc.example.com")]
-    ) as ch:
+    return cfg
+
+
+def grpc_channel(p):
+    """A gRPC client channel to Portico's plain port (h2c), for grpc.example.com."""
+    return grpc.insecure_channel("%s:%d" % (p.ip, p.http_port), options=[("grpc.default_authority", "grpc.example.com")])
+
+
+def test_backend_protocol_grpcs(portico, backends, tmp_path):
+    """annotations.md "Backend Protocol" (GRPCS) and e2e `grpc.go` "should return OK
+    for service with backend protocol GRPCS": gRPC over TLS to an endpoint that speaks
+    nothing else (grpcio with a certificate, ALPN h2), its certificate not checked
+    (`proxy-ssl-verify` is off by default); the client speaks h2c to Portico. Unary and
+    server-streaming calls, and a gRPC error status, come back as the endpoint sent them."""
+    from test_tls import CA
+
+    crt, key = CA(tmp_path).leaf("grpc-svc.default.svc")
+    (tmp_path / "g.crt").write_bytes(crt)
+    (tmp_path / "g.key").write_bytes(key)
+    be = backends.grpc("gs", tls=(tmp_path / "g.crt", tmp_path / "g.key"))
+    p = portico(grpc_ingress(be, "GRPCS"))
+    with grpc_channel(p) as ch:
         resp = json.loads(ch.unary_unary("/portico.test.Echo/Unary")(b"hi", timeout=15))
-    assert resp["backend"] == "g" and resp["message"] == "hi"
+        assert resp["backend"] == "gs" and resp["message"] == "hi"
+        assert list(ch.unary_stream("/portico.test.Echo/Stream")(b"3", timeout=15)) == [b"0:gs", b"1:gs", b"2:gs"]
+        with pytest.raises(grpc.RpcError) as failed:
+            ch.unary_unary("/portico.test.Echo/Fail")(b"gone", timeout=15)
+        assert failed.value.code() == grpc.StatusCode.NOT_FOUND and failed.value.details() == "gone"
+    # The same endpoint spoken to in cleartext (GRPC) fails: the TLS above was real.
+    p.replace_config(grpc_ingress(be, "GRPC").yaml())
+    time.sleep(1)
+    with grpc_channel(p) as ch:
+        with pytest.raises(grpc.RpcError):
+            ch.unary_unary("/portico.test.Echo/Unary")(b"hi", timeout=5)
 
 
 @pytest.mark.parametrize(

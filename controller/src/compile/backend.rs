@@ -286,13 +286,17 @@ impl<'a> Backends<'a> {
             .entry((backend.name.clone(), protocol, None))
             .or_insert_with(|| {
                 let plain = Backend::new(backend.name.clone(), protocol, backend.endpoints.clone());
-                match protocol {
-                    UpstreamProtocol::Https => match UpstreamTls::unverified(&format!("{service}.{namespace}.svc")) {
-                        Ok(tls) => Arc::new(plain.with_tls(Arc::new(tls))),
-                        // The proxy refuses an HTTPS backend without TLS settings (502).
-                        Err(_) => Arc::new(plain),
-                    },
-                    _ => Arc::new(plain),
+                if !protocol.is_tls() {
+                    return Arc::new(plain);
+                }
+                let settings = UpstreamTlsSettings {
+                    h2: protocol == UpstreamProtocol::H2Tls,
+                    ..UpstreamTlsSettings::new(format!("{service}.{namespace}.svc"))
+                };
+                match UpstreamTls::build(&settings) {
+                    Ok(tls) => Arc::new(plain.with_tls(Arc::new(tls))),
+                    // The proxy refuses a TLS backend without TLS settings (502).
+                    Err(_) => Arc::new(plain),
                 }
             })
             .clone()
@@ -309,12 +313,12 @@ impl<'a> Backends<'a> {
         service: &str,
         namespace: &str,
     ) -> Arc<Backend> {
-        let was_https = backend.protocol == UpstreamProtocol::Https;
+        let was_https = backend.protocol.is_tls();
         let backend = match upstream.protocol {
             Some(p) => self.with_protocol(backend, p, service, namespace),
             None => backend.clone(),
         };
-        if backend.protocol != UpstreamProtocol::Https {
+        if !backend.protocol.is_tls() {
             return backend;
         }
         let settings = match &upstream.tls {
@@ -342,11 +346,13 @@ impl<'a> Backends<'a> {
         if settings.server_name.is_empty() {
             settings.server_name = format!("{service}.{namespace}.svc");
         }
-        let key = (backend.name.clone(), UpstreamProtocol::Https, Some(settings.key()));
+        let protocol = backend.protocol;
+        settings.h2 = protocol == UpstreamProtocol::H2Tls;
+        let key = (backend.name.clone(), protocol, Some(settings.key()));
         self.overridden
             .entry(key)
             .or_insert_with(|| {
-                let plain = Backend::new(backend.name.clone(), UpstreamProtocol::Https, backend.endpoints.clone());
+                let plain = Backend::new(backend.name.clone(), protocol, backend.endpoints.clone());
                 match UpstreamTls::build(&settings) {
                     Ok(tls) => Arc::new(plain.with_tls(Arc::new(tls))),
                     Err(_) => Arc::new(plain),

@@ -21,6 +21,21 @@ pub enum UpstreamProtocol {
     H2c,
     /// HTTP/1.1 over TLS (`appProtocol: https`); see [`Backend::tls`].
     Https,
+    /// HTTP/2 over TLS, ALPN `h2` (gRPC over TLS: ingress-nginx's `backend-protocol:
+    /// GRPCS`); see [`Backend::tls`].
+    H2Tls,
+}
+
+impl UpstreamProtocol {
+    /// Whether the endpoints speak TLS, with [`Backend::tls`]'s settings.
+    pub fn is_tls(self) -> bool {
+        matches!(self, UpstreamProtocol::Https | UpstreamProtocol::H2Tls)
+    }
+
+    /// Whether the endpoints speak HTTP/2, one shared connection each.
+    pub fn is_h2(self) -> bool {
+        matches!(self, UpstreamProtocol::H2c | UpstreamProtocol::H2Tls)
+    }
 }
 
 /// One ready endpoint of a backend.

@@ -871,6 +871,7 @@ fn backends(route: &Route) -> Vec<BackendView> {
                 UpstreamProtocol::Http1 => "HTTP/1.1",
                 UpstreamProtocol::H2c => "h2c",
                 UpstreamProtocol::Https => "HTTPS",
+                UpstreamProtocol::H2Tls => "h2 over TLS",
             },
             endpoints: b.endpoints.iter().map(|e| e.addr.to_string()).collect(),
             weight,

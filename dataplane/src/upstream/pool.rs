@@ -56,6 +56,15 @@ type H1Key = (SocketAddr, Option<TlsKey>);
 
 /// The pool key of an HTTP/1.1 connection to `addr`; `None` for HTTPS without TLS
 /// settings, which is never pooled (nor opened).
+/// The key of an endpoint's HTTP/2 connection: its address, and for TLS its settings'.
+fn h2_key(addr: SocketAddr, proto: UpstreamProtocol, tls: Option<&UpstreamTls>) -> Option<H1Key> {
+    match (proto, tls) {
+        (UpstreamProtocol::H2Tls, Some(tls)) => Some((addr, Some(tls.key))),
+        (UpstreamProtocol::H2Tls, None) => None,
+        _ => Some((addr, None)),
+    }
+}
+
 fn h1_key(addr: SocketAddr, proto: UpstreamProtocol, tls: Option<&UpstreamTls>) -> Option<H1Key> {
     match (proto, tls) {
         (UpstreamProtocol::Https, Some(tls)) => Some((addr, Some(tls.key))),
@@ -77,7 +86,8 @@ type Hasher = foldhash::fast::RandomState;
 #[derive(Default)]
 struct Shard {
     h1: HashMap<H1Key, Vec<Idle>, Hasher>,
-    h2: HashMap<SocketAddr, http2::SendRequest<RequestBody>, Hasher>,
+    /// One HTTP/2 connection per endpoint and TLS settings (`None`: cleartext h2c).
+    h2: HashMap<H1Key, http2::SendRequest<RequestBody>, Hasher>,
 }
 
 /// The pool. Cheap to share: wrap in an `Arc` once per process.
@@ -346,7 +356,7 @@ impl Pool {
         connect_timeout: Option<Duration>,
     ) -> Result<(UpstreamConn, bool), SendError> {
         // An HTTP/2 connection is shared, upgrade or not.
-        if (!fresh || proto == UpstreamProtocol::H2c)
+        if (!fresh || proto.is_h2())
             && let Some(conn) = self.take(addr, proto, tls)
         {
             Metrics::get().upstream_connections_reused.inc();
@@ -374,8 +384,9 @@ impl Pool {
                 let conn = self.take_h1(key)?;
                 Some(UpstreamConn::H1(self.pooled(key, conn)))
             }
-            UpstreamProtocol::H2c => {
-                let tx = self.shard(&addr).h2.get(&addr).filter(|tx| !tx.is_closed()).cloned()?;
+            UpstreamProtocol::H2c | UpstreamProtocol::H2Tls => {
+                let key = h2_key(addr, proto, tls)?;
+                let tx = self.shard(&addr).h2.get(&key).filter(|tx| !tx.is_closed()).cloned()?;
                 Some(UpstreamConn::H2(tx))
             }
         }
@@ -415,22 +426,48 @@ impl Pool {
             }
             UpstreamProtocol::H2c => {
                 let io = self.connect(addr, timeout).await?;
-                let (tx, conn) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Duration::from_secs(30))
-                    .handshake(TokioIo::new(io))
+                let tx = self.h2_handshake(addr, None, io).await?;
+                Ok(UpstreamConn::H2(tx))
+            }
+            UpstreamProtocol::H2Tls => {
+                let tls = tls.ok_or(SendError::NoTlsConfig { addr })?;
+                let io = self.connect(addr, timeout).await?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let stream = tokio::time::timeout(timeout, connector.connect(tls.server_name.clone(), io))
                     .await
-                    .map_err(|source| SendError::Handshake { addr, source })?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%addr, error = %e, "upstream h2 connection ended");
-                    }
-                });
-                m.upstream_connections_opened.inc();
-                self.shard(&addr).h2.insert(addr, tx.clone());
+                    .map_err(|_| SendError::ConnectTimeout { addr })?
+                    .map_err(|source| SendError::Tls { addr, source })?;
+                let tx = self.h2_handshake(addr, Some(tls.key), stream).await?;
                 Ok(UpstreamConn::H2(tx))
             }
         }
+    }
+
+    /// An HTTP/2 connection over `io`, kept for every request to `addr` with the same
+    /// TLS settings (`tls`; `None`: cleartext).
+    async fn h2_handshake<I>(
+        &self,
+        addr: SocketAddr,
+        tls: Option<TlsKey>,
+        io: I,
+    ) -> Result<http2::SendRequest<RequestBody>, SendError>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|source| SendError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "upstream h2 connection ended");
+            }
+        });
+        Metrics::get().upstream_connections_opened.inc();
+        self.shard(&addr).h2.insert((addr, tls), tx.clone());
+        Ok(tx)
     }
 
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, SendError> {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A gRPC backend for the integration tests: grpcio over cleartext HTTP/2 (h2c).
+"""A gRPC backend for the integration tests: grpcio over cleartext HTTP/2 (h2c), or
+over TLS with --tls-cert and --tls-key (PEM files).
 
-    grpc_echo.py --port 50051 --name g
+    grpc_echo.py --port 50051 --name g [--tls-cert crt.pem --tls-key key.pem]
 
 Service `portico.test.Echo`, with raw-bytes messages (generic handlers, so no
 generated code):
@@ -26,6 +27,8 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--name", default="grpc")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
 
     def unary(request, context):
@@ -54,7 +57,12 @@ def main():
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port("%s:%d" % (args.host, args.port))
+    if args.tls_cert:
+        with open(args.tls_key, "rb") as k, open(args.tls_cert, "rb") as c:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        server.add_secure_port("%s:%d" % (args.host, args.port), creds)
+    else:
+        server.add_insecure_port("%s:%d" % (args.host, args.port))
     server.start()
     print("listening on %s:%d as %s" % (args.host, args.port, args.name), flush=True)
 

@@ -113,7 +113,7 @@ pub const CATALOG: &[(&str, Status)] = &[
     ("enable-global-auth", Unsupported),
     (
         "backend-protocol",
-        Differs("HTTP, HTTPS, GRPC and H2C; GRPCS, AUTO_HTTP, FCGI and AJP are not supported"),
+        Differs("HTTP, HTTPS, GRPC, GRPCS and H2C; AUTO_HTTP, FCGI and AJP are not supported"),
     ),
     ("canary", Honoured),
     ("canary-by-header", Honoured),
@@ -419,7 +419,7 @@ pub const CONFIG_KEYS: &[(&str, Status)] = &[
     (
         "upstream-keepalive-requests",
         Differs(
-            "limits HTTP/1.1 endpoint connections; the one HTTP/2 connection per endpoint (backend-protocol GRPC or H2C) carries requests without a limit",
+            "limits HTTP/1.1 endpoint connections; the one HTTP/2 connection per endpoint (backend-protocol GRPC, GRPCS or H2C) carries requests without a limit",
         ),
     ),
     ("limit-conn-zone-variable", Unsupported),

@@ -243,6 +243,7 @@ pub(in crate::compile) fn resolve(
         sni: spec.server_name,
         tls12: spec.tls12,
         tls13: spec.tls13,
+        h2: false,
     };
     // Built once here to find a bad ca.crt; each backend builds its own with its name.
     let check = UpstreamTlsSettings {

@@ -64,7 +64,8 @@ fn protocol(all: &BTreeMap<String, String>, problems: &mut Problems) -> Option<U
         "HTTP" => Some(UpstreamProtocol::Http1),
         "HTTPS" => Some(UpstreamProtocol::Https),
         "GRPC" | "H2C" => Some(UpstreamProtocol::H2c),
-        "GRPCS" | "AUTO_HTTP" | "AJP" | "FCGI" => {
+        "GRPCS" => Some(UpstreamProtocol::H2Tls),
+        "AUTO_HTTP" | "AJP" | "FCGI" => {
             unsupported_value(
                 problems,
                 "backend-protocol",

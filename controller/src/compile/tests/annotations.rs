@@ -238,7 +238,8 @@ fn from_to_www_redirect() {
 }
 
 /// annotations.md "Backend Protocol": GRPC and H2C speak HTTP/2 without TLS, HTTPS
-/// speaks TLS without checking the certificate; GRPCS is not supported and says so.
+/// speaks TLS without checking the certificate, GRPCS HTTP/2 over TLS (ALPN h2) the
+/// same way; FCGI is not supported and says so.
 #[test]
 fn backend_protocol() {
     for (value, want) in [
@@ -246,14 +247,23 @@ fn backend_protocol() {
         ("grpc", UpstreamProtocol::H2c),
         ("H2C", UpstreamProtocol::H2c),
         ("HTTPS", UpstreamProtocol::Https),
+        ("GRPCS", UpstreamProtocol::H2Tls),
     ] {
         let c = one(&[("backend-protocol", value)], "/", "Prefix");
         c.assert_clean();
         let backend = &c.route("a.com", "/").unwrap().backend;
         assert_eq!(backend.protocol, want, "{value}");
-        assert_eq!(backend.tls.is_some(), want == UpstreamProtocol::Https);
+        assert_eq!(backend.tls.is_some(), want.is_tls());
+        if let Some(tls) = &backend.tls {
+            let alpn: &[u8] = if want == UpstreamProtocol::H2Tls {
+                b"h2"
+            } else {
+                b"http/1.1"
+            };
+            assert_eq!(tls.config.alpn_protocols, vec![alpn.to_vec()], "{value}");
+        }
     }
-    let c = one(&[("backend-protocol", "GRPCS")], "/", "Prefix");
+    let c = one(&[("backend-protocol", "FCGI")], "/", "Prefix");
     assert_eq!(
         c.reasons(),
         [("default/web".to_string(), reason::UNSUPPORTED_ANNOTATION)]
