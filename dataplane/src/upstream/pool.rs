@@ -49,27 +49,18 @@ pub enum SendError {
     NoTlsConfig { addr: SocketAddr },
 }
 
-/// An HTTP/1.1 connection's endpoint and, for TLS, the settings it was made with: a
-/// connection verified against one CA, or presenting one client certificate, is never
-/// handed to a backend with other settings.
-type H1Key = (SocketAddr, Option<TlsKey>);
+/// A pooled connection's endpoint (HTTP/1.1 or HTTP/2) and, for TLS, the settings it
+/// was made with: a connection verified against one CA, or presenting one client
+/// certificate, is never handed to a backend with other settings.
+type ConnKey = (SocketAddr, Option<TlsKey>);
 
-/// The pool key of an HTTP/1.1 connection to `addr`; `None` for HTTPS without TLS
+/// The pool key of a connection to `addr`; `None` for a TLS protocol without TLS
 /// settings, which is never pooled (nor opened).
-/// The key of an endpoint's HTTP/2 connection: its address, and for TLS its settings'.
-fn h2_key(addr: SocketAddr, proto: UpstreamProtocol, tls: Option<&UpstreamTls>) -> Option<H1Key> {
-    match (proto, tls) {
-        (UpstreamProtocol::H2Tls, Some(tls)) => Some((addr, Some(tls.key))),
-        (UpstreamProtocol::H2Tls, None) => None,
-        _ => Some((addr, None)),
-    }
-}
-
-fn h1_key(addr: SocketAddr, proto: UpstreamProtocol, tls: Option<&UpstreamTls>) -> Option<H1Key> {
-    match (proto, tls) {
-        (UpstreamProtocol::Https, Some(tls)) => Some((addr, Some(tls.key))),
-        (UpstreamProtocol::Https, None) => None,
-        _ => Some((addr, None)),
+fn conn_key(addr: SocketAddr, proto: UpstreamProtocol, tls: Option<&UpstreamTls>) -> Option<ConnKey> {
+    match (proto.is_tls(), tls) {
+        (true, Some(tls)) => Some((addr, Some(tls.key))),
+        (true, None) => None,
+        (false, _) => Some((addr, None)),
     }
 }
 
@@ -85,9 +76,9 @@ type Hasher = foldhash::fast::RandomState;
 
 #[derive(Default)]
 struct Shard {
-    h1: HashMap<H1Key, Vec<Idle>, Hasher>,
+    h1: HashMap<ConnKey, Vec<Idle>, Hasher>,
     /// One HTTP/2 connection per endpoint and TLS settings (`None`: cleartext h2c).
-    h2: HashMap<H1Key, http2::SendRequest<RequestBody>, Hasher>,
+    h2: HashMap<ConnKey, http2::SendRequest<RequestBody>, Hasher>,
 }
 
 /// The pool. Cheap to share: wrap in an `Arc` once per process.
@@ -173,7 +164,7 @@ impl http_body::Body for UpstreamBody {
 /// An HTTP/1.1 connection checked out of the pool; [`PooledConn::release`] returns it.
 pub struct PooledConn {
     pool: Arc<Pool>,
-    key: H1Key,
+    key: ConnKey,
     conn: H1Conn,
 }
 
@@ -261,7 +252,7 @@ impl Pool {
         l.max_exchanges.store(max_exchanges.unwrap_or(0), Ordering::Relaxed);
     }
 
-    fn put_h1(&self, key: H1Key, mut conn: H1Conn) {
+    fn put_h1(&self, key: ConnKey, mut conn: H1Conn) {
         let exchanges = conn.finished();
         let max = self.limits.max_exchanges.load(Ordering::Relaxed);
         if max != 0 && exchanges >= max {
@@ -279,7 +270,7 @@ impl Pool {
         }
     }
 
-    fn take_h1(&self, key: H1Key) -> Option<H1Conn> {
+    fn take_h1(&self, key: ConnKey) -> Option<H1Conn> {
         let now = Instant::now();
         let idle_timeout = self.limits.idle_timeout();
         let me = worker();
@@ -380,12 +371,12 @@ impl Pool {
     ) -> Option<UpstreamConn> {
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
-                let key = h1_key(addr, proto, tls)?;
+                let key = conn_key(addr, proto, tls)?;
                 let conn = self.take_h1(key)?;
                 Some(UpstreamConn::H1(self.pooled(key, conn)))
             }
             UpstreamProtocol::H2c | UpstreamProtocol::H2Tls => {
-                let key = h2_key(addr, proto, tls)?;
+                let key = conn_key(addr, proto, tls)?;
                 let tx = self.shard(&addr).h2.get(&key).filter(|tx| !tx.is_closed()).cloned()?;
                 Some(UpstreamConn::H2(tx))
             }
@@ -404,7 +395,7 @@ impl Pool {
         let m = Metrics::get();
         match proto {
             UpstreamProtocol::Http1 | UpstreamProtocol::Https => {
-                let key = h1_key(addr, proto, tls).ok_or(SendError::NoTlsConfig { addr })?;
+                let key = conn_key(addr, proto, tls).ok_or(SendError::NoTlsConfig { addr })?;
                 let io = self.connect(addr, timeout).await?;
                 let stream = match (proto, tls) {
                     (UpstreamProtocol::Https, Some(tls)) => {
@@ -487,7 +478,7 @@ impl Pool {
         Ok(stream)
     }
 
-    fn pooled(self: &Arc<Self>, key: H1Key, conn: H1Conn) -> PooledConn {
+    fn pooled(self: &Arc<Self>, key: ConnKey, conn: H1Conn) -> PooledConn {
         PooledConn {
             pool: self.clone(),
             key,
