@@ -36,11 +36,11 @@ use hyper::body::Incoming;
 
 use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, OnComplete, RequestBody, ResponseBody};
 use crate::config::ProxyConfig;
-use crate::filter::{Answer, AuthOutcome, RequestHead, ResponseHead, UpstreamHead};
+use crate::filter::{Answer, AuthOutcome, FORWARDED, RequestHead, ResponseHead, UpstreamHead, X_REQUEST_ID};
 use crate::idle::IdleIo;
 use crate::metrics::Metrics;
 use crate::table::{ConnectionSettings, LiveTable, RequestView, Route, RoutingTable, UpstreamProtocol};
-use crate::upstream::{Extra, Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
+use crate::upstream::{Extra, Failure, Pool, Raw, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
 #[derive(Clone, Debug)]
@@ -394,8 +394,8 @@ impl Proxy {
     ///
     /// `raw_head` says the response goes to a writer that sends an endpoint's header
     /// lines on as they came ([`ResponseBody::raw_head`]): Portico's own HTTP/1.1
-    /// writer, not hyper's. Then, unless the route changes response headers, an
-    /// HTTP/1.1 endpoint's header lines pass through without a header map.
+    /// writer, not hyper's. Then an HTTP/1.1 endpoint's header lines pass through
+    /// without a header map, unless they hold a field the route's filters may change.
     pub async fn handle(
         self: &Arc<Self>,
         req: Request<Option<Incoming>>,
@@ -588,10 +588,14 @@ impl Proxy {
                 per_response: self.cfg.response_buffer_size,
                 budget: self.cfg.response_buffer_budget,
             });
-        // Lines that pass through unchanged must need no change here, and go with the
-        // body, which a read-ahead hands to a task of its own.
-        let raw_head = raw_head && !route.filters.changes_response() && read_ahead.is_none();
-        let sending = self.send_upstream(req, &route, upgrade, forwarded.as_ref(), raw_head, log);
+        // Lines that pass through unchanged must need no change here (a head with a
+        // field the route's filters may change goes to a map), and go with the body,
+        // which a read-ahead hands to a task of its own.
+        let raw = route
+            .filters
+            .response_names()
+            .filter(|_| raw_head && read_ahead.is_none());
+        let sending = self.send_upstream(req, &route, upgrade, forwarded.as_ref(), raw, log);
         let (resp, cookie) = match pages {
             // A route without error pages takes its answer as it comes: no copy of it.
             None => sending.await?,
@@ -667,7 +671,7 @@ impl Proxy {
             request_id.clone(),
             forwarded_host.as_ref().unwrap_or(&host_value).clone(),
         ]);
-        if client_forwarded || route.filters.changes_upstream_request() {
+        if client_forwarded || route.filters.changes_forwarded() {
             // Room for the headers added, made once instead of growing the map twice.
             headers.reserve(FORWARDED.len() + 2);
             for (name, value) in FORWARDED.iter().zip(forwarded.take().into_iter().flatten()) {
@@ -714,7 +718,12 @@ impl Proxy {
                     && parts.uri.authority().is_none()
                     && parts.uri.path_and_query().is_some();
                 if !origin_form {
-                    parts.uri = Uri::try_from(path_and_query).map_err(|_| ProxyError::BadRequest("invalid path"))?;
+                    // A rewritten path's own bytes become the URI's, not a copy of them.
+                    let uri = match rewritten_path {
+                        Some(p) => Uri::try_from(p),
+                        None => Uri::try_from(path_and_query),
+                    };
+                    parts.uri = uri.map_err(|_| ProxyError::BadRequest("invalid path"))?;
                 }
             }
             protocol @ (UpstreamProtocol::H2c | UpstreamProtocol::H2Tls) => {
@@ -753,13 +762,16 @@ impl Proxy {
         route: &Route,
         upgrade: bool,
         forwarded: Option<&[HeaderValue; 6]>,
-        raw_head: bool,
+        raw: Raw<'_>,
         log: &mut RequestLog,
     ) -> Result<Sent, ProxyError> {
         let extra = forwarded.map_or_else(Extra::default, |values| Extra(&FORWARDED, values));
         let action = route.action.as_deref();
-        let key = action.map_or_else(Default::default, |a| {
-            a.balance.request_key(&crate::balance::RequestFacts {
+        // Plain round robin needs nothing of the request: a route with filters but no
+        // balancing of its own pays no more for it than one without.
+        let balance = action.map(|a| &a.balance).filter(|b| !b.is_plain_round_robin());
+        let key = balance.map_or_else(Default::default, |b| {
+            b.request_key(&crate::balance::RequestFacts {
                 headers: req.headers(),
                 target: &log.uri,
                 path: req.uri().path(),
@@ -798,8 +810,8 @@ impl Proxy {
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut connect_failures = 0;
         loop {
-            let picked = match action {
-                Some(a) => a.balance.pick(backend, key, &tried),
+            let picked = match balance {
+                Some(b) => b.pick(backend, key, &tried),
                 None => crate::balance::round_robin(backend, &tried),
             };
             let Some(addr) = picked.map(|e| e.addr) else {
@@ -850,7 +862,7 @@ impl Proxy {
             if let Some((at, _)) = deadline {
                 timeout = timeout.min(at.saturating_duration_since(Instant::now()));
             }
-            let in_flight = match action.map(|a| &a.balance.policy) {
+            let in_flight = match balance.map(|b| &b.policy) {
                 Some(policy) if policy.counts_in_flight() => crate::balance::InFlight::start(backend, addr),
                 _ => None,
             };
@@ -870,7 +882,7 @@ impl Proxy {
                 // Portico's own client, awaited here: through `UpstreamConn::send`, each
                 // async layer would keep a copy of the request in this future.
                 UpstreamConn::H1(mut pooled) => {
-                    match tokio::time::timeout(timeout, pooled.send(req, extra, raw_head)).await {
+                    match tokio::time::timeout(timeout, pooled.send(req, extra, raw)).await {
                         Ok(Ok(head)) => Ok(Ok(pooled.response(head))),
                         Ok(Err(failure)) => Ok(Err(failure)),
                         Err(elapsed) => Err(elapsed),
@@ -878,7 +890,7 @@ impl Proxy {
                 }
                 // hyper's, for HTTP/2 and upgrades: on the heap, so that its larger
                 // future does not size this one.
-                conn => tokio::time::timeout(timeout, Box::pin(conn.send(req, extra, raw_head))).await,
+                conn => tokio::time::timeout(timeout, Box::pin(conn.send(req, extra, raw))).await,
             };
             // What happened, the answer if nothing more is tried, and a copy of the
             // request that this attempt handed back, if any.
@@ -898,10 +910,10 @@ impl Proxy {
                     }
                     if !retry.is_some_and(|r| r.codes.contains(&status)) {
                         log.in_flight = in_flight;
-                        let cookie = action.and_then(|a| a.balance.affinity_cookie(backend, addr, key));
+                        let cookie = balance.and_then(|b| b.affinity_cookie(backend, addr, key));
                         return Ok((resp, cookie));
                     }
-                    let cookie = action.and_then(|a| a.balance.affinity_cookie(backend, addr, key));
+                    let cookie = balance.and_then(|b| b.affinity_cookie(backend, addr, key));
                     (retry::Outcome::Status(status), Ok((resp, cookie)), None)
                 }
                 Ok(Err(Failure::Unsent(unsent))) => (
@@ -1111,25 +1123,8 @@ fn find_source<'a, E: std::error::Error + 'static>(e: &'a (dyn std::error::Error
     None
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// What the endpoint learns of the client, in the order the values of
-/// [`Proxy::upstream_request`] come in.
-static FORWARDED: [HeaderName; 6] = [
-    X_FORWARDED_FOR,
-    X_REAL_IP,
-    X_FORWARDED_PROTO,
-    X_FORWARDED_PORT,
-    X_REQUEST_ID,
-    X_FORWARDED_HOST,
-];
 
 /// Whether the client sent any [`FORWARDED`] field: one cheap pass, as almost all
 /// names differ from those in length or first bytes.

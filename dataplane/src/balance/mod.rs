@@ -82,6 +82,12 @@ pub struct RequestFacts<'a> {
 }
 
 impl Balance {
+    /// Round robin without affinity: what a route without a policy of its own gets
+    /// ([`round_robin`]), needing nothing of the request.
+    pub fn is_plain_round_robin(&self) -> bool {
+        matches!(self.policy, LbPolicy::RoundRobin) && self.affinity_cookie.is_none()
+    }
+
     pub fn request_key(&self, req: &RequestFacts<'_>) -> RequestKey {
         let (headers, client, tls) = (req.headers, req.client, req.tls);
         let hash = match &self.policy {

@@ -504,6 +504,10 @@ impl Filter for BasicAuth {
         req.headers.remove(AUTHORIZATION);
     }
 
+    fn header_names(&self) -> Option<Vec<http::header::HeaderName>> {
+        Some(vec![AUTHORIZATION])
+    }
+
     fn phases(&self) -> Phases {
         Phases {
             request: true,

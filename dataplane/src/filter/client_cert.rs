@@ -115,4 +115,7 @@ impl Filter for ClientCertCheck {
             ..Phases::default()
         }
     }
+    fn header_names(&self) -> Option<Vec<HeaderName>> {
+        Some([&VERIFY, &SUBJECT, &ISSUER, &CERT].into_iter().cloned().collect())
+    }
 }

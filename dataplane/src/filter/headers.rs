@@ -18,6 +18,12 @@ impl HeaderModifier {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
 
+    /// Every name it touches.
+    pub fn names(&self) -> Vec<HeaderName> {
+        let (set, add) = (self.set.iter().map(|(n, _)| n), self.add.iter().map(|(n, _)| n));
+        self.remove.iter().chain(set).chain(add).cloned().collect()
+    }
+
     pub fn apply(&self, headers: &mut HeaderMap) {
         for name in &self.remove {
             headers.remove(name);
@@ -42,6 +48,10 @@ impl Filter for RequestHeaders {
     fn phases(&self) -> Phases {
         Phases::UPSTREAM_REQUEST
     }
+
+    fn header_names(&self) -> Option<Vec<HeaderName>> {
+        Some(self.0.names())
+    }
 }
 
 #[derive(Debug)]
@@ -57,5 +67,9 @@ impl Filter for ResponseHeaders {
 
     fn phases(&self) -> Phases {
         Phases::RESPONSE
+    }
+
+    fn header_names(&self) -> Option<Vec<HeaderName>> {
+        Some(self.0.names())
     }
 }

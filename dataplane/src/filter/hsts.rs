@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use http::header::{HeaderValue, STRICT_TRANSPORT_SECURITY};
+use http::header::{HeaderName, HeaderValue, STRICT_TRANSPORT_SECURITY};
 
 use super::{Filter, Phases, ResponseHead};
 
@@ -23,5 +23,9 @@ impl Filter for Hsts {
 
     fn phases(&self) -> Phases {
         Phases::RESPONSE
+    }
+
+    fn header_names(&self) -> Option<Vec<HeaderName>> {
+        Some(vec![STRICT_TRANSPORT_SECURITY])
     }
 }

@@ -40,7 +40,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::{HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 
 use crate::config::ProxyConfig;
@@ -77,7 +77,36 @@ pub trait Filter: Send + Sync + fmt::Debug {
 
     /// Which of the phases above it hooks; the others are never called.
     fn phases(&self) -> Phases;
+
+    /// The header names its `upstream_request` or `response` may add, change or
+    /// remove, when they are fixed when the table is built; `None`, the default, is any
+    /// name. A route whose filters all say keeps the proxy's fast paths: forwarded fields
+    /// written straight into the request head, an endpoint's header lines passed on
+    /// without a header map.
+    fn header_names(&self) -> Option<Vec<HeaderName>> {
+        None
+    }
 }
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The fields the proxy adds to every request to tell the endpoint of the client, in
+/// the order the proxy's values for them come in. A route with an upstream-request
+/// filter that may change one of them gets them in the request's map, before the
+/// filters run.
+pub static FORWARDED: [HeaderName; 6] = [
+    X_FORWARDED_FOR,
+    X_REAL_IP,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_PORT,
+    X_REQUEST_ID,
+    X_FORWARDED_HOST,
+];
 
 /// The filters this module has, to compose a chain from (the table does, per route).
 pub fn client_cert(auth: Arc<crate::tls::ClientAuth>) -> Arc<dyn Filter> {
@@ -224,23 +253,50 @@ pub struct ResponseHead<'a> {
 }
 
 /// A route's filters, sorted by phase.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FilterChain {
     request: Box<[Arc<dyn Filter>]>,
     upstream_request: Box<[Arc<dyn Filter>]>,
     response: Box<[Arc<dyn Filter>]>,
     keeps_origin: bool,
+    /// An upstream-request filter may change a [`FORWARDED`] field.
+    changes_forwarded: bool,
+    /// The names the response filters may change, when all of them say
+    /// ([`Filter::header_names`]): an endpoint's header lines without any of these may
+    /// pass through as they came. Empty without response filters.
+    response_names: Option<Box<[Box<str>]>>,
+}
+
+impl Default for FilterChain {
+    fn default() -> FilterChain {
+        FilterChain::of(Vec::new())
+    }
 }
 
 impl FilterChain {
     /// A chain of `filters`, each in the phases it hooks, in the given order.
     pub fn of(filters: Vec<Arc<dyn Filter>>) -> FilterChain {
-        let pick = |f: fn(Phases) -> bool| filters.iter().filter(|x| f(x.phases())).cloned().collect();
+        let pick = |f: fn(Phases) -> bool| -> Box<[Arc<dyn Filter>]> {
+            filters.iter().filter(|x| f(x.phases())).cloned().collect()
+        };
+        let upstream_request = pick(|p| p.upstream_request);
+        let response = pick(|p| p.response);
+        // The names a phase's filters may change, when every one of them says.
+        let names = |phase: &[Arc<dyn Filter>]| -> Option<Vec<HeaderName>> {
+            phase.iter().try_fold(Vec::new(), |mut all, f| {
+                all.extend(f.header_names()?);
+                Some(all)
+            })
+        };
+        let changes_forwarded =
+            names(&upstream_request).is_none_or(|names| names.iter().any(|n| FORWARDED.contains(n)));
         FilterChain {
             request: pick(|p| p.request),
-            upstream_request: pick(|p| p.upstream_request),
-            response: pick(|p| p.response),
             keeps_origin: filters.iter().any(|f| f.phases().origin),
+            changes_forwarded,
+            response_names: names(&response).map(|all| all.iter().map(|n| n.as_str().into()).collect()),
+            upstream_request,
+            response,
         }
     }
 
@@ -261,10 +317,10 @@ impl FilterChain {
         }
     }
 
-    /// Whether any filter changes the request headers the endpoint gets (the proxy
-    /// then writes forwarded fields into the map before them, not straight to the wire).
-    pub fn changes_upstream_request(&self) -> bool {
-        !self.upstream_request.is_empty()
+    /// Whether a filter may change a [`FORWARDED`] field (the proxy then writes them
+    /// into the request's map before the filters run, not straight into the head).
+    pub fn changes_forwarded(&self) -> bool {
+        self.changes_forwarded
     }
 
     /// Whether the response phase needs the request's `Origin`.
@@ -272,10 +328,17 @@ impl FilterChain {
         self.keeps_origin
     }
 
-    /// Whether any filter changes response heads (the proxy then cannot pass an
-    /// endpoint's header lines through untouched).
+    /// Whether any filter changes response heads.
     pub fn changes_response(&self) -> bool {
         !self.response.is_empty()
+    }
+
+    /// The header names the response filters may change, when known (empty when there
+    /// are none): an endpoint's head without any of them can pass through as it came,
+    /// the filters then working on the proxy's own fields alone. `None`: a filter may
+    /// change any field, so every head is read into a map.
+    pub fn response_names(&self) -> Option<&[Box<str>]> {
+        self.response_names.as_deref()
     }
 
     /// Every filter, for `explain`: request-phase ones first.
@@ -307,7 +370,12 @@ mod tests {
     #[test]
     fn empty_chain_changes_nothing() {
         let chain = FilterChain::default();
-        assert!(!chain.changes_upstream_request() && !chain.changes_response());
+        assert!(!chain.changes_forwarded() && !chain.changes_response());
+        assert_eq!(
+            chain.response_names(),
+            Some(&[][..]),
+            "an endpoint's head passes through"
+        );
         let (uri, headers, cfg) = ("/a".parse().unwrap(), HeaderMap::new(), ProxyConfig::default());
         assert_eq!(chain.request(&head(&uri, &headers, false, &cfg)), None);
     }
@@ -326,6 +394,43 @@ mod tests {
         assert_eq!(chain.upstream_request.len(), 1);
         assert_eq!(chain.response.len(), 1);
         assert_eq!(chain.iter().count(), 3);
+    }
+
+    /// The fast paths stay open to filters whose fields are known and are not the
+    /// proxy's own: forwarded fields straight into the head, an endpoint's lines as they
+    /// came unless one is a field a response filter changes.
+    #[test]
+    fn filters_that_name_their_fields_keep_the_fast_paths() {
+        let modifier = |name: &'static str| {
+            let mut m = HeaderModifier::default();
+            m.set
+                .push((HeaderName::from_static(name), HeaderValue::from_static("1")));
+            m
+        };
+        let chain = FilterChain::of(vec![
+            request_headers(modifier("x-env")),
+            rewrite(UrlRewrite {
+                hostname: Some(HeaderValue::from_static("b.example")),
+                path: None,
+            }),
+            hsts(DEFAULT_HSTS.clone()),
+            response_headers(modifier("x-served-by")),
+        ]);
+        assert!(!chain.changes_forwarded());
+        let names: Vec<&str> = chain.response_names().unwrap().iter().map(|n| &**n).collect();
+        assert_eq!(names, ["strict-transport-security", "x-served-by"]);
+        // A filter that sets a forwarded field gets them in the map before it runs.
+        assert!(FilterChain::of(vec![request_headers(modifier("x-forwarded-for"))]).changes_forwarded());
+        // A filter that does not name its fields reads every head into a map.
+        #[derive(Debug)]
+        struct AnyField;
+        impl Filter for AnyField {
+            fn phases(&self) -> Phases {
+                Phases::RESPONSE
+            }
+        }
+        let chain = FilterChain::of(vec![hsts(DEFAULT_HSTS.clone()), Arc::new(AnyField)]);
+        assert_eq!(chain.response_names(), None);
     }
 
     /// The HTTPS redirect answers plain HTTP only, with the host lower-cased, the port

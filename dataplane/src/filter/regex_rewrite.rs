@@ -105,6 +105,10 @@ impl Filter for RegexRewrite {
     fn phases(&self) -> Phases {
         Phases::UPSTREAM_REQUEST
     }
+
+    fn header_names(&self) -> Option<Vec<http::header::HeaderName>> {
+        Some(Vec::new())
+    }
 }
 
 #[cfg(test)]

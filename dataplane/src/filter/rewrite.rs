@@ -2,7 +2,7 @@
 //! client's.
 
 use http::Uri;
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderName, HeaderValue};
 
 use super::{Filter, Phases, UpstreamHead};
 
@@ -20,28 +20,42 @@ pub enum PathModifier {
 impl PathModifier {
     /// The new path for `path` (no query).
     pub fn apply(&self, path: &str) -> String {
-        match self {
-            PathModifier::ReplaceFullPath(p) => p.clone(),
-            PathModifier::ReplacePrefixMatch { prefix, with } => {
-                let prefix = if prefix == "/" { "" } else { prefix.as_str() };
-                let rest = path.strip_prefix(prefix).unwrap_or(path);
-                let with = with.strip_suffix('/').unwrap_or(with);
-                let joined = match (with, rest) {
-                    ("", "") => "/".to_string(),
-                    ("", r) if !r.starts_with('/') => format!("/{r}"),
-                    (w, r) => format!("{w}{r}"),
-                };
-                if joined.is_empty() { "/".to_string() } else { joined }
-            }
-        }
+        let mut out = String::with_capacity(path.len() + 16);
+        self.write(path, &mut out);
+        out
     }
 
     /// `path_and_query` with the path replaced and the query kept.
     pub fn apply_to(&self, uri: &Uri) -> String {
-        let path = self.apply(uri.path());
-        match uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path,
+        let (path, query) = (uri.path(), uri.query());
+        let mut out = String::with_capacity(path.len() + 16 + query.map_or(0, |q| q.len() + 1));
+        self.write(path, &mut out);
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    }
+
+    /// Appends the new path for `path` to `out`: pieces pushed in place, no
+    /// formatting machinery on the request path.
+    fn write(&self, path: &str, out: &mut String) {
+        match self {
+            PathModifier::ReplaceFullPath(p) => out.push_str(p),
+            PathModifier::ReplacePrefixMatch { prefix, with } => {
+                let prefix = if prefix == "/" { "" } else { prefix.as_str() };
+                let rest = path.strip_prefix(prefix).unwrap_or(path);
+                let with = match with.as_bytes().last() {
+                    Some(b'/') => &with[..with.len() - 1],
+                    _ => with.as_str(),
+                };
+                out.push_str(with);
+                // `with: /` leaves the rest, which must still start the path with a slash.
+                if with.is_empty() && !rest.starts_with('/') {
+                    out.push('/');
+                }
+                out.push_str(rest);
+            }
         }
     }
 }
@@ -71,6 +85,10 @@ impl Filter for Rewrite {
     fn phases(&self) -> Phases {
         Phases::UPSTREAM_REQUEST
     }
+
+    fn header_names(&self) -> Option<Vec<HeaderName>> {
+        Some(self.0.hostname.iter().map(|_| HOST).collect())
+    }
 }
 
 #[cfg(test)]
@@ -95,8 +113,21 @@ mod tests {
             ("/old", "/", "/old", "/"),
             ("/", "/v2", "/a/b", "/v2/a/b"),
             ("/", "/", "/a", "/a"),
+            ("/", "/", "/", "/"),
+            ("/old", "", "/old", "/"),
         ] {
             assert_eq!(prefix(p, with).apply(path), want, "{p} -> {with} on {path}");
         }
+    }
+
+    /// The query goes with the new path, unchanged.
+    #[test]
+    fn the_query_is_kept() {
+        let uri: Uri = "/old/a?x=1&y=%2F".parse().unwrap();
+        assert_eq!(prefix("/old", "/new").apply_to(&uri), "/new/a?x=1&y=%2F");
+        assert_eq!(
+            PathModifier::ReplaceFullPath("/p".into()).apply_to(&uri),
+            "/p?x=1&y=%2F"
+        );
     }
 }

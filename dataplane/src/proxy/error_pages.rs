@@ -67,7 +67,7 @@ impl Proxy {
                     return None;
                 }
             };
-            match tokio::time::timeout(timeout, conn.send(req, Extra::default(), false)).await {
+            match tokio::time::timeout(timeout, conn.send(req, Extra::default(), None)).await {
                 Ok(Ok(resp)) => return Some(resp),
                 Ok(Err(
                     Failure::Unsent(back)

@@ -49,7 +49,7 @@ impl Proxy {
                     return None;
                 }
             };
-            match tokio::time::timeout(timeout, conn.send(req, Extra::default(), false)).await {
+            match tokio::time::timeout(timeout, conn.send(req, Extra::default(), None)).await {
                 Ok(Ok(resp)) => {
                     let (head, body) = resp.into_parts();
                     let drain = http_body_util::Limited::new(body, MAX_DRAINED).collect();

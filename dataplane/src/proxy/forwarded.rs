@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 
 use http::header::{HeaderMap, HeaderValue};
 
-use super::{ConnInfo, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO, ip_text, shared_value};
+use super::{ConnInfo, ip_text, shared_value};
+use crate::filter::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PROTO};
 use crate::table::ForwardedPolicy;
 
 /// The connection as the request describes it, or `None` when nothing in it is

@@ -269,7 +269,12 @@ impl H1Conn {
     /// before it has all arrived).
     /// `extra` fields are written after the request's own. With `raw`, a response head
     /// that can pass through unchanged comes as a [`RawHead`].
-    pub async fn send(&mut self, mut req: Request<RequestBody>, extra: Extra<'_>, raw: bool) -> Result<Head, Failure> {
+    pub async fn send(
+        &mut self,
+        mut req: Request<RequestBody>,
+        extra: Extra<'_>,
+        raw: Raw<'_>,
+    ) -> Result<Head, Failure> {
         let mut body = std::mem::replace(req.body_mut(), RequestBody::Empty);
         let bodiless = body.is_end_stream();
         let chunked = self.encode_head(&req, &body, extra);
@@ -493,7 +498,7 @@ impl H1Conn {
         &mut self,
         cx: &mut Context<'_>,
         head_request: bool,
-        raw: bool,
+        raw: Raw<'_>,
         spare: &mut Option<HeaderMap>,
     ) -> Poll<Result<Head, Error>> {
         loop {
@@ -574,7 +579,7 @@ impl H1Conn {
 /// raw lines), then its body decoded as the head frames it.
 #[cfg(fuzzing)]
 pub(crate) fn fuzz_response(data: &[u8]) {
-    for raw in [false, true] {
+    for raw in [None, Some(&[Box::from("server")][..])] {
         let mut buf = BytesMut::from(data);
         let mut spare = None;
         loop {
@@ -736,13 +741,18 @@ enum Parsed {
     Partial,
 }
 
+/// Whether a response head may come as a [`RawHead`] (`Some`), and the names that rule
+/// that out: fields the route's filters may change, which must then be in a map (as
+/// `HeaderName::as_str` gives them: compared without a lookup per field).
+pub type Raw<'a> = Option<&'a [Box<str>]>;
+
 /// `spare` is a map to fill, taken only for a final response. With `raw`, a head the
 /// client's writer can send on as it came is kept as a [`RawHead`] instead, and the
 /// response's map stays empty.
 fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
-    raw: bool,
+    raw: Raw<'_>,
     spare: &mut Option<HeaderMap>,
 ) -> Result<Parsed, Error> {
     // Where each header's name and value lie in the buffer; the head is then split off
@@ -795,8 +805,11 @@ fn parse_head(
     *response.status_mut() = status;
     *response.version_mut() = version;
     let raw = match raw {
-        true => RawHead::of(&head, spans, &scan),
-        false => None,
+        Some([]) => RawHead::of(&head, spans, &scan),
+        Some(names) if !spans.iter().any(|s| names.iter().any(|n| is_name(&head, *s, n))) => {
+            RawHead::of(&head, spans, &scan)
+        }
+        _ => None,
     };
     if raw.is_none() {
         let mut headers = spare.take().unwrap_or_default();
@@ -818,6 +831,11 @@ fn parse_head(
         reusable,
         raw,
     }))
+}
+
+/// Whether the field at `span` of `head` is named `name`.
+fn is_name(head: &[u8], (ns, ne, _, _): (u32, u32, u32, u32), name: &str) -> bool {
+    head[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
 }
 
 /// A response header's meaning to this hop, told from its name alone.

@@ -12,7 +12,7 @@
 mod h1;
 mod pool;
 
-pub use h1::{Error as UpstreamError, Extra, Failure, RawHead};
+pub use h1::{Error as UpstreamError, Extra, Failure, Raw, RawHead};
 #[cfg(fuzzing)]
 pub(crate) use h1::{fuzz_chunked, fuzz_response};
 pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn};

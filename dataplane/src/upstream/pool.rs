@@ -176,7 +176,7 @@ impl PooledConn {
         &'a mut self,
         req: Request<RequestBody>,
         extra: Extra<'a>,
-        raw: bool,
+        raw: h1::Raw<'a>,
     ) -> impl Future<Output = Result<h1::Head, Failure>> + Send + 'a {
         self.conn.send(req, extra, raw)
     }
@@ -512,7 +512,7 @@ impl UpstreamConn {
         self,
         req: Request<RequestBody>,
         extra: Extra<'_>,
-        raw: bool,
+        raw: h1::Raw<'_>,
     ) -> Result<Response<UpstreamBody>, Failure> {
         let mut req = req;
         if let UpstreamConn::Upgrade(_) | UpstreamConn::H2(_) = self {

@@ -102,7 +102,7 @@ async fn body(conn: &mut H1Conn, framing: &mut Framing) -> Result<(Vec<u8>, Opti
 
 /// One exchange: the head, the body as text, and whether the connection may be reused.
 async fn exchange(conn: &mut H1Conn, req: Request<RequestBody>) -> Result<(Response<()>, String, bool), Error> {
-    let head = match conn.send(req, Extra::default(), false).await {
+    let head = match conn.send(req, Extra::default(), None).await {
         Ok(head) => head,
         Err(Failure::Unsent(_)) => return Err(Error::Closed),
         Err(Failure::Failed { error, .. }) => return Err(error),
@@ -169,7 +169,7 @@ async fn chunked_body_with_extensions_and_trailers_arriving_a_byte_at_a_time() {
     .await;
     let mut conn = connect(addr).await;
     let head = conn
-        .send(request(Method::GET, "/"), Extra::default(), false)
+        .send(request(Method::GET, "/"), Extra::default(), None)
         .await
         .ok()
         .expect("head");
@@ -312,7 +312,7 @@ async fn a_body_cut_short_is_an_error_not_an_end() {
 async fn a_request_comes_back_whole_only_when_no_answer_came() {
     let (addr, _heads) = endpoint(vec![closing(b"")]).await;
     let mut conn = connect(addr).await;
-    match conn.send(request(Method::GET, "/again"), Extra::default(), false).await {
+    match conn.send(request(Method::GET, "/again"), Extra::default(), None).await {
         Err(Failure::Failed {
             error: Error::Closed,
             request: Some(req),
@@ -336,7 +336,7 @@ async fn a_request_comes_back_whole_only_when_no_answer_came() {
         let (addr, _heads) = endpoint(vec![answer(bytes)]).await;
         let mut conn = connect(addr).await;
         let failed = matches!(
-            conn.send(request(Method::GET, "/"), Extra::default(), false).await,
+            conn.send(request(Method::GET, "/"), Extra::default(), None).await,
             Err(Failure::Failed { request: None, .. })
         );
         assert!(failed, "{what}");
@@ -378,7 +378,7 @@ async fn an_idle_connection_the_endpoint_closed_is_not_usable() {
 /// went into the header map instead.
 fn raw_lines(head: &[u8]) -> Option<(String, bool, bool)> {
     let mut buf = BytesMut::from(head);
-    let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, true, &mut None) else {
+    let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, Some(&[]), &mut None) else {
         panic!("not a final head: {:?}", String::from_utf8_lossy(head));
     };
     let raw = head.raw?;
@@ -408,11 +408,35 @@ fn a_plain_head_passes_as_sent_and_an_unusual_one_goes_to_the_map() {
         b"HTTP/1.1 204 No Content\r\nKeep-Alive: 1\r\nKeep-Alive: 2\r\nConnection: keep-alive\r\nKeep-Alive: 3\r\n\r\n",
     ] {
         let mut buf = BytesMut::from(unusual);
-        let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, true, &mut None) else {
+        let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, Some(&[]), &mut None) else {
             panic!("not a final head");
         };
         assert!(head.raw.is_none(), "{:?}", String::from_utf8_lossy(unusual));
         assert!(!head.response.headers().is_empty());
+    }
+}
+
+/// A head holding a field the route's filters may change goes to the map, where they
+/// can; one without passes as sent.
+#[test]
+fn a_head_with_a_field_a_filter_changes_goes_to_the_map() {
+    let names = [Box::from("strict-transport-security"), Box::from("x-env")];
+    let parse = |head: &[u8]| {
+        let mut buf = BytesMut::from(head);
+        let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, Some(&names), &mut None) else {
+            panic!("not a final head");
+        };
+        head
+    };
+    let plain = parse(b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 0\r\n\r\n");
+    assert!(plain.raw.is_some() && plain.response.headers().is_empty());
+    for named in [
+        &b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-ENV: prod\r\n\r\n",
+    ] {
+        let head = parse(named);
+        assert!(head.raw.is_none(), "{:?}", String::from_utf8_lossy(named));
+        assert_eq!(head.response.headers().len(), 2);
     }
 }
 
@@ -531,7 +555,7 @@ async fn a_slow_consumer_of_a_large_body_gets_small_reads_and_a_small_buffer() {
     bytes.resize(bytes.len() + LEN, b'x');
     let (addr, _heads) = endpoint(vec![answer(&bytes)]).await;
     let mut conn = connect(addr).await;
-    let head = match conn.send(request(Method::GET, "/big"), Extra::default(), false).await {
+    let head = match conn.send(request(Method::GET, "/big"), Extra::default(), None).await {
         Ok(head) => head,
         Err(_) => panic!("no response head"),
     };
