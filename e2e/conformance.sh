@@ -73,6 +73,8 @@ FEATURES=(
 	HTTPRouteBackendTimeout
 	GRPCRoute
 	GRPCRouteNamedRouteRule
+	BackendTLSPolicy
+	BackendTLSPolicySANValidation
 )
 SUPPORTED_FEATURES=$(
 	IFS=,
@@ -326,7 +328,7 @@ save_diagnostics() {
 	mkdir -p "$d"
 	"$KUBECTL" get pods -A -o wide >"$d/pods.txt" 2>&1 || true
 	"$KUBECTL" get events -A --sort-by=.lastTimestamp >"$d/events.txt" 2>&1 || true
-	"$KUBECTL" get gatewayclasses,gateways,httproutes,grpcroutes,referencegrants,services -A -o yaml >"$d/gateway-api.yaml" 2>&1 || true
+	"$KUBECTL" get gatewayclasses,gateways,httproutes,grpcroutes,referencegrants,backendtlspolicies,services -A -o yaml >"$d/gateway-api.yaml" 2>&1 || true
 	for pod in $("$KUBECTL" -n "$NAMESPACE" get pods -o name 2>/dev/null); do
 		"$KUBECTL" -n "$NAMESPACE" logs "$pod" >"$d/${pod#pod/}.log" 2>&1 || true
 		"$KUBECTL" -n "$NAMESPACE" logs --previous "$pod" >"$d/${pod#pod/}.previous.log" 2>/dev/null ||

@@ -121,6 +121,10 @@ macro_rules! input_kinds {
         #[derive(Clone, Debug, Default)]
         pub struct Snapshot {
             $( $(#[doc = $doc])* pub $field: Vec<$ty>, )*
+            /// ConfigMaps holding a `ca.crt` that BackendTLSPolicies may name, with no
+            /// other data (cluster mode watches them once BackendTLSPolicy is served;
+            /// file mode and `config_maps` hold whole ConfigMaps, which are read too).
+            pub ca_config_maps: Vec<ConfigMap>,
         }
 
         /// The kinds Portico reads.
@@ -250,6 +254,11 @@ input_kinds! {
     /// ingress-nginx's controller ConfigMap (`--configmap`): its global settings.
     ConfigMap(config_maps: ConfigMap) {
         group: "", version: "v1", scope: namespaced, optional: false, field_selectors: &[], only_named: true,
+    },
+    /// How the Gateway speaks TLS to a Service's endpoints (their CA bundles are
+    /// [`Snapshot::ca_config_maps`]).
+    BackendTLSPolicy(backend_tls_policies: crate::gateway_api::BackendTLSPolicy) {
+        group: "gateway.networking.k8s.io", version: "v1", scope: namespaced, optional: true, field_selectors: &[],
     },
     /// Permits a Gateway's certificateRefs and a route's backendRefs across namespaces.
     ReferenceGrant(reference_grants: crate::gateway_api::ReferenceGrant) {

@@ -217,6 +217,21 @@ pub struct UpstreamTlsSettings {
     pub tls13: bool,
     /// ALPN `h2` (HTTP/2 over TLS: gRPC over TLS) instead of `http/1.1`.
     pub h2: bool,
+    /// Verify against the system's CA certificates (BackendTLSPolicy's
+    /// `wellKnownCACertificates: System`) instead of `verify_with`.
+    pub system_roots: bool,
+    /// When not empty, the certificate must carry one of these names instead of
+    /// `server_name` (BackendTLSPolicy's `subjectAltNames`); `server_name` stays the SNI.
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+/// A name an endpoint's certificate may be required to carry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum SubjectAltName {
+    /// A DNS name (the certificate's own may be a wildcard).
+    Dns(String),
+    /// A URI, such as a SPIFFE ID, compared exactly.
+    Uri(String),
 }
 
 impl UpstreamTlsSettings {
@@ -231,6 +246,8 @@ impl UpstreamTlsSettings {
             tls12: true,
             tls13: true,
             h2: false,
+            system_roots: false,
+            subject_alt_names: Vec::new(),
         }
     }
 
@@ -257,7 +274,16 @@ impl UpstreamTlsSettings {
             u8::from(self.tls12),
             u8::from(self.tls13),
             u8::from(self.h2),
+            u8::from(self.system_roots),
         ]);
+        for name in &self.subject_alt_names {
+            let (tag, value) = match name {
+                SubjectAltName::Dns(v) => (b"d", v),
+                SubjectAltName::Uri(v) => (b"u", v),
+            };
+            field(tag);
+            field(value.as_bytes());
+        }
         let digest = h.finalize();
         let mut first = [0; 8];
         first.copy_from_slice(&digest[..8]);
@@ -313,7 +339,7 @@ impl UpstreamTls {
         Ok(UpstreamTls {
             config: Arc::new(config),
             server_name,
-            verified: settings.verify_with.is_some(),
+            verified: settings.verify_with.is_some() || settings.system_roots,
             key: settings.key(),
         })
     }
@@ -348,12 +374,34 @@ impl rustls::client::ResolvesClientCert for UpstreamClientCert {
     }
 }
 
+/// The system's CA certificates, read once (`SSL_CERT_FILE`/`SSL_CERT_DIR` or the
+/// platform's store).
+fn system_roots() -> Result<Arc<rustls::RootCertStore>, InvalidCertificate> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    let roots = ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            tracing::warn!(errors = ?found.errors, "no system CA certificates found");
+        }
+        Arc::new(roots)
+    });
+    if roots.is_empty() {
+        return Err(InvalidCertificate::NoCertificate);
+    }
+    Ok(roots.clone())
+}
+
 /// Checks an endpoint's certificate as the settings ask: against a CA bundle, or not
 /// at all; the handshake's signatures are checked either way.
 #[derive(Debug)]
 struct EndpointVerifier {
     /// `None`: any certificate is accepted.
     chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    /// The trust anchors and names for `subject_alt_names` (checked instead of the
+    /// server name); `None` when there are none.
+    alt_names: Option<(Arc<rustls::RootCertStore>, Vec<SubjectAltName>)>,
     /// At most this many of the intermediates the endpoint sends are used, the first
     /// ones in the order sent: OpenSSL's verify depth, approximated (webpki has no
     /// depth of its own; certificates of the CA bundle are trust anchors whatever
@@ -368,22 +416,81 @@ impl EndpointVerifier {
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> Result<Self, InvalidCertificate> {
         let bad = |e: String| InvalidCertificate::BadCertificate(e);
-        let chain = match &settings.verify_with {
-            Some(ca_pem) => {
-                let roots = roots_from_pem(ca_pem)?;
-                let webpki =
-                    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| bad(e.to_string()))?;
-                Some(webpki)
-            }
+        let roots = match (&settings.verify_with, settings.system_roots) {
+            (_, true) => Some(system_roots()?),
+            (Some(ca_pem), false) => Some(Arc::new(roots_from_pem(ca_pem)?)),
+            (None, false) => None,
+        };
+        let chain = match &roots {
+            Some(roots) => Some(
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
             None => None,
         };
+        let alt_names = roots
+            .filter(|_| !settings.subject_alt_names.is_empty())
+            .map(|roots| (roots, settings.subject_alt_names.clone()));
         Ok(EndpointVerifier {
             chain,
+            alt_names,
             depth: settings.verify_depth.unwrap_or(usize::MAX),
             provider,
         })
+    }
+}
+
+impl EndpointVerifier {
+    /// The chain up to a trust anchor, then at least one of `names` in the
+    /// certificate's subject alternative names: DNS names as webpki matches a server
+    /// name (wildcards included), URIs exactly. The server name (the SNI) is not one
+    /// of them unless listed.
+    fn verify_alt_names(
+        &self,
+        roots: &rustls::RootCertStore,
+        names: &[SubjectAltName],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        let uris = || -> Vec<String> {
+            let Ok((_, parsed)) = x509_parser::parse_x509_certificate(end_entity) else {
+                return Vec::new();
+            };
+            let Ok(Some(san)) = parsed.subject_alternative_name() else {
+                return Vec::new();
+            };
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let matched = names.iter().any(|name| match name {
+            SubjectAltName::Dns(dns) => {
+                ServerName::try_from(dns.as_str()).is_ok_and(|n| rustls::client::verify_server_name(&cert, &n).is_ok())
+            }
+            SubjectAltName::Uri(uri) => uris().iter().any(|u| u == uri),
+        });
+        if matched {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ))
+        }
     }
 }
 
@@ -400,7 +507,10 @@ impl ServerCertVerifier for EndpointVerifier {
             return Ok(ServerCertVerified::assertion());
         };
         let used = &intermediates[..intermediates.len().min(self.depth)];
-        chain.verify_server_cert(end_entity, used, server_name, ocsp, now)
+        match &self.alt_names {
+            None => chain.verify_server_cert(end_entity, used, server_name, ocsp, now),
+            Some((roots, names)) => self.verify_alt_names(roots, names, end_entity, used, now),
+        }
     }
 
     fn verify_tls12_signature(

@@ -256,3 +256,164 @@ def test_listener_isolation_routes_by_the_most_specific_listener(portico, echo):
         assert r.status == status, (host, url_path, r)
         if backend:
             assert r.json()["backend"] == backend, (host, url_path)
+
+
+# BackendTLSPolicy (Gateway API v1.6.3, apis/v1/backendtlspolicy_types.go): TLS from
+# the Gateway to a Service's endpoints, verified against the `ca.crt` of a ConfigMap
+# for `validation.hostname` (also the SNI), or for `subjectAltNames` instead when set.
+
+BACKEND_NAME = "web.internal"
+BACKEND_URI = "spiffe://example.test/ns/default/sa/web"
+
+
+@pytest.fixture
+def tls_backend(tmp_path):
+    """One HTTPS backend with a certificate for DNS web.internal and a SPIFFE URI,
+    signed by its own CA; it answers with the SNI it was sent. (CA, port)."""
+    import sys
+
+    from test_upstream_tls import BACKEND
+
+    (tmp_path / "backend-ca").mkdir()
+    ca = CA(tmp_path / "backend-ca")
+    cert, key = ca.leaf(BACKEND_NAME, uris=[BACKEND_URI])
+    (tmp_path / "b.crt").write_bytes(cert)
+    (tmp_path / "b.key").write_bytes(key)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BACKEND, str(port), str(tmp_path / "b.crt"), str(tmp_path / "b.key")])
+    wait_for_port("127.0.0.1", port, proc=proc)
+    yield ca, port
+    proc.terminate()
+    proc.wait(10)
+
+
+def ca_config_map(name, ca):
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {"ca.crt": ca.cert.read_text()},
+    }
+
+
+def backend_tls_policy(name, service, validation):
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "BackendTLSPolicy",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": service}], "validation": validation},
+    }
+
+
+def backend_tls_config(port, backend_port, ca, other_ca):
+    """One Service per case, all to the same HTTPS endpoint, each with its policy;
+    path /<case> goes to Service <case>."""
+    cfg = Config()
+    cfg.add(ca_config_map("backend-ca", ca))
+    cfg.add(ca_config_map("other-ca", other_ca))
+    ca_ref = [{"group": "", "kind": "ConfigMap", "name": "backend-ca"}]
+    cases = {
+        "verified": {"caCertificateRefs": ca_ref, "hostname": BACKEND_NAME},
+        "wrong-hostname": {"caCertificateRefs": ca_ref, "hostname": "other.internal"},
+        "wrong-ca": {
+            "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "other-ca"}],
+            "hostname": BACKEND_NAME,
+        },
+        "missing-ca": {
+            "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "missing"}],
+            "hostname": BACKEND_NAME,
+        },
+        # SNI sni.internal, which the certificate does not carry: the URI is what counts.
+        "san-uri": {
+            "caCertificateRefs": ca_ref,
+            "hostname": "sni.internal",
+            "subjectAltNames": [{"type": "URI", "uri": BACKEND_URI}],
+        },
+        "san-hostname": {
+            "caCertificateRefs": ca_ref,
+            "hostname": "sni.internal",
+            "subjectAltNames": [{"type": "Hostname", "hostname": BACKEND_NAME}],
+        },
+        # The hostname matches the certificate, but with subjectAltNames it is not
+        # used for authentication.
+        "san-mismatch": {
+            "caCertificateRefs": ca_ref,
+            "hostname": BACKEND_NAME,
+            "subjectAltNames": [{"type": "URI", "uri": "spiffe://example.test/ns/default/sa/other"}],
+        },
+    }
+    rules = []
+    for case, validation in cases.items():
+        cfg.backend(case, [("127.0.0.1", backend_port)], port=443, port_name="https")
+        cfg.add(backend_tls_policy(case, case, validation))
+        rules.append(
+            {
+                "matches": [{"path": {"type": "Exact", "value": "/" + case}}],
+                "backendRefs": [{"name": case, "port": 443}],
+            }
+        )
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": CLASS},
+            "spec": {"controllerName": "portico.dev/gateway-controller"},
+        }
+    )
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": "default"},
+            "spec": {"gatewayClassName": CLASS, "listeners": [{"name": "http", "protocol": "HTTP", "port": port}]},
+        }
+    )
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "tls", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "edge"}], "hostnames": [HOST], "rules": rules},
+        }
+    )
+    return cfg
+
+
+def test_backend_tls_policy_verifies_the_endpoint(portico, tls_backend, tmp_path):
+    """A request reaches the HTTPS endpoint with validation.hostname as SNI when the
+    certificate verifies; a wrong hostname or CA fails the handshake and the client
+    gets 502, never an unverified answer; a policy whose only caCertificateRef does
+    not resolve answers 500 (spec: "Connections using an invalid CACertificateRef MUST
+    fail, and the client MUST receive an HTTP 5xx error response")."""
+    ca, backend_port = tls_backend
+    (tmp_path / "other").mkdir()
+    other_ca = CA(tmp_path / "other")
+    port = free_port()
+    p = portico(backend_tls_config(port, backend_port, ca, other_ca))
+    wait_for_port("127.0.0.1", port, proc=p.proc)
+
+    r = on_port(port, "/verified", HOST)
+    assert r.status == 200, r
+    assert r.json()["tls"] is True and r.json()["sni"] == BACKEND_NAME and r.json()["path"] == "/verified"
+    assert on_port(port, "/wrong-hostname", HOST).status == 502
+    assert on_port(port, "/wrong-ca", HOST).status == 502
+    assert on_port(port, "/missing-ca", HOST).status == 500
+
+
+def test_backend_tls_policy_subject_alt_names(portico, tls_backend, tmp_path):
+    """subjectAltNames: "the certificate served from the backend MUST have at least one
+    Subject Alternate Name matching one of the specified SubjectAltNames", and the
+    hostname is then the SNI only: a URI or DNS SAN that the certificate carries is
+    served whatever the SNI; one it does not carry fails even though the hostname
+    would have matched."""
+    ca, backend_port = tls_backend
+    port = free_port()
+    (tmp_path / "other").mkdir()
+    p = portico(backend_tls_config(port, backend_port, ca, CA(tmp_path / "other")))
+    wait_for_port("127.0.0.1", port, proc=p.proc)
+
+    for case in ("san-uri", "san-hostname"):
+        r = on_port(port, "/" + case, HOST)
+        assert r.status == 200, (case, r)
+        assert r.json()["sni"] == "sni.internal", case
+    assert on_port(port, "/san-mismatch", HOST).status == 502

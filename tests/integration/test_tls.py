@@ -34,12 +34,12 @@ class CA:
     def _run(self, *args):
         subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
 
-    def leaf(self, name, days=1, expired=False):
-        """(cert PEM, key PEM) for DNS name `name`, signed by this CA."""
+    def leaf(self, name, days=1, expired=False, uris=()):
+        """(cert PEM, key PEM) for DNS name `name` (and URI names `uris`), signed by this CA."""
         self.n += 1
         key, csr, crt = (self.d / ("leaf%d.%s" % (self.n, ext)) for ext in ("key", "csr", "crt"))
         ext = self.d / ("leaf%d.ext" % self.n)
-        ext.write_text("subjectAltName=DNS:%s\n" % name)
+        ext.write_text("subjectAltName=%s\n" % ",".join(["DNS:%s" % name] + ["URI:%s" % u for u in uris]))
         self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
                   "-out", csr, "-subj", "/CN=%s" % name)  # fmt: skip
         validity = ["-days", str(days)]

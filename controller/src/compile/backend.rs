@@ -333,6 +333,23 @@ impl<'a> Backends<'a> {
         self.with_tls(&backend, settings, service, namespace)
     }
 
+    /// `backend` over TLS with a BackendTLSPolicy's `settings`: HTTP/1.1 becomes HTTPS
+    /// and h2c HTTP/2 over TLS, whatever the Service's `appProtocol` said.
+    pub fn with_backend_tls(
+        &mut self,
+        backend: &Arc<Backend>,
+        settings: UpstreamTlsSettings,
+        service: &str,
+        namespace: &str,
+    ) -> Arc<Backend> {
+        let protocol = match backend.protocol {
+            UpstreamProtocol::Http1 | UpstreamProtocol::Https => UpstreamProtocol::Https,
+            UpstreamProtocol::H2c | UpstreamProtocol::H2Tls => UpstreamProtocol::H2Tls,
+        };
+        let backend = self.with_protocol(backend, protocol, service, namespace);
+        self.with_tls(&backend, settings, service, namespace)
+    }
+
     /// `backend` over HTTPS with `settings`; an empty server name is the Service's
     /// `<service>.<namespace>.svc`. Settings that do not build leave the backend
     /// without TLS, which the proxy refuses (502): never a weaker connection.

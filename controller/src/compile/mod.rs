@@ -275,6 +275,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
         certificates: tls::Certificates::new(&snapshot.secrets, opts.now),
         extras: Default::default(),
         default_backend: None,
+        backend_tls: gateway::BackendTls::default(),
     };
     compiler.add_default_certificate();
     compiler.add_global_default_backend();
@@ -306,6 +307,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> (RoutingTable, Vec
     // Gateways never share a port with Ingresses: their listeners are tables of their own.
     let mut certificates = tls::Certificates::new(&snapshot.secrets, opts.now);
     let analysis = gateway::Analysis::new(snapshot, opts, &mut certificates);
+    compiler.backend_tls = analysis.backend_tls.clone();
     compiler.add_gateways(&analysis);
     (compiler.builder.build(opts.generation), compiler.diagnostics)
 }
@@ -400,6 +402,8 @@ struct Compiler<'a> {
     extras: ingress_extras::Extras<'a>,
     /// `--default-backend-service`, resolved.
     default_backend: Option<std::sync::Arc<portico_dataplane::table::Backend>>,
+    /// BackendTLSPolicies, for the backends of Gateway API routes.
+    backend_tls: gateway::BackendTls<'a>,
 }
 
 /// Kubernetes sets the namespace on every namespaced object it returns; a file may

@@ -12,12 +12,15 @@
 //!  (cluster)                           │ listeners             │ backendRefs
 //!                                      └─ certificateRefs ─▶ Secret   └─▶ Service
 //!                ReferenceGrant (in the target's namespace) permits the cross-namespace arrows
+//!                BackendTLSPolicy ─ targetRefs ─▶ Service (port) ; caCertificateRefs ─▶ ConfigMap
 //! ```
 
 mod gateway;
+mod policy;
 mod route;
 
 pub use gateway::*;
+pub use policy::*;
 pub use route::*;
 
 use serde::{Deserialize, Serialize};

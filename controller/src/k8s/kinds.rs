@@ -13,6 +13,9 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use crate::gateway_api::BackendTLSPolicy;
 use crate::snapshot::{InputObject, Kind, KindInfo, KindVisitor, Snapshot};
 
 /// Read handles of every store, one per kind served.
@@ -70,9 +73,23 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
+    watch_trimmed(api, config, changed, |_| {})
+}
+
+/// [`watch`], with `trim` applied to each object before the store keeps it.
+fn watch_trimmed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: Arc<Notify>,
+    trim: impl FnMut(&mut K) + Send + 'static,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     let kind = K::kind(&K::DynamicType::default()).to_string();
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config).default_backoff().reflect(writer);
+    let stream = watcher(api, config).default_backoff().modify(trim).reflect(writer);
     tokio::spawn(async move {
         let (errors, synced) = metrics();
         let mut stream = std::pin::pin!(stream);
@@ -184,6 +201,57 @@ fn push(stores: &RwLock<Vec<Arc<dyn AnyStore>>>, store: Arc<dyn AnyStore>) {
     stores.write().unwrap_or_else(PoisonError::into_inner).push(store);
 }
 
+/// The CA bundles BackendTLSPolicies name: every ConfigMap's `ca.crt` and nothing
+/// else of it (a ConfigMap may be large; only that key is kept in memory). Watched only
+/// once BackendTLSPolicy is served, so a cluster without the CRD pays nothing.
+struct CaBundles(Store<ConfigMap>);
+
+impl AnyStore for CaBundles {
+    fn copy_into(&self, snapshot: &mut Snapshot) {
+        snapshot
+            .ca_config_maps
+            .extend(self.0.state().iter().map(|o| ConfigMap::clone(o)));
+    }
+
+    fn ready(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        self.0.ready()
+    }
+}
+
+/// Keeps a ConfigMap's name, namespace and `ca.crt`, drops the rest.
+pub(crate) fn only_ca_crt(config_map: &mut ConfigMap) {
+    let meta = &mut config_map.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+    config_map.binary_data = None;
+    if let Some(data) = &mut config_map.data {
+        data.retain(|k, _| k == "ca.crt");
+    }
+}
+
+/// Starts the [`CaBundles`] watch as soon as BackendTLSPolicy is served.
+fn start_ca_bundles(
+    client: Client,
+    namespace: Option<String>,
+    changed: Arc<Notify>,
+    stores: Arc<RwLock<Vec<Arc<dyn AnyStore>>>>,
+) {
+    tokio::spawn(async move {
+        let policies = BackendTLSPolicy::api(&client, namespace.as_deref());
+        // Quiet: BackendTLSPolicy's own watcher says when it is not served.
+        while !served(&policies, Kind::BackendTLSPolicy, false).await {
+            tokio::time::sleep(DISCOVERY_PERIOD).await;
+        }
+        let api: Api<ConfigMap> = match namespace.as_deref() {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        let store = watch_trimmed(api, watcher::Config::default(), changed, only_ca_crt);
+        push(&stores, Arc::new(CaBundles(store)));
+    });
+}
+
 impl Stores {
     /// Starts all watchers. `namespace` limits the namespaced kinds to one namespace;
     /// `named` is the `namespace/name` of the one ConfigMap read (`--configmap`).
@@ -204,6 +272,7 @@ impl Stores {
             };
             kind.visit(start).await;
         }
+        start_ca_bundles(client, namespace.map(str::to_string), changed, stores.clone());
         Stores { stores }
     }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::ListParams;
 
@@ -88,6 +89,25 @@ pub async fn list_once(
                     );
                 }
                 Err(e) => return Err(e),
+            }
+        }
+    }
+    if !snapshot.backend_tls_policies.is_empty() {
+        // The CA bundles the policies may name, as the controller keeps them.
+        let api: kube::Api<ConfigMap> = match namespace {
+            Some(ns) => kube::Api::namespaced(client.clone(), ns),
+            None => kube::Api::all(client.clone()),
+        };
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page = api.list(&params).await?;
+            snapshot.ca_config_maps.extend(page.items.into_iter().map(|mut c| {
+                super::kinds::only_ca_crt(&mut c);
+                c
+            }));
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
             }
         }
     }

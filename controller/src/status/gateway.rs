@@ -21,8 +21,8 @@ use serde::de::DeserializeOwned;
 
 use crate::compile::CompileOptions;
 use crate::gateway_api::{
-    Condition, GRPCRoute, Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HTTPRoute, RouteParentStatus,
-    RouteStatus,
+    BackendTLSPolicy, Condition, GRPCRoute, Gateway, GatewayClass, GatewayClassStatus, GatewayStatus, HTTPRoute,
+    PolicyAncestorStatus, PolicyStatus, RouteParentStatus, RouteStatus,
 };
 use crate::k8s::Compiled;
 
@@ -89,6 +89,35 @@ pub fn route_status(
         .collect();
     parents.extend(ours);
     let desired = RouteStatus { parents };
+    (desired != *current).then_some(desired)
+}
+
+/// A BackendTLSPolicy's status with Portico's ancestor entries replaced by `ours` and
+/// every other controller's kept in place (as [`route_status`] does for parents);
+/// `None` when that is what `current` holds.
+pub fn policy_status(
+    mut ours: Vec<PolicyAncestorStatus>,
+    current: Option<&PolicyStatus>,
+    controller_name: &str,
+    now: &str,
+) -> Option<PolicyStatus> {
+    let empty = PolicyStatus::default();
+    let current = current.unwrap_or(&empty);
+    for entry in &mut ours {
+        let old = current
+            .ancestors
+            .iter()
+            .find(|a| a.controller_name == controller_name && a.ancestor_ref == entry.ancestor_ref);
+        with_transition_times(&mut entry.conditions, old.map_or(&[], |a| &a.conditions), now);
+    }
+    let mut ancestors: Vec<PolicyAncestorStatus> = current
+        .ancestors
+        .iter()
+        .filter(|a| a.controller_name != controller_name)
+        .cloned()
+        .collect();
+    ancestors.extend(ours);
+    let desired = PolicyStatus { ancestors };
     (desired != *current).then_some(desired)
 }
 
@@ -184,6 +213,19 @@ pub async fn write_gateway_api(
     let ours = &opts.gateway_controller_name;
     note(write_routes::<HTTPRoute>(client, desired.http_routes, &snapshot.http_routes, ours, &now).await);
     note(write_routes::<GRPCRoute>(client, desired.grpc_routes, &snapshot.grpc_routes, ours, &now).await);
+    for (ns, name, status) in desired.backend_tls_policies {
+        let object = find(&snapshot.backend_tls_policies, &ns, &name);
+        let version = object.and_then(|p| p.metadata.resource_version.as_deref());
+        let Some(status) = policy_status(status.ancestors, object.and_then(|p| p.status.as_ref()), ours, &now) else {
+            continue;
+        };
+        let api = Api::<BackendTLSPolicy>::namespaced(client.clone(), &ns);
+        let result = patch_status(&api, &name, &status, version).await;
+        if result.is_ok() {
+            tracing::info!(namespace = %ns, name = %name, "BackendTLSPolicy status updated");
+        }
+        note(result);
+    }
     first_error.map_or(Ok(()), Err)
 }
 

@@ -244,6 +244,8 @@ pub(in crate::compile) fn resolve(
         tls12: spec.tls12,
         tls13: spec.tls13,
         h2: false,
+        system_roots: false,
+        subject_alt_names: Vec::new(),
     };
     // Built once here to find a bad ca.crt; each backend builds its own with its name.
     let check = UpstreamTlsSettings {

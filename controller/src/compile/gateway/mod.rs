@@ -10,9 +10,11 @@
 //!                                                    ▲
 //!  HTTPRoute ─ parentRefs (name, namespace, sectionName, port) ─ allowedRoutes, hostnames
 //!            ─ backendRefs (Service, ReferenceGrant across namespaces)
+//!                          ◀─ BackendTLSPolicy (TLS to the Service's endpoints)
 //! ```
 
 mod attach;
+mod backend_tls;
 mod isolation;
 mod ports;
 pub mod status;
@@ -26,6 +28,7 @@ use portico_dataplane::table::{HostMatch, ListenerProtocol};
 #[cfg(test)]
 pub use attach::intersect;
 pub use attach::{RouteObject, RouteState, unsupported_filter};
+pub use backend_tls::BackendTls;
 pub use isolation::reserves_hostname;
 pub use ports::gateway_ports;
 
@@ -84,6 +87,8 @@ pub struct Analysis<'a> {
     /// HTTPRoutes and GRPCRoutes naming at least one of those Gateways, in precedence order (oldest,
     /// then namespace/name).
     pub routes: Vec<RouteState<'a>>,
+    /// BackendTLSPolicies, and which holds each Service port.
+    pub backend_tls: BackendTls<'a>,
 }
 
 /// The route kinds Portico attaches to HTTP and HTTPS listeners.
@@ -132,6 +137,7 @@ impl<'a> Analysis<'a> {
             classes,
             gateways,
             routes,
+            backend_tls: BackendTls::new(snapshot),
         }
     }
 }

@@ -8,8 +8,8 @@
 use super::{Analysis, Outcome, RouteObject};
 use crate::compile::{CompileOptions, GatewayServiceType, namespace_of, tls::Certificates};
 use crate::gateway_api::{
-    Condition, GatewayAddress, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus, RouteStatus,
-    SupportedFeature,
+    Condition, GROUP, GatewayAddress, GatewayClassStatus, GatewayStatus, ListenerStatus, ParentReference,
+    PolicyAncestorStatus, PolicyStatus, RouteParentStatus, RouteStatus, SupportedFeature,
 };
 use crate::snapshot::Snapshot;
 
@@ -42,6 +42,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteBackendTimeout",
     "GRPCRoute",
     "GRPCRouteNamedRouteRule",
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
 ];
 
 /// Desired status per object: `(namespace, name, status)`; the namespace is empty for
@@ -53,6 +55,9 @@ pub struct GatewayStatuses {
     pub gateways: Vec<(String, String, GatewayStatus)>,
     pub http_routes: Vec<(String, String, RouteStatus)>,
     pub grpc_routes: Vec<(String, String, RouteStatus)>,
+    /// BackendTLSPolicies: one ancestor per Portico Gateway that serves a route to a
+    /// Service the policy targets (none: the policy is not Portico's to report on).
+    pub backend_tls_policies: Vec<(String, String, PolicyStatus)>,
 }
 
 /// RFC 3339 UTC for Unix seconds.
@@ -248,6 +253,80 @@ pub fn gateway_status(snapshot: &Snapshot, opts: &CompileOptions) -> GatewayStat
             namespace_of(route.route.metadata()).to_string(),
             route.name.to_string(),
             RouteStatus { parents },
+        ));
+    }
+    out.backend_tls_policies = backend_tls_status(&analysis, opts, &now);
+    out
+}
+
+/// Each BackendTLSPolicy's status per Gateway (its ancestor) through which an attached
+/// route forwards to a Service port the policy targets: Accepted (or Conflicted,
+/// NoValidCACertificate, Invalid) and ResolvedRefs.
+fn backend_tls_status(
+    analysis: &Analysis<'_>,
+    opts: &CompileOptions,
+    now: &str,
+) -> Vec<(String, String, PolicyStatus)> {
+    let tls = &analysis.backend_tls;
+    let mut out = Vec::new();
+    for policy in &tls.policies {
+        let mut gateways: Vec<usize> = Vec::new();
+        for route in &analysis.routes {
+            let refs = match route.route {
+                RouteObject::Http(r) => r.spec.rules.iter().flat_map(|r| &r.backend_refs).collect::<Vec<_>>(),
+                RouteObject::Grpc(r) => r.spec.rules.iter().flat_map(|r| &r.backend_refs).collect(),
+            };
+            if !refs.iter().any(|b| tls.targets(policy, &b.backend, route.namespace)) {
+                continue;
+            }
+            let attached = route.parents.iter().filter_map(|p| p.accepted.as_ref().ok()).flatten();
+            gateways.extend(attached.map(|a| a.gateway));
+        }
+        gateways.sort_unstable();
+        gateways.dedup();
+        if gateways.is_empty() {
+            continue;
+        }
+        let current = policy.policy.status.as_ref();
+        let ancestors = gateways
+            .into_iter()
+            .map(|g| {
+                let gw = &analysis.gateways[g];
+                let ancestor_ref = ParentReference {
+                    group: Some(GROUP.to_string()),
+                    kind: Some("Gateway".to_string()),
+                    namespace: Some(gw.namespace.to_string()),
+                    name: gw.name.to_string(),
+                    section_name: None,
+                    port: None,
+                };
+                let current = current
+                    .and_then(|s| {
+                        s.ancestors.iter().find(|a| {
+                            a.ancestor_ref == ancestor_ref && a.controller_name == opts.gateway_controller_name
+                        })
+                    })
+                    .map(|a| a.conditions.as_slice())
+                    .unwrap_or_default();
+                let stamp = Stamp {
+                    generation: policy.policy.metadata.generation,
+                    now: now.to_string(),
+                    current,
+                };
+                PolicyAncestorStatus {
+                    ancestor_ref,
+                    controller_name: opts.gateway_controller_name.clone(),
+                    conditions: vec![
+                        stamp.outcome("Accepted", &policy.accepted, "Accepted"),
+                        stamp.outcome("ResolvedRefs", &policy.resolved_refs, "ResolvedRefs"),
+                    ],
+                }
+            })
+            .collect();
+        out.push((
+            policy.namespace.to_string(),
+            policy.name.to_string(),
+            PolicyStatus { ancestors },
         ));
     }
     out

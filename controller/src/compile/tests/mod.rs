@@ -3,6 +3,7 @@
 mod access;
 mod annotations;
 mod auth;
+mod backend_tls;
 mod backends;
 mod classes;
 mod gateway;

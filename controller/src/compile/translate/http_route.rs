@@ -121,9 +121,24 @@ impl<'a> Compiler<'a> {
             let backend = match (valid, b.backend.port) {
                 (true, Some(port)) => {
                     let backend = self.backends.resolve_number(target, &b.backend.name, port).backend;
-                    match protocol {
+                    let backend = match protocol {
                         UpstreamProtocol::Http1 => backend,
                         _ => self.backends.with_protocol(&backend, protocol, &b.backend.name, target),
+                    };
+                    match self.backend_tls.for_backend(&b.backend, namespace) {
+                        None => backend,
+                        Some(policy) => match policy.settings.clone() {
+                            Some(settings) => {
+                                self.backends
+                                    .with_backend_tls(&backend, settings, &b.backend.name, target)
+                            }
+                            // A policy that cannot verify: never cleartext, never
+                            // unverified; the client gets a 5xx (BackendTLSPolicy).
+                            None => Arc::new(Backend::invalid(format!(
+                                "{target}/{}:backend-tls-policy-invalid",
+                                b.backend.name
+                            ))),
+                        },
                     }
                 }
                 // Gateway API: requests to a backendRef that does not resolve get 500.
