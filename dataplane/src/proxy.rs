@@ -1072,10 +1072,11 @@ fn mark_tried(tried: &mut Vec<SocketAddr>, addr: SocketAddr, others_left: bool) 
     }
 }
 
-/// The rule's backoff before a retry (none: at once).
+/// The rule's backoff before a retry (none: at once). The timer is on the heap: every
+/// request's future would otherwise carry its room.
 async fn back_off(after: Duration) {
     if !after.is_zero() {
-        tokio::time::sleep(after).await;
+        Box::pin(tokio::time::sleep(after)).await;
     }
 }
 
