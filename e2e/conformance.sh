@@ -462,16 +462,21 @@ api_dir=$(gateway_api_dir)
 # The CRDs of one channel, and none of the other: the suite refuses to run when the
 # installed CRDs' gateway.networking.k8s.io/channel annotations differ.
 install_crds() { # CHANNEL
-	local c=$1 i f files=() stale=() crds=()
+	local c=$1 i f files=() others=() stale=() crds=()
 	log "Gateway API $GATEWAY_API_VERSION CRDs ($c channel)"
-	# (The experimental directory also holds a kustomization.yaml, not an object.)
+	# The CRDs first, then the rest: a ValidatingAdmissionPolicy and its binding
+	# (the experimental directory also holds a kustomization.yaml, not an object).
 	for f in "$api_dir/config/crd/$c"/*.yaml; do
-		[[ "${f##*/}" == kustomization.yaml ]] || files+=(-f "$f")
+		if grep -q '^kind: CustomResourceDefinition' "$f"; then
+			files+=(-f "$f")
+		elif [[ "${f##*/}" != kustomization.yaml ]]; then
+			others+=(-f "$f")
+		fi
 	done
-	# The channel's files also hold a ValidatingAdmissionPolicy, safe-upgrades, that
-	# refuses experimental CRDs over standard ones ("Uninstall ValidatingAdmissionPolicy
-	# safe-upgrades.gateway.networking.k8s.io to install experimental CRDs on top of
-	# standard channel CRDs"); the experimental files bring it back.
+	# That policy, safe-upgrades, refuses experimental CRDs over standard ones
+	# ("Uninstall ValidatingAdmissionPolicy safe-upgrades.gateway.networking.k8s.io to
+	# install experimental CRDs on top of standard channel CRDs"): gone while they are
+	# installed, back after.
 	if [[ "$c" == experimental ]]; then
 		kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy \
 			safe-upgrades.gateway.networking.k8s.io --ignore-not-found >/dev/null
@@ -482,6 +487,7 @@ install_crds() { # CHANNEL
 		((i < 10)) || die "installing the $c channel's CRDs: $(cat "$run_dir/crds.err")"
 		sleep 1
 	done
+	((${#others[@]} == 0)) || kubectl apply --server-side --force-conflicts "${others[@]}" >/dev/null
 	# What another channel installed and this one has not (the experimental channel's
 	# gateway.networking.x-k8s.io kinds), from an earlier run on this cluster.
 	mapfile -t stale < <(kubectl get customresourcedefinitions -o \
