@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Runs the upstream Gateway API conformance suite (sigs.k8s.io/gateway-api, profile
 # GATEWAY-HTTP) against Portico installed with Helm on the rig's node, and writes
-# the upstream conformance report.
+# the upstream conformance reports.
 #
-#   e2e/conformance.sh                     the profile's core tests; writes the report
-#   e2e/conformance.sh --run-test NAME     one test (e.g. HTTPRouteSimpleSameNamespace)
+#   e2e/conformance.sh                     two runs on one cluster, each writing its
+#                                          report: the standard channel's (the profiles'
+#                                          core tests and those of FEATURES), then the
+#                                          experimental channel's (the tests of
+#                                          EXPERIMENTAL_FEATURES alone)
+#   e2e/conformance.sh --channel C         one of them: standard or experimental
+#   e2e/conformance.sh --run-test NAME     one test (e.g. HTTPRouteSimpleSameNamespace), on
+#                                          the experimental channel when EXPERIMENTAL_TESTS
+#                                          names it
 #   e2e/conformance.sh --cluster DIR       use the cluster running in DIR (e2e/cluster
 #                                          up --node --dir DIR) and leave it running
 #   e2e/conformance.sh --keep              leave the cluster this run started running
@@ -16,11 +23,13 @@
 #    backend (echo-basic), both from the Go module proxy, and the images the suite's
 #    manifests name, since the node has no registry;
 # 2. starts a cluster with a node (or uses --cluster), imports the images, installs
-#    the suite's CRDs (standard channel, server-side apply), Portico with its chart
-#    (Gateways get ClusterIP Services; the root namespace routes cluster IPs to the
-#    node) and the GatewayClass `portico`;
-# 3. runs the suite and fails when a core test fails that SKIP_TESTS does not name,
-#    or when a test is skipped for any reason but SKIP_TESTS.
+#    Portico with its chart (Gateways get ClusterIP Services; the root namespace routes
+#    cluster IPs to the node) and the GatewayClass `portico`;
+# 3. for each channel: installs the suite's CRDs of that channel (server-side apply;
+#    the suite refuses CRDs of two channels), runs the suite and fails when a test
+#    fails that SKIP_TESTS does not name, or when a test is skipped for any reason but
+#    SKIP_TESTS (or, on the experimental channel, for not being one of
+#    EXPERIMENTAL_TESTS).
 #
 # Takes /tmp/portico-e2e.lock (the rig's node is one per machine) unless a parent
 # process holds it. Needs root. Settings: PORTICO_BIN (default: build the release
@@ -76,9 +85,17 @@ FEATURES=(
 	BackendTLSPolicy
 	BackendTLSPolicySANValidation
 )
-SUPPORTED_FEATURES=$(
-	IFS=,
-	printf '%s' "${FEATURES[*]}"
+# Features whose fields only the experimental channel's CRDs have (the suite's
+# FeatureChannelExperimental with a field of its own: on standard CRDs the API server
+# drops the field and the test cannot pass). Claimed with FEATURES in the experimental
+# run, and in SUPPORTED_FEATURES (status.rs) with the others.
+EXPERIMENTAL_FEATURES=(
+	HTTPRouteRetry
+)
+# The tests of the experimental run, those of EXPERIMENTAL_FEATURES: the rest passed
+# in the standard run, on the same binary.
+EXPERIMENTAL_TESTS=(
+	HTTPRouteRetry
 )
 # The chart's values for the conformance install: the local image, and ClusterIP
 # Services, both the Ingress one (which the suite does not use) and one per Gateway:
@@ -92,7 +109,11 @@ HELM_VALUES=(
 	--set gatewayAPI.enabled=true
 	--set gatewayAPI.serviceType=ClusterIP
 )
-REPORT="docs/conformance/gateway-http-$GATEWAY_API_VERSION-report.yaml"
+# The report of each channel's run.
+declare -A REPORTS=(
+	[standard]="docs/conformance/gateway-http-$GATEWAY_API_VERSION-report.yaml"
+	[experimental]="docs/conformance/gateway-http-$GATEWAY_API_VERSION-experimental-report.yaml"
+)
 LOCK=/tmp/portico-e2e.lock
 
 # Tests left out of the gate, each with its reason: only tests that fail today for
@@ -107,6 +128,7 @@ usage() {
 }
 
 cluster_dir=
+channel=
 keep=0
 build_only=0
 run_test=
@@ -121,6 +143,12 @@ while (($#)); do
 	--keep)
 		keep=1
 		shift
+		;;
+	--channel)
+		(($# >= 2)) || die "--channel needs standard or experimental"
+		[[ "$2" == standard || "$2" == experimental ]] || die "--channel: standard or experimental, not '$2'"
+		channel=$2
+		shift 2
 		;;
 	--build-only)
 		build_only=1
@@ -140,6 +168,18 @@ while (($#)); do
 	*) die "unexpected argument '$1' (see $PROG --help)" ;;
 	esac
 done
+
+# The runs, in order: one channel when asked; for one test, the channel it needs; else
+# both.
+if [[ -n "$channel" ]]; then
+	channels=("$channel")
+elif [[ -n "$run_test" ]] && printf '%s\n' "${EXPERIMENTAL_TESTS[@]}" | grep -qx "$run_test"; then
+	channels=(experimental)
+elif [[ -n "$run_test" ]]; then
+	channels=(standard)
+else
+	channels=(standard experimental)
+fi
 
 [[ "$(id -u)" == 0 ]] || die "needs root (the rig's node: namespaces, cgroups, mounts)"
 for tool in go python3 flock curl ip; do
@@ -421,11 +461,45 @@ check_cluster_ips
 phase rig-check
 
 api_dir=$(gateway_api_dir)
-log "Gateway API $GATEWAY_API_VERSION CRDs (standard channel)"
-kubectl apply --server-side --force-conflicts -f "$api_dir/config/crd/standard/" >/dev/null
-# (The directory also holds a ValidatingAdmissionPolicy and its binding.)
-mapfile -t crds < <(kubectl get -f "$api_dir/config/crd/standard/" -o name | grep '^customresourcedefinition')
-kubectl wait --for condition=Established --timeout=60s "${crds[@]}" >/dev/null
+# The CRDs of one channel, and none of the other: the suite refuses to run when the
+# installed CRDs' gateway.networking.k8s.io/channel annotations differ.
+install_crds() { # CHANNEL
+	local c=$1 i f files=() others=() stale=() crds=()
+	log "Gateway API $GATEWAY_API_VERSION CRDs ($c channel)"
+	# The CRDs first, then the rest: a ValidatingAdmissionPolicy and its binding
+	# (the experimental directory also holds a kustomization.yaml, not an object).
+	for f in "$api_dir/config/crd/$c"/*.yaml; do
+		if grep -q '^kind: CustomResourceDefinition' "$f"; then
+			files+=(-f "$f")
+		elif [[ "${f##*/}" != kustomization.yaml ]]; then
+			others+=(-f "$f")
+		fi
+	done
+	# That policy, safe-upgrades, refuses experimental CRDs over standard ones
+	# ("Uninstall ValidatingAdmissionPolicy safe-upgrades.gateway.networking.k8s.io to
+	# install experimental CRDs on top of standard channel CRDs"): gone while they are
+	# installed, back after.
+	if [[ "$c" == experimental ]]; then
+		kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy \
+			safe-upgrades.gateway.networking.k8s.io --ignore-not-found >/dev/null
+	fi
+	# The API server may enforce a deleted policy for a moment longer.
+	for ((i = 0; ; i++)); do
+		kubectl apply --server-side --force-conflicts "${files[@]}" >/dev/null 2>"$run_dir/crds.err" && break
+		((i < 10)) || die "installing the $c channel's CRDs: $(cat "$run_dir/crds.err")"
+		sleep 1
+	done
+	((${#others[@]} == 0)) || kubectl apply --server-side --force-conflicts "${others[@]}" >/dev/null
+	# What another channel installed and this one has not (the experimental channel's
+	# gateway.networking.x-k8s.io kinds), from an earlier run on this cluster.
+	mapfile -t stale < <(kubectl get customresourcedefinitions -o \
+		jsonpath='{range .items[*]}{.metadata.name}{"\t"}{.metadata.annotations.gateway\.networking\.k8s\.io/channel}{"\n"}{end}' |
+		awk -F '\t' -v c="$c" '$2 != "" && $2 != c { print "customresourcedefinition/" $1 }')
+	((${#stale[@]} == 0)) || kubectl delete --wait "${stale[@]}" >/dev/null
+	mapfile -t crds < <(kubectl get "${files[@]}" -o name | grep '^customresourcedefinition')
+	kubectl wait --for condition=Established --timeout=60s "${crds[@]}" >/dev/null
+}
+install_crds "${channels[0]}"
 
 grep -q '^gatewayAPI:' charts/portico/values.yaml ||
 	die "charts/portico/values.yaml has no gatewayAPI values: this tree's chart cannot serve Gateways"
@@ -452,100 +526,148 @@ EOF
 fi
 phase portico
 
-# --- 3. the suite ---------------------------------------------------------------
+# --- 3. the suite, once per channel ------------------------------------------------
 
 skip_names=()
 for entry in "${SKIP_TESTS[@]}"; do
 	skip_names+=("${entry%%|*}")
 done
-skip_csv=$(
-	IFS=,
-	printf '%s' "${skip_names[*]}"
-)
 chart_home=$(awk '$1 == "home:" {print $2; exit}' charts/portico/Chart.yaml)
-args=(
-	-test.run '^TestConformance$' -test.v -test.timeout 30m
-	-gateway-class "$GATEWAY_CLASS"
-	-conformance-profiles "$PROFILE"
-	-supported-features "$SUPPORTED_FEATURES"
-	-organization portico -project portico
-	-url "${chart_home:-https://github.com/portico-dev/portico}"
-	-version "$portico_version"
-	-contact "${chart_home:-https://github.com/portico-dev/portico}/issues"
-)
-[[ -n "$skip_csv" ]] && args+=(-skip-tests "$skip_csv")
-if [[ -n "$run_test" ]]; then
-	args+=(-run-test "$run_test" -cleanup-base-resources=false)
-else
-	mkdir -p "$(dirname "$REPORT")"
-	args+=(-report-output "$repo/$REPORT")
-fi
-log "running the suite: $PROFILE${run_test:+, test $run_test}"
-# The suite reads manifests relative to nothing (they are embedded); it runs in the
-# run directory so whatever it writes stays there.
-suite_status=0
-# Under pipefail the pipeline's status is the suite's (tee and the filter end 0); not
-# `... || true; PIPESTATUS`, where PIPESTATUS would be true's.
-(cd "$run_dir" && "$suite_bin" "${args[@]}" "${suite_args[@]}") 2>&1 | tee "$run_dir/suite.log" |
-	{ grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|panic:' || true; } || suite_status=$?
-phase suite
+# Every test of the suite, by the ShortName its source gives it.
+mapfile -t all_tests < <(grep -hoE 'ShortName: *"[A-Za-z0-9]+"' "$(conformance_dir)"/tests/*.go |
+	sed -E 's/.*"(.*)"/\1/' | sort -u)
 
-# --- results --------------------------------------------------------------------
-
-declare -A result=() why=()
-while read -r verdict name; do
-	result[$name]=$verdict
-done < <(sed -nE 's/^ *--- (PASS|FAIL|SKIP): TestConformance\/([A-Za-z0-9]+) .*/\1 \2/p' "$run_dir/suite.log")
-# The suite's reason for each skip: "Skipping NAME: suite does not support FEATURE"
-# (a feature Portico does not claim: not run, by design) or "...: test explicitly
-# skipped" (-skip-tests, or another test than -run-test).
-while IFS='|' read -r name reason; do
-	why[$name]=$reason
-done < <(sed -nE 's/.*: Skipping ([A-Za-z0-9]+): (.*)$/\1|\2/p' "$run_dir/suite.log")
-failed=() unexpected_skips=()
-passed=0 skipped=0 unclaimed=0
-printf '\n%-52s %s\n' TEST RESULT >&2
-for name in $(printf '%s\n' "${!result[@]}" | sort); do
-	verdict=${result[$name]} reason=
-	for entry in "${SKIP_TESTS[@]}"; do
-		[[ "${entry%%|*}" == "$name" ]] && reason=${entry#*|}
-	done
-	case "$verdict" in
-	PASS) passed=$((passed + 1)) ;;
-	FAIL) failed+=("$name") ;;
-	SKIP)
-		if [[ -n "$reason" ]]; then
-			skipped=$((skipped + 1))
-		elif [[ "${why[$name]:-}" == "suite does not support "* ]]; then
-			unclaimed=$((unclaimed + 1))
-			continue
-		elif [[ -n "$run_test" && "$name" != "$run_test" ]]; then
-			continue
-		else
-			unexpected_skips+=("$name")
-			reason=${why[$name]:-no reason given}
+# Runs the suite on the installed CHANNEL's CRDs and prints its results; fails when a
+# test fails or is skipped for no known reason. LAST: no run follows on this cluster.
+run_suite() { # CHANNEL LAST
+	local c=$1 last=$2 features=("${FEATURES[@]}") skip=("${skip_names[@]}") only=() t
+	local log_file=$run_dir/suite-$c.log report=${REPORTS[$c]}
+	if [[ "$c" == experimental ]]; then
+		features+=("${EXPERIMENTAL_FEATURES[@]}")
+		# Only EXPERIMENTAL_TESTS: every other test is skipped (-skip-tests), and the
+		# report says so (core and extended "partial").
+		[[ -z "$run_test" ]] && only=("${EXPERIMENTAL_TESTS[@]}")
+		for t in "${only[@]}"; do
+			printf '%s\n' "${all_tests[@]}" | grep -qx "$t" ||
+				die "EXPERIMENTAL_TESTS names $t, which the suite $GATEWAY_API_VERSION does not have"
+		done
+		if ((${#only[@]})); then
+			mapfile -t -O "${#skip[@]}" skip < <(printf '%s\n' "${all_tests[@]}" | grep -vxF -f <(printf '%s\n' "${only[@]}"))
 		fi
-		;;
-	esac
-	printf '%-52s %s%s\n' "$name" "$verdict" "${reason:+ ($reason)}" >&2
+	fi
+	local supported skip_csv
+	supported=$(
+		IFS=,
+		printf '%s' "${features[*]}"
+	)
+	skip_csv=$(
+		IFS=,
+		printf '%s' "${skip[*]}"
+	)
+	local args=(
+		-test.run '^TestConformance$' -test.v -test.timeout 30m
+		-gateway-class "$GATEWAY_CLASS"
+		-conformance-profiles "$PROFILE"
+		-supported-features "$supported"
+		-organization portico -project portico
+		-url "${chart_home:-https://github.com/portico-dev/portico}"
+		-version "$portico_version"
+		-contact "${chart_home:-https://github.com/portico-dev/portico}/issues"
+	)
+	[[ -n "$skip_csv" ]] && args+=(-skip-tests "$skip_csv")
+	if [[ -n "$run_test" ]]; then
+		args+=(-run-test "$run_test" -cleanup-base-resources=false)
+	else
+		mkdir -p "$(dirname "$report")"
+		args+=(-report-output "$repo/$report")
+		# The next run uses the base resources as they are; a cluster about to go
+		# needs no cleaning.
+		((last == 0 || (started_cluster && !keep))) && args+=(-cleanup-base-resources=false)
+	fi
+	log "running the suite ($c channel): $PROFILE${run_test:+, test $run_test}${only[*]:+, tests ${only[*]}}"
+	# The suite reads manifests relative to nothing (they are embedded); it runs in the
+	# run directory so whatever it writes stays there.
+	local suite_status=0
+	# Under pipefail the pipeline's status is the suite's (tee and the filter end 0);
+	# not `... || true; PIPESTATUS`, where PIPESTATUS would be true's.
+	(cd "$run_dir" && "$suite_bin" "${args[@]}" "${suite_args[@]}") 2>&1 | tee "$log_file" |
+		{ grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS)\b|panic:' || true; } || suite_status=$?
+	phase "suite-$c"
+
+	local -A result=() why=()
+	local verdict name reason entry
+	while read -r verdict name; do
+		result[$name]=$verdict
+	done < <(sed -nE 's/^ *--- (PASS|FAIL|SKIP): TestConformance\/([A-Za-z0-9]+) .*/\1 \2/p' "$log_file")
+	# The suite's reason for each skip: "Skipping NAME: suite does not support FEATURE"
+	# (a feature Portico does not claim: not run, by design) or "...: test explicitly
+	# skipped" (-skip-tests, or another test than -run-test).
+	while IFS='|' read -r name reason; do
+		why[$name]=$reason
+	done < <(sed -nE 's/.*: Skipping ([A-Za-z0-9]+): (.*)$/\1|\2/p' "$log_file")
+	local failed=() unexpected_skips=() passed=0 skipped=0 unclaimed=0 elsewhere=0
+	printf '\n%-52s %s\n' "TEST ($c channel)" RESULT >&2
+	for name in $(printf '%s\n' "${!result[@]}" | sort); do
+		verdict=${result[$name]} reason=
+		for entry in "${SKIP_TESTS[@]}"; do
+			[[ "${entry%%|*}" == "$name" ]] && reason=${entry#*|}
+		done
+		case "$verdict" in
+		PASS) passed=$((passed + 1)) ;;
+		FAIL) failed+=("$name") ;;
+		SKIP)
+			if [[ -n "$reason" ]]; then
+				skipped=$((skipped + 1))
+			elif [[ "${why[$name]:-}" == "suite does not support "* ]]; then
+				unclaimed=$((unclaimed + 1))
+				continue
+			elif [[ -n "$run_test" && "$name" != "$run_test" ]]; then
+				continue
+			elif ((${#only[@]})) && ! printf '%s\n' "${only[@]}" | grep -qx "$name"; then
+				elsewhere=$((elsewhere + 1))
+				continue
+			else
+				unexpected_skips+=("$name")
+				reason=${why[$name]:-no reason given}
+			fi
+			;;
+		esac
+		printf '%-52s %s%s\n' "$name" "$verdict" "${reason:+ ($reason)}" >&2
+	done
+	printf '%s passed, %s failed, %s skipped (SKIP_TESTS); %s not run (features not claimed; claimed: %s)' \
+		"$passed" "${#failed[@]}" "$skipped" "$unclaimed" "$supported" >&2
+	((elsewhere)) && printf '; %s left to the standard run' "$elsewhere" >&2
+	printf '\n' >&2
+	((${#result[@]})) || log "the suite ran no test (setup failed?): see $log_file"
+	for t in "${only[@]}"; do
+		[[ "${result[$t]:-}" == PASS ]] || failed+=("$t")
+	done
+	phase "results-$c"
+	if ((${#unexpected_skips[@]})); then
+		log "skipped, not in SKIP_TESTS and not for an unclaimed feature: ${unexpected_skips[*]}"
+		suite_status=1
+	fi
+	((${#failed[@]} == 0)) || suite_status=1
+	if ((suite_status != 0)); then
+		log "FAILED ($c channel)${failed[*]:+: ${failed[*]}} (the suite's output: $log_file)"
+		return 1
+	fi
+	[[ -z "$run_test" ]] && log "report: $report"
+	return 0
+}
+
+failed_runs=()
+for i in "${!channels[@]}"; do
+	if ((i > 0)); then
+		install_crds "${channels[$i]}"
+		phase "crds-${channels[$i]}"
+	fi
+	run_suite "${channels[$i]}" $((i + 1 == ${#channels[@]})) || failed_runs+=("${channels[$i]}")
 done
-printf '%s passed, %s failed, %s skipped (SKIP_TESTS); %s not run (features not claimed; claimed: %s)\n' \
-	"$passed" "${#failed[@]}" "$skipped" "$unclaimed" "$SUPPORTED_FEATURES" >&2
-((${#result[@]})) || log "the suite ran no test (setup failed?): see $run_dir/suite.log"
-phase results
+
 printf '\ntimings:' >&2
 printf ' %s,' "${timings[@]}" >&2
 printf ' total %ss\n' "$(($(now) - t_start))" >&2
-
-if ((${#unexpected_skips[@]})); then
-	log "skipped, not in SKIP_TESTS and not for an unclaimed feature: ${unexpected_skips[*]}"
-	suite_status=1
-fi
-((${#failed[@]} == 0)) || suite_status=1
-if ((suite_status != 0)); then
-	log "FAILED${failed[*]:+: ${failed[*]}} (the suite's output: $run_dir/suite.log)"
-	exit 1
-fi
-[[ -z "$run_test" ]] && log "report: $REPORT"
+((${#failed_runs[@]} == 0)) || die "failed: the ${failed_runs[*]} channel's run"
 ((started_cluster && keep)) && log "the cluster keeps running: e2e/cluster down --dir $cluster_dir"
 status=0

@@ -4,7 +4,8 @@
 #   real binary, real backends, real clients), and the end-to-end suite (a real
 #   kube-apiserver and etcd, and a real node: kubelet, containerd, kube-proxy, where
 #   Helm installs Portico as pods; Kubernetes built from upstream source and cached),
-#   and the upstream Gateway API conformance suite on that node.
+#   and the upstream Gateway API conformance suite on that node (standard and
+#   experimental channel CRDs).
 # Slow things are cached outside the checkout, keyed by version, under $PORTICO_CACHE
 # (default ~/.cache/portico): the control-plane binaries, the Python test environment
 # and, in a fresh clone, the cargo target directory.
@@ -72,8 +73,11 @@ if [ -x e2e/run.sh ]; then
 fi
 
 if [ -x e2e/conformance.sh ]; then
-  step "Gateway API conformance (upstream suite v1.6.3, profile GATEWAY-HTTP) on the node"
-  # The node is one per machine: conformance.sh takes /tmp/portico-e2e.lock itself.
+  step "Gateway API conformance (upstream suite v1.6.3, profiles GATEWAY-HTTP and GATEWAY-GRPC) on the node"
+  # Two runs on one cluster, each with its report in docs/conformance/: the standard
+  # channel's CRDs with every claimed test, then the experimental channel's with the
+  # tests of the features only its CRDs can express (EXPERIMENTAL_TESTS). The node is
+  # one per machine: conformance.sh takes /tmp/portico-e2e.lock itself.
   e2e/conformance.sh
 fi
 

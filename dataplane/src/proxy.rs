@@ -26,7 +26,7 @@ mod retry;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -751,11 +751,13 @@ impl Proxy {
     /// retried once on another endpoint: nothing reached the first one, so this is safe
     /// for every method, idempotent or not.
     ///
-    /// A Route rule may ask for more (see [`crate::table::RetryPolicy`]): further attempts on other
-    /// endpoints after a reset, a timeout or a listed status code. Those replay the
-    /// request, so they are made only for requests without a body, and for idempotent
-    /// methods unless the rule opts in; a streamed body has gone to the first endpoint
-    /// and is not kept. Returns the `Set-Cookie` of cookie affinity, when one is due.
+    /// A rule may ask for more (see [`crate::table::RetryPolicy`]): further attempts on other
+    /// endpoints (or the same, when the policy reuses endpoints) after a reset, a
+    /// timeout or a listed status code, each after the policy's backoff. Those replay
+    /// the request, so they are made only for requests without a body, and for
+    /// idempotent methods unless the rule opts in; a streamed body has gone to the
+    /// first endpoint and is not kept. Returns the `Set-Cookie` of cookie affinity,
+    /// when one is due.
     async fn send_upstream(
         self: &Arc<Self>,
         mut req: Request<RequestBody>,
@@ -849,12 +851,14 @@ impl Proxy {
                     connect_failures += 1;
                     tracing::warn!(backend = %backend.name, endpoint = %addr, error = %e, "upstream connect failed");
                     budget.others_left = others_left(&tried);
+                    budget.time_left = time_left(deadline);
                     let outcome = retry::Outcome::ConnectFailed { nth: connect_failures };
-                    let retry::Decision::Retry { spent } = retry::decide(retry, budget, outcome) else {
+                    let retry::Decision::Retry { spent, after } = retry::decide(retry, budget, outcome) else {
                         return Err(e.into());
                     };
                     spend(&mut budget, spent);
-                    tried.push(addr);
+                    mark_tried(&mut tried, addr, budget.others_left);
+                    back_off(after).await;
                     continue;
                 }
             };
@@ -943,6 +947,7 @@ impl Proxy {
                 }
             };
             budget.others_left = others_left(&tried);
+            budget.time_left = time_left(deadline);
             let decision = retry::decide(retry, budget, outcome);
             let next = match decision {
                 retry::Decision::Stop => None,
@@ -954,18 +959,17 @@ impl Proxy {
                 }
                 return answer;
             };
-            match decision {
-                retry::Decision::Resend { stale } => {
-                    tracing::debug!(backend = %backend.name, endpoint = %addr, ?outcome, "sending again on a fresh connection");
-                    budget.stale_resent |= stale;
-                }
-                _ => {
-                    tracing::debug!(backend = %backend.name, endpoint = %addr, ?outcome, "retrying on another endpoint");
-                    if let retry::Decision::Retry { spent } = decision {
-                        spend(&mut budget, spent);
-                    }
-                    tried.push(addr);
-                }
+            if let retry::Decision::Resend { stale } = decision {
+                tracing::debug!(backend = %backend.name, endpoint = %addr, ?outcome, "sending again on a fresh connection");
+                budget.stale_resent |= stale;
+            } else if let retry::Decision::Retry { spent, after } = decision {
+                tracing::debug!(backend = %backend.name, endpoint = %addr, ?outcome, ?after, "retrying");
+                spend(&mut budget, spent);
+                mark_tried(&mut tried, addr, budget.others_left);
+                // The answer given up on (a listed status's response holds its
+                // connection) goes before the wait.
+                drop(answer);
+                back_off(after).await;
             }
             req = next;
         }
@@ -1061,6 +1065,30 @@ impl Replay {
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
         req
+    }
+}
+
+/// Time until the request's deadline, if it has one.
+fn time_left(deadline: Option<(Instant, Duration)>) -> Option<Duration> {
+    deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()))
+}
+
+/// Leaves `addr` out of the next picks; once no endpoint is left (a retry then goes
+/// to one already tried: [`crate::table::RetryPolicy::reuse_endpoints`]), every
+/// endpoint is a candidate again.
+fn mark_tried(tried: &mut Vec<SocketAddr>, addr: SocketAddr, others_left: bool) {
+    if others_left {
+        tried.push(addr);
+    } else {
+        tried.clear();
+    }
+}
+
+/// The rule's backoff before a retry (none: at once). The timer is on the heap: every
+/// request's future would otherwise carry its room.
+async fn back_off(after: Duration) {
+    if !after.is_zero() {
+        Box::pin(tokio::time::sleep(after)).await;
     }
 }
 

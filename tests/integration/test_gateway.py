@@ -6,13 +6,18 @@ each listener port is bound as it is, and only that port's routes answer on it.
 The same host is also routed by an Ingress, to another backend: an HTTPRoute is never
 served on the Ingress ports and an Ingress never on a Gateway's ports."""
 
+import http.client
 import json
 import socket
+import struct
 import subprocess
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from harness import curl, free_port, portico_bin, wait_for_port
+from harness import curl, free_port, portico_bin, read_head, wait_for_port
 from k8s import Config, path, rule
 from test_tls import CA, peer_cert, tls_secret
 
@@ -256,6 +261,243 @@ def test_listener_isolation_routes_by_the_most_specific_listener(portico, echo):
         assert r.status == status, (host, url_path, r)
         if backend:
             assert r.json()["backend"] == backend, (host, url_path)
+
+
+class Flaky:
+    """A backend that fails the first `fail` requests of each `id` (query parameters),
+    then answers 200, as the conformance suite's retry backend does: `code=N` fails
+    with that status, `code=reset` reads the request and resets the connection (TCP
+    RST) unanswered, `code=slow` answers 500 after 2 seconds. It records when each
+    request of an id arrived."""
+
+    def __init__(self, ip="127.0.0.1"):
+        self.ip = ip
+        self.port = free_port((ip,))
+        self.sock = socket.create_server((ip, self.port))
+        self.hits = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        with c:
+            c.settimeout(10)
+            rest = b""
+            while True:
+                got = read_head(c, rest)
+                if got is None:
+                    return
+                head, rest = got
+                lines = head.decode("latin-1").split("\r\n")
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                while len(rest) < length:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        return
+                    rest += chunk
+                body, rest = rest[:length], rest[length:]
+                method, target = lines[0].split(" ")[:2]
+                query = parse_qs(urlsplit(target).query)
+                key = query.get("id", [""])[0]
+                with self.lock:
+                    hits = self.hits.setdefault(key, [])
+                    hits.append(time.monotonic())
+                    n = len(hits)
+                code = query.get("code", ["500"])[0]
+                if n <= int(query.get("fail", ["0"])[0]):
+                    if code == "reset":
+                        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        return
+                    if code == "slow":
+                        time.sleep(2)
+                        code = "500"
+                    answer = b"HTTP/1.1 %s Failing\r\nContent-Length: 5\r\n\r\nfail\n" % code.encode()
+                else:
+                    echo = json.dumps({"method": method, "attempt": n, "body_length": len(body)}).encode()
+                    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(echo), echo)
+                try:
+                    c.sendall(answer)
+                except OSError:
+                    return
+
+    def times(self, key):
+        with self.lock:
+            return list(self.hits.get(key, []))
+
+    def stop(self):
+        self.sock.close()
+
+
+RETRY_HOST = "retry.gw.example.test"
+
+
+def retry_config(flaky, port):
+    """One Gateway listener and one HTTPRoute to the one-endpoint backend `flaky`:
+    /retry retries 500 three times 200 ms apart; /fast retries 500 twice at once;
+    /bounded waits 600 ms between retries within a 1 s request timeout; /timed retries
+    once after a 300 ms backend timeout; /plain has no retry."""
+    cfg = Config()
+    cfg.backend("flaky", [flaky])
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": CLASS},
+            "spec": {"controllerName": "portico.dev/gateway-controller"},
+        }
+    )
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "retrying", "namespace": "default"},
+            "spec": {"gatewayClassName": CLASS, "listeners": [{"name": "http", "protocol": "HTTP", "port": port}]},
+        }
+    )
+
+    def rule_(prefix, retry=None, timeouts=None):
+        r = {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}], "backendRefs": [{"name": "flaky", "port": 80}]}
+        if retry is not None:
+            r["retry"] = retry
+        if timeouts is not None:
+            r["timeouts"] = timeouts
+        return r
+
+    rules = [
+        rule_("/retry", {"codes": [500], "attempts": 3, "backoff": "200ms"}),
+        rule_("/fast", {"codes": [500], "attempts": 2}),
+        rule_("/bounded", {"codes": [500], "attempts": 3, "backoff": "600ms"}, {"request": "1s"}),
+        rule_("/timed", {"attempts": 1}, {"backendRequest": "300ms"}),
+        rule_("/plain"),
+    ]
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "retries", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "retrying"}], "hostnames": [RETRY_HOST], "rules": rules},
+        }
+    )
+    return cfg
+
+
+@pytest.fixture
+def retrying(portico):
+    flaky = Flaky()
+    port = free_port()
+    p = portico(retry_config(flaky, port))
+    wait_for_port("127.0.0.1", port, proc=p.proc)
+    yield p, port, flaky
+    flaky.stop()
+
+
+_ids = iter(range(1_000_000))
+
+
+def ask(port, prefix, fail, code="500", method="GET", body=None):
+    """One request that fails `fail` times at the backend: (status, seconds taken, id)."""
+    key = "r%d" % next(_ids)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    t0 = time.monotonic()
+    conn.request(method, "%s?id=%s&fail=%d&code=%s" % (prefix, key, fail, code), body=body, headers={"Host": RETRY_HOST})
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    return r.status, time.monotonic() - t0, key
+
+
+def test_http_route_retry_attempts_codes_and_backoff(retrying):
+    """HTTPRouteRetry (GEP-1731; apis/v1 HTTPRouteRetry): `attempts` is how many times a
+    request is retried, the first request not counted; only the listed `codes` are
+    retried; `backoff` is the least time between attempts. The backend has one
+    endpoint, so retries go to it again (as in the conformance suite's HTTPRouteRetry)."""
+    p, port, flaky = retrying
+    # Two failures, three retries allowed: the client gets 200 after three requests,
+    # each at least 200 ms after the one before.
+    status, took, key = ask(port, "/retry", fail=2)
+    assert status == 200
+    times = flaky.times(key)
+    assert len(times) == 3, times
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(g >= 0.2 for g in gaps), gaps
+    assert took >= 0.4, took
+    # Four failures: the first request and its three retries all fail, the client gets
+    # the backend's 500, and the fifth request is never made.
+    status, _, key = ask(port, "/retry", fail=4)
+    assert status == 500
+    assert len(flaky.times(key)) == 4
+    # 503 is not listed: not retried.
+    status, _, key = ask(port, "/retry", fail=2, code="503")
+    assert (status, len(flaky.times(key))) == (503, 1)
+    # Without a backoff the retries follow at once.
+    status, took, key = ask(port, "/fast", fail=2)
+    assert (status, len(flaky.times(key))) == (200, 3)
+    assert took < 0.5, took
+    # A rule without retry: the first failure is the answer.
+    status, _, key = ask(port, "/plain", fail=1)
+    assert (status, len(flaky.times(key))) == (500, 1)
+    # Retries made: 2, 3 and 2.
+    assert p.metrics().get("portico_upstream_retries_total", reason="status") == 2 + 3 + 2
+
+
+def test_http_route_retry_connection_errors_and_methods(retrying):
+    """"Implementations SHOULD retry on connection errors (disconnect, reset, timeout,
+    TCP failure) if a retry stanza is configured": a connection reset before the
+    response is retried like a listed status, whatever the codes. The spec names no
+    method, so a bodiless POST is retried too; a POST whose body went to the endpoint is
+    not (Portico keeps no copy of a body), and the client sees the failure."""
+    p, port, flaky = retrying
+    status, _, key = ask(port, "/retry", fail=2, code="reset")
+    assert (status, len(flaky.times(key))) == (200, 3)
+    assert p.metrics().get("portico_upstream_retries_total", reason="reset") == 2
+    status, _, key = ask(port, "/retry", fail=1, method="POST")
+    assert (status, len(flaky.times(key))) == (200, 2)
+    status, _, key = ask(port, "/retry", fail=1, method="POST", body=b"x" * 100)
+    assert (status, len(flaky.times(key))) == (500, 1)
+    # Without retry, a reset is a 502 (after, at most, the free resend every route
+    # makes when a pooled keep-alive connection breaks, as nginx does).
+    status, _, key = ask(port, "/plain", fail=5, code="reset")
+    assert status == 502
+    assert len(flaky.times(key)) <= 2
+
+
+def test_http_route_retry_within_the_request_timeout(retrying):
+    """HTTPRouteRetry.backoff: "the entire duration of the initial request and any
+    retry attempts MUST not exceed the Request timeout duration". With 600 ms between
+    attempts and a 1 s request timeout, the second retry could not start in time: it is
+    not made, and the client gets the last answer (500) before the timeout."""
+    _, port, flaky = retrying
+    status, took, key = ask(port, "/bounded", fail=5)
+    assert status == 500
+    assert len(flaky.times(key)) == 2
+    assert 0.6 <= took < 1.0, took
+
+
+def test_http_route_retry_after_a_backend_timeout(retrying):
+    """HTTPRouteRetryBackendTimeout (GEP-1731: "backend requests that exceed a
+    BackendRequest timeout duration are retried if a retry stanza is configured"): an
+    attempt with no answer within timeouts.backendRequest is retried, and the client
+    gets the retry's answer well before the slow one would have come."""
+    p, port, flaky = retrying
+    status, took, key = ask(port, "/timed", fail=1, code="slow")
+    assert (status, len(flaky.times(key))) == (200, 2)
+    assert 0.3 <= took < 1.5, took
+    assert p.metrics().get("portico_upstream_retries_total", reason="timeout") == 1
+    # Twice slow, one retry: the second timeout is the answer, 504.
+    status, took, key = ask(port, "/timed", fail=2, code="slow")
+    assert (status, len(flaky.times(key))) == (504, 2)
+    assert 0.6 <= took < 1.5, took
 
 
 # BackendTLSPolicy (Gateway API v1.6.3, apis/v1/backendtlspolicy_types.go): TLS from

@@ -7,9 +7,12 @@
 //!   idempotent request broke on it), sent once more on a fresh connection to the
 //!   same endpoint, as nginx does for keep-alive connections; and the first failed
 //!   connect, retried on another endpoint for every route since nothing was sent;
-//! - the rule's policy: further attempts on other endpoints after a connect failure,
-//!   a reset, a timeout or a listed status, each spending one of its attempts and
-//!   counted in `portico_upstream_retries_total`.
+//! - the rule's policy: further attempts on other endpoints (or, when the policy
+//!   reuses endpoints, on those already tried once none is left) after a connect
+//!   failure, a reset, a timeout or a listed status, each spending one of its attempts,
+//!   made after the policy's backoff and counted in `portico_upstream_retries_total`.
+
+use std::time::Duration;
 
 use crate::table::RetryPolicy;
 
@@ -65,6 +68,9 @@ pub struct Budget {
     pub others_left: bool,
     /// The free resend on a fresh connection has been used.
     pub stale_resent: bool,
+    /// Time until the request's own deadline (Gateway API's `timeouts.request`), if
+    /// it has one.
+    pub time_left: Option<Duration>,
 }
 
 /// What to do next.
@@ -74,44 +80,52 @@ pub enum Decision {
     Stop,
     /// Send once more on a fresh connection to the same endpoint, free.
     Resend { stale: bool },
-    /// Send to another endpoint; `spent` is the policy attempt this costs, if any.
-    Retry { spent: Option<Reason> },
+    /// Send to an endpoint not tried yet (or, under a policy that reuses endpoints and
+    /// with none left, to one tried already) once `after` has passed; `spent` is the
+    /// policy attempt this costs, if any.
+    Retry { spent: Option<Reason>, after: Duration },
 }
 
 /// The decision after one attempt.
 pub fn decide(policy: Option<&RetryPolicy>, budget: Budget, outcome: Outcome) -> Decision {
     let allows = |on: fn(&RetryPolicy) -> bool| policy.is_some_and(on) && budget.attempts > 0;
-    // A policy retry replays the request elsewhere: it needs a copy and another endpoint.
+    // Where a policy retry may go: an endpoint not tried yet, or any under a policy that
+    // reuses them.
+    let somewhere = budget.others_left || policy.is_some_and(|r| r.reuse_endpoints);
+    // A policy retry waits the backoff first; one that could not start before the
+    // request's deadline is not made, and this attempt's answer stands.
+    let spend = |reason| {
+        let after = policy.and_then(|r| r.backoff).unwrap_or_default();
+        match budget.time_left {
+            Some(left) if left <= after => Decision::Stop,
+            _ => Decision::Retry {
+                spent: Some(reason),
+                after,
+            },
+        }
+    };
+    // A policy retry that replays the request needs a copy of it.
     let replay = |on: fn(&RetryPolicy) -> bool, reason| {
-        if allows(on) && budget.replayable && budget.others_left {
-            Decision::Retry { spent: Some(reason) }
+        if allows(on) && budget.replayable && somewhere {
+            spend(reason)
         } else {
             Decision::Stop
         }
     };
     match outcome {
-        Outcome::ConnectFailed { nth } => {
-            if !budget.others_left {
-                Decision::Stop
-            } else if nth <= 1 {
-                Decision::Retry { spent: None }
-            } else if allows(|r| r.on_connect_failure) {
-                Decision::Retry {
-                    spent: Some(Reason::ConnectFailure),
-                }
-            } else {
-                Decision::Stop
-            }
-        }
+        Outcome::ConnectFailed { nth } if nth <= 1 && budget.others_left => Decision::Retry {
+            spent: None,
+            after: Duration::ZERO,
+        },
+        Outcome::ConnectFailed { .. } if allows(|r| r.on_connect_failure) && somewhere => spend(Reason::ConnectFailure),
+        Outcome::ConnectFailed { .. } => Decision::Stop,
         Outcome::TimedOut { overall: true } => Decision::Stop,
         Outcome::TimedOut { overall: false } => replay(|r| r.on_timeout, Reason::Timeout),
         Outcome::Status(code) if policy.is_some_and(|r| r.codes.contains(&code)) => replay(|_| true, Reason::Status),
         Outcome::Status(_) => Decision::Stop,
         Outcome::Unsent { reused: true } => Decision::Resend { stale: false },
-        // Never sent, so even a request with a body may go elsewhere.
-        Outcome::Unsent { reused: false } if allows(|r| r.on_reset) && budget.others_left => Decision::Retry {
-            spent: Some(Reason::Reset),
-        },
+        // Never sent, so even a request with a body may go again.
+        Outcome::Unsent { reused: false } if allows(|r| r.on_reset) && somewhere => spend(Reason::Reset),
         Outcome::Unsent { reused: false } => Decision::Stop,
         Outcome::Broken {
             reused: true,
@@ -134,6 +148,8 @@ mod tests {
             codes: vec![503],
             per_try_timeout: None,
             non_idempotent: false,
+            backoff: None,
+            reuse_endpoints: false,
         }
     }
 
@@ -143,6 +159,7 @@ mod tests {
             replayable: true,
             others_left: true,
             stale_resent: false,
+            time_left: None,
         }
     }
 
@@ -150,7 +167,13 @@ mod tests {
     #[test]
     fn first_connect_failure_is_retried_free_without_a_policy() {
         let d = decide(None, Budget::default().with_others(), Outcome::ConnectFailed { nth: 1 });
-        assert_eq!(d, Decision::Retry { spent: None });
+        assert_eq!(
+            d,
+            Decision::Retry {
+                spent: None,
+                after: Duration::ZERO
+            }
+        );
     }
 
     /// Without a policy, a second connect failure is the answer (502).
@@ -168,7 +191,8 @@ mod tests {
         assert_eq!(
             d,
             Decision::Retry {
-                spent: Some(Reason::ConnectFailure)
+                spent: Some(Reason::ConnectFailure),
+                after: Duration::ZERO
             }
         );
         let spent = Budget {
@@ -211,7 +235,8 @@ mod tests {
         assert_eq!(
             decide(Some(&p), budget(), Outcome::TimedOut { overall: false }),
             Decision::Retry {
-                spent: Some(Reason::Timeout)
+                spent: Some(Reason::Timeout),
+                after: Duration::ZERO
             }
         );
         assert_eq!(
@@ -247,7 +272,8 @@ mod tests {
         assert_eq!(
             decide(Some(&p), budget(), Outcome::Status(503)),
             Decision::Retry {
-                spent: Some(Reason::Status)
+                spent: Some(Reason::Status),
+                after: Duration::ZERO
             }
         );
         assert_eq!(decide(Some(&p), budget(), Outcome::Status(500)), Decision::Stop);
@@ -277,7 +303,8 @@ mod tests {
         assert_eq!(
             decide(Some(&p), streamed, Outcome::Unsent { reused: false }),
             Decision::Retry {
-                spent: Some(Reason::Reset)
+                spent: Some(Reason::Reset),
+                after: Duration::ZERO
             }
         );
         assert_eq!(
@@ -304,7 +331,8 @@ mod tests {
         assert_eq!(
             decide(Some(&p), resent, broken),
             Decision::Retry {
-                spent: Some(Reason::Reset)
+                spent: Some(Reason::Reset),
+                after: Duration::ZERO
             }
         );
     }
@@ -322,6 +350,161 @@ mod tests {
             resendable: false,
         };
         assert_eq!(decide(Some(&p), streamed, broken), Decision::Stop);
+    }
+
+    /// Gateway API's policy (`HTTPRouteRetry`): connection errors and the listed codes,
+    /// retried on the endpoints already tried when none is left.
+    fn gateway_policy(attempts: u32, backoff: Option<Duration>) -> RetryPolicy {
+        RetryPolicy {
+            attempts,
+            on_connect_failure: true,
+            on_reset: true,
+            on_timeout: true,
+            codes: vec![500, 502, 503, 504],
+            non_idempotent: true,
+            backoff,
+            reuse_endpoints: true,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// A backend with one endpoint: under a policy that reuses endpoints the retry goes
+    /// to that endpoint again (the conformance suite's retry backend has one replica);
+    /// under one that does not, nothing is retried.
+    #[test]
+    fn one_endpoint_is_retried_when_the_policy_reuses_endpoints() {
+        let alone = Budget {
+            others_left: false,
+            ..budget()
+        };
+        let p = gateway_policy(2, None);
+        let retried = |reason| Decision::Retry {
+            spent: Some(reason),
+            after: Duration::ZERO,
+        };
+        assert_eq!(decide(Some(&p), alone, Outcome::Status(500)), retried(Reason::Status));
+        assert_eq!(
+            decide(Some(&p), alone, Outcome::TimedOut { overall: false }),
+            retried(Reason::Timeout)
+        );
+        assert_eq!(
+            decide(
+                Some(&p),
+                alone,
+                Outcome::Broken {
+                    reused: false,
+                    resendable: true
+                }
+            ),
+            retried(Reason::Reset)
+        );
+        assert_eq!(
+            decide(Some(&p), alone, Outcome::Unsent { reused: false }),
+            retried(Reason::Reset)
+        );
+        // The first failed connect is free only when another endpoint is left; on the
+        // same one it is the policy's, and spends an attempt.
+        assert_eq!(
+            decide(Some(&p), alone, Outcome::ConnectFailed { nth: 1 }),
+            retried(Reason::ConnectFailure)
+        );
+        assert_eq!(decide(Some(&policy()), alone, Outcome::Status(503)), Decision::Stop);
+        assert_eq!(decide(None, alone, Outcome::ConnectFailed { nth: 1 }), Decision::Stop);
+    }
+
+    /// `attempts` counts retries, not requests (HTTPRouteRetry: "the maximum number of
+    /// times an individual request ... should be retried"): with 3, a backend that keeps
+    /// answering 500 gets 4 requests, and the fourth answer is the client's.
+    #[test]
+    fn attempts_count_retries() {
+        let p = gateway_policy(3, None);
+        let mut b = Budget {
+            attempts: p.attempts,
+            others_left: false,
+            ..budget()
+        };
+        let mut requests = 1;
+        while let Decision::Retry { spent, .. } = decide(Some(&p), b, Outcome::Status(500)) {
+            assert_eq!(spent, Some(Reason::Status));
+            b.attempts -= 1;
+            requests += 1;
+        }
+        assert_eq!(requests, 4);
+    }
+
+    /// Every policy retry waits the backoff; the transport's free ones do not.
+    #[test]
+    fn policy_retries_wait_the_backoff() {
+        let p = gateway_policy(2, Some(Duration::from_millis(250)));
+        assert_eq!(
+            decide(Some(&p), budget(), Outcome::Status(503)),
+            Decision::Retry {
+                spent: Some(Reason::Status),
+                after: Duration::from_millis(250)
+            }
+        );
+        assert_eq!(
+            decide(Some(&p), budget(), Outcome::ConnectFailed { nth: 2 }),
+            Decision::Retry {
+                spent: Some(Reason::ConnectFailure),
+                after: Duration::from_millis(250)
+            }
+        );
+        assert_eq!(
+            decide(Some(&p), budget(), Outcome::ConnectFailed { nth: 1 }),
+            Decision::Retry {
+                spent: None,
+                after: Duration::ZERO
+            }
+        );
+        assert_eq!(
+            decide(Some(&p), budget(), Outcome::Unsent { reused: true }),
+            Decision::Resend { stale: false }
+        );
+    }
+
+    /// HTTPRouteRetry.backoff: with a request timeout, "the entire duration of the
+    /// initial request and any retry attempts MUST not exceed the Request timeout": a
+    /// retry whose backoff would end at or past the deadline is not made, and the
+    /// attempt's own answer stands.
+    #[test]
+    fn no_retry_whose_backoff_passes_the_deadline() {
+        let p = gateway_policy(2, Some(Duration::from_millis(250)));
+        let short = Budget {
+            time_left: Some(Duration::from_millis(250)),
+            ..budget()
+        };
+        assert_eq!(decide(Some(&p), short, Outcome::Status(503)), Decision::Stop);
+        let long = Budget {
+            time_left: Some(Duration::from_millis(251)),
+            ..budget()
+        };
+        assert_eq!(
+            decide(Some(&p), long, Outcome::Status(503)),
+            Decision::Retry {
+                spent: Some(Reason::Status),
+                after: Duration::from_millis(250)
+            }
+        );
+        // Without a backoff, any time left is enough; none is not.
+        let at_once = gateway_policy(2, None);
+        let none_left = Budget {
+            time_left: Some(Duration::ZERO),
+            ..budget()
+        };
+        assert_eq!(decide(Some(&at_once), none_left, Outcome::Status(503)), Decision::Stop);
+    }
+
+    /// A request with a body that streamed to the endpoint is not replayed, whatever
+    /// the method policy: nothing kept a copy.
+    #[test]
+    fn gateway_policy_does_not_replay_a_streamed_body() {
+        let p = gateway_policy(2, None);
+        let streamed = Budget {
+            replayable: false,
+            ..budget()
+        };
+        assert_eq!(decide(Some(&p), streamed, Outcome::Status(500)), Decision::Stop);
     }
 
     impl Budget {

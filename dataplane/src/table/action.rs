@@ -179,13 +179,13 @@ pub struct Timeouts {
     pub backend_request: Option<Duration>,
 }
 
-/// When a request is sent again to another endpoint.
+/// When a request is sent again, and where.
 ///
 /// A request is replayable only when it has no body (or an empty one): a streamed body
 /// has gone to the first endpoint and is not kept. Methods that are not idempotent
 /// (POST, PATCH) are never retried once sent unless `non_idempotent` says so. A failed
 /// connect is always retried (nothing was sent), as for every route.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt.
     pub attempts: u32,
@@ -199,4 +199,11 @@ pub struct RetryPolicy {
     /// Timeout of each attempt; overrides `timeouts.backendRequest`.
     pub per_try_timeout: Option<Duration>,
     pub non_idempotent: bool,
+    /// The least time between a failed attempt and the retry it calls for (Gateway
+    /// API's `retry.backoff`); none: at once.
+    pub backoff: Option<Duration>,
+    /// Once every endpoint has been tried, retries go to them again (Gateway API: a
+    /// backend with one endpoint is retried on it); otherwise only to endpoints not
+    /// tried yet, as nginx's `proxy_next_upstream` does.
+    pub reuse_endpoints: bool,
 }

@@ -104,6 +104,8 @@ fn retry(all: &BTreeMap<String, String>, problems: &mut Problems) -> Option<Retr
         codes: Vec::new(),
         per_try_timeout: None,
         non_idempotent: false,
+        backoff: None,
+        reuse_endpoints: false,
     };
     if let Some(list) = conditions {
         let mut parsed = RetryPolicy {

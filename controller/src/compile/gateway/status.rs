@@ -15,7 +15,8 @@ use crate::snapshot::Snapshot;
 
 /// Gateway API features that work end to end (the conformance suite's names): the
 /// GatewayClass's `status.supportedFeatures`, and what `e2e/conformance.sh` claims
-/// (its `FEATURES`, compared by a unit test), each proven by the suite's tests.
+/// (its `FEATURES` and `EXPERIMENTAL_FEATURES`, compared by a unit test), each proven
+/// by the suite's tests.
 pub const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "HTTPRoute",
@@ -40,6 +41,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute308RedirectStatusCode",
     "HTTPRouteRequestTimeout",
     "HTTPRouteBackendTimeout",
+    // Experimental channel (`rules[].retry` is in its CRDs only): EXPERIMENTAL_FEATURES.
+    "HTTPRouteRetry",
     "GRPCRoute",
     "GRPCRouteNamedRouteRule",
     "BackendTLSPolicy",
@@ -379,17 +382,30 @@ fn addresses(snapshot: &Snapshot, opts: &CompileOptions, namespace: &str, name: 
 
 #[cfg(test)]
 mod tests {
-    /// What the GatewayClass says Portico supports is what the conformance run claims
-    /// and proves (`FEATURES` in e2e/conformance.sh), no more, no less.
+    /// What the GatewayClass says Portico supports is what the conformance runs claim
+    /// and prove (`FEATURES` in e2e/conformance.sh, claimed on the standard channel, and
+    /// `EXPERIMENTAL_FEATURES`, on the experimental one), no more, no less, and each once.
     #[test]
     fn supported_features_are_the_conformance_claims() {
         let script = include_str!("../../../../e2e/conformance.sh");
-        let claimed: Vec<&str> = script
-            .split_once("\nFEATURES=(\n")
-            .and_then(|(_, rest)| rest.split_once("\n)"))
-            .map(|(list, _)| list.lines().map(str::trim).collect())
-            .unwrap_or_default();
-        assert_eq!(claimed, super::SUPPORTED_FEATURES);
+        let list = |name: &str| -> Vec<&str> {
+            script
+                .split_once(&format!("\n{name}=(\n"))
+                .and_then(|(_, rest)| rest.split_once("\n)"))
+                .map(|(list, _)| list.lines().map(str::trim).collect())
+                .unwrap_or_default()
+        };
+        let standard = list("FEATURES");
+        let experimental = list("EXPERIMENTAL_FEATURES");
+        assert!(!standard.is_empty() && !experimental.is_empty());
+        let mut claimed: Vec<&str> = standard.iter().chain(&experimental).copied().collect();
+        claimed.sort_unstable();
+        let mut supported = super::SUPPORTED_FEATURES.to_vec();
+        supported.sort_unstable();
+        let mut once = supported.clone();
+        once.dedup();
+        assert_eq!(once, supported, "a feature listed twice");
+        assert_eq!(claimed, supported);
     }
 
     /// Status times are RFC 3339 in UTC, as metav1.Time writes them.

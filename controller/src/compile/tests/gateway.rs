@@ -568,6 +568,80 @@ fn timeouts_and_zero_disables() {
     assert_eq!((t.request, t.backend_request), (None, None));
 }
 
+/// The rule's retry policy, and the diagnostics' messages.
+fn retry_of(retry: &str) -> (Option<portico_dataplane::table::RetryPolicy>, Vec<String>) {
+    let s = snapshot(&format!(
+        "{}\n---\n{}",
+        gateway(WEB),
+        route(
+            "r",
+            &format!(
+                "  parentRefs: [{{name: gw}}]\n  rules:\n  - {{retry: {retry}, backendRefs: [{{name: web, port: 8080}}]}}"
+            )
+        )
+    ));
+    let (table, diagnostics) = compile(&s, &CompileOptions::default());
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    let policy = route.action.as_ref().unwrap().retry.clone();
+    (policy, diagnostics.into_iter().map(|d| d.message).collect())
+}
+
+/// HTTPRouteRetry (HTTPRouteRetry in apis/v1/httproute_types.go, GEP-1731; conformance
+/// HTTPRouteRetry): `attempts` is the number of retries, `codes` the statuses retried,
+/// `backoff` the least wait before each; connection errors and backend timeouts are
+/// retried too ("Implementations SHOULD retry on connection errors (disconnect, reset,
+/// timeout, TCP failure)"), every method, and on the endpoints already tried when none
+/// is left (the suite's retry backend has one replica).
+#[test]
+fn retry_is_translated_as_written() {
+    use std::time::Duration;
+    let (p, diagnostics) = retry_of("{codes: [500, 502, 503, 504], attempts: 3, backoff: 100ms}");
+    let p = p.unwrap();
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert_eq!(p.attempts, 3);
+    assert_eq!(p.codes, [500, 502, 503, 504]);
+    assert_eq!(p.backoff, Some(Duration::from_millis(100)));
+    assert!(p.on_connect_failure && p.on_reset && p.on_timeout);
+    assert!(p.non_idempotent && p.reuse_endpoints);
+    // A backend timeout bounds each attempt, as without a retry.
+    assert_eq!(p.per_try_timeout, None);
+
+    // Neither attempts nor backoff: 2 retries (implementation-specific), at once; no
+    // codes: connection errors only.
+    let p = retry_of("{}").0.unwrap();
+    assert_eq!((p.attempts, p.backoff, p.codes.len()), (2, None, 0));
+    // "0s" waits nothing.
+    assert_eq!(retry_of("{backoff: 0s}").0.unwrap().backoff, None);
+}
+
+/// A rule without `retry` has no policy: its route costs nothing more.
+#[test]
+fn no_retry_no_policy() {
+    let table = one_rule("{backendRefs: [{name: web, port: 8080}]}");
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    assert_eq!(route.action.as_ref().unwrap().retry, None);
+}
+
+/// What the CRD refuses (in a cluster) and file mode reads anyway: each bad part is
+/// left out with a warning; the rest of the policy stands.
+#[test]
+fn retry_with_bad_values_warns() {
+    let (p, diagnostics) = retry_of("{codes: [200, 503, 503, 600], attempts: 0, backoff: soon}");
+    let p = p.unwrap();
+    assert_eq!((p.attempts, p.codes.as_slice(), p.backoff), (2, &[503u16][..], None));
+    assert_eq!(diagnostics.len(), 4, "{diagnostics:?}");
+    assert!(diagnostics.iter().any(|m| m.contains("retry.attempts 0")));
+    assert!(diagnostics.iter().any(|m| m.contains("200 is not a status")));
+    assert!(diagnostics.iter().any(|m| m.contains("600 is not a status")));
+    assert!(diagnostics.iter().any(|m| m.contains("retry.backoff \"soon\"")));
+    let (p, diagnostics) = retry_of("{attempts: 1000}");
+    assert_eq!(p.unwrap().attempts, 10);
+    assert!(
+        diagnostics.iter().any(|m| m.contains("retry.attempts 1000")),
+        "{diagnostics:?}"
+    );
+}
+
 /// HTTPRouteParentRefPort and HTTPRouteDestinationPortMatching (ParentReference.port;
 /// conformance HTTPRouteListenerPortMatching,
 /// HTTPRouteInvalidParentRefNotMatchingListenerPort): a parentRef's port attaches the

@@ -218,15 +218,7 @@ impl<'a> Compiler<'a> {
             request: timeout(&t.request),
             backend_request: timeout(&t.backend_request),
         });
-        let retry = rule.retry.as_ref().map(|r| RetryPolicy {
-            attempts: r.attempts.unwrap_or(1).clamp(0, 5) as u32,
-            on_connect_failure: true,
-            on_reset: false,
-            on_timeout: false,
-            codes: r.codes.iter().filter_map(|c| u16::try_from(*c).ok()).collect(),
-            per_try_timeout: None,
-            non_idempotent: false,
-        });
+        let retry = rule.retry.as_ref().map(|r| retry(r, problems));
         model::Rule {
             owner: model::Owner {
                 kind: ObjectKind::HttpRoute,
@@ -243,6 +235,85 @@ impl<'a> Compiler<'a> {
             retry,
             policy: self.opts.base_policy(),
         }
+    }
+}
+
+/// Retries when `attempts` is not given ("implementation-specific"): ingress-nginx's
+/// default (`proxy-next-upstream-tries` 3, the first request included).
+pub(crate) const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
+/// The most retries a rule gets, whatever it asks: a backend that keeps failing gets at
+/// most 11 copies of each request.
+pub(crate) const MAX_RETRY_ATTEMPTS: u32 = 10;
+
+/// `rules[].retry` (GEP-1731, `HTTPRouteRetry` in apis/v1/httproute_types.go):
+/// - `attempts` is "the maximum number of times an individual request ... should be
+///   retried": retries, the first request not counted;
+/// - `codes` are the statuses retried (400 to 599; the CRD refuses others);
+/// - `backoff` is the least time between a failed attempt and its retry;
+/// - "Implementations SHOULD retry on connection errors (disconnect, reset, timeout,
+///   TCP failure) if a retry stanza is configured": failed connects, connections
+///   that break before the response, and attempts past `timeouts.backendRequest`
+///   (or `--upstream-timeout`) are retried too, within the same attempts.
+///
+/// The spec sends a retry to the backend, not to another endpoint: once every endpoint
+/// has been tried, they are tried again (one endpoint is retried on itself). It names
+/// no method, so every method is retried; a request whose body went to the endpoint
+/// is not (Portico keeps no copy of a body).
+fn retry(r: &crate::gateway_api::HTTPRouteRetry, problems: &mut Problems) -> RetryPolicy {
+    let attempts = match r.attempts {
+        None => DEFAULT_RETRY_ATTEMPTS,
+        Some(n) if n < 1 => {
+            problems.warning(
+                reason::INVALID_ROUTE,
+                format!("retry.attempts {n} is below 1; the default, {DEFAULT_RETRY_ATTEMPTS}, is used"),
+            );
+            DEFAULT_RETRY_ATTEMPTS
+        }
+        Some(n) => {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            if n > MAX_RETRY_ATTEMPTS {
+                problems.warning(
+                    reason::INVALID_ROUTE,
+                    format!("retry.attempts {n} is more than Portico makes; {MAX_RETRY_ATTEMPTS} are made"),
+                );
+            }
+            n.min(MAX_RETRY_ATTEMPTS)
+        }
+    };
+    let mut codes = Vec::with_capacity(r.codes.len());
+    for &code in &r.codes {
+        match u16::try_from(code) {
+            Ok(c @ 400..=599) => {
+                if !codes.contains(&c) {
+                    codes.push(c);
+                }
+            }
+            _ => problems.warning(
+                reason::INVALID_ROUTE,
+                format!("retry.codes: {code} is not a status from 400 to 599; it is left out"),
+            ),
+        }
+    }
+    let backoff = r.backoff.as_deref().and_then(|b| {
+        let parsed = parse_duration(b);
+        if parsed.is_none() {
+            problems.warning(
+                reason::INVALID_ROUTE,
+                format!("retry.backoff {b:?} is not a Gateway API duration; retries are made at once"),
+            );
+        }
+        parsed.filter(|d| !d.is_zero())
+    });
+    RetryPolicy {
+        attempts,
+        on_connect_failure: true,
+        on_reset: true,
+        on_timeout: true,
+        codes,
+        per_try_timeout: None,
+        non_idempotent: true,
+        backoff,
+        reuse_endpoints: true,
     }
 }
 

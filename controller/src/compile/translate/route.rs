@@ -276,6 +276,8 @@ fn retry(r: &crd::Retry) -> RetryPolicy {
         codes: r.codes.iter().filter_map(|c| u16::try_from(*c).ok()).collect(),
         per_try_timeout: r.per_try_timeout.as_deref().and_then(parse_duration),
         non_idempotent: r.retry_non_idempotent,
+        backoff: None,
+        reuse_endpoints: false,
     }
 }
 
