@@ -123,8 +123,8 @@ pub(super) fn lower_reporting(
     rule: &model::Rule,
     problems: &mut Problems,
 ) -> bool {
-    let (placed, refused) = model::lower(builder, rule);
-    for e in refused {
+    let lowered = model::lower(builder, rule);
+    for e in lowered.refused {
         match e {
             LowerError::Path(e) => problems.warning(reason::INVALID_PATH, format!("{e}; the match is skipped")),
             e @ LowerError::Duplicate { .. } => {
@@ -132,7 +132,7 @@ pub(super) fn lower_reporting(
             }
         }
     }
-    placed > 0
+    lowered.placed > 0
 }
 
 /// A rule's matches, or, when it lists none, the one match that takes every request
