@@ -1,4 +1,5 @@
-//! One translation per route kind into [`crate::model::Rule`], and what they share:
+//! One translation per route kind (Ingress, Route, HTTPRoute, GRPCRoute) into
+//! [`crate::model::Rule`], and what they share:
 //! header modifiers, value matches, methods, durations, as checked table types.
 //!
 //! A translation reads its kind's fields, resolves backends and reports problems; the
@@ -6,6 +7,8 @@
 
 mod grpc_route;
 mod http_route;
+mod ingress;
+pub(super) mod ingress_extras;
 mod route;
 
 #[cfg(test)]
