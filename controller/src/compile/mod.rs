@@ -2,9 +2,11 @@
 //! what order they claim hosts and paths, and what each backend resolves to.
 //!
 //! ```text
-//!  Ingresses ─▶ namespace filter ─▶ class.rs: ours? ─▶ oldest first ─▶ ingress.rs ─▶ TableBuilder
-//!                                                                        │
-//!                          Services + EndpointSlices ─▶ backend.rs: one Arc<Backend> per Service port
+//!  Ingresses ─▶ namespace filter ─▶ class.rs: ours? ─▶ oldest first ─▶ translate/ingress.rs
+//!                                                                        │ model::Rule
+//!                                                                        ▼
+//!                          Services + EndpointSlices ─▶ backend.rs    model::lower ─▶ TableBuilder
+//!                          (one Arc<Backend> per Service port)
 //! ```
 //!
 //! Nothing here reads a clock, a file or the network, and nothing depends on the order
@@ -18,8 +20,6 @@ mod config_map;
 mod diagnostics;
 mod gateway;
 mod gateway_service;
-mod ingress;
-mod ingress_extras;
 mod metrics;
 mod route_status;
 mod tls;
@@ -399,7 +399,7 @@ struct Compiler<'a> {
     diagnostics: Vec<Diagnostic>,
     certificates: tls::Certificates<'a>,
     /// What Ingresses' annotations say about each other (regex hosts, canaries).
-    extras: ingress_extras::Extras<'a>,
+    extras: translate::ingress_extras::Extras<'a>,
     /// `--default-backend-service`, resolved.
     default_backend: Option<std::sync::Arc<portico_dataplane::table::Backend>>,
     /// BackendTLSPolicies, for the backends of Gateway API routes.

@@ -38,6 +38,7 @@ pub struct Upstream {
 
 impl Upstream {
     /// Nothing here differs from a plain route's behaviour.
+    #[cfg(test)]
     pub fn is_default(&self) -> bool {
         self.retry.is_none() && self.timeouts == Timeouts::default() && self.balance == Balance::default()
     }

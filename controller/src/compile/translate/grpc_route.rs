@@ -37,9 +37,10 @@ impl<'a> Compiler<'a> {
                 };
                 let conditions = conditions(None, m.headers.iter().map(spec), [], problems)?;
                 Some(model::Match {
-                    index,
+                    index: Some(index),
                     kind,
                     path,
+                    table_path: None,
                     conditions,
                 })
             })
@@ -49,7 +50,7 @@ impl<'a> Compiler<'a> {
                 kind: ObjectKind::GrpcRoute,
                 namespace: route.namespace.to_string(),
                 name: route.name.to_string(),
-                rule: rule_index,
+                rule: Some(rule_index),
             },
             hosts,
             matches,
@@ -59,6 +60,8 @@ impl<'a> Compiler<'a> {
             timeouts: Timeouts::default(),
             retry: None,
             policy: self.opts.base_policy(),
+            canary: None,
+            omit_empty_action: false,
         }
     }
 }

@@ -203,9 +203,10 @@ impl<'a> Compiler<'a> {
                     problems,
                 )?;
                 Some(model::Match {
-                    index,
+                    index: Some(index),
                     kind,
                     path: path.value.unwrap_or_else(|| "/".to_string()),
+                    table_path: None,
                     conditions,
                 })
             })
@@ -224,7 +225,7 @@ impl<'a> Compiler<'a> {
                 kind: ObjectKind::HttpRoute,
                 namespace: namespace.to_string(),
                 name: route.name.to_string(),
-                rule: rule_index,
+                rule: Some(rule_index),
             },
             hosts,
             matches,
@@ -234,6 +235,8 @@ impl<'a> Compiler<'a> {
             timeouts,
             retry,
             policy: self.opts.base_policy(),
+            canary: None,
+            omit_empty_action: false,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! One translation per route kind into [`crate::model::Rule`], and what they share:
+//! One translation per route kind (Ingress, Route, HTTPRoute, GRPCRoute) into
+//! [`crate::model::Rule`], and what they share:
 //! header modifiers, value matches, methods, durations, as checked table types.
 //!
 //! A translation reads its kind's fields, resolves backends and reports problems; the
@@ -6,6 +7,8 @@
 
 mod grpc_route;
 mod http_route;
+mod ingress;
+pub(super) mod ingress_extras;
 mod route;
 
 #[cfg(test)]
@@ -123,8 +126,8 @@ pub(super) fn lower_reporting(
     rule: &model::Rule,
     problems: &mut Problems,
 ) -> bool {
-    let (placed, refused) = model::lower(builder, rule);
-    for e in refused {
+    let lowered = model::lower(builder, rule);
+    for e in lowered.refused {
         match e {
             LowerError::Path(e) => problems.warning(reason::INVALID_PATH, format!("{e}; the match is skipped")),
             e @ LowerError::Duplicate { .. } => {
@@ -132,7 +135,7 @@ pub(super) fn lower_reporting(
             }
         }
     }
-    placed > 0
+    lowered.placed > 0
 }
 
 /// A rule's matches, or, when it lists none, the one match that takes every request

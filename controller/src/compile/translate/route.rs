@@ -137,9 +137,10 @@ impl<'a> Compiler<'a> {
                 });
                 let conditions = conditions(m.method.map(method), headers, query, problems)?;
                 Some(model::Match {
-                    index,
+                    index: Some(index),
                     kind,
                     path: path.value,
+                    table_path: None,
                     conditions,
                 })
             })
@@ -149,7 +150,7 @@ impl<'a> Compiler<'a> {
                 kind: ObjectKind::Route,
                 namespace: namespace.to_string(),
                 name: name.to_string(),
-                rule: rule_index,
+                rule: Some(rule_index),
             },
             hosts: hosts
                 .iter()
@@ -165,6 +166,8 @@ impl<'a> Compiler<'a> {
             timeouts: rule.timeouts.as_ref().map(timeouts).unwrap_or_default(),
             retry: rule.retry.as_ref().map(retry),
             policy: policy.clone(),
+            canary: None,
+            omit_empty_action: false,
         };
         // Backend problems are reported only for rules that made it into the table.
         if lower_reporting(&mut self.builder, &model, problems) {

@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!  owned Ingresses ─ prepare ─▶ regex hosts (use-regex / rewrite-target on any Ingress of the host)
-//!                            └▶ canaries by (host, path) ─▶ main path: weighted split
-//!                                                           + header / cookie candidates
+//!                            └▶ canaries by (host, path) ─▶ main path's model::Canary: weighted
+//!                                                           split + header / cookie candidates
 //!  after every Ingress ─ finish ─▶ www aliases on hosts nobody claimed; canaries without a main
 //! ```
 
@@ -16,19 +16,19 @@ use http::header::COOKIE;
 use http::{HeaderName, StatusCode};
 use k8s_openapi::api::networking::v1::Ingress;
 use portico_dataplane::table::{
-    Backend, Balance, ErrorPages, HeaderCondition, HeaderModifier, HostMatch, MatchConditions, PathKind, PathModifier,
-    Redirect, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule, UpstreamProtocol, UrlRewrite, ValueMatch,
-    WeightedBackends, full_match_regex,
+    Backend, Balance, HeaderCondition, HeaderModifier, HostMatch, MatchConditions, PathKind, RoutePolicy, ValueMatch,
+    full_match_regex,
 };
 
 use portico_dataplane::tls::ClientAuth;
 
-use super::Compiler;
-use super::annotations::canary::Canary;
-use super::annotations::{IngressAnnotations, NGINX_PREFIX, auth_tls};
-use super::backend::Backends;
-use super::diagnostics::{Problem, Problems, reason};
-use super::ingress::{Owner, meta};
+use super::super::Compiler;
+use super::super::annotations::canary::Canary;
+use super::super::annotations::{IngressAnnotations, NGINX_PREFIX, auth_tls};
+use super::super::backend::Backends;
+use super::super::diagnostics::{Problem, Problems, reason};
+use super::ingress::{Owner, fallback_rule, host};
+use crate::model::{self, PathRewrite, RedirectTo};
 
 /// A canary's place: the main Ingress's host and path as written.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,26 +47,8 @@ struct CanaryTarget<'a> {
     canary: Canary,
 }
 
-/// What a main path gets from its canary.
-pub(super) struct CanaryParts<'a> {
-    owner: Owner<'a>,
-    service: &'a str,
-    pub backend: Arc<Backend>,
-    /// The main route's split, when the canary has a weight.
-    pub split: Option<Arc<WeightedBackends>>,
-    /// Candidates tried before the main route, in ingress-nginx's precedence; `true`
-    /// sends to the main backend (a header or cookie saying `never`).
-    pub conditions: Vec<(MatchConditions, bool)>,
-}
-
-impl CanaryParts<'_> {
-    pub fn meta(&self, host: &str, path: &str) -> RouteMeta {
-        meta(self.owner, self.service, host, path, None)
-    }
-}
-
 #[derive(Default)]
-pub(super) struct Extras<'a> {
+pub(in crate::compile) struct Extras<'a> {
     regex_hosts: BTreeSet<HostMatch>,
     canary_ingresses: BTreeSet<(&'a str, &'a str)>,
     canaries: BTreeMap<CanaryKey, CanaryTarget<'a>>,
@@ -76,56 +58,52 @@ pub(super) struct Extras<'a> {
     /// The annotations of each other Ingress, parsed once by `prepare_ingresses`, with
     /// their problems, until `add_ingress` takes them.
     parsed: BTreeMap<(&'a str, &'a str), (IngressAnnotations, Problems)>,
-    /// `from-to-www-redirect` routes, placed once every Ingress has claimed its hosts.
-    pub www: Vec<(HostMatch, Arc<Route>)>,
+    /// `from-to-www-redirect` rules, placed once every Ingress has claimed its hosts.
+    pub(super) www: Vec<model::Rule>,
     /// `server-alias` names (alias, host, the Ingress asking), placed last: a name
     /// with rules of its own keeps them.
-    pub aliases: Vec<(String, String, Owner<'a>)>,
+    pub(super) aliases: Vec<(String, String, Owner<'a>)>,
     /// Each host's client certificate authentication (`auth-tls-*`): the oldest
     /// Ingress naming the host with it decides, for every Ingress path on the host.
     client_auth: BTreeMap<HostMatch, Arc<ClientAuth>>,
     /// Every host an Ingress rule names: `--default-backend-service` answers their
     /// paths no rule matches.
-    pub hosts: BTreeSet<HostMatch>,
+    pub(super) hosts: BTreeSet<HostMatch>,
 }
 
 impl<'a> Extras<'a> {
-    pub fn is_canary(&self, ingress: &Ingress) -> bool {
+    pub(super) fn is_canary(&self, ingress: &Ingress) -> bool {
         let o = Owner::of(ingress);
         self.canary_ingresses.contains(&(o.namespace, o.name))
     }
 
     /// What `prepare_ingresses` parsed of this Ingress's annotations, once.
-    pub fn take_parsed(&mut self, owner: Owner<'a>) -> Option<(IngressAnnotations, Problems)> {
+    pub(super) fn take_parsed(&mut self, owner: Owner<'a>) -> Option<(IngressAnnotations, Problems)> {
         self.parsed.remove(&(owner.namespace, owner.name))
     }
 
     /// The host's client certificate authentication, if an Ingress asks for one.
-    pub fn client_auth(&self, host: &HostMatch) -> Option<Arc<ClientAuth>> {
+    pub(super) fn client_auth(&self, host: &HostMatch) -> Option<Arc<ClientAuth>> {
         self.client_auth.get(host).cloned()
     }
 
-    pub fn regex_host(&self, host: &HostMatch, ann: &IngressAnnotations) -> bool {
+    pub(super) fn regex_host(&self, host: &HostMatch, ann: &IngressAnnotations) -> bool {
         ann.paths.regex || self.regex_hosts.contains(host)
     }
 
-    /// The canary of a main path, if one is set for its host and path.
-    pub fn canary_for(
+    /// The canary of a main path, if one is set for its host and path; its
+    /// candidates in ingress-nginx's precedence.
+    pub(super) fn canary_for(
         &mut self,
         key: &CanaryKey,
         ann: &IngressAnnotations,
-        main: &Arc<Backend>,
         namespace: &str,
         backends: &mut Backends<'a>,
-    ) -> Option<CanaryParts<'a>> {
+    ) -> Option<model::Canary> {
         let target = self.canaries.get(key)?;
         self.used.insert(key.clone());
         let backend = backends.for_upstream(&target.backend, &ann.upstream, target.service, namespace);
         let c = &target.canary;
-        let split = (c.weight > 0)
-            .then(|| WeightedBackends::new(vec![(main.clone(), c.total - c.weight), (backend.clone(), c.weight)]))
-            .flatten()
-            .map(Arc::new);
         let mut conditions = Vec::new();
         let header = |name: &HeaderName, value: ValueMatch| MatchConditions {
             headers: vec![HeaderCondition {
@@ -151,12 +129,16 @@ impl<'a> Extras<'a> {
                 }
             }
         }
-        Some(CanaryParts {
-            owner: target.owner,
-            service: target.service,
+        Some(model::Canary {
+            owner: target.owner.model(None),
+            service: target.service.to_string(),
             backend,
-            split,
-            conditions,
+            weight: c.weight,
+            total: c.total,
+            candidates: conditions
+                .into_iter()
+                .map(|(conditions, to_main)| model::CanaryCandidate { conditions, to_main })
+                .collect(),
         })
     }
 }
@@ -167,15 +149,9 @@ pub(super) fn nginx_regex(path: &str) -> String {
     format!("(?i){path}.*")
 }
 
-/// The action an Ingress's annotations ask of a route on `path`; `None` when they ask
-/// nothing, so a plain Ingress route keeps costing what it did.
-pub(super) fn action(
-    ann: &IngressAnnotations,
-    path: &str,
-    backends: Option<Arc<WeightedBackends>>,
-    error_pages: Option<Arc<ErrorPages>>,
-    problems: &mut Problems,
-) -> Option<Arc<RouteAction>> {
+/// The filters an Ingress's annotations ask of a route on `path` (its error pages and
+/// client certificates aside).
+pub(super) fn filters(ann: &IngressAnnotations, path: &str, problems: &mut Problems) -> model::Filters {
     let regex_rewrite = match ann.paths.rewrite_for(path) {
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => {
@@ -196,29 +172,9 @@ pub(super) fn action(
             .set
             .push((HeaderName::from_static("x-forwarded-prefix"), prefix.clone()));
     }
-    let rewrite = ann.paths.upstream_vhost.clone().map(|host| UrlRewrite {
-        hostname: Some(host),
-        path: None,
-    });
-    let nothing = regex_rewrite.is_none()
-        && rewrite.is_none()
-        && request_headers.is_empty()
-        && ann.paths.return_redirect.is_none()
-        && ann.source_range.is_none()
-        && ann.cors.is_none()
-        && ann.rate_limit.is_none()
-        && ann.conn_limit.is_none()
-        && ann.basic_auth_filter.is_none()
-        && ann.external_auth.is_none()
-        && backends.is_none()
-        && error_pages.is_none()
-        && ann.upstream.is_default();
-    if nothing {
-        return None;
-    }
-    Some(Arc::new(RouteAction {
+    model::Filters {
         request_headers,
-        rewrite,
+        rewrite_host: ann.paths.upstream_vhost.clone(),
         regex_rewrite,
         return_redirect: ann.paths.return_redirect.clone(),
         source_range: ann.source_range.clone(),
@@ -227,80 +183,80 @@ pub(super) fn action(
         conn_limit: ann.conn_limit.clone(),
         basic_auth: ann.basic_auth_filter.clone(),
         external_auth: ann.external_auth.clone(),
-        backends,
-        balance: balance_on(&ann.upstream.balance, path),
-        timeouts: ann.upstream.timeouts,
-        retry: ann.upstream.retry.clone(),
-        error_pages,
         ..Default::default()
-    }))
-}
-
-/// `action` with the host's client certificate authentication, when it has one.
-pub(super) fn with_client_auth(
-    action: Option<Arc<RouteAction>>,
-    auth: Option<Arc<ClientAuth>>,
-) -> Option<Arc<RouteAction>> {
-    let Some(auth) = auth else { return action };
-    let base = action.map(|a| (*a).clone()).unwrap_or_default();
-    Some(Arc::new(RouteAction {
-        client_auth: Some(auth),
-        ..base
-    }))
+    }
 }
 
 /// The Ingress's balancing on `path`: its affinity cookie's `Path` is the Ingress path
 /// unless `session-cookie-path` says (ingress-nginx's `sticky.lua` uses
 /// `$location_path`), and left out when the path cannot be one.
-fn balance_on(balance: &Balance, path: &str) -> Balance {
+pub(super) fn balance_on(balance: &Balance, path: &str) -> Balance {
     let mut balance = balance.clone();
     if let Some(c) = &mut balance.affinity_cookie
         && c.path.is_none()
-        && super::annotations::upstream::is_attribute_value(path)
+        && super::super::annotations::upstream::is_attribute_value(path)
     {
         c.path = Some(path.to_string());
     }
     balance
 }
 
-/// A route that only redirects: its backend is never used.
-fn redirect_route(meta: RouteMeta, policy: RoutePolicy, redirect: Redirect) -> Arc<Route> {
-    let backend = Arc::new(Backend::new(
-        format!("{}/{}:redirect", meta.namespace, meta.ingress),
-        UpstreamProtocol::Http1,
-        Vec::new(),
-    ));
-    let action = RouteAction {
-        redirect: Some(redirect),
-        ..Default::default()
-    };
-    Arc::new(Route::new(meta, backend, policy, Some(Arc::new(action))))
+/// A rule of the Ingress that only redirects: no backend, no rule index.
+fn redirect_rule(
+    owner: Owner<'_>,
+    host: model::Host,
+    kind: PathKind,
+    redirect: RedirectTo,
+    policy: RoutePolicy,
+) -> model::Rule {
+    model::Rule {
+        owner: owner.model(None),
+        hosts: vec![host],
+        matches: vec![model::Match {
+            index: None,
+            kind,
+            path: "/".to_string(),
+            table_path: None,
+            conditions: MatchConditions::default(),
+        }],
+        filters: model::Filters {
+            redirect: Some(redirect),
+            ..Default::default()
+        },
+        backends: Vec::new(),
+        balance: Balance::default(),
+        timeouts: Default::default(),
+        retry: None,
+        policy,
+        canary: None,
+        omit_empty_action: true,
+    }
 }
 
 /// ingress-nginx's `app-root`: `if ($uri = /) { return 302 $scheme://$http_host<root>; }`.
-pub(super) fn app_root_route(meta: RouteMeta, policy: &RoutePolicy, root: &str) -> Arc<Route> {
-    let redirect = Redirect {
+pub(super) fn app_root_rule(owner: Owner<'_>, host: model::Host, policy: &RoutePolicy, root: &str) -> model::Rule {
+    let redirect = RedirectTo {
         scheme: None,
         hostname: None,
         port: None,
-        path: Some(PathModifier::ReplaceFullPath(root.to_string())),
+        path: Some(PathRewrite::Full(root.to_string())),
         status: StatusCode::FOUND,
     };
-    redirect_route(meta, policy.clone(), redirect)
+    redirect_rule(owner, host, PathKind::Exact, redirect, policy.clone())
 }
 
-/// ingress-nginx's `from-to-www-redirect`: the other name answers
+/// ingress-nginx's `from-to-www-redirect`: the other name (`alias`) answers
 /// `<status> $scheme://<host>$request_uri`, the status being the ConfigMap's
 /// `http-redirect-code` (308 by default).
-pub(super) fn www_route(meta: RouteMeta, host: &str, status: StatusCode) -> Arc<Route> {
-    let redirect = Redirect {
+pub(super) fn www_rule(owner: Owner<'_>, alias: model::Host, host: &str, status: StatusCode) -> model::Rule {
+    let redirect = RedirectTo {
         scheme: None,
         hostname: Some(host.to_ascii_lowercase()),
         port: None,
         path: None,
         status,
     };
-    redirect_route(meta, RoutePolicy::default(), redirect)
+    redirect_rule(owner, alias, PathKind::Prefix, redirect, RoutePolicy::default())
 }
 
 impl<'a> Compiler<'a> {
@@ -331,7 +287,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    pub(super) fn prepare_ingresses(&mut self, ingresses: &[&'a Ingress]) {
+    pub(in crate::compile) fn prepare_ingresses(&mut self, ingresses: &[&'a Ingress]) {
         for ingress in ingresses {
             let owner = Owner::of(ingress);
             let mut problems = Problems::default();
@@ -398,7 +354,7 @@ impl<'a> Compiler<'a> {
     /// Resolves `--default-backend-service` (its first port, as ingress-nginx's
     /// `getDefaultUpstream`); its problems are the Service's diagnostics. Says so on
     /// the ConfigMap when its `custom-http-errors` has no default backend to go to.
-    pub(super) fn add_global_default_backend(&mut self) {
+    pub(in crate::compile) fn add_global_default_backend(&mut self) {
         let opts = self.opts;
         if let Some((namespace, name)) = &opts.default_backend_service {
             let resolved = self.backends.resolve_first_port(namespace, name);
@@ -437,24 +393,23 @@ impl<'a> Compiler<'a> {
             if self.fallback_owners.contains_key(host) {
                 continue;
             }
-            let meta = meta(Owner { namespace, name: "" }, name, &host_text(host), "", None);
-            let route = Arc::new(Route::new(meta, backend.clone(), self.opts.base_policy(), None));
-            let _ = self.builder.fallback(host, route);
+            let rule = fallback_rule(
+                Owner { namespace, name: "" }.model(None),
+                self::host(host, &host_text(host)),
+                (backend.clone(), name),
+                &self.opts.base_policy(),
+                model::Filters::default(),
+            );
+            model::lower_fallback(&mut self.builder, &rule);
         }
     }
 
-    pub(super) fn finish_ingresses(&mut self) {
+    pub(in crate::compile) fn finish_ingresses(&mut self) {
         self.add_default_backend_fallbacks();
-        for (host, route) in std::mem::take(&mut self.extras.www) {
-            let rule = RouteRule {
-                host,
-                path: "/".to_string(),
-                kind: PathKind::Prefix,
-                route,
-            };
+        for rule in std::mem::take(&mut self.extras.www) {
             // A host an Ingress serves keeps its own rules (ingress-nginx drops the
             // alias then too).
-            let _ = self.builder.add(rule);
+            model::lower(&mut self.builder, &rule);
         }
         for (alias, host, owner) in std::mem::take(&mut self.extras.aliases) {
             if let Err(why) = self.builder.alias(&alias, &host) {

@@ -1,19 +1,28 @@
-//! One Ingress's rules and defaultBackend into the table.
+//! One Ingress translated into the route model: each `http.paths` entry a
+//! [`model::Rule`], its `defaultBackend` a fallback rule on each of its hosts.
+//!
+//! ```text
+//!  Ingress ─ annotations (parsed once, compile/annotations/) ─▶ filters, balancing, upstream
+//!     rules × http.paths ─▶ model::Rule (one host, one match, its canary) ─▶ model::lower
+//!     each host ─▶ app-root redirect rule; www alias rule (placed after every Ingress)
+//!     defaultBackend ─▶ one fallback rule per host, and the catch-all ─▶ model::lower_fallback
+//! ```
+//!
+//! What ingress-nginx's annotations say across Ingresses (regex hosts, canaries,
+//! client certificates per host) is in `ingress_extras.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend};
-use portico_dataplane::table::{
-    Backend, ErrorPages, HostMatch, ObjectKind, PathKind, Route, RouteAction, RouteMeta, RoutePolicy, RouteRule,
-    RuleError,
-};
+use portico_dataplane::table::{Backend, ErrorPages, HostMatch, ObjectKind, PathKind, RoutePolicy, RuleError};
 
-use super::annotations::IngressAnnotations;
-use super::backend::Resolved;
-use super::diagnostics::{Problems, reason};
+use super::super::annotations::{self, IngressAnnotations};
+use super::super::backend::Resolved;
+use super::super::diagnostics::{Problems, reason};
+use super::super::{Compiler, namespace_of};
 use super::ingress_extras::{self, CanaryKey};
-use super::{Compiler, annotations, namespace_of};
+use crate::model;
 
 /// Who an Ingress is, for route labels and diagnostics.
 #[derive(Clone, Copy)]
@@ -29,6 +38,52 @@ impl<'a> Owner<'a> {
             name: ingress.metadata.name.as_deref().unwrap_or_default(),
         }
     }
+
+    /// The model's owner: this Ingress, and the index of the rule in `spec.rules`.
+    pub fn model(self, rule: Option<usize>) -> model::Owner {
+        model::Owner {
+            kind: ObjectKind::Ingress,
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            rule,
+        }
+    }
+}
+
+/// A fallback of an Ingress's: every request to `host` no path matches goes to
+/// `backend`, the Service named.
+pub(super) fn fallback_rule(
+    owner: model::Owner,
+    host: model::Host,
+    (backend, service): (Arc<Backend>, &str),
+    policy: &RoutePolicy,
+    filters: model::Filters,
+) -> model::Rule {
+    model::Rule {
+        owner,
+        hosts: vec![host],
+        matches: Vec::new(),
+        filters,
+        backends: vec![model::WeightedBackend {
+            backend,
+            service: service.to_string(),
+            weight: 1,
+        }],
+        balance: Default::default(),
+        timeouts: Default::default(),
+        retry: None,
+        policy: policy.clone(),
+        canary: None,
+        omit_empty_action: true,
+    }
+}
+
+/// A host of a rule, as the model takes it.
+pub(super) fn host(host: &HostMatch, written: &str) -> model::Host {
+    model::Host {
+        host: host.clone(),
+        written: written.to_string(),
+    }
 }
 
 impl<'a> Compiler<'a> {
@@ -43,7 +98,7 @@ impl<'a> Compiler<'a> {
     /// endpoints, so it answers 503. Leaving it out would let the request fall through
     /// to a shorter path or the catch-all, quietly sending traffic meant for one
     /// application to another.
-    pub(super) fn add_ingress(&mut self, ingress: &'a Ingress) {
+    pub(in crate::compile) fn add_ingress(&mut self, ingress: &'a Ingress) {
         if self.extras.is_canary(ingress) {
             // Its rules join the main Ingress's routes (ingress_extras.rs).
             return;
@@ -104,7 +159,7 @@ impl<'a> Compiler<'a> {
                 &policy
             };
             for (path_index, path) in http.paths.iter().enumerate() {
-                let at = Some((rule_index, path_index));
+                let at = (rule_index, path_index);
                 self.add_path(owner, (&host, written), path, at, (host_policy, &ann), &mut problems);
             }
             self.add_host_redirects(owner, (&host, written), (host_policy, &ann), &mut problems);
@@ -122,15 +177,12 @@ impl<'a> Compiler<'a> {
         if let Some(backend) = spec.and_then(|s| s.default_backend.as_ref()) {
             // A TLS host's defaultBackend gets the host's redirect and HSTS, as its paths do.
             // Its routes are the Ingress's too: authentication guards them as it does the paths.
-            let guarded = ann.basic_auth_filter.is_some() || ann.external_auth.is_some() || ann.source_range.is_some();
-            let auth = guarded.then(|| {
-                Arc::new(RouteAction {
-                    basic_auth: ann.basic_auth_filter.clone(),
-                    external_auth: ann.external_auth.clone(),
-                    source_range: ann.source_range.clone(),
-                    ..Default::default()
-                })
-            });
+            let auth = model::Filters {
+                basic_auth: ann.basic_auth_filter.clone(),
+                external_auth: ann.external_auth.clone(),
+                source_range: ann.source_range.clone(),
+                ..Default::default()
+            };
             let policies = (&policy, &tls_policy, &tls_hosts, auth);
             self.add_default_backend(owner, &hosts, rules.is_empty(), backend, policies, &mut problems);
         }
@@ -143,7 +195,7 @@ impl<'a> Compiler<'a> {
         owner: Owner<'a>,
         (host, written_host): (&HostMatch, &str),
         rule: &'a HTTPIngressPath,
-        at: Option<(usize, usize)>,
+        (rule_index, path_index): (usize, usize),
         (policy, ann): (&RoutePolicy, &IngressAnnotations),
         problems: &mut Problems,
     ) {
@@ -205,70 +257,51 @@ impl<'a> Compiler<'a> {
             Some(fallback) if backend.endpoints.is_empty() => fallback.clone(),
             _ => backend,
         };
-        let pages = self.error_pages(owner, rule, service, ann, problems);
-        let canary = self.extras.canary_for(
-            &CanaryKey::new(host, path),
-            ann,
-            &backend,
-            owner.namespace,
-            &mut self.backends,
-        );
-        let client_auth = self.extras.client_auth(host);
-        let action = ingress_extras::action(
-            ann,
-            path,
-            canary.as_ref().and_then(|c| c.split.clone()),
-            pages.clone(),
-            problems,
-        );
-        let action = ingress_extras::with_client_auth(action, client_auth.clone());
-        let route = Arc::new(Route::new(
-            meta(owner, service, written_host, written_path, at),
-            backend.clone(),
-            policy.clone(),
-            action,
-        ));
-        match self.builder.add(RouteRule {
-            host: host.clone(),
-            path: indexed.clone(),
-            kind,
-            route,
-        }) {
-            // Backend problems are reported only for paths that made it into the table.
-            Ok(()) => {
-                problems.extend(resolved.problem);
-                if let Some(canary) = canary {
-                    let plain = ingress_extras::action(ann, path, None, pages, &mut Problems::default());
-                    let plain = ingress_extras::with_client_auth(plain, client_auth);
-                    let main = Arc::new(Route::new(
-                        meta(owner, service, written_host, written_path, at),
-                        backend,
-                        policy.clone(),
-                        plain.clone(),
-                    ));
-                    let to_canary = Arc::new(Route::new(
-                        canary.meta(written_host, written_path),
-                        canary.backend.clone(),
-                        policy.clone(),
-                        plain,
-                    ));
-                    for (conditions, to_main) in canary.conditions {
-                        let route = if to_main { main.clone() } else { to_canary.clone() };
-                        let rule = RouteRule {
-                            host: host.clone(),
-                            path: indexed.clone(),
-                            kind,
-                            route,
-                        };
-                        if let Err(e) = self.builder.add_with(rule, conditions) {
-                            problems.warning(reason::DUPLICATE_RULE, format!("canary: {e}"));
-                        }
-                    }
+        let error_pages = self.error_pages(owner, rule, service, ann, problems);
+        let canary = self
+            .extras
+            .canary_for(&CanaryKey::new(host, path), ann, owner.namespace, &mut self.backends);
+        let model = model::Rule {
+            owner: owner.model(Some(rule_index)),
+            hosts: vec![self::host(host, written_host)],
+            matches: vec![model::Match {
+                index: Some(path_index),
+                kind,
+                path: written_path.to_string(),
+                table_path: (indexed != written_path).then_some(indexed),
+                conditions: Default::default(),
+            }],
+            filters: model::Filters {
+                error_pages,
+                client_auth: self.extras.client_auth(host),
+                ..ingress_extras::filters(ann, path, problems)
+            },
+            backends: vec![model::WeightedBackend {
+                backend,
+                service: service.to_string(),
+                weight: 1,
+            }],
+            balance: ingress_extras::balance_on(&ann.upstream.balance, path),
+            timeouts: ann.upstream.timeouts,
+            retry: ann.upstream.retry.clone(),
+            policy: policy.clone(),
+            canary,
+            omit_empty_action: true,
+        };
+        let lowered = model::lower(&mut self.builder, &model);
+        // Backend problems are reported only for paths that made it into the table.
+        if lowered.placed > 0 {
+            problems.extend(resolved.problem);
+        }
+        for e in lowered.canary_refused {
+            problems.warning(reason::DUPLICATE_RULE, format!("canary: {e}"));
+        }
+        for e in lowered.refused {
+            match e {
+                RuleError::Path(e) => problems.warning(reason::INVALID_PATH, format!("{e}; the path is skipped")),
+                e @ RuleError::Duplicate { .. } => {
+                    problems.warning(reason::DUPLICATE_RULE, format!("{e}; this rule is ignored"))
                 }
-            }
-            Err(RuleError::Path(e)) => problems.warning(reason::INVALID_PATH, format!("{e}; the path is skipped")),
-            Err(e @ RuleError::Duplicate { .. }) => {
-                problems.warning(reason::DUPLICATE_RULE, format!("{e}; this rule is ignored"))
             }
         }
     }
@@ -347,30 +380,25 @@ impl<'a> Compiler<'a> {
         hosts: &BTreeMap<HostMatch, &str>,
         only_default_backend: bool,
         backend: &'a IngressBackend,
-        (policy, tls_policy, tls_hosts, action): (
-            &RoutePolicy,
-            &RoutePolicy,
-            &BTreeSet<HostMatch>,
-            Option<Arc<RouteAction>>,
-        ),
+        (policy, tls_policy, tls_hosts, auth): (&RoutePolicy, &RoutePolicy, &BTreeSet<HostMatch>, model::Filters),
         problems: &mut Problems,
     ) {
         let Some((service, resolved)) = self.resolve(owner, backend, problems) else {
             return;
         };
-        let route = |host: &str, policy: &RoutePolicy, auth| {
-            Arc::new(Route::new(
-                meta(owner, service, host, "", None),
-                resolved.backend.clone(),
-                policy.clone(),
-                ingress_extras::with_client_auth(action.clone(), auth),
-            ))
+        let fallback = |host: model::Host, policy: &RoutePolicy, client_auth| {
+            let filters = model::Filters {
+                client_auth,
+                ..auth.clone()
+            };
+            let backend = (resolved.backend.clone(), service);
+            fallback_rule(owner.model(None), host, backend, policy, filters)
         };
         let mut used = false;
         for (host, written) in hosts.iter().filter(|(h, _)| **h != HostMatch::Any) {
             let policy = if tls_hosts.contains(host) { tls_policy } else { policy };
-            let route = route(written, policy, self.extras.client_auth(host));
-            match self.claim_fallback(host, route, owner) {
+            let rule = fallback(self::host(host, written), policy, self.extras.client_auth(host));
+            match self.claim_fallback(&rule, owner) {
                 Ok(()) => used = true,
                 Err(holder) => problems.warning(
                     reason::DUPLICATE_RULE,
@@ -380,7 +408,7 @@ impl<'a> Compiler<'a> {
                 ),
             }
         }
-        match self.claim_fallback(&HostMatch::Any, route("", policy, None), owner) {
+        match self.claim_fallback(&fallback(model::Host::any(), policy, None), owner) {
             Ok(()) => used = true,
             // Only an Ingress whose sole purpose is the catch-all is told it lost it;
             // the others still serve their own hosts.
@@ -407,14 +435,8 @@ impl<'a> Compiler<'a> {
         problems: &mut Problems,
     ) {
         if let Some(root) = &ann.paths.app_root {
-            let route = ingress_extras::app_root_route(meta(owner, "", written, "/", None), policy, root);
-            let rule = RouteRule {
-                host: host.clone(),
-                path: "/".to_string(),
-                kind: PathKind::Exact,
-                route,
-            };
-            if let Err(e) = self.builder.add(rule) {
+            let rule = ingress_extras::app_root_rule(owner, self::host(host, written), policy, root);
+            for e in model::lower(&mut self.builder, &rule).refused {
                 problems.warning(reason::DUPLICATE_RULE, format!("app-root: {e}; it is ignored"));
             }
         }
@@ -422,12 +444,13 @@ impl<'a> Compiler<'a> {
             && let Some(alias) = annotations::rewrite::www_alias(written)
             && let Ok(alias_host) = HostMatch::parse(&alias)
         {
-            let route = ingress_extras::www_route(
-                meta(owner, "", &alias, "/", None),
+            let rule = ingress_extras::www_rule(
+                owner,
+                self::host(&alias_host, &alias),
                 written,
                 self.opts.nginx.http_redirect_code,
             );
-            self.extras.www.push((alias_host, route));
+            self.extras.www.push(rule);
         }
     }
 
@@ -481,14 +504,16 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// Sets a host's fallback, or names the Ingress that already holds it.
-    fn claim_fallback(&mut self, host: &HostMatch, route: Arc<Route>, owner: Owner<'_>) -> Result<(), String> {
-        if self.builder.fallback(host, route) {
+    /// Sets the fallback of the one host of `rule`, or names the Ingress that already
+    /// holds it.
+    fn claim_fallback(&mut self, rule: &model::Rule, owner: Owner<'_>) -> Result<(), String> {
+        let host = rule.hosts.first().map(|h| h.host.clone()).unwrap_or(HostMatch::Any);
+        if model::lower_fallback(&mut self.builder, rule).iter().all(|set| *set) {
             self.fallback_owners
-                .insert(host.clone(), format!("{}/{}", owner.namespace, owner.name));
+                .insert(host, format!("{}/{}", owner.namespace, owner.name));
             Ok(())
         } else {
-            Err(self.fallback_owners.get(host).cloned().unwrap_or_default())
+            Err(self.fallback_owners.get(&host).cloned().unwrap_or_default())
         }
     }
 
@@ -525,21 +550,5 @@ impl<'a> Compiler<'a> {
                 None
             }
         }
-    }
-}
-
-/// `at` is the (rule, path) index of an `http.paths` entry; `None` for the
-/// defaultBackend.
-pub(super) fn meta(owner: Owner<'_>, service: &str, host: &str, path: &str, at: Option<(usize, usize)>) -> RouteMeta {
-    let index = |i: usize| u32::try_from(i).ok();
-    RouteMeta {
-        kind: ObjectKind::Ingress,
-        namespace: owner.namespace.to_string(),
-        ingress: owner.name.to_string(),
-        service: service.to_string(),
-        host: host.to_string(),
-        path: path.to_string(),
-        rule: at.and_then(|(r, _)| index(r)),
-        path_index: at.and_then(|(_, p)| index(p)),
     }
 }
