@@ -96,6 +96,22 @@ async fn service_account_is_least_privilege() {
             "-n",
             ns,
         ],
+        // BackendTLSPolicies, and the ConfigMaps whose `ca.crt` they name (any
+        // namespace a policy may be in; only that key is kept).
+        &[
+            "watch",
+            "backendtlspolicies.gateway.networking.k8s.io",
+            "--all-namespaces",
+        ],
+        &[
+            "patch",
+            "backendtlspolicies.gateway.networking.k8s.io",
+            "--subresource=status",
+            "-n",
+            ns,
+        ],
+        &["list", "configmaps", "--all-namespaces"],
+        &["watch", "configmaps", "--all-namespaces"],
         // Namespaces' labels, for Gateway listeners' allowedRoutes selectors.
         &["list", "namespaces"],
         &["watch", "namespaces"],
@@ -129,7 +145,9 @@ async fn service_account_is_least_privilege() {
         &["delete", "leases.coordination.k8s.io", "-n", SYSTEM_NAMESPACE],
         &["delete", "events.events.k8s.io", "-n", ns],
         &["list", "pods", "--all-namespaces"],
-        &["list", "configmaps", "--all-namespaces"],
+        // ConfigMaps are listed and watched, never read one by one or written.
+        &["get", "configmaps", "-n", ns],
+        &["update", "configmaps", "-n", ns],
         &["get", "namespaces"],
         &["create", "clusterrolebindings.rbac.authorization.k8s.io"],
     ];
