@@ -16,8 +16,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::codec::RawHead;
 use crate::idle::Idle;
-use crate::upstream::{RawHead, UpstreamBody};
+use crate::upstream::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -35,12 +35,13 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
 use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, OnComplete, RequestBody, ResponseBody};
+use crate::codec::{Extra, Raw};
 use crate::config::ProxyConfig;
 use crate::filter::{Answer, AuthOutcome, FORWARDED, RequestHead, ResponseHead, UpstreamHead, X_REQUEST_ID};
 use crate::idle::IdleIo;
 use crate::metrics::Metrics;
 use crate::table::{ConnectionSettings, LiveTable, RequestView, Route, RoutingTable, UpstreamProtocol};
-use crate::upstream::{Extra, Failure, Pool, Raw, SendError, UpstreamBody, UpstreamConn, UpstreamError};
+use crate::upstream::{Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
 #[derive(Clone, Debug)]

@@ -38,9 +38,6 @@ mod proxy_protocol;
 pub use proxy_protocol::ERROR_REASONS as PROXY_PROTOCOL_ERROR_REASONS;
 pub(crate) mod sni;
 
-#[cfg(fuzzing)]
-pub(crate) use h1::fuzz_parse as fuzz_request_head;
-
 /// HTTP/2's connection preface starts with a method no HTTP/1 client sends.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
