@@ -44,11 +44,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
-use crate::body::ResponseBody;
 use crate::codec::framing::{LAST_CHUNK, chunk_size_line};
 use crate::codec::request::{Parsed, parse_request};
 use crate::codec::response::status_line;
 use crate::idle::IdleIo;
+use crate::response_body::ResponseBody;
 use crate::wire::itoa;
 
 /// How a busy spell ended.
