@@ -79,6 +79,12 @@ pub fn decode_body(buf: &mut BytesMut, framing: &mut Framing) -> Result<Decoded,
                 return Ok(Decoded::Frame(Frame::data(buf.split().freeze())));
             }
             Framing::Chunked(Chunked::Size) => match httparse::parse_chunk_size(buf) {
+                // RFC 9112 section 7.1: `chunk-size = 1*HEXDIG`. httparse takes a line
+                // with no digit (empty, or only an extension) as size 0, the last
+                // chunk: a body cut short where the endpoint meant something else.
+                Ok(httparse::Status::Complete(_)) if !buf.first().is_some_and(u8::is_ascii_hexdigit) => {
+                    return Err(Error::Invalid("bad chunk size line"));
+                }
                 Ok(httparse::Status::Complete((used, size))) => {
                     buf.advance(used);
                     *framing = Framing::Chunked(if size == 0 {

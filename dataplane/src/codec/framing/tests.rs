@@ -61,6 +61,10 @@ fn chunked_decoding_on_byte_literals() {
 fn a_bad_chunk_size_is_an_error() {
     for bad in [
         &b"-1\r\nx\r\n0\r\n\r\n"[..],
+        // No digit at all: not the last chunk, though httparse reads it as size 0.
+        b"\r\nhello\r\n0\r\n\r\n",
+        b"\r\n\r\n",
+        b";ext\r\n\r\n",
         b"g\r\n",
         b"5 5\r\nhello\r\n0\r\n\r\n",
         b"10000000000000000\r\n",
