@@ -4,17 +4,17 @@
 
 /// Portico's own HTTP/1.1 request-head parser, and the Host checks on what it accepts.
 pub fn request_head(data: &[u8]) {
-    crate::server::fuzz_request_head(data);
+    crate::codec::fuzz_request_head(data);
 }
 
 /// An endpoint's response head (status line, headers, framing) and its body framing.
 pub fn response(data: &[u8]) {
-    crate::upstream::fuzz_response(data);
+    crate::codec::fuzz_response(data);
 }
 
 /// The chunked body decoder, with the bytes arriving in two reads.
 pub fn chunked(data: &[u8]) {
-    crate::upstream::fuzz_chunked(data);
+    crate::codec::fuzz_chunked(data);
 }
 
 /// Host and path handling: a Host value checked and normalised as a request's, an

@@ -23,6 +23,7 @@ pub mod idle;
 pub mod metrics;
 pub mod pattern;
 pub mod proxy;
+pub mod response_body;
 pub mod server;
 pub mod table;
 pub mod tls;

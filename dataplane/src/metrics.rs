@@ -55,6 +55,9 @@ pub fn method_label(method: &Method) -> &'static str {
 /// The `reason` label values of `portico_upstream_retries_total`.
 pub const RETRY_REASONS: [&str; 4] = ["connect-failure", "reset", "timeout", "status"];
 
+/// The `reason` label values of `portico_proxy_protocol_errors_total`.
+pub const PROXY_PROTOCOL_ERROR_REASONS: [&str; 3] = ["invalid", "timeout", "client_closed"];
+
 pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
@@ -115,7 +118,7 @@ impl Metrics {
         for reason in crate::tls::HANDSHAKE_FAILURE_REASONS {
             m.tls_handshake_errors.with_label_values(&[reason]);
         }
-        for reason in crate::server::PROXY_PROTOCOL_ERROR_REASONS {
+        for reason in PROXY_PROTOCOL_ERROR_REASONS {
             m.proxy_protocol_errors.with_label_values(&[reason]);
         }
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -567,7 +570,7 @@ mod tests {
                 "{reason}"
             );
         }
-        for reason in crate::server::PROXY_PROTOCOL_ERROR_REASONS {
+        for reason in PROXY_PROTOCOL_ERROR_REASONS {
             assert!(
                 text.contains(&format!("portico_proxy_protocol_errors_total{{reason=\"{reason}\"}} ")),
                 "{reason}"

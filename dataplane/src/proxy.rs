@@ -34,13 +34,15 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, OnComplete, RequestBody, ResponseBody};
+use crate::body::{BodyEndHook, BodyTooLarge, ClientBodyTimeout, RequestBody};
+use crate::codec::{Extra, Raw};
 use crate::config::ProxyConfig;
 use crate::filter::{Answer, AuthOutcome, FORWARDED, RequestHead, ResponseHead, UpstreamHead, X_REQUEST_ID};
 use crate::idle::IdleIo;
 use crate::metrics::Metrics;
+use crate::response_body::{OnComplete, ResponseBody};
 use crate::table::{ConnectionSettings, LiveTable, RequestView, Route, RoutingTable, UpstreamProtocol};
-use crate::upstream::{Extra, Failure, Pool, Raw, SendError, UpstreamBody, UpstreamConn, UpstreamError};
+use crate::upstream::{Failure, Pool, SendError, UpstreamBody, UpstreamConn, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
 #[derive(Clone, Debug)]
@@ -584,7 +586,7 @@ impl Proxy {
         let sent = Instant::now();
         // Checked once per request; a route without it pays for nothing more.
         let read_ahead = (!upgrade && route.policy.response_buffering.unwrap_or(self.cfg.response_buffering))
-            .then_some(crate::body::ReadAheadLimits {
+            .then_some(crate::response_body::ReadAheadLimits {
                 per_response: self.cfg.response_buffer_size,
                 budget: self.cfg.response_buffer_budget,
             });
@@ -1002,7 +1004,7 @@ impl Proxy {
         resp: Response<UpstreamBody>,
         on_client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         route: &Route,
-        read_ahead: Option<crate::body::ReadAheadLimits>,
+        read_ahead: Option<crate::response_body::ReadAheadLimits>,
     ) -> Response<ResponseBody> {
         let read_timeout = route.policy.read_timeout.unwrap_or(self.cfg.upstream_response_timeout);
         let mut resp = resp;

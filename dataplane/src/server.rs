@@ -21,10 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::body::ResponseBody;
 use crate::idle::IdleIo;
 use crate::metrics::{self, Metrics};
 use crate::proxy::{ConnInfo, Proxy};
+use crate::response_body::ResponseBody;
 use crate::table::RoutingTable;
 use crate::tls::{self, Certificate};
 use tokio_rustls::TlsAcceptor;
@@ -35,11 +35,7 @@ mod park;
 mod passthrough;
 mod proxy_protocol;
 
-pub use proxy_protocol::ERROR_REASONS as PROXY_PROTOCOL_ERROR_REASONS;
 pub(crate) mod sni;
-
-#[cfg(fuzzing)]
-pub(crate) use h1::fuzz_parse as fuzz_request_head;
 
 /// HTTP/2's connection preface starts with a method no HTTP/1 client sends.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";

@@ -49,3 +49,17 @@ pub fn normalize_host(host: &str) -> Cow<'_, str> {
         Cow::Borrowed(host)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_as_http_wants_them() {
+        assert_eq!(itoa(0, &mut [0; 20]), b"0");
+        assert_eq!(itoa(u64::MAX, &mut [0; 20]), b"18446744073709551615");
+        assert_eq!(hex(0, &mut [0; 16]), b"0");
+        assert_eq!(hex(0x1f, &mut [0; 16]), b"1f");
+        assert_eq!(hex(u64::MAX, &mut [0; 16]), b"ffffffffffffffff");
+    }
+}

@@ -8,8 +8,9 @@ use http::{HeaderValue, Response, StatusCode};
 
 use super::{Proxy, ProxyError, RequestLog, Sent};
 use crate::body::RequestBody;
+use crate::codec::Extra;
 use crate::filter::{ErrorOriginal, ErrorPages};
-use crate::upstream::{Extra, Failure, UpstreamBody};
+use crate::upstream::{Failure, UpstreamBody};
 
 impl Proxy {
     /// A route's `answer`, or, when its status is one the route's pages list, the

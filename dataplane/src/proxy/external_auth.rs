@@ -14,9 +14,10 @@ use http_body_util::BodyExt;
 
 use super::Proxy;
 use crate::body::RequestBody;
+use crate::codec::Extra;
 use crate::filter::ExternalAuth;
 use crate::table::UpstreamProtocol;
-use crate::upstream::{Extra, Failure, UpstreamConn};
+use crate::upstream::{Failure, UpstreamConn};
 
 /// Most bytes of an auth answer's body read (and thrown away) so that its connection
 /// can be used again; a longer one closes it.

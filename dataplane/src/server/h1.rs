@@ -1,7 +1,7 @@
 //! Portico's own HTTP/1.1 server side, for requests without a body, in plain text or
 //! over TLS: almost every request a proxy sees (`GET`, `HEAD`, `DELETE`, `OPTIONS`
 //! without a body). Every request head a connection starts with, and every one after a
-//! park, is parsed here first, so its framing is checked here (bare LF line ends,
+//! park, is parsed here first ([`crate::codec::request`]), so its framing is checked here (bare LF line ends,
 //! `Content-Length` beside `Transfer-Encoding`: 400 and a lingering close) before hyper
 //! sees it.
 //!
@@ -37,16 +37,19 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http::{Method, Response, StatusCode, Version, header};
 use http_body::Body;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
-use crate::body::ResponseBody;
+use crate::codec::framing::{LAST_CHUNK, chunk_size_line};
+use crate::codec::request::{Parsed, parse_request};
+use crate::codec::response::status_line;
 use crate::idle::IdleIo;
-use crate::wire::{hex, itoa};
+use crate::response_body::ResponseBody;
+use crate::wire::itoa;
 
 /// How a busy spell ended.
 pub(super) enum Spell<S> {
@@ -59,8 +62,6 @@ pub(super) enum Spell<S> {
     Closed,
 }
 
-/// Headers per request, as hyper allows; more is a 431.
-const MAX_HEADERS: usize = 100;
 /// The read buffer's size: a typical request head, several of them pipelined.
 const READ_BUF: usize = 4096;
 /// A body frame up to this size is copied next to the head (or the frames before it)
@@ -96,9 +97,9 @@ pub(super) async fn spell<S: super::ClientIo>(
         // One whole request head.
         let started = Instant::now();
         let (req, keep_alive) = loop {
-            match parse(buf, max_head) {
+            match parse_request::<Option<Incoming>>(buf, max_head) {
                 Parsed::Request(req, keep_alive) => break (req, keep_alive),
-                Parsed::Hyper => return Spell::Hyper(stream, buf.split().freeze()),
+                Parsed::Declined => return Spell::Hyper(stream, buf.split().freeze()),
                 Parsed::Bad(status) => {
                     reject(&mut stream, out, status).await;
                     linger_close(&mut stream, buf, &conn.drain).await;
@@ -278,117 +279,6 @@ fn fill<S: AsyncRead + Unpin>(
     poll_read_buf(Pin::new(stream), cx, buf)
 }
 
-/// What the bytes read so far hold.
-// Returned, never stored: boxing the request would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
-enum Parsed {
-    /// A request this module serves, and whether the connection stays open after it.
-    Request(Request<Option<Incoming>>, bool),
-    /// A request for hyper; nothing was taken from the buffer.
-    Hyper,
-    /// Not yet a whole head.
-    Partial,
-    /// A malformed head: answered with this status, then the connection closes.
-    Bad(StatusCode),
-}
-
-/// Parses one request head at the start of `buf`. A request this module serves is
-/// taken off the front of `buf`; its URI and header values share those bytes.
-fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
-    if buf.is_empty() {
-        return Parsed::Partial;
-    }
-    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
-        Ok(httparse::Status::Complete(len)) if len > max_head => {
-            return Parsed::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        }
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(httparse::Error::TooManyHeaders) => return Parsed::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
-        Err(_) => return Parsed::Bad(StatusCode::BAD_REQUEST),
-    };
-    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
-        return Parsed::Bad(StatusCode::BAD_REQUEST);
-    };
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Parsed::Bad(StatusCode::BAD_REQUEST);
-    };
-    if method == Method::CONNECT {
-        return Parsed::Hyper;
-    }
-    let version = if minor == 1 { Version::HTTP_11 } else { Version::HTTP_10 };
-    // Where each part lies in the head, so the borrow of `buf` can end before the head
-    // is split off and shared.
-    let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        [start, start + s.len()]
-    };
-    let path = at(path.as_bytes());
-    let mut close = version == Version::HTTP_10;
-    let mut fields = [[0usize; 4]; MAX_HEADERS];
-    let n = req.headers.len();
-    let (mut length, mut chunked, mut upgrade) = (false, false, false);
-    for (field, h) in fields.iter_mut().zip(req.headers.iter()) {
-        let name = h.name.as_bytes();
-        length |= name.eq_ignore_ascii_case(b"content-length");
-        chunked |= name.eq_ignore_ascii_case(b"transfer-encoding");
-        upgrade |= name.eq_ignore_ascii_case(b"upgrade");
-        if name.eq_ignore_ascii_case(b"connection") {
-            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == Version::HTTP_10 {
-                    close = false;
-                }
-            }
-        }
-        let ([a, b], [c, d]) = (at(name), at(h.value));
-        *field = [a, b, c, d];
-    }
-    // Checked here, before hyper parses the head: hyper would take a bare LF as a line
-    // end, and would drop the `Content-Length` beside a `Transfer-Encoding`.
-    if crate::codec::check_line_endings(&buf[..len]).is_err() || (length && chunked) {
-        return Parsed::Bad(StatusCode::BAD_REQUEST);
-    }
-    if length || chunked || upgrade {
-        return Parsed::Hyper;
-    }
-    let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(path[0]..path[1])) else {
-        return Parsed::Bad(StatusCode::BAD_REQUEST);
-    };
-    // Room for the headers the proxy adds (the `X-Forwarded-*` family).
-    let mut map = HeaderMap::with_capacity(n + 8);
-    for &[a, b, c, d] in &fields[..n] {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&head[a..b]),
-            HeaderValue::from_maybe_shared(head.slice(c..d)),
-        ) else {
-            return Parsed::Bad(StatusCode::BAD_REQUEST);
-        };
-        map.append(name, value);
-    }
-    let mut req = Request::new(None);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = version;
-    *req.headers_mut() = map;
-    Parsed::Request(req, !close)
-}
-
-/// For the fuzz target: request heads parsed from arbitrary bytes, one after another
-/// as pipelined requests would be, each served one checked for its Host.
-#[cfg(fuzzing)]
-pub(crate) fn fuzz_parse(data: &[u8]) {
-    let mut buf = BytesMut::from(data);
-    while let Parsed::Request(req, _) = parse(&mut buf, 16 * 1024) {
-        let _ = crate::codec::check_host(req.version(), req.uri(), req.headers());
-    }
-}
-
 /// How a response body is delimited on the wire.
 #[derive(Clone, Copy, PartialEq)]
 enum Framing {
@@ -519,8 +409,7 @@ async fn respond<S: AsyncWrite + Unpin>(
             return Ok(false);
         }
         if framing == Framing::Chunked {
-            out.extend_from_slice(hex(data.len() as u64, &mut [0; 16]));
-            out.extend_from_slice(b"\r\n");
+            chunk_size_line(out, data.len() as u64);
         }
         if out.len() + data.len() <= COPY_UP_TO {
             out.extend_from_slice(&data);
@@ -533,7 +422,7 @@ async fn respond<S: AsyncWrite + Unpin>(
         }
     }
     match framing {
-        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Chunked => out.extend_from_slice(LAST_CHUNK),
         // Fewer bytes than declared: the client would wait for the rest.
         Framing::Length(n) if sent < n => keep_alive = false,
         _ => {}
@@ -560,20 +449,6 @@ async fn write_both<S: AsyncWrite + Unpin>(stream: &mut S, first: &[u8], mut sec
         second.advance(n - from_first);
     }
     stream.write_all(&second).await
-}
-
-/// Starts `out` afresh with a status line in the client's version.
-fn status_line(out: &mut Vec<u8>, version: Version, status: StatusCode) {
-    out.clear();
-    out.extend_from_slice(if version == Version::HTTP_11 {
-        b"HTTP/1.1 "
-    } else {
-        b"HTTP/1.0 "
-    });
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Answers a malformed request head, as hyper does, and lets the connection close.
@@ -635,11 +510,6 @@ fn date(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn parsed(bytes: &[u8]) -> (Parsed, BytesMut) {
-        let mut buf = BytesMut::from(bytes);
-        (parse(&mut buf, 16 * 1024), buf)
-    }
-
     /// Spells that end by the hundred keep no more buffers than the cache holds, a
     /// spell takes a cached pair ready for use, and a thread exits with pairs cached.
     #[test]
@@ -659,71 +529,5 @@ mod tests {
         })
         .join()
         .expect("the thread ends cleanly");
-    }
-
-    #[test]
-    fn a_bodiless_request_is_parsed_in_place_and_taken_off_the_buffer() {
-        let (p, rest) =
-            parsed(b"GET /a?b=c HTTP/1.1\r\nHost: example.com\r\nX-One: 1\r\nx-one: 2\r\n\r\nGET /next HTTP/1.1\r\n");
-        let Parsed::Request(req, keep_alive) = p else {
-            panic!("not parsed as a request");
-        };
-        assert!(keep_alive);
-        assert_eq!(req.method(), Method::GET);
-        assert_eq!(req.uri().path(), "/a");
-        assert_eq!(req.uri().query(), Some("b=c"));
-        assert_eq!(req.version(), Version::HTTP_11);
-        assert_eq!(req.headers()["host"], "example.com");
-        let ones: Vec<_> = req.headers().get_all("x-one").iter().collect();
-        assert_eq!(ones, ["1", "2"]);
-        assert_eq!(&rest[..], b"GET /next HTTP/1.1\r\n");
-    }
-
-    #[test]
-    fn keep_alive_follows_the_version_and_the_connection_header() {
-        let keeps = |bytes: &[u8]| match parsed(bytes).0 {
-            Parsed::Request(_, keep_alive) => keep_alive,
-            _ => panic!("not parsed as a request"),
-        };
-        assert!(keeps(b"GET / HTTP/1.1\r\n\r\n"));
-        assert!(!keeps(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"));
-        assert!(!keeps(b"GET / HTTP/1.0\r\n\r\n"));
-        assert!(keeps(b"GET / HTTP/1.0\r\nConnection: foo, Keep-Alive\r\n\r\n"));
-    }
-
-    #[test]
-    fn bodies_and_upgrades_are_left_to_hyper_untouched() {
-        for bytes in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"[..],
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-            b"CONNECT example.com:443 HTTP/1.1\r\n\r\n",
-        ] {
-            let (p, rest) = parsed(bytes);
-            assert!(matches!(p, Parsed::Hyper), "{:?}", String::from_utf8_lossy(bytes));
-            assert_eq!(&rest[..], bytes);
-        }
-    }
-
-    #[test]
-    fn malformed_heads_are_refused_with_the_status_hyper_gives() {
-        let status = |bytes: &[u8]| match parsed(bytes).0 {
-            Parsed::Bad(status) => status,
-            _ => panic!("accepted: {:?}", String::from_utf8_lossy(bytes)),
-        };
-        assert_eq!(status(b"THIS IS NOT HTTP\r\n\r\n"), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            status(b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n"),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(status(b"GET / HTTP/2.0\r\n\r\n"), StatusCode::BAD_REQUEST);
-        assert_eq!(status(b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n"), StatusCode::BAD_REQUEST);
-        let many: Vec<u8> = (0..=MAX_HEADERS)
-            .flat_map(|i| format!("X-{i}: v\r\n").into_bytes())
-            .collect();
-        let req = [&b"GET / HTTP/1.1\r\n"[..], &many, b"\r\n"].concat();
-        assert_eq!(status(&req), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-        assert!(matches!(parsed(b"GET / HTTP/1.1\r\nHost: a").0, Parsed::Partial));
     }
 }

@@ -42,8 +42,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::h1::Spell;
-use crate::body::{BodyEndHook, BoxError, ResponseBody};
+use crate::body::{BodyEndHook, BoxError};
 use crate::idle::IdleIo;
+use crate::response_body::ResponseBody;
 
 /// What the requests of one connection are doing, shared by its task, its socket
 /// wrapper and the bodies of its requests (which another task may read).

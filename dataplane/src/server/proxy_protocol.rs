@@ -41,7 +41,7 @@ const V1_PREFIX: &[u8] = b"PROXY ";
 const V1_MAX: usize = 107;
 
 /// Every `reason` of `portico_proxy_protocol_errors_total`.
-pub const ERROR_REASONS: [&str; 3] = ["invalid", "timeout", "client_closed"];
+use crate::metrics::PROXY_PROTOCOL_ERROR_REASONS as ERROR_REASONS;
 
 /// What the first bytes of a connection say.
 #[derive(Debug, PartialEq, Eq)]

@@ -14,13 +14,11 @@
 //! - A bodiless request comes back when its connection fails, so it can go out again
 //!   on another connection without being copied first.
 //!
-//! Response framing follows RFC 9112 section 6.3: no body for HEAD, 1xx, 204 and 304;
-//! `Transfer-Encoding` ending in `chunked` is decoded (and wins over `Content-Length`,
-//! but such a connection is not reused); a valid `Content-Length`, all copies equal;
-//! otherwise the body runs until the endpoint closes. Informational responses other
-//! than 101 are skipped. A connection goes back to the pool only when its response
-//! ended exactly where its framing said, the endpoint did not ask to close (HTTP/1.0
-//! without `keep-alive`, or `Connection: close`), and the whole request was sent.
+//! The bytes themselves (the request head written, the response head read with its
+//! framing, chunks decoded) are [`crate::codec`]'s; this module moves them between the
+//! socket and the buffers. A connection goes back to the pool only when its response
+//! ended exactly where its framing said, the endpoint did not ask to close, and the
+//! whole request was sent.
 //! Upgrades stay on hyper's client, which hands over the connection as a tunnel.
 
 use std::io;
@@ -31,21 +29,18 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::header::HeaderMap;
+use http::{Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::body::{BoxError, RequestBody};
-use crate::wire::{hex, itoa};
+use crate::codec::framing::{self, Decoded, Framing, decode_body};
+use crate::codec::request::encode_head;
+use crate::codec::response::{Head, MAX_HEAD, MAX_HEADERS, Parsed, parse_head};
+use crate::codec::{self, Extra, Raw, RawHead};
 
-/// The largest response head (status line and headers) read before giving up.
-const MAX_HEAD: usize = 64 * 1024;
-/// The most header lines a response head may have.
-const MAX_HEADERS: usize = 128;
-/// The largest chunk-size line or trailer section.
-const MAX_CHUNK_LINE: usize = 4096;
 /// Reads start at this size and grow while they fill the buffer (large bodies).
 ///
 /// A frame handed to the client pins the whole buffer it was read into until the
@@ -89,6 +84,16 @@ pub enum Error {
     /// From hyper's client, which carries upgrades and HTTP/2.
     #[error("{0}")]
     Hyper(#[from] hyper::Error),
+}
+
+impl From<codec::Error> for Error {
+    fn from(e: codec::Error) -> Error {
+        match e {
+            codec::Error::Parse(e) => Error::Parse(e),
+            codec::Error::HeadTooLarge => Error::HeadTooLarge,
+            codec::Error::Invalid(why) => Error::Invalid(why),
+        }
+    }
 }
 
 /// A failed send.
@@ -157,47 +162,6 @@ pub struct H1Conn {
     home: usize,
     /// Exchanges finished on this connection.
     exchanges: u32,
-}
-
-/// Header fields a request head carries besides those in its map, names and values in
-/// step: a proxy's own fields, written straight into the head rather than hashed into
-/// the map first.
-#[derive(Clone, Copy, Default)]
-pub struct Extra<'a>(pub &'a [HeaderName], pub &'a [HeaderValue]);
-
-/// A response head read, and how its body is framed.
-pub struct Head {
-    pub response: Response<()>,
-    pub framing: Framing,
-    /// The connection may carry another exchange once this body has been read.
-    pub reusable: bool,
-    /// The header lines as they came, when asked for and passed on unchanged; the
-    /// response's map is then empty.
-    pub raw: Option<RawHead>,
-}
-
-/// How a response body ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// `remaining` bytes to go.
-    Length(u64),
-    Chunked(Chunked),
-    /// Until the endpoint closes the connection.
-    Close,
-    /// Nothing more.
-    Done,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Chunked {
-    /// Expecting a chunk-size line.
-    Size,
-    /// `remaining` bytes of chunk data to go.
-    Data(u64),
-    /// Expecting the CRLF after a chunk's data.
-    DataEnd,
-    /// After the last chunk: trailer fields, then an empty line.
-    Trailers,
 }
 
 impl H1Conn {
@@ -277,7 +241,7 @@ impl H1Conn {
     ) -> Result<Head, Failure> {
         let mut body = std::mem::replace(req.body_mut(), RequestBody::Empty);
         let bodiless = body.is_end_stream();
-        let chunked = self.encode_head(&req, &body, extra);
+        let chunked = encode_head(&mut self.out, &req, body.size_hint().exact(), extra);
         let head_only = req.method() == Method::HEAD;
         let mut w = Writer {
             pos: 0,
@@ -346,54 +310,6 @@ impl H1Conn {
         }
     }
 
-    /// Encodes the request head into `out`; returns whether the body goes chunked.
-    fn encode_head(&mut self, req: &Request<RequestBody>, body: &RequestBody, extra: Extra<'_>) -> bool {
-        let out = &mut self.out;
-        out.clear();
-        out.extend_from_slice(req.method().as_str().as_bytes());
-        out.push(b' ');
-        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in req.headers() {
-            // The framing headers are this hop's, written below.
-            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-                continue;
-            }
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        for (name, value) in extra.0.iter().zip(extra.1) {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        let chunked = match body.size_hint().exact() {
-            Some(0) if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) => {
-                // A client's own `Content-Length: 0` is kept; none is added to a GET.
-                if req.headers().contains_key(header::CONTENT_LENGTH) {
-                    out.extend_from_slice(b"content-length: 0\r\n");
-                }
-                false
-            }
-            Some(n) => {
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(itoa(n, &mut [0; 20]));
-                out.extend_from_slice(b"\r\n");
-                false
-            }
-            None => {
-                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-                true
-            }
-        };
-        out.extend_from_slice(b"\r\n");
-        chunked
-    }
-
     /// Writes what is due of the request: the head, then the body as it arrives.
     fn poll_write_request(
         &mut self,
@@ -439,7 +355,7 @@ impl H1Conn {
             match frame {
                 None => {
                     if w.chunked {
-                        self.out.extend_from_slice(b"0\r\n\r\n");
+                        self.out.extend_from_slice(framing::LAST_CHUNK);
                     }
                     w.body_done = true;
                 }
@@ -448,8 +364,7 @@ impl H1Conn {
                     Ok(data) if data.is_empty() => {}
                     Ok(data) => {
                         if w.chunked {
-                            self.out.extend_from_slice(hex(data.len() as u64, &mut [0; 16]));
-                            self.out.extend_from_slice(b"\r\n");
+                            framing::chunk_size_line(&mut self.out, data.len() as u64);
                             w.crlf_due = true;
                         }
                         w.data = data;
@@ -457,14 +372,7 @@ impl H1Conn {
                     Err(frame) => {
                         // Trailers end a chunked body; a sized body has nowhere to put them.
                         if let (Ok(trailers), true) = (frame.into_trailers(), w.chunked) {
-                            self.out.extend_from_slice(b"0\r\n");
-                            for (name, value) in &trailers {
-                                self.out.extend_from_slice(name.as_str().as_bytes());
-                                self.out.extend_from_slice(b": ");
-                                self.out.extend_from_slice(value.as_bytes());
-                                self.out.extend_from_slice(b"\r\n");
-                            }
-                            self.out.extend_from_slice(b"\r\n");
+                            framing::last_chunk_with_trailers(&mut self.out, &trailers);
                             w.body_done = true;
                             w.chunked = false;
                         }
@@ -544,7 +452,7 @@ impl H1Conn {
                     }
                 }
                 Ok(Decoded::NeedMore) => ready!(self.fill_more(cx))?,
-                Err(e) => return Poll::Ready(Some(Err(e))),
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
             }
         }
     }
@@ -575,150 +483,6 @@ impl H1Conn {
     }
 }
 
-/// For the fuzz target: a response head read from arbitrary bytes (into a map and as
-/// raw lines), then its body decoded as the head frames it.
-#[cfg(fuzzing)]
-pub(crate) fn fuzz_response(data: &[u8]) {
-    for raw in [None, Some(&[Box::from("server")][..])] {
-        let mut buf = BytesMut::from(data);
-        let mut spare = None;
-        loop {
-            match parse_head(&mut buf, false, raw, &mut spare) {
-                Ok(Parsed::Informational) => continue,
-                Ok(Parsed::Final(head)) => {
-                    if let Some(raw) = &head.raw {
-                        raw.write_to(&mut Vec::new());
-                    }
-                    let mut framing = head.framing;
-                    while let Ok(Decoded::Frame(_)) = decode_body(&mut buf, &mut framing) {}
-                    break;
-                }
-                Ok(Parsed::Partial) | Err(_) => break,
-            }
-        }
-    }
-}
-
-/// For the fuzz target: a chunked body decoded from arbitrary bytes, fed in two parts
-/// split where the first byte says, as reads would bring them.
-#[cfg(fuzzing)]
-pub(crate) fn fuzz_chunked(data: &[u8]) {
-    let Some((&split, data)) = data.split_first() else {
-        return;
-    };
-    let at = usize::from(split).min(data.len());
-    let mut framing = Framing::Chunked(Chunked::Size);
-    let mut buf = BytesMut::from(&data[..at]);
-    let mut total = 0usize;
-    for more in [&data[at..], &[][..]] {
-        loop {
-            match decode_body(&mut buf, &mut framing) {
-                Ok(Decoded::Frame(frame)) => {
-                    total += frame.data_ref().map_or(0, |d| d.len());
-                    assert!(total <= data.len(), "more body than bytes");
-                }
-                Ok(Decoded::NeedMore) => break,
-                Ok(Decoded::End) | Err(_) => return,
-            }
-        }
-        buf.extend_from_slice(more);
-    }
-}
-
-/// What [`decode_body`] found in the buffer.
-#[derive(Debug)]
-pub enum Decoded {
-    Frame(Frame<Bytes>),
-    /// The body ended where its framing said.
-    End,
-    /// Not enough buffered to go on (for [`Framing::Close`], the end of the stream
-    /// ends the body; for the others it cuts it short).
-    NeedMore,
-}
-
-/// Takes the next piece of a response body off the front of `buf`, advancing
-/// `framing`: a pure function of the bytes, so that it can be tested with byte
-/// literals and fuzzed. Chunked framing follows RFC 9112 section 7.1: a chunk-size
-/// line (hex digits, optional extensions) ended by CRLF, the data, CRLF; after the
-/// last chunk a trailer section, whose fields RFC 9110 section 6.5.1 forbids are
-/// dropped. A size line or trailer section longer than [`MAX_CHUNK_LINE`] is an error.
-pub fn decode_body(buf: &mut BytesMut, framing: &mut Framing) -> Result<Decoded, Error> {
-    loop {
-        match framing {
-            Framing::Done | Framing::Length(0) => {
-                *framing = Framing::Done;
-                return Ok(Decoded::End);
-            }
-            Framing::Length(remaining) | Framing::Chunked(Chunked::Data(remaining)) => {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                let take = buf.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                *remaining -= take as u64;
-                if *framing == Framing::Chunked(Chunked::Data(0)) {
-                    *framing = Framing::Chunked(Chunked::DataEnd);
-                }
-                return Ok(Decoded::Frame(Frame::data(buf.split_to(take).freeze())));
-            }
-            Framing::Close => {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                return Ok(Decoded::Frame(Frame::data(buf.split().freeze())));
-            }
-            Framing::Chunked(Chunked::Size) => match httparse::parse_chunk_size(buf) {
-                Ok(httparse::Status::Complete((used, size))) => {
-                    buf.advance(used);
-                    *framing = Framing::Chunked(if size == 0 {
-                        Chunked::Trailers
-                    } else {
-                        Chunked::Data(size)
-                    });
-                }
-                Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => return Ok(Decoded::NeedMore),
-                _ => return Err(Error::Invalid("bad chunk size line")),
-            },
-            Framing::Chunked(Chunked::DataEnd) => {
-                if buf.len() < 2 {
-                    return Ok(Decoded::NeedMore);
-                }
-                if &buf[..2] != b"\r\n" {
-                    return Err(Error::Invalid("chunk data longer than its size"));
-                }
-                buf.advance(2);
-                *framing = Framing::Chunked(Chunked::Size);
-            }
-            Framing::Chunked(Chunked::Trailers) => {
-                if buf.starts_with(b"\r\n") {
-                    buf.advance(2);
-                    *framing = Framing::Done;
-                    return Ok(Decoded::End);
-                }
-                let mut fields = [httparse::EMPTY_HEADER; 32];
-                match httparse::parse_headers(buf, &mut fields) {
-                    Ok(httparse::Status::Complete((used, fields))) => {
-                        let mut trailers = HeaderMap::with_capacity(fields.len());
-                        for f in fields {
-                            if let (Ok(name), Ok(value)) = (
-                                HeaderName::from_bytes(f.name.as_bytes()),
-                                HeaderValue::from_bytes(f.value),
-                            ) && crate::codec::trailer_allowed(&name)
-                            {
-                                trailers.append(name, value);
-                            }
-                        }
-                        buf.advance(used);
-                        *framing = Framing::Done;
-                        return Ok(Decoded::Frame(Frame::trailers(trailers)));
-                    }
-                    Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE => return Ok(Decoded::NeedMore),
-                    _ => return Err(Error::Invalid("bad trailer section")),
-                }
-            }
-        }
-    }
-}
-
 /// Progress writing one request.
 struct Writer {
     /// How much of the connection's `out` has been written.
@@ -730,333 +494,6 @@ struct Writer {
     crlf_due: bool,
     body_done: bool,
     written: usize,
-}
-
-// Returned, never stored: boxing the head would cost an allocation per response.
-#[allow(clippy::large_enum_variant)]
-enum Parsed {
-    Final(Head),
-    /// A 1xx response other than 101, consumed and skipped.
-    Informational,
-    Partial,
-}
-
-/// Whether a response head may come as a [`RawHead`] (`Some`), and the names that rule
-/// that out: fields the route's filters may change, which must then be in a map (as
-/// `HeaderName::as_str` gives them: compared without a lookup per field).
-pub type Raw<'a> = Option<&'a [Box<str>]>;
-
-/// `spare` is a map to fill, taken only for a final response. With `raw`, a head the
-/// client's writer can send on as it came is kept as a [`RawHead`] instead, and the
-/// response's map stays empty.
-fn parse_head(
-    buf: &mut BytesMut,
-    head_request: bool,
-    raw: Raw<'_>,
-    spare: &mut Option<HeaderMap>,
-) -> Result<Parsed, Error> {
-    // Where each header's name and value lie in the buffer; the head is then split off
-    // and the values become slices of it, not copies.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (len, code, minor, count) = {
-        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut []);
-        let len =
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut fields) {
-                Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
-                Ok(httparse::Status::Complete(_)) => return Err(Error::HeadTooLarge),
-                Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
-                Err(httparse::Error::TooManyHeaders) => return Err(Error::HeadTooLarge),
-                Err(e) => return Err(Error::Parse(e)),
-            };
-        let base = buf.as_ptr() as usize;
-        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            *span = (
-                name as u32,
-                (name + h.name.len()) as u32,
-                value as u32,
-                (value + h.value.len()) as u32,
-            );
-        }
-        (
-            len,
-            resp.code.unwrap_or(0),
-            resp.version.unwrap_or(1),
-            resp.headers.len(),
-        )
-    };
-    let status = StatusCode::from_u16(code).map_err(|_| Error::Invalid("bad status code"))?;
-    if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-        buf.advance(len);
-        return Ok(Parsed::Informational);
-    }
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Err(Error::Invalid("101 without an upgrade request"));
-    }
-    let spans = &spans[..count];
-    let head = buf.split_to(len).freeze();
-    let scan = Scan::of(&head, spans);
-    let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-    let (framing, mut reusable) = scan.framing(&head, status, head_request)?;
-    reusable &= scan.keep_alive(version);
-    let mut response = Response::new(());
-    *response.status_mut() = status;
-    *response.version_mut() = version;
-    let raw = match raw {
-        Some([]) => RawHead::of(&head, spans, &scan),
-        Some(names) if !spans.iter().any(|s| names.iter().any(|n| is_name(&head, *s, n))) => {
-            RawHead::of(&head, spans, &scan)
-        }
-        _ => None,
-    };
-    if raw.is_none() {
-        let mut headers = spare.take().unwrap_or_default();
-        headers.clear();
-        headers.reserve(count);
-        for &(ns, ne, vs, ve) in spans {
-            let name = HeaderName::from_bytes(&head[ns as usize..ne as usize])
-                .map_err(|_| Error::Invalid("bad header name"))?;
-            // httparse allows only what a header value may hold.
-            let value = HeaderValue::from_maybe_shared(head.slice(vs as usize..ve as usize))
-                .map_err(|_| Error::Invalid("bad header value"))?;
-            headers.append(name, value);
-        }
-        *response.headers_mut() = headers;
-    }
-    Ok(Parsed::Final(Head {
-        response,
-        framing,
-        reusable,
-        raw,
-    }))
-}
-
-/// Whether the field at `span` of `head` is named `name`.
-fn is_name(head: &[u8], (ns, ne, _, _): (u32, u32, u32, u32), name: &str) -> bool {
-    head[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
-}
-
-/// A response header's meaning to this hop, told from its name alone.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Field {
-    ContentLength,
-    TransferEncoding,
-    Connection,
-    KeepAlive,
-    Date,
-    /// `TE`, `Trailer`, `Upgrade` and the `Proxy-*` family: hop-by-hop, and rare.
-    OtherHop,
-    EndToEnd,
-}
-
-impl Field {
-    fn of(name: &[u8]) -> Field {
-        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-        match name.len() {
-            4 if is(b"date") => Field::Date,
-            10 if is(b"connection") => Field::Connection,
-            10 if is(b"keep-alive") => Field::KeepAlive,
-            14 if is(b"content-length") => Field::ContentLength,
-            17 if is(b"transfer-encoding") => Field::TransferEncoding,
-            2 if is(b"te") => Field::OtherHop,
-            7 if is(b"trailer") || is(b"upgrade") => Field::OtherHop,
-            16 if is(b"proxy-connection") => Field::OtherHop,
-            18 if is(b"proxy-authenticate") => Field::OtherHop,
-            19 if is(b"proxy-authorization") => Field::OtherHop,
-            _ => Field::EndToEnd,
-        }
-    }
-}
-
-/// What one pass over a response head's fields finds for this hop.
-struct Scan {
-    /// The one `Content-Length`.
-    length: Option<u64>,
-    /// Copies of `Content-Length` that disagree or do not parse: an error unless the
-    /// response has no body anyway.
-    bad_length: Option<&'static str>,
-    /// The last `Transfer-Encoding` value, as a span of the head.
-    transfer_encoding: Option<(u32, u32)>,
-    close: bool,
-    keep: bool,
-    /// `Connection` names a field other than `close` and `keep-alive`.
-    connection_names: bool,
-    date: bool,
-    other_hop: bool,
-    /// This hop's own lines (`Connection`, `Keep-Alive`, `Transfer-Encoding`), by
-    /// index: the first [`RAW_SKIPS`], and how many there are.
-    own: [usize; RAW_SKIPS],
-    owns: usize,
-}
-
-impl Scan {
-    fn of(head: &[u8], spans: &[(u32, u32, u32, u32)]) -> Scan {
-        let mut scan = Scan {
-            length: None,
-            bad_length: None,
-            transfer_encoding: None,
-            close: false,
-            keep: false,
-            connection_names: false,
-            date: false,
-            other_hop: false,
-            own: [0; RAW_SKIPS],
-            owns: 0,
-        };
-        for (i, &(ns, ne, vs, ve)) in spans.iter().enumerate() {
-            let value = &head[vs as usize..ve as usize];
-            let field = Field::of(&head[ns as usize..ne as usize]);
-            if matches!(field, Field::Connection | Field::KeepAlive | Field::TransferEncoding) {
-                if let Some(own) = scan.own.get_mut(scan.owns) {
-                    *own = i;
-                }
-                scan.owns += 1;
-            }
-            match field {
-                Field::ContentLength => scan.content_length(value),
-                Field::TransferEncoding => scan.transfer_encoding = Some((vs, ve)),
-                Field::Connection => {
-                    for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                        if token.eq_ignore_ascii_case(b"close") {
-                            scan.close = true;
-                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                            scan.keep = true;
-                        } else if !token.is_empty() {
-                            scan.connection_names = true;
-                        }
-                    }
-                }
-                Field::Date => scan.date = true,
-                Field::OtherHop => scan.other_hop = true,
-                Field::KeepAlive | Field::EndToEnd => {}
-            }
-        }
-        scan
-    }
-
-    /// Every copy of `Content-Length` must agree, and parse.
-    fn content_length(&mut self, value: &[u8]) {
-        for part in value.split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                self.bad_length.get_or_insert("bad Content-Length");
-                return;
-            }
-            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            if self.length.is_some_and(|l| l != n) {
-                self.bad_length.get_or_insert("conflicting Content-Length values");
-            }
-            self.length = Some(n);
-        }
-    }
-
-    /// RFC 9112 section 6.3: how the body is delimited, and whether the connection can
-    /// be trusted after it.
-    fn framing(&self, head: &[u8], status: StatusCode, head_request: bool) -> Result<(Framing, bool), Error> {
-        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            return Ok((Framing::Done, true));
-        }
-        if let Some(bad) = self.bad_length {
-            return Err(Error::Invalid(bad));
-        }
-        if let Some((vs, ve)) = self.transfer_encoding {
-            let last = head[vs as usize..ve as usize].rsplit(|&b| b == b',').next();
-            let chunked = last.is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            // Both framings at once smell of request smuggling: decode by the stronger
-            // one, and never reuse the connection.
-            return Ok(match chunked {
-                true => (Framing::Chunked(Chunked::Size), self.length.is_none()),
-                false => (Framing::Close, false),
-            });
-        }
-        Ok(match self.length {
-            Some(n) => (Framing::Length(n), true),
-            None => (Framing::Close, false),
-        })
-    }
-
-    /// Whether the endpoint lets the connection carry another exchange.
-    fn keep_alive(&self, version: Version) -> bool {
-        !self.close && (version == Version::HTTP_11 || self.keep)
-    }
-}
-
-/// The most hop-by-hop lines a [`RawHead`] leaves out; a head with more is read into a
-/// header map instead.
-const RAW_SKIPS: usize = 3;
-
-/// An endpoint's response header lines as they came, for a client writer that sends
-/// them on unchanged: the common response passes through without a header map, its
-/// names neither parsed nor hashed (about a tenth of a request's work in user space).
-/// This hop's own lines (`Connection`, `Keep-Alive`, `Transfer-Encoding`) are left
-/// out. A head with other hop-by-hop fields, a `Connection` naming further fields, a
-/// line not ended by CRLF, or both `Transfer-Encoding` and `Content-Length`, is read
-/// into a map instead.
-///
-/// Small, as it rides in every response body: a declared `Content-Length` is the body's
-/// exact size hint, so only its presence is kept.
-#[derive(Debug)]
-pub struct RawHead {
-    /// The header lines, each with its CRLF; shorter than [`MAX_HEAD`].
-    block: Bytes,
-    /// Lines left out, as ranges of `block` in order.
-    skip: [(u16, u16); RAW_SKIPS],
-    skips: u8,
-    /// Whether a `Content-Length` line is among them.
-    pub content_length: bool,
-    /// Whether a `Date` line is among them.
-    pub date: bool,
-}
-
-impl RawHead {
-    fn of(head: &Bytes, spans: &[(u32, u32, u32, u32)], scan: &Scan) -> Option<RawHead> {
-        let both_framings = scan.length.is_some() && scan.transfer_encoding.is_some();
-        if scan.other_hop
-            || scan.connection_names
-            || both_framings
-            || scan.owns > RAW_SKIPS
-            || !head.ends_with(b"\r\n\r\n")
-        {
-            return None;
-        }
-        let end = head.len() - 2;
-        let start = spans.first().map_or(end, |s| s.0 as usize);
-        let line_end = |i: usize| spans.get(i + 1).map_or(end, |next| next.0 as usize);
-        for (i, &(_, _, _, ve)) in spans.iter().enumerate() {
-            // Only optional whitespace and CRLF may follow the value: a bare LF ends
-            // the line for httparse, and is not passed on.
-            let gap = &head[ve as usize..line_end(i)];
-            if !gap.ends_with(b"\r\n") || !gap[..gap.len() - 2].iter().all(|&b| b == b' ' || b == b'\t') {
-                return None;
-            }
-        }
-        let mut skip = [(0, 0); RAW_SKIPS];
-        for (range, &i) in skip.iter_mut().zip(&scan.own[..scan.owns]) {
-            *range = (
-                u16::try_from(spans[i].0 as usize - start).ok()?,
-                u16::try_from(line_end(i) - start).ok()?,
-            );
-        }
-        Some(RawHead {
-            block: head.slice(start..end),
-            skip,
-            skips: scan.owns as u8,
-            content_length: scan.length.is_some(),
-            date: scan.date,
-        })
-    }
-
-    /// Appends the lines passed on, each with its CRLF.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut at = 0;
-        for &(from, to) in &self.skip[..usize::from(self.skips)] {
-            out.extend_from_slice(&self.block[at..from as usize]);
-            at = to as usize;
-        }
-        out.extend_from_slice(&self.block[at..]);
-    }
 }
 
 /// A response body read from a pooled connection. The connection goes back to the

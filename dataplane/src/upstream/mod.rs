@@ -12,9 +12,7 @@
 mod h1;
 mod pool;
 
-pub use h1::{Error as UpstreamError, Extra, Failure, Raw, RawHead};
-#[cfg(fuzzing)]
-pub(crate) use h1::{fuzz_chunked, fuzz_response};
+pub use h1::{Error as UpstreamError, Failure};
 pub use pool::{Pool, PooledConn, SendError, UpstreamBody, UpstreamConn};
 
 thread_local! {

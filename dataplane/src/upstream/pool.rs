@@ -25,9 +25,11 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::h1::{self, Extra, Failure, H1Body, H1Conn, RawHead, Stream};
+use super::h1::{self, Failure, H1Body, H1Conn, Stream};
 use super::worker;
 use crate::body::RequestBody;
+use crate::codec::response::Head;
+use crate::codec::{Extra, Raw, RawHead};
 use crate::metrics::Metrics;
 use crate::table::UpstreamProtocol;
 use crate::tls::{TlsKey, UpstreamTls};
@@ -176,14 +178,14 @@ impl PooledConn {
         &'a mut self,
         req: Request<RequestBody>,
         extra: Extra<'a>,
-        raw: h1::Raw<'a>,
-    ) -> impl Future<Output = Result<h1::Head, Failure>> + Send + 'a {
+        raw: Raw<'a>,
+    ) -> impl Future<Output = Result<Head, Failure>> + Send + 'a {
         self.conn.send(req, extra, raw)
     }
 
     /// The response of a head [`PooledConn::send`] read; its body holds the connection
     /// until it has ended.
-    pub fn response(self, head: h1::Head) -> Response<UpstreamBody> {
+    pub fn response(self, head: Head) -> Response<UpstreamBody> {
         let (response, body) = H1Body::new(self, head);
         response.map(|()| UpstreamBody::H1(body))
     }
@@ -512,7 +514,7 @@ impl UpstreamConn {
         self,
         req: Request<RequestBody>,
         extra: Extra<'_>,
-        raw: h1::Raw<'_>,
+        raw: Raw<'_>,
     ) -> Result<Response<UpstreamBody>, Failure> {
         let mut req = req;
         if let UpstreamConn::Upgrade(_) | UpstreamConn::H2(_) = self {

@@ -7,7 +7,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use http::{StatusCode, header};
+
 use super::*;
+use crate::codec::framing::Chunked;
 
 /// One scripted answer: the bytes, whether to send them a byte at a time, and
 /// whether to close the connection after them.
@@ -374,81 +377,6 @@ async fn an_idle_connection_the_endpoint_closed_is_not_usable() {
     assert!(!usable);
 }
 
-/// The head as a raw-head parse gives it: the lines passed on, or `None` when the head
-/// went into the header map instead.
-fn raw_lines(head: &[u8]) -> Option<(String, bool, bool)> {
-    let mut buf = BytesMut::from(head);
-    let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, Some(&[]), &mut None) else {
-        panic!("not a final head: {:?}", String::from_utf8_lossy(head));
-    };
-    let raw = head.raw?;
-    assert!(head.response.headers().is_empty());
-    let mut out = Vec::new();
-    raw.write_to(&mut out);
-    Some((String::from_utf8(out).ok()?, raw.content_length, raw.date))
-}
-
-#[test]
-fn a_plain_head_passes_as_sent_and_an_unusual_one_goes_to_the_map() {
-    let (lines, length, date) =
-        raw_lines(b"HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: timeout=5\r\nCONNECTION: keep-alive\r\nb: 2\r\nContent-Length: 0\r\n\r\n")
-            .expect("passes as sent");
-    assert_eq!(lines, "A: 1\r\nb: 2\r\nContent-Length: 0\r\n");
-    assert_eq!((length, date), (true, false));
-    let (lines, _, date) = raw_lines(b"HTTP/1.1 204 No Content\r\nDate: x\r\n\r\n").expect("passes as sent");
-    assert_eq!((lines.as_str(), date), ("Date: x\r\n", true));
-    assert_eq!(raw_lines(b"HTTP/1.1 204 No Content\r\n\r\n").expect("no lines").0, "");
-    for unusual in [
-        // A field named by Connection, a hop-by-hop field besides this hop's own, a
-        // bare LF, more lines to leave out than a raw head holds.
-        &b"HTTP/1.1 204 No Content\r\nConnection: x-hop\r\nX-Hop: 1\r\n\r\n"[..],
-        b"HTTP/1.1 204 No Content\r\nUpgrade: h2c\r\n\r\n",
-        b"HTTP/1.1 204 No Content\r\nA: 1\nB: 2\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
-        b"HTTP/1.1 204 No Content\r\nKeep-Alive: 1\r\nKeep-Alive: 2\r\nConnection: keep-alive\r\nKeep-Alive: 3\r\n\r\n",
-    ] {
-        let mut buf = BytesMut::from(unusual);
-        let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, Some(&[]), &mut None) else {
-            panic!("not a final head");
-        };
-        assert!(head.raw.is_none(), "{:?}", String::from_utf8_lossy(unusual));
-        assert!(!head.response.headers().is_empty());
-    }
-}
-
-/// A head holding a field the route's filters may change goes to the map, where they
-/// can; one without passes as sent.
-#[test]
-fn a_head_with_a_field_a_filter_changes_goes_to_the_map() {
-    let names = [Box::from("strict-transport-security"), Box::from("x-env")];
-    let parse = |head: &[u8]| {
-        let mut buf = BytesMut::from(head);
-        let Ok(Parsed::Final(head)) = parse_head(&mut buf, false, Some(&names), &mut None) else {
-            panic!("not a final head");
-        };
-        head
-    };
-    let plain = parse(b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 0\r\n\r\n");
-    assert!(plain.raw.is_some() && plain.response.headers().is_empty());
-    for named in [
-        &b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 0\r\n\r\n"[..],
-        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-ENV: prod\r\n\r\n",
-    ] {
-        let head = parse(named);
-        assert!(head.raw.is_none(), "{:?}", String::from_utf8_lossy(named));
-        assert_eq!(head.response.headers().len(), 2);
-    }
-}
-
-#[test]
-fn numbers_are_written_as_http_wants_them() {
-    assert_eq!(itoa(0, &mut [0; 20]), b"0");
-    assert_eq!(itoa(u64::MAX, &mut [0; 20]), b"18446744073709551615");
-    assert_eq!(hex(0, &mut [0; 16]), b"0");
-    assert_eq!(hex(0x1f, &mut [0; 16]), b"1f");
-    assert_eq!(hex(u64::MAX, &mut [0; 16]), b"ffffffffffffffff");
-}
-
 /// A connection one serving thread's event loop opened, taken by another thread from
 /// the pool, is moved to the taker's loop and carries the next exchange there, on the
 /// same socket and with nothing of its state lost.
@@ -499,50 +427,6 @@ async fn a_connection_moved_to_another_event_loop_serves_there() {
         heads[0].starts_with("GET /there ") && heads[1].starts_with("GET /here "),
         "{heads:?}"
     );
-}
-
-/// The body decoder alone, on byte literals (RFC 9112 section 7.1): each malformed
-/// chunking the request side refuses is an error here too, never a short body.
-#[test]
-fn chunked_decoding_on_byte_literals() {
-    let decode_all = |bytes: &[u8]| -> Result<(Vec<u8>, Option<HeaderMap>), Error> {
-        let mut buf = BytesMut::from(bytes);
-        let mut framing = Framing::Chunked(Chunked::Size);
-        let (mut data, mut trailers) = (Vec::new(), None);
-        loop {
-            match decode_body(&mut buf, &mut framing)? {
-                Decoded::Frame(frame) => match frame.into_data() {
-                    Ok(d) => data.extend_from_slice(&d),
-                    Err(frame) => trailers = frame.into_trailers().ok(),
-                },
-                Decoded::End => return Ok((data, trailers)),
-                Decoded::NeedMore => return Err(Error::Incomplete),
-            }
-        }
-    };
-    let (data, trailers) =
-        decode_all(b"5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\nHost: evil\r\n\r\n").expect("valid");
-    assert_eq!(data, b"hello world");
-    let trailers = trailers.expect("trailers");
-    assert_eq!(trailers.get("x-sum").map(|v| v.as_bytes()), Some(&b"1"[..]));
-    assert!(
-        trailers.get("host").is_none(),
-        "RFC 9110 section 6.5.1: no Host in trailers"
-    );
-    for bad in [
-        &b"0x5\r\nhello\r\n0\r\n\r\n"[..],
-        b" 5\r\nhello\r\n0\r\n\r\n",
-        b"ffffffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
-        b"2\r\nhello\r\n0\r\n\r\n",
-    ] {
-        assert!(
-            matches!(decode_all(bad), Err(Error::Invalid(_))),
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
-    }
-    // Cut short: more is needed, which the caller turns into an error at the close.
-    assert!(matches!(decode_all(b"5\r\nhel"), Err(Error::Incomplete)));
 }
 
 /// A consumer that comes back slowly for a large body's frames makes the client read

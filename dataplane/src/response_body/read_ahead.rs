@@ -21,7 +21,8 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::{BoxError, Held, UpstreamReadTimeout};
+use super::UpstreamReadTimeout;
+use crate::body::{BoxError, Held};
 use crate::idle::Idle;
 
 /// Bytes of responses read ahead of their clients by the whole process.
