@@ -9,10 +9,7 @@ use std::path::Path;
 
 /// Imports against the order that are known, documented under "Still to untangle",
 /// and to be removed: (importer, imported).
-const KNOWN: &[(&str, &str)] = &[
-    // The custom error pages' default backend is a table `Backend`.
-    ("filter", "table"),
-];
+const KNOWN: &[(&str, &str)] = &[];
 
 /// Modules outside the layers: the crate root's plumbing.
 const OUTSIDE: &[&str] = &["lib", "fuzzing"];

@@ -24,7 +24,6 @@ mod body_limit;
 mod client_cert;
 mod conn_limit;
 mod cors;
-mod error_pages;
 mod external_auth;
 mod headers;
 mod hsts;
@@ -48,7 +47,6 @@ use crate::config::ProxyConfig;
 pub use basic_auth::{BadLine, BasicAuth, Credentials, InvalidRealm, MAX_BCRYPT_COST};
 pub use conn_limit::{ConnLimit, ConnLimitSpec, ConnSlot};
 pub use cors::{Cors, CorsOrigins};
-pub use error_pages::{ErrorPages, InvalidErrorPages, Original as ErrorOriginal};
 pub use external_auth::{
     AuthOutcome, AuthUrl, ExternalAuth, InvalidAuthUrl, InvalidSignin, SigninPart, signin_template,
 };

@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode};
 use super::{Proxy, ProxyError, RequestLog, Sent};
 use crate::body::RequestBody;
 use crate::codec::Extra;
-use crate::filter::{ErrorOriginal, ErrorPages};
+use crate::table::{ErrorOriginal, ErrorPages};
 use crate::upstream::{Failure, UpstreamBody};
 
 impl Proxy {

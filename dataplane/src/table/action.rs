@@ -9,9 +9,10 @@
 use std::time::Duration;
 
 use super::WeightedBackends;
+pub use super::error_pages::ErrorPages;
 pub use crate::filter::{
-    BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsOrigins, ErrorPages, ExternalAuth, HeaderModifier,
-    PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
+    BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsOrigins, ExternalAuth, HeaderModifier, PathModifier, Rate,
+    RateLimitSpec, Redirect, RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
 };
 
 /// The extras of one `Route` match, applied by the proxy's phases.

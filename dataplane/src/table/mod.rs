@@ -26,6 +26,7 @@
 mod action;
 mod backend;
 mod connections;
+mod error_pages;
 mod explain;
 mod forwarded;
 mod host;
@@ -43,6 +44,7 @@ pub use action::{
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use connections::ConnectionSettings;
+pub use error_pages::{InvalidErrorPages, Original as ErrorOriginal};
 pub use explain::{ExplainRequest, Explanation};
 pub use forwarded::{DEFAULT_TRUSTED, ForwardedPolicy};
 pub use host::{HostMatch, InvalidHost, normalize_host};

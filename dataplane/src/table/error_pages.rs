@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::header::{ACCEPT, HOST, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 
-use crate::table::Backend;
+use super::Backend;
 
 /// The error codes a route hands to its error backend, and what the backend is told.
 #[derive(Debug)]
