@@ -629,11 +629,15 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             super::CorsOrigins::Any => "any origin (answered *)".to_string(),
             super::CorsOrigins::Listed { patterns, .. } => format!("origins {}", patterns.join(", ")),
         };
-        push(
-            "cors",
-            "route",
-            format!("{origins}: a preflight (OPTIONS) is answered 204; Access-Control-* headers on every answer"),
-        );
+        let how = match c.mode {
+            super::CorsMode::IngressNginx => {
+                "a preflight (OPTIONS) is answered 204; Access-Control-* headers on every answer"
+            }
+            super::CorsMode::GatewayApi => {
+                "a preflight (OPTIONS with Access-Control-Request-Method) is answered 204, with Access-Control-* headers for an allowed origin only"
+            }
+        };
+        push("cors", "route", format!("{origins}: {how}"));
     }
     if let Some(l) = action.and_then(|a| a.rate_limit.as_ref()) {
         let rates: Vec<String> = l
