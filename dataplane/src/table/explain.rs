@@ -777,15 +777,23 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
         push("balance", "upstream", format!("{balance}{affinity}"));
         if let Some(split) = &a.backends {
             let total: u64 = split.weighted().map(|(_, w)| u64::from(w)).sum();
+            let per_backend = split.request_headers();
             let shares: Vec<String> = split
                 .weighted()
-                .map(|(b, w)| {
+                .enumerate()
+                .map(|(i, (b, w))| {
                     let percent = if total == 0 {
                         0.0
                     } else {
                         100.0 * f64::from(w) / total as f64
                     };
-                    format!("{} weight {w} ({percent:.0}%)", b.name)
+                    // A backendRef's own request header changes, for its requests alone.
+                    let headers = per_backend
+                        .and_then(|all| all.get(i))
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!("; its requests: {}", header_changes(m)))
+                        .unwrap_or_default();
+                    format!("{} weight {w} ({percent:.0}%{headers})", b.name)
                 })
                 .collect();
             push(
