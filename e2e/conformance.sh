@@ -80,6 +80,8 @@ FEATURES=(
 	HTTPRoute308RedirectStatusCode
 	HTTPRouteRequestTimeout
 	HTTPRouteBackendTimeout
+	HTTPRouteBackendRequestHeaderModification
+	HTTPRouteCORS
 	GRPCRoute
 	GRPCRouteNamedRouteRule
 	BackendTLSPolicy

@@ -787,10 +787,11 @@ impl Proxy {
         });
         let backend = match action.and_then(|a| a.backends.as_ref()) {
             Some(split) => {
-                let chosen = key
-                    .affinity
-                    .and_then(|t| split.holding(t))
-                    .unwrap_or_else(|| split.choose(key.hash));
+                let (chosen, headers) = split.pick(key.affinity, key.hash);
+                // Gateway API `backendRefs[].filters`: for this backend's requests alone.
+                if let Some(m) = headers {
+                    m.apply(req.headers_mut());
+                }
                 log.split_backend = Some(chosen.clone());
                 chosen
             }

@@ -659,3 +659,173 @@ def test_backend_tls_policy_subject_alt_names(portico, tls_backend, tmp_path):
         assert r.status == 200, (case, r)
         assert r.json()["sni"] == "sni.internal", case
     assert on_port(port, "/san-mismatch", HOST).status == 502
+
+
+def gateway_api_base(cfg, name, port):
+    """Portico's GatewayClass and a Gateway `name` with one HTTP listener on `port`."""
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": CLASS},
+            "spec": {"controllerName": "portico.dev/gateway-controller"},
+        }
+    )
+    cfg.add(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"gatewayClassName": CLASS, "listeners": [{"name": "http", "protocol": "HTTP", "port": port}]},
+        }
+    )
+
+
+def http_route(name, gateway, rules):
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"parentRefs": [{"name": gateway}], "rules": rules},
+    }
+
+
+def header_filter(set_=(), add=(), remove=()):
+    return {
+        "type": "RequestHeaderModifier",
+        "requestHeaderModifier": {
+            "set": [{"name": n, "value": v} for n, v in set_],
+            "add": [{"name": n, "value": v} for n, v in add],
+            "remove": list(remove),
+        },
+    }
+
+
+def test_backend_request_header_modifier_applies_to_its_backend_only(portico, echo):
+    """Gateway API HTTPBackendRef.filters: "Filters defined at this level should be
+    executed if and only if the request is being forwarded to the backend defined here"
+    (feature HTTPRouteBackendRequestHeaderModification; conformance
+    HTTPRouteRequestHeaderModifierBackendWeights). Over a 1:1 split each request carries
+    the header changes of the backend it reached and never the other's; the rule's own
+    RequestHeaderModifier reaches both. A backend's change to a forwarded field replaces
+    the proxy's value rather than adding a second one."""
+    port = free_port()
+    cfg = Config()
+    cfg.backend("hm-a", [echo.a])
+    cfg.backend("hm-b", [echo.b])
+    cfg.backend("hm-c", [echo.c])
+    gateway_api_base(cfg, "hm", port)
+    cfg.add(
+        http_route(
+            "hm",
+            "hm",
+            [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/split"}}],
+                    "filters": [header_filter(set_=[("X-Rule", "both")])],
+                    "backendRefs": [
+                        {"name": "hm-a", "port": 80, "weight": 1,
+                         "filters": [header_filter(set_=[("Backend", "a")], remove=["X-Drop"])]},
+                        {"name": "hm-b", "port": 80, "weight": 1,
+                         "filters": [header_filter(set_=[("Backend", "b")], add=[("X-Add", "b")])]},
+                    ],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/one"}}],
+                    "backendRefs": [
+                        {"name": "hm-c", "port": 80,
+                         "filters": [header_filter(set_=[("Backend", "c"), ("X-Forwarded-Proto", "from-filter")])]},
+                    ],
+                },
+            ],
+        )
+    )  # fmt: skip
+    p = portico(cfg)
+    wait_for_port("127.0.0.1", port, proc=p.proc)
+    seen = set()
+    for _ in range(10):
+        r = on_port(port, "/split", "hm.test")
+        assert r.status == 200, r
+        got = r.json()
+        backend, headers = got["backend"], got["headers"]
+        seen.add(backend)
+        assert headers["backend"] == backend, got
+        assert headers["x-rule"] == "both", got
+        assert ("x-add" in headers) == (backend == "b"), got
+    assert seen == {"a", "b"}
+    # `remove` of backend a: its requests lose X-Drop, b's keep it.
+    for _ in range(4):
+        got = curl("http://127.0.0.1:%d/split" % port, host="hm.test", headers=["X-Drop: 1"]).json()
+        assert ("x-drop" in got["headers"]) == (got["backend"] == "b"), got
+    got = on_port(port, "/one", "hm.test").json()
+    assert got["backend"] == "c" and got["headers"]["backend"] == "c", got
+    assert got["headers"]["x-forwarded-proto"] == "from-filter", got
+
+
+def test_cors_filter_preflight_and_actual_requests(portico, echo):
+    """Gateway API HTTPCORSFilter (feature HTTPRouteCORS; conformance HTTPRouteCORS):
+    - "If the request `Origin` matches the configured allowed origins, the gateway sets
+      the response header `Access-Control-Allow-Origin` to the same value as the
+      `Origin` header", `*` in an origin being "a greedy match to the _left_";
+    - a preflight is answered 204 by the gateway; "If the request `Origin` does not
+      match ... the gateway returns 204/200 response but doesn't set the relevant
+      cross-origin response headers";
+    - "When the `MaxAge` field is unspecified, the gateway sets the response header
+      `Access-Control-Max-Age: 5`";
+    - with `*` and `allowCredentials: true` "the gateway must not return `*`" but the
+      request's own origin, method and headers."""
+    port = free_port()
+    cfg = Config()
+    cfg.backend("cors-web", [echo.a])
+    gateway_api_base(cfg, "cors", port)
+    listed = {"allowOrigins": ["https://www.foo.com", "https://*.bar.com"], "allowMethods": ["GET", "OPTIONS"],
+              "allowHeaders": ["x-header-1"], "exposeHeaders": ["x-header-3"], "allowCredentials": True}
+    wildcard = {"allowOrigins": ["*"], "allowMethods": ["*"], "allowHeaders": ["*"], "allowCredentials": True}
+    cfg.add(
+        http_route(
+            "cors",
+            "cors",
+            [
+                {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                 "filters": [{"type": "CORS", "cors": spec}],
+                 "backendRefs": [{"name": "cors-web", "port": 80}]}
+                for prefix, spec in (("/listed", listed), ("/any", wildcard))
+            ],
+        )
+    )  # fmt: skip
+    p = portico(cfg)
+    wait_for_port("127.0.0.1", port, proc=p.proc)
+
+    def ask(url_path, method, *headers):
+        return curl("http://127.0.0.1:%d%s" % (port, url_path), "-X", method, host="cors.test", headers=list(headers))
+
+    pre = ask("/listed", "OPTIONS", "Origin: https://xpto.www.bar.com", "Access-Control-Request-Method: GET")
+    assert pre.status == 204 and pre.body == b"", pre
+    assert pre.header("access-control-allow-origin") == "https://xpto.www.bar.com"
+    assert pre.header("access-control-allow-methods") == "GET, OPTIONS"
+    assert pre.header("access-control-allow-headers") == "x-header-1"
+    assert pre.header("access-control-allow-credentials") == "true"
+    assert pre.header("access-control-max-age") == "5"
+    denied = ask("/listed", "OPTIONS", "Origin: https://foobar.com", "Access-Control-Request-Method: GET")
+    assert denied.status == 204, denied
+    assert not [h for h in denied.headers if h.startswith("access-control-")], denied.headers
+    # The actual request reaches the endpoint and its answer carries the CORS headers.
+    r = ask("/listed", "GET", "Origin: https://www.foo.com")
+    assert r.status == 200 and r.json()["backend"] == "a", r
+    assert r.header("access-control-allow-origin") == "https://www.foo.com"
+    assert r.header("access-control-expose-headers") == "x-header-3"
+    assert r.header("access-control-allow-methods") is None
+    assert "Origin" in r.header("vary")
+    r = ask("/listed", "GET", "Origin: https://foobar.com")
+    assert r.status == 200 and r.header("access-control-allow-origin") is None, r
+    # An OPTIONS asking for no method is not a preflight: the endpoint answers it.
+    r = ask("/listed", "OPTIONS", "Origin: https://www.foo.com")
+    assert r.status == 200 and r.json()["method"] == "OPTIONS", r
+
+    pre = ask("/any", "OPTIONS", "Origin: https://other.foo.com", "Access-Control-Request-Method: PUT",
+              "Access-Control-Request-Headers: x-header-1, x-header-2")  # fmt: skip
+    assert pre.status == 204, pre
+    assert pre.header("access-control-allow-origin") == "https://other.foo.com"
+    assert pre.header("access-control-allow-methods") == "PUT"
+    assert pre.header("access-control-allow-headers") == "x-header-1, x-header-2"
+    assert pre.header("access-control-allow-credentials") == "true"

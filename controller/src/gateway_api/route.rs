@@ -86,6 +86,23 @@ pub struct HTTPRouteFilter {
     pub url_rewrite: Option<HTTPURLRewriteFilter>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_mirror: Option<HTTPRequestMirrorFilter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<HTTPCORSFilter>,
+}
+
+/// The `CORS` filter (`HTTPCORSFilter`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HTTPCORSFilter {
+    pub allow_origins: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    /// Seconds; default 5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

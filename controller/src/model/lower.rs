@@ -30,8 +30,12 @@ pub struct Lowered {
 /// rule keeps a place, so rules must come in precedence order.
 pub fn lower(builder: &mut TableBuilder, rule: &Rule) -> Lowered {
     let (primary, service) = primary(rule);
-    let split = if rule.backends.len() > 1 {
-        WeightedBackends::new(rule.backends.iter().map(|b| (b.backend.clone(), b.weight)).collect()).map(Arc::new)
+    // One backend is a split too when its requests get header changes of their own: the
+    // proxy makes them once it has chosen a backend.
+    let split = if rule.backends.len() > 1 || rule.backends.iter().any(|b| !b.request_headers.is_empty()) {
+        WeightedBackends::new(rule.backends.iter().map(|b| (b.backend.clone(), b.weight)).collect())
+            .map(|w| w.with_request_headers(rule.backends.iter().map(|b| b.request_headers.clone()).collect()))
+            .map(Arc::new)
     } else {
         None
     };

@@ -136,6 +136,9 @@ pub struct WeightedBackend {
     /// The Service's name, for the route's metric label.
     pub service: String,
     pub weight: u32,
+    /// Header changes for the requests sent to this backend alone (Gateway API's
+    /// `backendRefs[].filters`); empty for none.
+    pub request_headers: HeaderModifier,
 }
 
 /// One rule of one route object, ready to lower. A rule with no matches is a host's

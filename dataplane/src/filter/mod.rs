@@ -46,7 +46,7 @@ use crate::config::ProxyConfig;
 
 pub use basic_auth::{BadLine, BasicAuth, Credentials, InvalidRealm, MAX_BCRYPT_COST};
 pub use conn_limit::{ConnLimit, ConnLimitSpec, ConnSlot};
-pub use cors::{Cors, CorsOrigins};
+pub use cors::{Cors, CorsMode, CorsOrigins};
 pub use external_auth::{
     AuthOutcome, AuthUrl, ExternalAuth, InvalidAuthUrl, InvalidSignin, SigninPart, signin_template,
 };
@@ -313,6 +313,13 @@ impl FilterChain {
         for f in &self.response {
             f.response(resp);
         }
+    }
+
+    /// Counts `names` among those the upstream-request phase may change: header changes
+    /// the proxy makes outside the chain (a weighted split's per-backend ones).
+    pub fn also_changes(mut self, names: impl IntoIterator<Item = HeaderName>) -> FilterChain {
+        self.changes_forwarded |= names.into_iter().any(|n| FORWARDED.contains(&n));
+        self
     }
 
     /// Whether a filter may change a [`FORWARDED`] field (the proxy then writes them

@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::WeightedBackends;
 pub use super::error_pages::ErrorPages;
 pub use crate::filter::{
-    BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsOrigins, ExternalAuth, HeaderModifier, PathModifier, Rate,
-    RateLimitSpec, Redirect, RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
+    BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsMode, CorsOrigins, ExternalAuth, HeaderModifier, PathModifier,
+    Rate, RateLimitSpec, Redirect, RegexRewrite, ReturnRedirect, SourceRange, UrlRewrite,
 };
 
 /// The extras of one `Route` match, applied by the proxy's phases.
@@ -44,7 +44,8 @@ pub struct RouteAction {
     /// ingress-nginx's `auth-url`: asked by the proxy after the route phase's filters
     /// (nginx's auth_request runs last in its access phase).
     pub external_auth: Option<std::sync::Arc<ExternalAuth>>,
-    /// ingress-nginx's `enable-cors`: preflights answered here, headers on every answer.
+    /// ingress-nginx's `enable-cors` or Gateway API's `CORS` filter: preflights
+    /// answered here, `Access-Control-*` headers on answers.
     pub cors: Option<Cors>,
     /// Several backends with weights; `None` sends everything to [`super::Route::backend`].
     pub backends: Option<std::sync::Arc<WeightedBackends>>,

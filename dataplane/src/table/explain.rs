@@ -629,11 +629,15 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
             super::CorsOrigins::Any => "any origin (answered *)".to_string(),
             super::CorsOrigins::Listed { patterns, .. } => format!("origins {}", patterns.join(", ")),
         };
-        push(
-            "cors",
-            "route",
-            format!("{origins}: a preflight (OPTIONS) is answered 204; Access-Control-* headers on every answer"),
-        );
+        let how = match c.mode {
+            super::CorsMode::IngressNginx => {
+                "a preflight (OPTIONS) is answered 204; Access-Control-* headers on every answer"
+            }
+            super::CorsMode::GatewayApi => {
+                "a preflight (OPTIONS with Access-Control-Request-Method) is answered 204, with Access-Control-* headers for an allowed origin only"
+            }
+        };
+        push("cors", "route", format!("{origins}: {how}"));
     }
     if let Some(l) = action.and_then(|a| a.rate_limit.as_ref()) {
         let rates: Vec<String> = l
@@ -773,15 +777,23 @@ fn filters(route: &Route, host: &str, req: &RequestView<'_>) -> Vec<Filter> {
         push("balance", "upstream", format!("{balance}{affinity}"));
         if let Some(split) = &a.backends {
             let total: u64 = split.weighted().map(|(_, w)| u64::from(w)).sum();
+            let per_backend = split.request_headers();
             let shares: Vec<String> = split
                 .weighted()
-                .map(|(b, w)| {
+                .enumerate()
+                .map(|(i, (b, w))| {
                     let percent = if total == 0 {
                         0.0
                     } else {
                         100.0 * f64::from(w) / total as f64
                     };
-                    format!("{} weight {w} ({percent:.0}%)", b.name)
+                    // A backendRef's own request header changes, for its requests alone.
+                    let headers = per_backend
+                        .and_then(|all| all.get(i))
+                        .filter(|m| !m.is_empty())
+                        .map(|m| format!("; its requests: {}", header_changes(m)))
+                        .unwrap_or_default();
+                    format!("{} weight {w} ({percent:.0}%{headers})", b.name)
                 })
                 .collect();
             push(

@@ -38,9 +38,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use action::{
-    AffinityCookie, Balance, BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsOrigins, ErrorPages, ExternalAuth,
-    HashOn, HashPart, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect, RegexRewrite, RetryPolicy,
-    ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite, describe_key,
+    AffinityCookie, Balance, BasicAuth, Cidr, ConnLimit, ConnLimitSpec, Cors, CorsMode, CorsOrigins, ErrorPages,
+    ExternalAuth, HashOn, HashPart, HeaderModifier, LbPolicy, PathModifier, Rate, RateLimitSpec, Redirect,
+    RegexRewrite, RetryPolicy, ReturnRedirect, RouteAction, SourceRange, Timeouts, UrlRewrite, describe_key,
 };
 pub use backend::{Backend, BackendState, Endpoint, EndpointState, UpstreamProtocol, hash_bytes, mix};
 pub use connections::ConnectionSettings;
@@ -260,7 +260,16 @@ fn filter_chain(policy: &RoutePolicy, action: Option<&RouteAction>) -> crate::fi
     if let Some(value) = &policy.hsts {
         all.push(filter::hsts(value.clone()));
     }
-    filter::FilterChain::of(all)
+    // A split's per-backend header changes are made once the backend is chosen, after
+    // the chain's: the forwarded fields they may change must be in the map by then.
+    let per_backend = action
+        .and_then(|a| a.backends.as_ref())
+        .and_then(|s| s.request_headers());
+    let names = per_backend
+        .into_iter()
+        .flatten()
+        .flat_map(filter::HeaderModifier::names);
+    filter::FilterChain::of(all).also_changes(names)
 }
 
 /// A route rule before it is placed in a table.

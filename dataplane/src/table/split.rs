@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::backend::{Backend, mix};
+use crate::filter::HeaderModifier;
 
 /// Several backends sharing a rule's traffic by weight.
 #[derive(Debug)]
@@ -16,6 +17,10 @@ pub struct WeightedBackends {
     schedule: Vec<u16>,
     total: u64,
     next: AtomicUsize,
+    /// Header changes for the requests sent to one backend (Gateway API's
+    /// `backendRefs[].filters`), in the order of `backends`; `None` when no backend has
+    /// any, so a split without them pays one check.
+    request_headers: Option<Box<[HeaderModifier]>>,
 }
 
 /// Longest schedule kept; larger weight sums (after dividing by their common divisor)
@@ -51,13 +56,47 @@ impl WeightedBackends {
             schedule,
             total: total * divisor,
             next: AtomicUsize::new(0),
+            request_headers: None,
         })
+    }
+
+    /// Gives each backend, in the order [`WeightedBackends::new`] got them, the header
+    /// changes of the requests sent to it; all empty is none.
+    pub fn with_request_headers(mut self, modifiers: Vec<HeaderModifier>) -> WeightedBackends {
+        debug_assert_eq!(modifiers.len(), self.backends.len());
+        self.request_headers = (modifiers.len() == self.backends.len() && modifiers.iter().any(|m| !m.is_empty()))
+            .then(|| modifiers.into_boxed_slice());
+        self
+    }
+
+    /// The backend for one request and the header changes of requests sent to it: the
+    /// one holding the endpoint an affinity cookie names, if any still does, else
+    /// [`WeightedBackends::choose`]'s.
+    pub fn pick(&self, affinity: Option<u64>, key: Option<u64>) -> (&Arc<Backend>, Option<&HeaderModifier>) {
+        let index = affinity
+            .and_then(|token| self.backends.iter().position(|(b, _)| b.hashes.contains(&token)))
+            .unwrap_or_else(|| self.choose_index(key));
+        let headers = self
+            .request_headers
+            .as_ref()
+            .map(|all| &all[index])
+            .filter(|m| !m.is_empty());
+        (&self.backends[index].0, headers)
+    }
+
+    /// Each backend's header changes, for `explain`; `None` when there are none.
+    pub fn request_headers(&self) -> Option<&[HeaderModifier]> {
+        self.request_headers.as_deref()
     }
 
     /// The backend for one request. With a consistent-hash key the same key always gets
     /// the same backend; otherwise the schedule turns.
     pub fn choose(&self, key: Option<u64>) -> &Arc<Backend> {
-        let index = match key {
+        &self.backends[self.choose_index(key)].0
+    }
+
+    fn choose_index(&self, key: Option<u64>) -> usize {
+        match key {
             None if !self.schedule.is_empty() => {
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
                 usize::from(self.schedule[n % self.schedule.len()])
@@ -73,8 +112,7 @@ impl WeightedBackends {
                     })
                     .unwrap_or(0)
             }
-        };
-        &self.backends[index].0
+        }
     }
 
     pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
@@ -84,11 +122,6 @@ impl WeightedBackends {
     /// Each backend with its weight as written, for `explain`.
     pub fn weighted(&self) -> impl Iterator<Item = (&Arc<Backend>, u32)> {
         self.backends.iter().map(|(b, w)| (b, *w))
-    }
-
-    /// The backend holding the endpoint an affinity cookie names, if any still does.
-    pub fn holding(&self, token: u64) -> Option<&Arc<Backend>> {
-        self.backends().find(|b| b.hashes.contains(&token))
     }
 }
 
@@ -122,5 +155,33 @@ mod tests {
         assert!((0..50).all(|_| w.choose(None).name == "b"));
         assert!((0..50).all(|i| w.choose(Some(mix(i))).name == "b"));
         assert!(WeightedBackends::new(vec![(backend("a"), 0)]).is_none());
+    }
+
+    /// Gateway API `HTTPBackendRef.filters`: "Filters defined at this level should be
+    /// executed if and only if the request is being forwarded to the backend defined
+    /// here": each pick carries the chosen backend's changes, and only its.
+    #[test]
+    fn picked_backend_carries_its_own_header_changes() {
+        let set = |v: &'static str| HeaderModifier {
+            set: vec![(
+                http::HeaderName::from_static("backend"),
+                http::HeaderValue::from_static(v),
+            )],
+            ..HeaderModifier::default()
+        };
+        let w = WeightedBackends::new(vec![(backend("a"), 1), (backend("b"), 1), (backend("c"), 1)])
+            .unwrap()
+            .with_request_headers(vec![set("a"), set("b"), HeaderModifier::default()]);
+        for _ in 0..30 {
+            let (chosen, headers) = w.pick(None, None);
+            match chosen.name.as_str() {
+                "c" => assert!(headers.is_none()),
+                name => assert_eq!(headers.unwrap().set[0].1, name),
+            }
+        }
+        let plain = WeightedBackends::new(vec![(backend("a"), 1)])
+            .unwrap()
+            .with_request_headers(vec![HeaderModifier::default()]);
+        assert!(plain.request_headers().is_none() && plain.pick(None, None).1.is_none());
     }
 }

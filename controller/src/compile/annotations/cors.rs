@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use http::header::HeaderValue;
-use portico_dataplane::table::{Cors, CorsOrigins};
+use portico_dataplane::table::{Cors, CorsMode, CorsOrigins};
 use regex::Regex;
 
 use super::{NGINX_PREFIX, get, get_flag, invalid};
@@ -93,6 +93,7 @@ Problem::warning(
         allow_credentials,
         expose_headers,
         max_age: HeaderValue::from(max_age),
+        mode: CorsMode::IngressNginx,
     })
 }
 

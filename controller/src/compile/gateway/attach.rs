@@ -164,11 +164,15 @@ pub(super) fn attach<'a>(
             name: route.metadata().name.as_deref().unwrap_or_default(),
             parents,
             resolved_refs: backend_refs(snapshot, &route, namespace, grants),
-            filters: route
-                .rules()
-                .into_iter()
-                .flat_map(|(_, filters)| filters)
-                .try_for_each(|f| unsupported_filter(f).map_or(Ok(()), |m| Err(("UnsupportedValue", m)))),
+            filters: route.rules().into_iter().try_for_each(|(refs, filters)| {
+                let rule = filters.iter().find_map(unsupported_filter);
+                let backend = || {
+                    refs.iter()
+                        .flat_map(|b| &b.filters)
+                        .find_map(unsupported_backend_filter)
+                };
+                rule.or_else(backend).map_or(Ok(()), |m| Err(("UnsupportedValue", m)))
+            }),
         });
     }
     out
@@ -360,6 +364,7 @@ pub fn unsupported_filter(filter: &HTTPRouteFilter) -> Option<String> {
     let ok = match filter.type_.as_str() {
         "RequestHeaderModifier" => filter.request_header_modifier.is_some(),
         "ResponseHeaderModifier" => filter.response_header_modifier.is_some(),
+        "CORS" => filter.cors.is_some(),
         "URLRewrite" => filter.url_rewrite.as_ref().is_some_and(|r| path_ok(&r.path)),
         "RequestRedirect" => filter.request_redirect.as_ref().is_some_and(|r| {
             path_ok(&r.path)
@@ -369,4 +374,14 @@ pub fn unsupported_filter(filter: &HTTPRouteFilter) -> Option<String> {
         _ => false,
     };
     (!ok).then(|| format!("filter {} is not supported as written", filter.type_))
+}
+
+/// Why a backendRef's own filter (`HTTPBackendRef.filters`, "Support:
+/// Implementation-specific") cannot be applied: Portico makes a backend's request
+/// header changes (`RequestHeaderModifier`, the feature
+/// HTTPRouteBackendRequestHeaderModification); another filter there is not supported,
+/// and the requests for that backend get 500.
+pub fn unsupported_backend_filter(filter: &HTTPRouteFilter) -> Option<String> {
+    let ok = filter.type_ == "RequestHeaderModifier" && filter.request_header_modifier.is_some();
+    (!ok).then(|| format!("filter {} is not supported on a backendRef", filter.type_))
 }

@@ -27,7 +27,7 @@ use portico_dataplane::table::{HostMatch, ListenerProtocol};
 
 #[cfg(test)]
 pub use attach::intersect;
-pub use attach::{RouteObject, RouteState, unsupported_filter};
+pub use attach::{RouteObject, RouteState, unsupported_backend_filter, unsupported_filter};
 pub use backend_tls::BackendTls;
 pub use isolation::reserves_hostname;
 pub use ports::gateway_ports;

@@ -41,6 +41,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRoute308RedirectStatusCode",
     "HTTPRouteRequestTimeout",
     "HTTPRouteBackendTimeout",
+    "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteCORS",
     // Experimental channel (`rules[].retry` is in its CRDs only): EXPERIMENTAL_FEATURES.
     "HTTPRouteRetry",
     "GRPCRoute",

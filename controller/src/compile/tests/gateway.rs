@@ -487,6 +487,91 @@ fn response_header_modifier() {
     assert_eq!(m.remove, vec![http::HeaderName::from_static("x-gone")]);
 }
 
+/// HTTPRouteBackendRequestHeaderModification (HTTPBackendRef.filters: "Filters defined
+/// at this level should be executed if and only if the request is being forwarded to
+/// the backend defined here"; conformance HTTPRouteBackendRequestHeaderModifier,
+/// HTTPRouteRequestHeaderModifierBackendWeights): each backend of the split carries its
+/// own changes, the rule's own filters none of them; one backend with changes is a
+/// split of one.
+#[test]
+fn backend_request_header_modifier() {
+    let set = |service: &str| {
+        format!(
+            "{{name: {service}, port: 8080, filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: Backend, value: {service}}}]}}}}]}}"
+        )
+    };
+    let table = one_rule(&format!("{{backendRefs: [{}, {}]}}", set("web"), set("web2")));
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    let action = route.action.as_ref().unwrap();
+    assert!(action.request_headers.is_empty());
+    let split = action.backends.as_ref().unwrap();
+    for _ in 0..4 {
+        let (backend, headers) = split.pick(None, None);
+        let service = backend.name.split(['/', ':']).nth(1).unwrap();
+        let m = headers.expect("every backend has its header");
+        assert_eq!(m.set, vec![("backend".parse().unwrap(), service.parse().unwrap())]);
+    }
+    let table = one_rule(&format!("{{backendRefs: [{}]}}", set("web")));
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    let split = route.action.as_ref().unwrap().backends.as_ref().unwrap();
+    assert_eq!(split.pick(None, None).1.unwrap().set[0].1, "web");
+    // Without backend filters a single backend is no split at all.
+    let table = one_rule("{backendRefs: [{name: web, port: 8080}]}");
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    assert!(route.action.as_ref().unwrap().backends.is_none());
+}
+
+/// A backendRef filter Portico does not apply there (`HTTPBackendRef.filters` is
+/// "Implementation-specific"): the route is Accepted=False UnsupportedValue
+/// (HTTPRouteFilter.type) and the requests for that backend alone get 500.
+#[test]
+fn unsupported_backend_filter_answers_500_for_that_backend() {
+    let s = with_route(
+        WEB,
+        "  parentRefs: [{name: gw}]\n  rules:\n  - backendRefs:\n    - {name: web, port: 8080, filters: [{type: URLRewrite, urlRewrite: {hostname: x.example}}]}\n    - {name: web2, port: 8080}",
+    );
+    let status = gateway_status(&s, &CompileOptions::default());
+    assert_eq!(
+        condition(&status.http_routes[0].2.parents[0].conditions, "Accepted"),
+        ("False", "UnsupportedValue")
+    );
+    let (table, diagnostics) = compile(&s, &CompileOptions::default());
+    assert!(diagnostics.iter().any(|d| d.reason == "UnsupportedFilter"));
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    let split = route.action.as_ref().unwrap().backends.as_ref().unwrap();
+    let invalid: Vec<bool> = split.backends().map(|b| b.is_invalid()).collect();
+    assert_eq!(invalid, vec![true, false]);
+}
+
+/// HTTPRouteCORS (HTTPCORSFilter; conformance HTTPRouteCORS): the filter becomes the
+/// route's CORS in Gateway API mode, lists joined with `, `, `maxAge` 5 when not given
+/// ("the gateway sets the response header `Access-Control-Max-Age: 5` by default"),
+/// and `*` among exposeHeaders dropped with credentials ("the gateway cannot use the
+/// `*`").
+#[test]
+fn cors_filter() {
+    let table = one_rule(
+        "{filters: [{type: CORS, cors: {allowOrigins: [\"https://www.foo.com\", \"https://*.bar.com\"], allowMethods: [GET, OPTIONS], allowHeaders: [x-header-1, x-header-2], exposeHeaders: [x-header-3], allowCredentials: true, maxAge: 3600}}], backendRefs: [{name: web, port: 8080}]}",
+    );
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    let cors = route.action.as_ref().unwrap().cors.as_ref().unwrap();
+    assert_eq!(cors.mode, portico_dataplane::table::CorsMode::GatewayApi);
+    assert_eq!(cors.allow_methods, "GET, OPTIONS");
+    assert_eq!(cors.allow_headers, "x-header-1, x-header-2");
+    assert_eq!(cors.expose_headers.as_ref().unwrap(), "x-header-3");
+    assert_eq!(cors.max_age, "3600");
+    assert!(cors.allow_credentials);
+    let table = one_rule(
+        "{filters: [{type: CORS, cors: {allowOrigins: [\"*\"], exposeHeaders: [\"*\"], allowCredentials: true}}], backendRefs: [{name: web, port: 8080}]}",
+    );
+    let route = routed(&table, &http::Method::GET, "/", None).unwrap();
+    let cors = route.action.as_ref().unwrap().cors.as_ref().unwrap();
+    assert!(matches!(cors.origins, portico_dataplane::table::CorsOrigins::Any));
+    assert_eq!(cors.max_age, "5");
+    assert!(cors.expose_headers.is_none());
+    assert!(cors.allow_methods.is_empty() && cors.allow_headers.is_empty());
+}
+
 /// HTTPRoutePathRewrite and HTTPRouteHostRewrite (HTTPURLRewriteFilter; conformance
 /// HTTPRouteRewritePath, HTTPRouteRewriteHost): ReplacePrefixMatch replaces the matched
 /// prefix, ReplaceFullPath the whole path, hostname the Host sent upstream.

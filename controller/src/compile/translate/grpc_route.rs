@@ -22,7 +22,13 @@ impl<'a> Compiler<'a> {
         problems: &mut Problems,
     ) -> model::Rule {
         let filters = filters(&rule.filters, problems);
-        let backends = self.rule_backends(route, &rule.backend_refs, filters.is_some(), UpstreamProtocol::H2c);
+        let backends = self.rule_backends(
+            route,
+            &rule.backend_refs,
+            filters.is_some(),
+            UpstreamProtocol::H2c,
+            problems,
+        );
         let matches = super::matches_or_default(&rule.matches);
         let matches = matches
             .iter()

@@ -6,15 +6,18 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
 use portico_dataplane::table::{
-    Backend, Balance, ListenerProtocol, ObjectKind, PathKind, RetryPolicy, Timeouts, UpstreamProtocol,
+    Backend, Balance, Cors, CorsMode, CorsOrigins, HeaderModifier, ListenerProtocol, ObjectKind, PathKind, RetryPolicy,
+    Timeouts, UpstreamProtocol,
 };
 
 use super::super::Compiler;
 use super::super::diagnostics::{Problems, reason};
-use super::super::gateway::{Analysis, RouteObject, RouteState, reserves_hostname, unsupported_filter};
+use super::super::gateway::{
+    Analysis, RouteObject, RouteState, reserves_hostname, unsupported_backend_filter, unsupported_filter,
+};
 use super::{ValueSpec, conditions, header_modifier, lower_reporting};
 use crate::crd::parse_duration;
-use crate::gateway_api::{HTTPBackendRef, HTTPPathModifier, HTTPRouteFilter, HTTPRouteRule};
+use crate::gateway_api::{HTTPBackendRef, HTTPCORSFilter, HTTPPathModifier, HTTPRouteFilter, HTTPRouteRule};
 use crate::model::{self, PathRewrite, RedirectTo};
 
 impl<'a> Compiler<'a> {
@@ -92,12 +95,17 @@ impl<'a> Compiler<'a> {
     /// not resolve answers 500, HTTPBackendRef), or one answering 500 when a filter
     /// cannot be applied or there is none to forward to. `protocol` other than HTTP/1.1
     /// is spoken to every Service whatever its `appProtocol` says (gRPC: h2c).
+    ///
+    /// A backendRef's own filters (`HTTPBackendRef.filters`: "executed if and only if
+    /// the request is being forwarded to the backend defined here") may be a
+    /// `RequestHeaderModifier`; with another, the requests for that backend get 500.
     pub(super) fn rule_backends(
         &mut self,
         route: &RouteState<'a>,
         refs: &'a [HTTPBackendRef],
         filters_ok: bool,
         protocol: UpstreamProtocol,
+        problems: &mut Problems,
     ) -> Vec<model::WeightedBackend> {
         let namespace = route.namespace;
         let kind = route.route.kind();
@@ -112,13 +120,25 @@ impl<'a> Compiler<'a> {
                 ))),
                 service: String::new(),
                 weight: 1,
+                request_headers: Default::default(),
             });
         }
         for b in refs.iter().filter(|_| filters_ok) {
             let target = b.backend.namespace.as_deref().unwrap_or(namespace);
             let weight = b.weight.unwrap_or(1).clamp(0, 1_000_000) as u32;
             let valid = super::super::gateway::backend_ok(self.snapshot, kind, &b.backend, namespace);
+            let unsupported = b.filters.iter().find_map(unsupported_backend_filter);
+            if let Some(message) = &unsupported {
+                problems.warning(
+                    reason::UNSUPPORTED_FILTER,
+                    format!("backendRef {}: {message}; its requests get 500", b.backend.name),
+                );
+            }
             let backend = match (valid, b.backend.port) {
+                _ if unsupported.is_some() => Arc::new(Backend::invalid(format!(
+                    "{target}/{}:unsupported-filter",
+                    b.backend.name
+                ))),
                 (true, Some(port)) => {
                     let backend = self.backends.resolve_number(target, &b.backend.name, port).backend;
                     let backend = match protocol {
@@ -144,10 +164,18 @@ impl<'a> Compiler<'a> {
                 // Gateway API: requests to a backendRef that does not resolve get 500.
                 _ => Arc::new(Backend::invalid(format!("{target}/{}:invalid", b.backend.name))),
             };
+            let request_headers = b
+                .filters
+                .iter()
+                .filter(|_| unsupported.is_none())
+                .find_map(|f| f.request_header_modifier.as_ref())
+                .map(|m| header_filter(m, problems))
+                .unwrap_or_default();
             backends.push(model::WeightedBackend {
                 backend,
                 service: b.backend.name.clone(),
                 weight,
+                request_headers,
             });
         }
         if backends.is_empty() {
@@ -157,6 +185,7 @@ impl<'a> Compiler<'a> {
                 backend: Arc::new(Backend::invalid(format!("{namespace}/{}:no-backend", route.name))),
                 service: String::new(),
                 weight: 1,
+                request_headers: Default::default(),
             });
         }
         backends
@@ -172,7 +201,13 @@ impl<'a> Compiler<'a> {
     ) -> model::Rule {
         let namespace = route.namespace;
         let filters = filters(&rule.filters, problems);
-        let backends = self.rule_backends(route, &rule.backend_refs, filters.is_some(), UpstreamProtocol::Http1);
+        let backends = self.rule_backends(
+            route,
+            &rule.backend_refs,
+            filters.is_some(),
+            UpstreamProtocol::Http1,
+            problems,
+        );
         let matches = super::matches_or_default(&rule.matches);
         let matches = matches
             .iter()
@@ -340,6 +375,65 @@ fn path_rewrite(m: &HTTPPathModifier) -> Option<PathRewrite> {
     }
 }
 
+/// The `CORS` filter (`HTTPCORSFilter`), or `None` (with a diagnostic) when a value
+/// cannot be sent as a header. Methods are kept as written ("case-sensitive"); a
+/// method, header or origin list is sent joined with `, `; `maxAge` is 5 when not
+/// given ("the gateway sets the response header `Access-Control-Max-Age: 5` by
+/// default"). With `allowCredentials`, `*` among `exposeHeaders` is left out: "the
+/// gateway cannot use the `*`".
+fn cors(c: &HTTPCORSFilter, problems: &mut Problems) -> Option<Cors> {
+    let credentials = c.allow_credentials == Some(true);
+    let origins = match CorsOrigins::gateway(&c.allow_origins) {
+        Ok(o) => o,
+        Err(_) => {
+            problems.warning(
+                reason::UNSUPPORTED_FILTER,
+                "CORS allowOrigins are too many or too long to match; the rule answers 500",
+            );
+            return None;
+        }
+    };
+    let expose: Vec<&str> = (c.expose_headers.iter().map(String::as_str))
+        .filter(|h| !(credentials && *h == "*"))
+        .collect();
+    if expose.len() < c.expose_headers.len() {
+        problems.warning(
+            reason::INVALID_ROUTE,
+            "CORS exposeHeaders \"*\" with allowCredentials is not sent (the gateway cannot use the `*`)",
+        );
+    }
+    let joined = |list: &[&str], field: &str, problems: &mut Problems| match HeaderValue::from_str(&list.join(", ")) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            problems.warning(
+                reason::UNSUPPORTED_FILTER,
+                format!("CORS {field} has a value HTTP does not allow in a header; the rule answers 500"),
+            );
+            None
+        }
+    };
+    let max_age = c.max_age.filter(|&n| n >= 1).unwrap_or(5);
+    Some(Cors {
+        origins,
+        allow_methods: joined(&strs(&c.allow_methods), "allowMethods", problems)?,
+        allow_headers: joined(&strs(&c.allow_headers), "allowHeaders", problems)?,
+        allow_credentials: credentials,
+        expose_headers: Some(joined(&expose, "exposeHeaders", problems)?).filter(|v| !v.is_empty()),
+        max_age: HeaderValue::from(max_age),
+        mode: CorsMode::GatewayApi,
+    })
+}
+
+/// A `RequestHeaderModifier` or `ResponseHeaderModifier`'s changes.
+fn header_filter(m: &crate::gateway_api::HTTPHeaderFilter, problems: &mut Problems) -> HeaderModifier {
+    header_modifier(
+        m.set.iter().map(|h| (h.name.as_str(), h.value.as_str())),
+        m.add.iter().map(|h| (h.name.as_str(), h.value.as_str())),
+        m.remove.iter().map(String::as_str),
+        problems,
+    )
+}
+
 /// The rule's filters; `None` (with a diagnostic) when one is not supported: the rule
 /// then answers 500 rather than be served without it.
 pub(super) fn filters(list: &[HTTPRouteFilter], problems: &mut Problems) -> Option<model::Filters> {
@@ -349,14 +443,7 @@ pub(super) fn filters(list: &[HTTPRouteFilter], problems: &mut Problems) -> Opti
     }
     let mut out = model::Filters::default();
     for f in list {
-        let modifier = |m: &crate::gateway_api::HTTPHeaderFilter, problems: &mut Problems| {
-            header_modifier(
-                m.set.iter().map(|h| (h.name.as_str(), h.value.as_str())),
-                m.add.iter().map(|h| (h.name.as_str(), h.value.as_str())),
-                m.remove.iter().map(String::as_str),
-                problems,
-            )
-        };
+        let modifier = header_filter;
         match (f.type_.as_str(), f) {
             (
                 "RequestHeaderModifier",
@@ -405,9 +492,16 @@ pub(super) fn filters(list: &[HTTPRouteFilter], problems: &mut Problems) -> Opti
                     status,
                 });
             }
+            ("CORS", HTTPRouteFilter { cors: Some(c), .. }) => {
+                out.cors = Some(cors(c, problems)?);
+            }
             // Ruled out by unsupported_filter above.
             _ => return None,
         }
     }
     Some(out)
+}
+
+fn strs(list: &[String]) -> Vec<&str> {
+    list.iter().map(String::as_str).collect()
 }

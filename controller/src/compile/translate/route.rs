@@ -109,6 +109,7 @@ impl<'a> Compiler<'a> {
                 backend: resolved.backend,
                 service: b.name.clone(),
                 weight: b.weight.unwrap_or(1).clamp(0, 1_000_000) as u32,
+                request_headers: Default::default(),
             });
         }
         let matches = super::matches_or_default(&rule.matches);

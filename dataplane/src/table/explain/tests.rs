@@ -433,3 +433,36 @@ fn port_explains_the_listener_table() {
         assert!(err.contains("invalid port"), "{err}");
     }
 }
+
+/// A split whose backends have request header changes of their own (Gateway API
+/// `backendRefs[].filters`) names them with the backend they apply to.
+#[test]
+fn split_names_each_backends_request_header_changes() {
+    let backend = |name: &str| Arc::new(Backend::new(name, UpstreamProtocol::Http1, Vec::new()));
+    let set = crate::table::HeaderModifier {
+        set: vec![(HeaderName::from_static("backend"), HeaderValue::from_static("a"))],
+        ..Default::default()
+    };
+    let split = crate::table::WeightedBackends::new(vec![(backend("default/a:80"), 1), (backend("default/b:80"), 1)])
+        .unwrap()
+        .with_request_headers(vec![set, Default::default()]);
+    let action = RouteAction {
+        backends: Some(Arc::new(split)),
+        ..RouteAction::default()
+    };
+    let mut r = rule(ObjectKind::Route, "a.com", "/", Prefix, "web", 0);
+    r.route = Arc::new(Route::new(
+        r.route.meta.clone(),
+        backend("default/a:80"),
+        RoutePolicy::default(),
+        Some(Arc::new(action)),
+    ));
+    let split = filters(&r.route, "a.com", &RequestView::path_only("/"))
+        .into_iter()
+        .find(|f| f.filter == "split")
+        .unwrap();
+    assert_eq!(
+        split.detail,
+        "weighted split over 2: default/a:80 weight 1 (50%; its requests: set backend: a), default/b:80 weight 1 (50%)"
+    );
+}
