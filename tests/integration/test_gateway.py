@@ -342,13 +342,8 @@ class Flaky:
 RETRY_HOST = "retry.gw.example.test"
 
 
-def retry_config(flaky, port):
-    """One Gateway listener and one HTTPRoute to the one-endpoint backend `flaky`:
-    /retry retries 500 three times 200 ms apart; /fast retries 500 twice at once;
-    /bounded waits 600 ms between retries within a 1 s request timeout; /timed retries
-    once after a 300 ms backend timeout; /plain has no retry."""
-    cfg = Config()
-    cfg.backend("flaky", [flaky])
+def add_class_and_gateway(cfg, name, port):
+    """Portico's GatewayClass and a Gateway `name` in `default` with one HTTP listener."""
     cfg.add(
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
@@ -361,10 +356,20 @@ def retry_config(flaky, port):
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "Gateway",
-            "metadata": {"name": "retrying", "namespace": "default"},
+            "metadata": {"name": name, "namespace": "default"},
             "spec": {"gatewayClassName": CLASS, "listeners": [{"name": "http", "protocol": "HTTP", "port": port}]},
         }
     )
+
+
+def retry_config(flaky, port):
+    """One Gateway listener and one HTTPRoute to the one-endpoint backend `flaky`:
+    /retry retries 500 three times 200 ms apart; /fast retries 500 twice at once;
+    /bounded waits 600 ms between retries within a 1 s request timeout; /timed retries
+    once after a 300 ms backend timeout; /plain has no retry."""
+    cfg = Config()
+    cfg.backend("flaky", [flaky])
+    add_class_and_gateway(cfg, "retrying", port)
 
     def rule_(prefix, retry=None, timeouts=None):
         r = {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}], "backendRefs": [{"name": "flaky", "port": 80}]}
@@ -594,22 +599,7 @@ def backend_tls_config(port, backend_port, ca, other_ca):
                 "backendRefs": [{"name": case, "port": 443}],
             }
         )
-    cfg.add(
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "GatewayClass",
-            "metadata": {"name": CLASS},
-            "spec": {"controllerName": "portico.dev/gateway-controller"},
-        }
-    )
-    cfg.add(
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": "edge", "namespace": "default"},
-            "spec": {"gatewayClassName": CLASS, "listeners": [{"name": "http", "protocol": "HTTP", "port": port}]},
-        }
-    )
+    add_class_and_gateway(cfg, "edge", port)
     cfg.add(
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
