@@ -342,26 +342,6 @@ class Flaky:
 RETRY_HOST = "retry.gw.example.test"
 
 
-def add_class_and_gateway(cfg, name, port):
-    """Portico's GatewayClass and a Gateway `name` in `default` with one HTTP listener."""
-    cfg.add(
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "GatewayClass",
-            "metadata": {"name": CLASS},
-            "spec": {"controllerName": "portico.dev/gateway-controller"},
-        }
-    )
-    cfg.add(
-        {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "Gateway",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"gatewayClassName": CLASS, "listeners": [{"name": "http", "protocol": "HTTP", "port": port}]},
-        }
-    )
-
-
 def retry_config(flaky, port):
     """One Gateway listener and one HTTPRoute to the one-endpoint backend `flaky`:
     /retry retries 500 three times 200 ms apart; /fast retries 500 twice at once;
@@ -369,7 +349,7 @@ def retry_config(flaky, port):
     once after a 300 ms backend timeout; /plain has no retry."""
     cfg = Config()
     cfg.backend("flaky", [flaky])
-    add_class_and_gateway(cfg, "retrying", port)
+    gateway_api_base(cfg, "retrying", port)
 
     def rule_(prefix, retry=None, timeouts=None):
         r = {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}], "backendRefs": [{"name": "flaky", "port": 80}]}
@@ -599,7 +579,7 @@ def backend_tls_config(port, backend_port, ca, other_ca):
                 "backendRefs": [{"name": case, "port": 443}],
             }
         )
-    add_class_and_gateway(cfg, "edge", port)
+    gateway_api_base(cfg, "edge", port)
     cfg.add(
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
